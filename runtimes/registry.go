@@ -1,0 +1,203 @@
+// Package runtimes loads the runtime registry (runtimes.yaml): the languages the platform
+// runs, their Language-Title aliases, OpenFaaS function names, images and the commands that
+// build and run a script. Nothing else in the platform names a language.
+package runtimes
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// bundled holds the registry and the bootstraps shipped with the platform.
+//
+//go:embed runtimes.yaml */*
+var bundled embed.FS
+
+// Runtime is one language entry of the registry.
+type Runtime struct {
+	Title      string   `yaml:"title"`
+	Aliases    []string `yaml:"aliases"`
+	Function   string   `yaml:"function"`
+	Image      string   `yaml:"image"`
+	SourceFile string   `yaml:"source_file"`
+	Build      []string `yaml:"build"`
+	Command    []string `yaml:"command"`
+	// Dir is the language's folder (the {runtime_dir} placeholder), set by Load.
+	Dir string `yaml:"-"`
+}
+
+// Registry is the loaded set of runtimes.
+type Registry struct {
+	runtimes []Runtime
+	byTitle  map[string]*Runtime // lower-cased title and aliases
+	// Path is the registry file it was loaded from.
+	Path string
+}
+
+type file struct {
+	Runtimes []Runtime `yaml:"runtimes"`
+}
+
+var titleRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+
+// Load reads the registry at path. An empty path loads the registry bundled into the
+// binary, unpacked once into a cache folder so its bootstraps can be executed.
+func Load(path string) (*Registry, error) {
+	if path == "" {
+		p, err := unpackBundled()
+		if err != nil {
+			return nil, fmt.Errorf("unpack bundled runtimes: %w", err)
+		}
+		path = p
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read runtime registry: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("read runtime registry: %w", err)
+	}
+	return Parse(data, filepath.Dir(abs), abs)
+}
+
+// Parse decodes a registry document; baseDir is where the languages' folders live.
+func Parse(data []byte, baseDir, path string) (*Registry, error) {
+	var f file
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("parse runtime registry %s: %w", path, err)
+	}
+	if len(f.Runtimes) == 0 {
+		return nil, fmt.Errorf("parse runtime registry %s: no runtimes", path)
+	}
+	r := &Registry{runtimes: f.Runtimes, byTitle: map[string]*Runtime{}, Path: path}
+	for i := range r.runtimes {
+		rt := &r.runtimes[i]
+		if !titleRE.MatchString(rt.Title) {
+			return nil, fmt.Errorf("runtime registry %s: invalid title %q", path, rt.Title)
+		}
+		if rt.Function == "" || rt.SourceFile == "" || len(rt.Command) == 0 {
+			return nil, fmt.Errorf("runtime registry %s: %s needs function, source_file and command", path, rt.Title)
+		}
+		rt.Dir = filepath.Join(baseDir, rt.Title)
+		for _, name := range append([]string{rt.Title}, rt.Aliases...) {
+			key := strings.ToLower(name)
+			if _, dup := r.byTitle[key]; dup {
+				return nil, fmt.Errorf("runtime registry %s: title or alias %q used twice", path, name)
+			}
+			r.byTitle[key] = rt
+		}
+	}
+	return r, nil
+}
+
+// Lookup finds a runtime by title or alias, case-insensitively.
+func (r *Registry) Lookup(title string) (*Runtime, bool) {
+	rt, ok := r.byTitle[strings.ToLower(strings.TrimSpace(title))]
+	return rt, ok
+}
+
+// All returns the runtimes in registry order.
+func (r *Registry) All() []Runtime { return r.runtimes }
+
+// Titles returns every accepted Language-Title value, sorted.
+func (r *Registry) Titles() []string {
+	out := make([]string, 0, len(r.byTitle))
+	for k := range r.byTitle {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Expand substitutes the placeholders of a build or run command.
+func (rt *Runtime) Expand(args []string, workdir string) []string {
+	repl := strings.NewReplacer(
+		"{runtime_dir}", rt.Dir,
+		"{workdir}", workdir,
+		"{source}", filepath.Join(workdir, rt.SourceFile),
+	)
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = repl.Replace(a)
+	}
+	return out
+}
+
+// unpackBundled writes the embedded registry and bootstraps to a cache folder named by
+// their content hash and returns the registry file's path there.
+func unpackBundled() (string, error) {
+	h := sha256.New()
+	var files []string
+	err := fs.WalkDir(bundled, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, ".go") {
+			return err
+		}
+		data, err := bundled.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files = append(files, p)
+		h.Write([]byte(p))
+		h.Write(data)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	dir := filepath.Join(base, "lambda-microservice", "runtimes-"+hex.EncodeToString(h.Sum(nil))[:16])
+	reg := filepath.Join(dir, "runtimes.yaml")
+	if _, err := os.Stat(reg); err == nil {
+		return reg, nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".unpack-*")
+	if err != nil {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return "", err
+		}
+		if tmp, err = os.MkdirTemp(filepath.Dir(dir), ".unpack-*"); err != nil {
+			return "", err
+		}
+	}
+	for _, p := range files {
+		data, _ := bundled.ReadFile(p)
+		dst := filepath.Join(tmp, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return "", err
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(p, ".sh") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(dst, data, mode); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp)
+		if _, statErr := os.Stat(reg); statErr != nil {
+			return "", err
+		}
+	}
+	return reg, nil
+}
