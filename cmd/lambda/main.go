@@ -1,0 +1,62 @@
+// Command lambda is the platform binary: `lambda api`, `lambda worker`, `lambda provider`,
+// `lambda migrate` and `lambda dev` (the whole platform on one machine).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], environ(os.Environ()), os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "lambda:", err)
+		os.Exit(1)
+	}
+}
+
+// Env is the process environment, read only in run and handed to each subcommand.
+type Env map[string]string
+
+func environ(kv []string) Env {
+	e := Env{}
+	for _, s := range kv {
+		if k, v, ok := strings.Cut(s, "="); ok {
+			e[k] = v
+		}
+	}
+	return e
+}
+
+// parse fills a component's config struct from the environment (caarlos0/env tags).
+func (e Env) parse(cfg any) error {
+	return env.ParseWithOptions(cfg, env.Options{Environment: e})
+}
+
+// subcommands is filled by each subcommand's file (api.go, worker.go, ...).
+var subcommands []func(e Env, stdout, stderr io.Writer) *cobra.Command
+
+func run(ctx context.Context, args []string, e Env, stdout, stderr io.Writer) error {
+	root := &cobra.Command{
+		Use:           "lambda",
+		Short:         "lambda-microservice: register scripts over HTTP and run them fast or durably",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	for _, mk := range subcommands {
+		root.AddCommand(mk(e, stdout, stderr))
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.ExecuteContext(ctx)
+}
