@@ -1,0 +1,114 @@
+// Package cache keeps function results in Redis (go-redis v9) for functions registered
+// with cache_ttl_s > 0. A key is the version's sha256 plus the canonical form of the
+// event, so equal events in any key order hit the same entry.
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lambda-microservice/lambda/fault"
+)
+
+// Cache is the Redis result cache.
+type Cache struct {
+	rdb *redis.Client
+}
+
+// Open connects to the Redis at url (redis://host:port/db).
+func Open(url string) (*Cache, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("open cache: %w", err)
+	}
+	opt.DialTimeout = 2 * time.Second
+	opt.ReadTimeout = time.Second
+	opt.WriteTimeout = time.Second
+	opt.MaxRetries = 1
+	return &Cache{rdb: redis.NewClient(opt)}, nil
+}
+
+// Client exposes the Redis client for other Redis users of the process (rate limits).
+func (c *Cache) Client() *redis.Client { return c.rdb }
+
+// Close closes the client.
+func (c *Cache) Close() error { return c.rdb.Close() }
+
+// Ping checks Redis for readiness probes.
+func (c *Cache) Ping(ctx context.Context) error {
+	if err := c.rdb.Ping(ctx).Err(); err != nil {
+		return fault.Wrap(fault.Unavailable, err, "redis unreachable")
+	}
+	return nil
+}
+
+// Entry is a cached successful result with the output it printed.
+type Entry struct {
+	Result json.RawMessage `json:"result"`
+	Stdout string          `json:"stdout,omitempty"`
+	Stderr string          `json:"stderr,omitempty"`
+}
+
+// Key derives the cache key of (tenant, script sha256, event).
+func Key(tenant, sha string, event json.RawMessage) (string, error) {
+	canon, err := Canonical(event)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(canon)
+	return "lambda:result:" + tenant + ":" + sha + ":" + hex.EncodeToString(h[:]), nil
+}
+
+// Canonical re-encodes a JSON document with sorted object keys and no insignificant
+// whitespace; numbers keep their exact text.
+func Canonical(doc json.RawMessage) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fault.Wrap(fault.Invalid, err, "event is not valid JSON")
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+// Get returns the entry under key, if any.
+func (c *Cache) Get(ctx context.Context, key string) (Entry, bool, error) {
+	raw, err := c.rdb.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, fault.Wrap(fault.Unavailable, err, "redis get")
+	}
+	var e Entry
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return Entry{}, false, nil // a corrupt entry is a miss
+	}
+	return e, true, nil
+}
+
+// Set stores an entry for ttl.
+func (c *Cache) Set(ctx context.Context, key string, e Entry, ttl time.Duration) error {
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := c.rdb.Set(ctx, key, raw, ttl).Err(); err != nil {
+		return fault.Wrap(fault.Unavailable, err, "redis set")
+	}
+	return nil
+}
