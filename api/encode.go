@@ -1,0 +1,154 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/fault"
+	"github.com/lambda-microservice/lambda/logging"
+)
+
+// Problem is an RFC 9457 problem details body.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Instance  string `json:"instance,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// statusOf is the one place that maps error kinds to HTTP status codes.
+func statusOf(k fault.Kind) int {
+	switch k {
+	case fault.Invalid:
+		return http.StatusBadRequest
+	case fault.NotFound:
+		return http.StatusNotFound
+	case fault.Conflict:
+		return http.StatusConflict
+	case fault.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case fault.Unprocessable:
+		return http.StatusUnprocessableEntity
+	case fault.Unavailable, fault.Overloaded:
+		return http.StatusServiceUnavailable
+	case fault.Unauthorized:
+		return http.StatusUnauthorized
+	case fault.Timeout:
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// encode writes v as JSON with status.
+func encode(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// writeError answers err as problem+json; internal errors are logged once, here.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	kind := fault.KindOf(err)
+	status := statusOf(kind)
+	detail := fault.Detail(err)
+	if status >= 500 {
+		s.log.Error("request failed", logging.Err(err), zap.String(logging.FieldRequestID, w.Header().Get("X-Request-Id")),
+			zap.String("url.path", r.URL.Path), zap.String("error.kind", kind.String()))
+	}
+	if kind == fault.Overloaded {
+		w.Header().Set("Retry-After", "1")
+	}
+	p := Problem{
+		Type:      "urn:lambda:problem:" + kind.String(),
+		Title:     http.StatusText(status),
+		Status:    status,
+		Detail:    detail,
+		Instance:  r.URL.Path,
+		RequestID: w.Header().Get("X-Request-Id"),
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// decode reads a JSON object body of at most limit bytes into v, strictly: unknown
+// fields, trailing data and malformed JSON are Invalid, an oversized body is TooLarge.
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
+		return fault.New(fault.Invalid, "Content-Type must be application/json")
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err, limit)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return decodeError(err, limit)
+		}
+		return fault.New(fault.Invalid, "request body must hold a single JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error, limit int64) error {
+	var mbe *http.MaxBytesError
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return fault.New(fault.TooLarge, "request body is larger than %d bytes", limit)
+	case errors.Is(err, io.EOF):
+		return fault.New(fault.Invalid, "request body is empty")
+	case errors.As(err, &syn):
+		return fault.New(fault.Invalid, "malformed JSON at byte %d: %s", syn.Offset, syn.Error())
+	case errors.As(err, &typ):
+		return fault.New(fault.Invalid, "field %q must be %s", typ.Field, typ.Type.String())
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fault.New(fault.Invalid, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fault.New(fault.Invalid, "malformed JSON: unexpected end of body")
+	default:
+		return fault.New(fault.Invalid, "malformed JSON: %s", err.Error())
+	}
+}
+
+// readEvent reads an invoke body: any JSON value up to limit bytes; empty means null.
+func readEvent(w http.ResponseWriter, r *http.Request, limit int64) (json.RawMessage, error) {
+	if r.ContentLength > limit {
+		return nil, fault.New(fault.TooLarge, "event is larger than %d bytes", limit)
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fault.New(fault.TooLarge, "event is larger than %d bytes", limit)
+		}
+		return nil, fault.Wrap(fault.Invalid, err, "reading the event")
+	}
+	if len(strings.TrimSpace(string(raw))) == 0 {
+		return json.RawMessage("null"), nil
+	}
+	if !json.Valid(raw) {
+		return nil, fault.New(fault.Invalid, "the event (request body) is not valid JSON")
+	}
+	return raw, nil
+}
+
+func invalid(format string, args ...any) error {
+	return fault.New(fault.Invalid, format, args...)
+}
+

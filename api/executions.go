@@ -1,0 +1,107 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/lambda-microservice/lambda/fault"
+	"github.com/lambda-microservice/lambda/store"
+)
+
+func (s *server) handleGetExecution() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := chi.URLParam(r, "id")
+		var wait time.Duration
+		if q := r.URL.Query().Get("wait"); q != "" {
+			d, err := time.ParseDuration(q)
+			if err != nil {
+				if n, nerr := strconv.Atoi(q); nerr == nil {
+					d, err = time.Duration(n)*time.Second, nil
+				}
+			}
+			if err != nil || d < 0 {
+				s.writeError(w, r, invalid("wait must be a duration such as 30s, got %q", q))
+				return
+			}
+			wait = min(d, s.cfg.MaxWait)
+		}
+		deadline := time.Now().Add(wait)
+		poll := 20 * time.Millisecond
+		for {
+			e, err := s.Store.GetExecution(r.Context(), tenantOf(r), id, false)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if store.Finished(e.Status) || !time.Now().Before(deadline) {
+				encode(w, http.StatusOK, e)
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(min(poll, time.Until(deadline))):
+			}
+			poll = min(poll*2, 250*time.Millisecond)
+		}
+	}
+}
+
+var statuses = map[string]bool{store.StatusQueued: true, store.StatusRunning: true, store.StatusSucceeded: true,
+	store.StatusFailed: true, store.StatusTimeout: true, store.StatusCanceled: true}
+
+func (s *server) handleListExecutions() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		f := store.ExecutionFilter{Tenant: tenantOf(r), Function: q.Get("function"), Status: q.Get("status"),
+			Limit: 50, Cursor: q.Get("cursor")}
+		if f.Function != "" && !nameRE.MatchString(f.Function) {
+			s.writeError(w, r, invalid("invalid function name %q", f.Function))
+			return
+		}
+		if f.Status != "" && !statuses[f.Status] {
+			s.writeError(w, r, invalid("unknown status %q: want queued, running, succeeded, failed, timeout or canceled", f.Status))
+			return
+		}
+		if l := q.Get("limit"); l != "" {
+			n, err := strconv.Atoi(l)
+			if err != nil || n < 1 || n > 500 {
+				s.writeError(w, r, invalid("limit must be between 1 and 500"))
+				return
+			}
+			f.Limit = n
+		}
+		es, next, err := s.Store.ListExecutions(r.Context(), f)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		body := map[string]any{"executions": es}
+		if next != "" {
+			body["next_cursor"] = next
+		}
+		encode(w, http.StatusOK, body)
+	}
+}
+
+func (s *server) handleCancelExecution() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := chi.URLParam(r, "id")
+		if s.Async == nil {
+			if _, err := s.Store.GetExecution(r.Context(), tenantOf(r), id, false); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			s.writeError(w, r, fault.New(fault.Conflict, "execution %s is not a running async execution", id))
+			return
+		}
+		if err := s.Async.Cancel(r.Context(), tenantOf(r), id); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		encode(w, http.StatusAccepted, map[string]string{"id": id, "status": "canceling"})
+	}
+}

@@ -1,0 +1,36 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// routes lists every route of the API.
+func (s *server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.requestID, s.recoverer, s.instrument)
+	r.NotFound(s.notFound)
+	r.MethodNotAllowed(s.methodNotAllowed)
+
+	r.Get("/healthz", s.handleHealthz())
+	r.Get("/readyz", s.handleReadyz())
+	r.Handle("/metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+
+	r.Route("/v1", func(r chi.Router) {
+		r.Post("/functions", s.handleCreateFunction())
+		r.Get("/functions", s.handleListFunctions())
+		r.Get("/functions/{name}", s.handleGetFunction())
+		r.Put("/functions/{name}", s.handlePutFunction())
+		r.Delete("/functions/{name}", s.handleDeleteFunction())
+		r.Get("/functions/{name}/versions", s.handleListVersions())
+		r.Get("/functions/{name}/versions/{version}", s.handleGetVersion())
+		r.Post("/functions/{name}/invoke", s.handleInvoke())
+
+		r.Get("/executions", s.handleListExecutions())
+		r.Get("/executions/{id}", s.handleGetExecution())
+		r.Delete("/executions/{id}", s.handleCancelExecution())
+	})
+	return r
+}

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/api"
+	"github.com/lambda-microservice/lambda/cache"
+	"github.com/lambda-microservice/lambda/faas"
+	"github.com/lambda-microservice/lambda/invoke"
+	"github.com/lambda-microservice/lambda/logging"
+	"github.com/lambda-microservice/lambda/metrics"
+	"github.com/lambda-microservice/lambda/runtimes"
+	"github.com/lambda-microservice/lambda/store"
+)
+
+func init() { subcommands = append(subcommands, newAPICmd, newMigrateCmd) }
+
+// dataConfig locates PostgreSQL, Redis and the runtime registry; shared by api and worker.
+type dataConfig struct {
+	DatabaseURL  string `env:"LAMBDA_DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/lambda?sslmode=disable"`
+	DBMaxConns   int32  `env:"LAMBDA_DB_MAX_CONNS" envDefault:"16"`
+	RedisURL     string `env:"LAMBDA_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
+	RuntimesFile string `env:"LAMBDA_RUNTIMES_FILE"`
+	Migrate      bool   `env:"LAMBDA_MIGRATE_ON_START" envDefault:"true"`
+}
+
+type apiConfig struct {
+	API  api.Config
+	Core invoke.Config
+	FaaS faas.Config
+	Log  logging.Config
+	Data dataConfig
+	// LogWriters is the number of group commits in flight at once.
+	LogWriters int `env:"LAMBDA_LOG_WRITERS" envDefault:"2"`
+}
+
+func (c apiConfig) validate() error {
+	if c.API.MaxSourceBytes < 1 || c.API.MaxEventBytes < 1 {
+		return errors.New("LAMBDA_MAX_SOURCE_BYTES and LAMBDA_MAX_EVENT_BYTES must be positive")
+	}
+	if c.API.DefaultTimeoutMS < 1 || time.Duration(c.API.DefaultTimeoutMS)*time.Millisecond > c.API.MaxTimeout {
+		return errors.New("LAMBDA_DEFAULT_TIMEOUT_MS must be between 1 and LAMBDA_MAX_TIMEOUT")
+	}
+	if c.LogWriters < 1 {
+		return errors.New("LAMBDA_LOG_WRITERS must be at least 1")
+	}
+	return nil
+}
+
+// core is what the api and the worker share: store, cache, runtime client, invocation core.
+type core struct {
+	store   *store.Store
+	cache   *cache.Cache
+	faas    *faas.Client
+	reg     *runtimes.Registry
+	service *invoke.Service
+	logs    *store.LogWriter
+	close   func()
+}
+
+func openCore(ctx context.Context, data dataConfig, fc faas.Config, ic invoke.Config, writers int,
+	m *metrics.Invoke, log *zap.Logger) (*core, error) {
+	reg, err := runtimes.Load(data.RuntimesFile)
+	if err != nil {
+		return nil, err
+	}
+	if data.Migrate {
+		if err := store.Migrate(ctx, data.DatabaseURL); err != nil {
+			return nil, err
+		}
+	}
+	st, err := store.Open(ctx, data.DatabaseURL, data.DBMaxConns)
+	if err != nil {
+		return nil, err
+	}
+	c, err := cache.Open(data.RedisURL)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	fx, err := faas.New(fc)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	logs := st.NewLogWriter(store.LogWriterConfig{Writers: writers}, log, func(wait time.Duration, rows int) {
+		if rows > 0 {
+			m.LogBatch.Observe(float64(rows))
+		} else {
+			m.LogWrite.Observe(wait.Seconds())
+		}
+	})
+	lctx, stopLogs := context.WithCancel(context.Background())
+	logsDone := make(chan struct{})
+	go func() {
+		defer close(logsDone)
+		logs.Run(lctx)
+	}()
+	svc := invoke.New(ic, st, c, fx, logs, reg, m, log)
+	return &core{store: st, cache: c, faas: fx, reg: reg, service: svc, logs: logs, close: func() {
+		stopLogs()
+		<-logsDone // queued rows are written before the pool closes
+		st.Close()
+		_ = c.Close()
+	}}, nil
+}
+
+// runtimeChecks probe each registry runtime's function through the OpenFaaS gateway.
+func runtimeChecks(reg *runtimes.Registry, fx *faas.Client, namespace string) []api.Check {
+	var checks []api.Check
+	for _, rt := range reg.All() {
+		fn := rt.Function
+		checks = append(checks, api.Check{Name: "runtime:" + rt.Title, Required: true, Probe: func(ctx context.Context) error {
+			st, err := fx.SDK().GetFunction(ctx, fn, namespace)
+			if err != nil {
+				return err
+			}
+			if st.AvailableReplicas < 1 {
+				return fmt.Errorf("%s has no available replica", fn)
+			}
+			return nil
+		}})
+	}
+	return checks
+}
+
+func newAPICmd(e Env, stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "api",
+		Short: "Serve the public HTTP API (functions, invoke, executions)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cfg apiConfig
+			if err := e.parse(&cfg); err != nil {
+				return err
+			}
+			if err := cfg.validate(); err != nil {
+				return err
+			}
+			log, err := logging.New(cfg.Log, "api", stderr)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = log.Sync() }()
+			return runAPI(cmd.Context(), cfg, log)
+		},
+	}
+}
+
+func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
+	reg := metrics.NewRegistry()
+	im := metrics.NewInvoke(reg)
+	c, err := openCore(ctx, cfg.Data, cfg.FaaS, cfg.Core, cfg.LogWriters, im, log)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	checks := append([]api.Check{
+		{Name: "postgres", Required: true, Probe: c.store.Ping},
+		{Name: "redis", Required: false, Probe: c.cache.Ping},
+	}, runtimeChecks(c.reg, c.faas, cfg.FaaS.Namespace)...)
+	h := api.NewServer(api.Deps{
+		Config: cfg.API, Log: log, Core: c.service, Store: c.store, Checks: checks,
+		Metrics: metrics.NewHTTP(reg), Gatherer: reg,
+	})
+	srv := api.HTTPServer(cfg.API, h)
+	ln, err := net.Listen("tcp", cfg.API.Addr)
+	if err != nil {
+		return fmt.Errorf("api: listen %s: %w", cfg.API.Addr, err)
+	}
+	log.Info("api listening", zap.String("addr", ln.Addr().String()))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func newMigrateCmd(e Env, stdout, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the database migrations",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cfg dataConfig
+			if err := e.parse(&cfg); err != nil {
+				return err
+			}
+			if err := store.Migrate(cmd.Context(), cfg.DatabaseURL); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "migrations applied")
+			return nil
+		},
+	}
+}

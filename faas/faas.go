@@ -1,0 +1,171 @@
+// Package faas calls the runtime functions (runtime-python, runtime-node, ...) through
+// OpenFaaS with github.com/openfaas/go-sdk. It speaks the runtime host's HTTP contract
+// (runtimes/README.md): send the script's sha256 without its source, resend with the
+// source when the host answers 428 (cold), and translate every answer into a Result or
+// a fault kind.
+package faas
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	sdk "github.com/openfaas/go-sdk"
+
+	"github.com/lambda-microservice/lambda/fault"
+)
+
+// Call is one request to a runtime function.
+type Call struct {
+	ExecutionID string            `json:"execution_id"`
+	Function    string            `json:"function"`
+	Version     int               `json:"version"`
+	SHA256      string            `json:"sha256"`
+	Source      string            `json:"source,omitempty"`
+	Event       json.RawMessage   `json:"event"`
+	TimeoutMS   int               `json:"timeout_ms"`
+	MemoryMB    int               `json:"memory_mb"`
+	Env         map[string]string `json:"env,omitempty"`
+	BuildOnly   bool              `json:"build_only,omitempty"`
+}
+
+// Result is the runtime host's answer for one execution.
+type Result struct {
+	Status          string          `json:"status"`
+	Result          json.RawMessage `json:"result"`
+	Error           *Error          `json:"error"`
+	Stdout          string          `json:"stdout"`
+	Stderr          string          `json:"stderr"`
+	StdoutTruncated bool            `json:"stdout_truncated"`
+	StderrTruncated bool            `json:"stderr_truncated"`
+	DurationMS      float64         `json:"duration_ms"`
+	Cold            bool            `json:"cold"`
+}
+
+// Error is a handler failure or a host refusal.
+type Error struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+	Stack   string `json:"stack,omitempty"`
+}
+
+// Config locates the OpenFaaS gateway.
+type Config struct {
+	GatewayURL string `env:"LAMBDA_GATEWAY_URL" envDefault:"http://127.0.0.1:8080"`
+	Namespace  string `env:"LAMBDA_FUNCTION_NAMESPACE" envDefault:"openfaas-fn"`
+}
+
+// Client invokes runtime functions through the OpenFaaS gateway.
+type Client struct {
+	sdk       *sdk.Client
+	namespace string
+}
+
+// NewTransport returns the pooled keep-alive transport used on every platform hop.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 512,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   false,
+	}
+}
+
+// New returns a client for the gateway in cfg.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(cfg.GatewayURL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("faas: invalid gateway url %q", cfg.GatewayURL)
+	}
+	return &Client{
+		sdk:       sdk.NewClient(u, nil, &http.Client{Transport: NewTransport()}),
+		namespace: cfg.Namespace,
+	}, nil
+}
+
+// SDK exposes the OpenFaaS client for management calls (deploy, status).
+func (c *Client) SDK() *sdk.Client { return c.sdk }
+
+// Run calls the runtime function fn. The source is sent only when the host asks for it.
+func (c *Client) Run(ctx context.Context, fn string, call Call) (Result, error) {
+	source := call.Source
+	if !call.BuildOnly {
+		call.Source = ""
+	}
+	res, status, err := c.post(ctx, fn, &call)
+	if err == nil && status == http.StatusPreconditionRequired {
+		call.Source = source
+		res, status, err = c.post(ctx, fn, &call)
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	return res, statusError(fn, status, res)
+}
+
+func (c *Client) post(ctx context.Context, fn string, call *Call) (Result, int, error) {
+	body, err := json.Marshal(call)
+	if err != nil {
+		return Result{}, 0, fault.Wrap(fault.Invalid, err, "event cannot be encoded")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
+	if err != nil {
+		return Result{}, 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.sdk.InvokeFunction(fn, c.namespace, false, false, req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Result{}, 0, ctx.Err()
+		}
+		return Result{}, 0, fault.Wrap(fault.Unavailable, err, "runtime %s unreachable", fn)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Result{}, 0, ctx.Err()
+		}
+		return Result{}, 0, fault.Wrap(fault.Unavailable, err, "runtime %s: reading answer", fn)
+	}
+	var res Result
+	if len(raw) > 0 && raw[0] == '{' {
+		if err := json.Unmarshal(raw, &res); err != nil && resp.StatusCode == http.StatusOK {
+			return Result{}, 0, fault.Wrap(fault.Unavailable, err, "runtime %s: malformed answer", fn)
+		}
+	} else if resp.StatusCode != http.StatusOK {
+		res.Error = &Error{Type: "Gateway", Message: string(bytes.TrimSpace(raw))}
+	}
+	return res, resp.StatusCode, nil
+}
+
+// statusError maps the host's or the gateway's status code to a fault kind.
+func statusError(fn string, status int, res Result) error {
+	msg := ""
+	if res.Error != nil {
+		msg = res.Error.Message
+	}
+	switch {
+	case status == http.StatusOK:
+		return nil
+	case status == http.StatusUnprocessableEntity:
+		return fault.New(fault.Unprocessable, "%s", msg)
+	case status == http.StatusServiceUnavailable && res.Error != nil && res.Error.Type == "Overloaded":
+		return fault.New(fault.Overloaded, "runtime %s is overloaded", fn)
+	case status == http.StatusNotFound:
+		return fault.Wrap(fault.Unavailable, errors.New(msg), "runtime %s is not deployed", fn)
+	case status == http.StatusBadRequest:
+		return fault.Wrap(fault.Internal, errors.New(msg), "runtime %s rejected the request", fn)
+	default:
+		return fault.Wrap(fault.Unavailable, fmt.Errorf("status %d: %s", status, msg), "runtime %s unavailable", fn)
+	}
+}
