@@ -151,4 +151,3 @@ func readEvent(w http.ResponseWriter, r *http.Request, limit int64) (json.RawMes
 func invalid(format string, args ...any) error {
 	return fault.New(fault.Invalid, format, args...)
 }
-
