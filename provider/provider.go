@@ -123,7 +123,7 @@ type Provider struct {
 	metrics *metrics.Provider
 	httpm   *metrics.HTTP
 	reg     *prometheus.Registry
-	probe   *http.Client  // readiness probes
+	probe   *http.Client // readiness probes
 	proxy   *http.Transport
 
 	ctx    context.Context // cancelled by Close: stops every supervisor

@@ -53,4 +53,3 @@ func (p *Provider) instrument(route string, h http.Handler) http.Handler {
 	return promhttp.InstrumentHandlerInFlight(p.httpm.InFlight,
 		promhttp.InstrumentHandlerCounter(reqs, promhttp.InstrumentHandlerDuration(dur, h)))
 }
-
