@@ -1,0 +1,338 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/api"
+	"github.com/lambda-microservice/lambda/cache"
+	"github.com/lambda-microservice/lambda/faas"
+	"github.com/lambda-microservice/lambda/fault"
+	"github.com/lambda-microservice/lambda/invoke"
+	"github.com/lambda-microservice/lambda/metrics"
+	"github.com/lambda-microservice/lambda/runtimes"
+	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/testdb"
+)
+
+// scriptedRunner stands in for the OpenFaaS call: the script's source picks the outcome.
+type scriptedRunner struct {
+	calls atomic.Int64
+}
+
+func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.Result, error) {
+	r.calls.Add(1)
+	if c.BuildOnly {
+		if strings.Contains(c.Source, "syntax error") {
+			return faas.Result{}, fault.New(fault.Unprocessable, "SyntaxError: invalid syntax (handler.py, line 2)")
+		}
+		return faas.Result{Status: "succeeded"}, nil
+	}
+	var ev map[string]any
+	_ = json.Unmarshal(c.Event, &ev)
+	switch {
+	case strings.Contains(c.Source, "raise"):
+		return faas.Result{Status: "failed", Error: &faas.Error{Type: "ValueError", Message: "boom", Stack: "line 1"}}, nil
+	case strings.Contains(c.Source, "sleep"):
+		return faas.Result{Status: "timeout", Error: &faas.Error{Type: "Timeout", Message: "timed out"}}, nil
+	case strings.Contains(c.Source, "down"):
+		return faas.Result{}, fault.New(fault.Unavailable, "runtime %s unreachable", fn)
+	}
+	a, _ := ev["a"].(float64)
+	b, _ := ev["b"].(float64)
+	return faas.Result{Status: "succeeded", Result: json.RawMessage(fmt.Sprintf(`{"sum":%v}`, a+b)), Stdout: "hello\n", DurationMS: 0.3}, nil
+}
+
+type fixture struct {
+	srv    *httptest.Server
+	runner *scriptedRunner
+	dbURL  string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dbURL := testdb.New(t)
+	ctx := context.Background()
+	st, err := store.Open(ctx, dbURL, 4)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	c, err := cache.Open("redis://127.0.0.1:6379/0")
+	require.NoError(t, err)
+	require.NoError(t, c.Ping(ctx), "Redis on 127.0.0.1:6379 is required")
+	reg, err := runtimes.Load("testdata/runtimes.yaml")
+	require.NoError(t, err)
+	logs := st.NewLogWriter(store.LogWriterConfig{}, zap.NewNop(), nil)
+	lctx, cancel := context.WithCancel(ctx)
+	go logs.Run(lctx)
+	t.Cleanup(cancel)
+	r := &scriptedRunner{}
+	mreg := metrics.NewRegistry()
+	core := invoke.New(invoke.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour, VersionCacheTTL: time.Second,
+		RuntimeCallSlack: time.Second}, st, c, r, logs, reg, metrics.NewInvoke(mreg), zap.NewNop())
+	h := api.NewServer(api.Deps{
+		Config: api.Config{MaxSourceBytes: 1024, MaxEventBytes: 2048, DefaultTimeoutMS: 1000, DefaultMemoryMB: 128,
+			MaxTimeout: 15 * time.Minute, MaxWait: 5 * time.Second},
+		Log: zap.NewNop(), Core: core, Store: st, Metrics: metrics.NewHTTP(mreg), Gatherer: mreg,
+		Checks: []api.Check{{Name: "postgres", Required: true, Probe: st.Ping}},
+	})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &fixture{srv: srv, runner: r, dbURL: dbURL}
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   map[string]any
+	raw    string
+}
+
+func (f *fixture) do(t *testing.T, method, path, body string, headers ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	require.NoError(t, err)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := reply{status: resp.StatusCode, header: resp.Header, raw: string(raw)}
+	_ = json.Unmarshal(raw, &r.body)
+	require.NotEmpty(t, resp.Header.Get("X-Request-Id"), "every response carries X-Request-Id")
+	return r
+}
+
+func (f *fixture) count(t *testing.T, table string) int {
+	conn, err := pgx.Connect(context.Background(), f.dbURL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	var n int
+	require.NoError(t, conn.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n))
+	return n
+}
+
+func register(name, source string) string {
+	b, _ := json.Marshal(map[string]any{"name": name, "language": "python", "source": source})
+	return string(b)
+}
+
+const addSource = "def handler(event, context):\n    return {'sum': event['a'] + event['b']}\n"
+
+func TestBadInputIsAProblemAndChangesNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	require.Equal(t, 201, f.do(t, "POST", "/v1/functions", register("add", addSource)).status)
+	functions, versions, logs := f.count(t, "functions"), f.count(t, "function_versions"), f.count(t, "request_logs")
+
+	big := strings.Repeat("x", 1500)
+	cases := []struct {
+		name, method, path, body string
+		headers                  []string
+		status                   int
+		detail                   string
+	}{
+		{"malformed json", "POST", "/v1/functions", `{"name":`, nil, 400, "malformed JSON"},
+		{"unknown field", "POST", "/v1/functions", `{"name":"x","language":"python","source":"s","colour":1}`, nil, 400, "unknown field"},
+		{"invalid name", "POST", "/v1/functions", register("Bad_Name", addSource), nil, 400, "invalid function name"},
+		{"empty source", "POST", "/v1/functions", register("empty", "  "), nil, 400, "source"},
+		{"oversized source", "POST", "/v1/functions", register("huge", big), nil, 413, "limit"},
+		{"unknown language", "POST", "/v1/functions", `{"name":"x","language":"cobol","source":"s"}`, nil, 400, "python"},
+		{"bad timeout", "POST", "/v1/functions", `{"name":"x","language":"python","source":"s","timeout_ms":0}`, nil, 400, "timeout_ms"},
+		{"bad memory", "POST", "/v1/functions", `{"name":"x","language":"python","source":"s","memory_mb":4096}`, nil, 400, "memory_mb"},
+		{"platform env", "POST", "/v1/functions", `{"name":"x","language":"python","source":"s","env":{"LAMBDA_X":"1"}}`, nil, 400, "env"},
+		{"syntax error", "POST", "/v1/functions", register("broken", "def handler(:\n syntax error"), nil, 422, "line 2"},
+		{"duplicate", "POST", "/v1/functions", register("add", addSource), nil, 409, "already exists"},
+		{"missing title", "POST", "/v1/functions/add/invoke", `{"a":1,"b":2}`, nil, 400, "python, python3"},
+		{"unknown title", "POST", "/v1/functions/add/invoke", `{"a":1,"b":2}`, []string{"Language-Title", "cobol"}, 400, "supported titles"},
+		{"mismatched title", "POST", "/v1/functions/add/invoke", `{"a":1,"b":2}`, []string{"Language-Title", "node"}, 400, "written in python"},
+		{"malformed event", "POST", "/v1/functions/add/invoke", `{"a":`, []string{"Language-Title", "python"}, 400, "not valid JSON"},
+		{"oversized event", "POST", "/v1/functions/add/invoke", `{"pad":"` + strings.Repeat("y", 3000) + `"}`, []string{"Language-Title", "python"}, 413, "larger than"},
+		{"unknown function", "POST", "/v1/functions/nope/invoke", `{}`, []string{"Language-Title", "python"}, 404, "not found"},
+		{"unknown version", "POST", "/v1/functions/add/invoke?version=7", `{}`, []string{"Language-Title", "py"}, 404, "no version 7"},
+		{"bad version", "POST", "/v1/functions/add/invoke?version=x", `{}`, []string{"Language-Title", "py"}, 400, "version"},
+		{"get unknown version", "GET", "/v1/functions/add/versions/9", "", nil, 404, "no version 9"},
+		{"unknown execution", "GET", "/v1/executions/0190c5a0-0000-7000-8000-000000000000", "", nil, 404, "not found"},
+		{"bad status filter", "GET", "/v1/executions?status=weird", "", nil, 400, "unknown status"},
+		{"bad limit", "GET", "/v1/executions?limit=0", "", nil, 400, "limit"},
+		{"no route", "GET", "/v1/nothing", "", nil, 404, "no route"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := f.do(t, tc.method, tc.path, tc.body, tc.headers...)
+			require.Equal(t, tc.status, r.status, r.raw)
+			require.Equal(t, "application/problem+json", r.header.Get("Content-Type"))
+			require.EqualValues(t, tc.status, r.body["status"])
+			require.NotEmpty(t, r.body["type"])
+			require.NotEmpty(t, r.body["title"])
+			require.Contains(t, r.body["detail"], tc.detail)
+		})
+	}
+	require.Equal(t, functions, f.count(t, "functions"))
+	require.Equal(t, versions, f.count(t, "function_versions"))
+	require.Equal(t, logs, f.count(t, "request_logs"))
+}
+
+func TestRegisterInvokeAndReadBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	r := f.do(t, "POST", "/v1/functions", register("add", addSource))
+	require.Equal(t, 201, r.status, r.raw)
+	require.EqualValues(t, 1, r.body["version"])
+	require.Equal(t, "python", r.body["language"])
+	require.Len(t, r.body["sha256"], 64)
+
+	r = f.do(t, "POST", "/v1/functions/add/invoke", `{"a":2,"b":3}`, "Language-Title", "PYTHON")
+	require.Equal(t, 200, r.status, r.raw)
+	require.Equal(t, "succeeded", r.body["status"])
+	require.Equal(t, map[string]any{"sum": 5.0}, r.body["result"])
+	require.Equal(t, "hello\n", r.body["stdout"])
+	require.Equal(t, "sync", r.body["mode"])
+	require.Nil(t, r.body["error"])
+	id := r.body["id"].(string)
+
+	got := f.do(t, "GET", "/v1/executions/"+id, "")
+	require.Equal(t, 200, got.status)
+	require.Equal(t, r.body["result"], got.body["result"])
+	require.Equal(t, "succeeded", got.body["status"])
+
+	list := f.do(t, "GET", "/v1/executions?function=add&status=succeeded", "")
+	require.Equal(t, 200, list.status)
+	require.Len(t, list.body["executions"], 1)
+
+	// Same source: no new version. New source: version 2, and invoke runs it.
+	r = f.do(t, "PUT", "/v1/functions/add", `{"source":`+quote(addSource)+`}`)
+	require.Equal(t, 200, r.status, r.raw)
+	require.EqualValues(t, 1, r.body["version"])
+	r = f.do(t, "PUT", "/v1/functions/add", `{"source":`+quote(addSource+"# v2\n")+`}`)
+	require.Equal(t, 201, r.status, r.raw)
+	require.EqualValues(t, 2, r.body["version"])
+	r = f.do(t, "POST", "/v1/functions/add/invoke", `{"a":1,"b":1}`, "Language-Title", "python")
+	require.EqualValues(t, 2, r.body["version"])
+	r = f.do(t, "POST", "/v1/functions/add/invoke?version=1", `{"a":1,"b":1}`, "Language-Title", "python")
+	require.EqualValues(t, 1, r.body["version"])
+	v1 := f.do(t, "GET", "/v1/functions/add/versions/1", "")
+	require.Equal(t, addSource, v1.body["source"])
+
+	require.Equal(t, 204, f.do(t, "DELETE", "/v1/functions/add", "").status)
+	require.Equal(t, 404, f.do(t, "GET", "/v1/functions/add", "").status)
+	require.Equal(t, 404, f.do(t, "POST", "/v1/functions/add/invoke", `{}`, "Language-Title", "python").status)
+	require.Equal(t, 200, f.do(t, "GET", "/v1/executions/"+id, "").status, "executions outlive their function")
+}
+
+func quote(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+func TestHandlerOutcomesMapToStatusCodes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	require.Equal(t, 201, f.do(t, "POST", "/v1/functions", register("fails", "def handler(e, c):\n    raise ValueError('boom')\n")).status)
+	require.Equal(t, 201, f.do(t, "POST", "/v1/functions", register("slow", "import time\ndef handler(e, c):\n    time.sleep(9)\n")).status)
+	require.Equal(t, 201, f.do(t, "POST", "/v1/functions", register("gone", "# down\ndef handler(e, c):\n    return 1\n")).status)
+
+	r := f.do(t, "POST", "/v1/functions/fails/invoke", `{}`, "Language-Title", "python")
+	require.Equal(t, 500, r.status)
+	require.Equal(t, "failed", r.body["status"])
+	require.Equal(t, "ValueError", r.body["error"].(map[string]any)["type"])
+
+	r = f.do(t, "POST", "/v1/functions/slow/invoke", `{}`, "Language-Title", "python")
+	require.Equal(t, 504, r.status)
+	require.Equal(t, "timeout", r.body["status"])
+
+	logs := f.count(t, "request_logs")
+	r = f.do(t, "POST", "/v1/functions/gone/invoke", `{}`, "Language-Title", "python")
+	require.Equal(t, 503, r.status)
+	require.Equal(t, "application/problem+json", r.header.Get("Content-Type"))
+	require.Equal(t, logs, f.count(t, "request_logs"), "an execution that never ran is not logged")
+}
+
+func TestIdempotencyKeyAndCache(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	require.Equal(t, 201, f.do(t, "POST", "/v1/functions", register("add", addSource)).status)
+	key := fmt.Sprintf("key-%d", time.Now().UnixNano())
+
+	first := f.do(t, "POST", "/v1/functions/add/invoke", `{"a":1,"b":2}`, "Language-Title", "python", "Idempotency-Key", key)
+	require.Equal(t, 200, first.status)
+	calls := f.runner.calls.Load()
+	again := f.do(t, "POST", "/v1/functions/add/invoke", `{"a":1,"b":2}`, "Language-Title", "python", "Idempotency-Key", key)
+	require.Equal(t, 200, again.status)
+	require.Equal(t, first.body["id"], again.body["id"])
+	require.Equal(t, "true", again.header.Get("Idempotent-Replayed"))
+	require.Equal(t, calls, f.runner.calls.Load(), "a replay never runs the script again")
+	other := f.do(t, "POST", "/v1/functions/add/invoke", `{"a":5,"b":2}`, "Language-Title", "python", "Idempotency-Key", key)
+	require.Equal(t, 422, other.status, "the same key with another event is refused")
+
+	src := fmt.Sprintf("# cached %d\n%s", time.Now().UnixNano(), addSource)
+	body, _ := json.Marshal(map[string]any{"name": "cached", "language": "python", "source": src, "cache_ttl_s": 60})
+	require.Equal(t, 201, f.do(t, "POST", "/v1/functions", string(body)).status)
+	r1 := f.do(t, "POST", "/v1/functions/cached/invoke", `{"a":1,"b":2}`, "Language-Title", "python")
+	require.Equal(t, false, r1.body["cached"])
+	calls = f.runner.calls.Load()
+	var r2 reply
+	require.Eventually(t, func() bool { // the cache is filled off the response path
+		r2 = f.do(t, "POST", "/v1/functions/cached/invoke", `{"b":2, "a":1}`, "Language-Title", "python")
+		return r2.body["cached"] == true
+	}, 2*time.Second, 20*time.Millisecond)
+	require.Equal(t, r1.body["result"], r2.body["result"])
+	require.Equal(t, calls, f.runner.calls.Load(), "a cache hit never runs the script")
+	require.NotEqual(t, r1.body["id"], r2.body["id"], "a cache hit is its own execution")
+}
+
+func TestConcurrentIdempotentRequestsRunOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	require.Equal(t, 201, f.do(t, "POST", "/v1/functions", register("add", addSource)).status)
+	before := f.runner.calls.Load()
+	var wg sync.WaitGroup
+	codes := make(chan int, 8)
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Post(f.srv.URL+"/v1/functions/add/invoke", "application/json", bytes.NewBufferString(`{"a":1,"b":1}`))
+			if err == nil {
+				resp.Body.Close()
+			}
+			req, _ := http.NewRequest("POST", f.srv.URL+"/v1/functions/add/invoke", bytes.NewBufferString(`{"a":1,"b":1}`))
+			req.Header.Set("Language-Title", "python")
+			req.Header.Set("Idempotency-Key", "same-key")
+			resp, err = http.DefaultClient.Do(req)
+			if err == nil {
+				codes <- resp.StatusCode
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		require.Contains(t, []int{200, 409}, c)
+	}
+	require.Equal(t, before+1, f.runner.calls.Load(), "eight requests with one key run the script once")
+}
+
+func TestHealthAndMetrics(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	require.Equal(t, 200, f.do(t, "GET", "/healthz", "").status)
+	r := f.do(t, "GET", "/readyz", "")
+	require.Equal(t, 200, r.status)
+	require.Equal(t, "ready", r.body["status"])
+	m := f.do(t, "GET", "/metrics", "")
+	require.Contains(t, m.raw, "lambda_http_requests_total")
+}
