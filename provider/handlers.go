@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sort"
+	"strings"
 
 	"github.com/gorilla/mux"
 	"github.com/openfaas/faas-provider/types"
@@ -144,6 +146,39 @@ func (p *Provider) makeEndpointsHandler() http.HandlerFunc {
 			return
 		}
 		writeJSON(w, http.StatusOK, EndpointList{Function: name, Endpoints: eps})
+	}
+}
+
+// TargetGroup is one entry of Prometheus' HTTP service discovery format.
+type TargetGroup struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// makeTargetsHandler answers GET /system/prometheus-targets: every ready replica as a
+// Prometheus http_sd target (host:port, labels function and replica), so a local
+// Prometheus scrapes the runtime hosts' /metrics wherever their ports are.
+func (p *Provider) makeTargetsHandler() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		out := []TargetGroup{}
+		p.mu.RLock()
+		fns := make([]*function, 0, len(p.fns))
+		for _, fn := range p.fns {
+			fns = append(fns, fn)
+		}
+		p.mu.RUnlock()
+		for _, fn := range fns {
+			for _, rep := range fn.readySnapshot() {
+				if b := rep.baseURL(); b != "" {
+					out = append(out, TargetGroup{
+						Targets: []string{strings.TrimPrefix(b, "http://")},
+						Labels:  map[string]string{"function": fn.name, "replica": rep.id},
+					})
+				}
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Labels["replica"] < out[j].Labels["replica"] })
+		writeJSON(w, http.StatusOK, out)
 	}
 }
 

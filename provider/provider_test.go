@@ -221,6 +221,11 @@ func TestProviderLifecycle(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode, "endpoint %s answers directly", ep)
 	}
 
+	var groups []provider.TargetGroup
+	getJSON(t, srv.URL+"/system/prometheus-targets", &groups)
+	require.Len(t, groups, 2)
+	require.Equal(t, name, groups[0].Labels["function"])
+
 	// kill -9 one replica: it is restarted and counted.
 	var victim int
 	for pid := range pids {
@@ -282,6 +287,15 @@ func providerRestarts(t *testing.T, base, name string) float64 {
 		}
 	}
 	return 0
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
 }
 
 type logMessage struct {

@@ -30,6 +30,7 @@ func (p *Provider) Handler() http.Handler {
 	route("/system/function/"+name, h.FunctionStatus, http.MethodGet)
 	route("/system/scale-function/"+name, h.ScaleFunction, http.MethodPost)
 	route("/system/endpoints/"+name, p.makeEndpointsHandler(), http.MethodGet)
+	route("/system/prometheus-targets", p.makeTargetsHandler(), http.MethodGet)
 	route("/system/info", h.Info, http.MethodGet)
 	route("/system/secrets", h.Secrets, http.MethodGet, http.MethodPut, http.MethodPost, http.MethodDelete)
 	route("/system/logs", h.Logs, http.MethodGet)
