@@ -63,7 +63,7 @@ type fixture struct {
 	dbURL  string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...func(*api.Deps, *store.Store, *cache.Cache)) *fixture {
 	t.Helper()
 	dbURL := testdb.New(t)
 	ctx := context.Background()
@@ -83,12 +83,16 @@ func newFixture(t *testing.T) *fixture {
 	mreg := metrics.NewRegistry()
 	core := invoke.New(invoke.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour, VersionCacheTTL: time.Second,
 		RuntimeCallSlack: time.Second}, st, c, r, logs, reg, metrics.NewInvoke(mreg), zap.NewNop())
-	h := api.NewServer(api.Deps{
+	deps := api.Deps{
 		Config: api.Config{MaxSourceBytes: 1024, MaxEventBytes: 2048, DefaultTimeoutMS: 1000, DefaultMemoryMB: 128,
 			MaxTimeout: 15 * time.Minute, MaxWait: 5 * time.Second},
-		Log: zap.NewNop(), Core: core, Store: st, Metrics: metrics.NewHTTP(mreg), Gatherer: mreg,
+		Log: zap.NewNop(), Core: core, Store: st, Tenants: st, Metrics: metrics.NewHTTP(mreg), Gatherer: mreg,
 		Checks: []api.Check{{Name: "postgres", Required: true, Probe: st.Ping}},
-	})
+	}
+	for _, o := range opts {
+		o(&deps, st, c)
+	}
+	h := api.NewServer(deps)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, runner: r, dbURL: dbURL}

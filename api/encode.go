@@ -42,6 +42,8 @@ func statusOf(k fault.Kind) int {
 		return http.StatusUnauthorized
 	case fault.Timeout:
 		return http.StatusGatewayTimeout
+	case fault.RateLimited:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}
@@ -65,8 +67,11 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("request failed", logging.Err(err), zap.String(logging.FieldRequestID, w.Header().Get("X-Request-Id")),
 			zap.String("url.path", r.URL.Path), zap.String("error.kind", kind.String()))
 	}
-	if kind == fault.Overloaded {
+	if (kind == fault.Overloaded || kind == fault.RateLimited) && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
+	}
+	if kind == fault.Unauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="lambda"`)
 	}
 	p := Problem{
 		Type:      "urn:lambda:problem:" + kind.String(),

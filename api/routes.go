@@ -19,6 +19,12 @@ func (s *server) routes() http.Handler {
 	r.Handle("/metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
 
 	r.Route("/v1", func(r chi.Router) {
+		r.Use(s.authenticate)
+		r.Post("/tenants", s.handleCreateTenant())
+		r.Post("/keys", s.handleCreateKey())
+		r.Get("/keys", s.handleListKeys())
+		r.Delete("/keys/{id}", s.handleRevokeKey())
+
 		r.Post("/functions", s.handleCreateFunction())
 		r.Get("/functions", s.handleListFunctions())
 		r.Get("/functions/{name}", s.handleGetFunction())
@@ -26,7 +32,7 @@ func (s *server) routes() http.Handler {
 		r.Delete("/functions/{name}", s.handleDeleteFunction())
 		r.Get("/functions/{name}/versions", s.handleListVersions())
 		r.Get("/functions/{name}/versions/{version}", s.handleGetVersion())
-		r.Post("/functions/{name}/invoke", s.handleInvoke())
+		r.With(s.limitConcurrency).Post("/functions/{name}/invoke", s.handleInvoke())
 
 		r.Get("/executions", s.handleListExecutions())
 		r.Get("/executions/{id}", s.handleGetExecution())

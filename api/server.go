@@ -63,7 +63,10 @@ type Deps struct {
 	Log      *zap.Logger
 	Core     *invoke.Service
 	Store    Store
-	Async    Async // nil: async invocations answer 501
+	Async    Async         // nil: async invocations answer 503
+	Auth     Authenticator // nil: no authentication, every request acts for the default tenant
+	Limits   Limiter       // nil: no rate or concurrency limits
+	Tenants  Tenants
 	Checks   []Check
 	Metrics  *metrics.HTTP
 	Gatherer prometheus.Gatherer

@@ -23,10 +23,11 @@ const (
 	Overloaded                // a limit or queue is full; retry later
 	Unauthorized              // missing or bad credentials
 	Timeout                   // the platform (not the handler) ran out of time
+	RateLimited               // the caller is over its rate or concurrency limit
 )
 
 var kindNames = [...]string{"internal", "invalid", "not_found", "conflict", "too_large",
-	"unprocessable", "unavailable", "overloaded", "unauthorized", "timeout"}
+	"unprocessable", "unavailable", "overloaded", "unauthorized", "timeout", "rate_limited"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {

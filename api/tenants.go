@@ -1,0 +1,160 @@
+package api
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/lambda-microservice/lambda/auth"
+	"github.com/lambda-microservice/lambda/fault"
+	"github.com/lambda-microservice/lambda/store"
+)
+
+// Authenticator resolves bearer tokens to principals.
+type Authenticator interface {
+	Authenticate(ctx context.Context, header string) (auth.Principal, error)
+	Forget(keyID string)
+}
+
+// Limiter applies per-key rate limits and per-tenant concurrency limits.
+type Limiter interface {
+	Allow(ctx context.Context, key string) (bool, time.Duration)
+	Acquire(tenant string) (release func(), ok bool)
+}
+
+// Tenants is what the tenant and key handlers need from the store.
+type Tenants interface {
+	CreateTenant(ctx context.Context, name string) error
+	CreateAPIKey(ctx context.Context, tenant, id string, hash []byte) (store.APIKey, error)
+	ListAPIKeys(ctx context.Context, tenant string) ([]store.APIKey, error)
+	RevokeAPIKey(ctx context.Context, tenant, id string) error
+}
+
+type principalKey struct{}
+
+func principalOf(r *http.Request) auth.Principal {
+	p, _ := r.Context().Value(principalKey{}).(auth.Principal)
+	return p
+}
+
+// authenticate requires a valid API key on every /v1 route, scopes the request to the
+// key's tenant and applies the key's rate limit. Without an Authenticator (tests of the
+// HTTP contract) every request acts for the default tenant.
+func (s *server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Auth == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		p, err := s.Auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if s.Limits != nil {
+			if ok, wait := s.Limits.Allow(r.Context(), p.KeyID); !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(wait.Seconds(), 1)))))
+				s.writeError(w, r, fault.New(fault.RateLimited, "rate limit exceeded for this API key"))
+				return
+			}
+		}
+		ctx := context.WithValue(r.Context(), principalKey{}, p)
+		ctx = context.WithValue(ctx, tenantKey{}, p.Tenant)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// limitConcurrency caps a tenant's invocations in flight on this replica.
+func (s *server) limitConcurrency(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Limits == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		release, ok := s.Limits.Acquire(tenantOf(r))
+		if !ok {
+			s.writeError(w, r, fault.New(fault.RateLimited, "too many invocations in flight for this tenant"))
+			return
+		}
+		defer release()
+		next.ServeHTTP(w, r)
+	})
+}
+
+type tenantRequest struct {
+	Name string `json:"name"`
+}
+
+func (s *server) handleCreateTenant() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.Auth != nil && !principalOf(r).Admin {
+			s.writeError(w, r, fault.New(fault.NotFound, "no route %s %s", r.Method, r.URL.Path))
+			return
+		}
+		var req tenantRequest
+		if err := decode(w, r, 4096, &req); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if !nameRE.MatchString(req.Name) {
+			s.writeError(w, r, invalid("invalid tenant name %q: want ^[a-z][a-z0-9-]{0,62}$", req.Name))
+			return
+		}
+		if err := s.Tenants.CreateTenant(r.Context(), req.Name); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		k, token, err := s.newKey(r.Context(), req.Name)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		encode(w, http.StatusCreated, map[string]any{"tenant": req.Name, "api_key": token, "key_id": k.ID})
+	}
+}
+
+func (s *server) newKey(ctx context.Context, tenant string) (store.APIKey, string, error) {
+	id, token, hash := auth.NewKey()
+	k, err := s.Tenants.CreateAPIKey(ctx, tenant, id, hash)
+	return k, token, err
+}
+
+func (s *server) handleCreateKey() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		k, token, err := s.newKey(r.Context(), tenantOf(r))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		encode(w, http.StatusCreated, map[string]any{"id": k.ID, "tenant": k.Tenant, "api_key": token, "created_at": k.CreatedAt})
+	}
+}
+
+func (s *server) handleListKeys() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ks, err := s.Tenants.ListAPIKeys(r.Context(), tenantOf(r))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		encode(w, http.StatusOK, map[string]any{"keys": ks})
+	}
+}
+
+func (s *server) handleRevokeKey() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := chi.URLParam(r, "id")
+		if err := s.Tenants.RevokeAPIKey(r.Context(), tenantOf(r), id); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if s.Auth != nil {
+			s.Auth.Forget(id)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
