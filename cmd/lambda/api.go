@@ -13,11 +13,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lambda-microservice/lambda/api"
+	"github.com/lambda-microservice/lambda/auth"
 	"github.com/lambda-microservice/lambda/cache"
 	"github.com/lambda-microservice/lambda/faas"
 	"github.com/lambda-microservice/lambda/invoke"
 	"github.com/lambda-microservice/lambda/logging"
 	"github.com/lambda-microservice/lambda/metrics"
+	"github.com/lambda-microservice/lambda/ratelimit"
 	"github.com/lambda-microservice/lambda/runtimes"
 	"github.com/lambda-microservice/lambda/store"
 )
@@ -34,7 +36,9 @@ type dataConfig struct {
 }
 
 type apiConfig struct {
-	API  api.Config
+	API   api.Config
+	Auth  auth.Config
+	Limit ratelimit.Config
 	Core invoke.Config
 	FaaS faas.Config
 	Log  logging.Config
@@ -168,8 +172,13 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 		{Name: "postgres", Required: true, Probe: c.store.Ping},
 		{Name: "redis", Required: false, Probe: c.cache.Ping},
 	}, runtimeChecks(c.reg, c.faas, cfg.FaaS.Namespace)...)
+	if cfg.Auth.AdminToken == "" {
+		log.Warn("LAMBDA_ADMIN_TOKEN is not set: only existing API keys can call /v1, and no tenant can be created")
+	}
 	h := api.NewServer(api.Deps{
-		Config: cfg.API, Log: log, Core: c.service, Store: c.store, Checks: checks,
+		Config: cfg.API, Log: log, Core: c.service, Store: c.store, Tenants: c.store, Checks: checks,
+		Auth:    auth.New(cfg.Auth, c.store),
+		Limits:  ratelimit.New(cfg.Limit, c.cache.Client(), log),
 		Metrics: metrics.NewHTTP(reg), Gatherer: reg,
 	})
 	srv := api.HTTPServer(cfg.API, h)
