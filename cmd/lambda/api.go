@@ -39,10 +39,10 @@ type apiConfig struct {
 	API   api.Config
 	Auth  auth.Config
 	Limit ratelimit.Config
-	Core invoke.Config
-	FaaS faas.Config
-	Log  logging.Config
-	Data dataConfig
+	Core  invoke.Config
+	FaaS  faas.Config
+	Log   logging.Config
+	Data  dataConfig
 	// LogWriters is the number of group commits in flight at once.
 	LogWriters int `env:"LAMBDA_LOG_WRITERS" envDefault:"2"`
 }
