@@ -33,6 +33,12 @@ type Runtime struct {
 	SourceFile string   `yaml:"source_file"`
 	Build      []string `yaml:"build"`
 	Command    []string `yaml:"command"`
+	// BuildEnv names host environment variables passed through to Build and Prepare (a
+	// toolchain's home, say); workers never see the host environment.
+	BuildEnv []string `yaml:"build_env"`
+	// Prepare runs once when a runtime host starts (checks the toolchain, warms shared
+	// build caches); the host reports ready only after it succeeded.
+	Prepare []string `yaml:"prepare"`
 	// Dir is the language's folder (the {runtime_dir} placeholder), set by Load.
 	Dir string `yaml:"-"`
 }
@@ -125,16 +131,44 @@ func (r *Registry) Titles() []string {
 
 // Expand substitutes the placeholders of a build or run command.
 func (rt *Runtime) Expand(args []string, workdir string) []string {
+	return rt.ExpandVars(args, Vars{Workdir: workdir})
+}
+
+// Vars are the values of the placeholders of a command.
+type Vars struct {
+	Workdir  string // {workdir}, and {source} inside it
+	CacheDir string // {cache_dir}: the host's build cache, shared by all scripts
+}
+
+// ExpandVars substitutes every placeholder of a command.
+func (rt *Runtime) ExpandVars(args []string, v Vars) []string {
+	source := ""
+	if v.Workdir != "" {
+		source = filepath.Join(v.Workdir, rt.SourceFile)
+	}
 	repl := strings.NewReplacer(
 		"{runtime_dir}", rt.Dir,
-		"{workdir}", workdir,
-		"{source}", filepath.Join(workdir, rt.SourceFile),
+		"{workdir}", v.Workdir,
+		"{source}", source,
+		"{cache_dir}", v.CacheDir,
 	)
 	out := make([]string, len(args))
 	for i, a := range args {
 		out[i] = repl.Replace(a)
 	}
 	return out
+}
+
+// Prestartable reports whether the run command names no script ({workdir}, {source}): such
+// a worker can start before its script is known and learn it from the init frame, which is
+// how a runtime host keeps a spare worker ready for a new version's first call.
+func (rt *Runtime) Prestartable() bool {
+	for _, a := range rt.Command {
+		if strings.Contains(a, "{workdir}") || strings.Contains(a, "{source}") {
+			return false
+		}
+	}
+	return true
 }
 
 // unpackBundled writes the embedded registry and bootstraps to a cache folder named by

@@ -1,0 +1,403 @@
+package runtimehost
+
+import (
+	"container/list"
+	"sync"
+	"time"
+
+	"github.com/lambda-microservice/lambda/fault"
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/logging"
+)
+
+// poolKey identifies what a worker may serve: one script version of one function (of one
+// tenant) with one environment. A worker never serves two keys.
+type poolKey struct {
+	sha      string
+	function string
+	tenant   string
+	version  int64
+	memory   int
+	env      uint64 // hash of the env map, 0 when empty
+}
+
+// grant is what a waiting request receives.
+type grant struct {
+	w    *worker // a warm worker of the waiter's key, or an unassigned spare
+	slot bool    // permission to start a worker (already counted in live)
+}
+
+type waiter struct {
+	key poolKey
+	ch  chan grant
+}
+
+// pool bounds the live worker processes and hands them to requests: an idle worker of the
+// request's key (warm), else the spare (pre-started, unassigned), else a new process while
+// below the bound, else a new process in place of the least recently used idle worker of
+// another key, else a place in a bounded queue for a bounded time.
+type pool struct {
+	max       int
+	queueMax  int
+	queueWait time.Duration
+	prestart  bool // the runtime's workers can start before their script is known
+	start     func(s *script) (*worker, error)
+	log       *zap.Logger
+	metrics   *hostMetrics
+
+	mu            sync.Mutex
+	live          int // processes started or starting, the spare included
+	busy          int
+	idle          map[poolKey][]*worker
+	lru           list.List // idle workers, front = most recently used
+	spare         *worker
+	spareStarting bool
+	spareBackoff  time.Duration
+	waiters       list.List // *waiter, oldest first
+	closed        bool
+	onSpare       func() // called once the first spare said hello
+}
+
+func newPool(max, queueMax int, queueWait time.Duration, prestart bool, start func(s *script) (*worker, error), m *hostMetrics, log *zap.Logger) *pool {
+	return &pool{
+		max: max, queueMax: queueMax, queueWait: queueWait, prestart: prestart,
+		start: start, metrics: m, log: log, idle: map[poolKey][]*worker{},
+	}
+}
+
+// acquire returns a worker for key. fresh reports an unassigned worker the caller must
+// bind with an init frame (and discard if that fails).
+func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, false, fault.New(fault.Unavailable, "runtime host is shutting down")
+	}
+	if ws := p.idle[key]; len(ws) > 0 {
+		w = ws[len(ws)-1]
+		if len(ws) == 1 {
+			delete(p.idle, key)
+		} else {
+			p.idle[key] = ws[:len(ws)-1]
+		}
+		p.lru.Remove(w.elem)
+		w.elem = nil
+		p.busy++
+		p.gaugesLocked()
+		p.mu.Unlock()
+		return w, false, nil
+	}
+	if p.spare != nil {
+		w, p.spare = p.spare, nil
+		p.busy++
+		p.refillLocked(true)
+		p.gaugesLocked()
+		p.mu.Unlock()
+		return w, true, nil
+	}
+	if p.live < p.max {
+		p.live++
+		p.busy++
+		p.gaugesLocked()
+		p.mu.Unlock()
+		return p.startNew(s)
+	}
+	if victim := p.evictLocked(); victim != nil {
+		p.busy++
+		p.gaugesLocked()
+		p.mu.Unlock()
+		victim.kill()
+		return p.startNew(s)
+	}
+	if p.waiters.Len() >= p.queueMax || p.queueWait <= 0 {
+		p.mu.Unlock()
+		return nil, false, fault.New(fault.Overloaded, "all %d workers are busy and the queue is full", p.max)
+	}
+	wt := &waiter{key: key, ch: make(chan grant, 1)}
+	el := p.waiters.PushBack(wt)
+	p.metrics.queue.Set(float64(p.waiters.Len()))
+	p.mu.Unlock()
+
+	timer := time.NewTimer(p.queueWait)
+	defer timer.Stop()
+	var g grant
+	select {
+	case g = <-wt.ch:
+	case <-timer.C:
+		p.mu.Lock()
+		select {
+		case g = <-wt.ch: // granted while the timer fired
+			p.mu.Unlock()
+		default:
+			p.waiters.Remove(el)
+			p.metrics.queue.Set(float64(p.waiters.Len()))
+			p.mu.Unlock()
+			return nil, false, fault.New(fault.Overloaded, "no worker became free within %s", p.queueWait)
+		}
+	}
+	switch {
+	case g.slot:
+		return p.startNew(s)
+	case g.w == nil: // the pool closed
+		return nil, false, fault.New(fault.Unavailable, "runtime host is shutting down")
+	}
+	return g.w, !g.w.assigned, nil
+}
+
+// startNew starts a worker in a slot already counted in live and busy.
+func (p *pool) startNew(s *script) (*worker, bool, error) {
+	w, err := p.start(s)
+	if err != nil {
+		p.mu.Lock()
+		p.live--
+		p.busy--
+		p.handoffLocked()
+		p.gaugesLocked()
+		p.mu.Unlock()
+		return nil, false, fault.Wrap(fault.Unavailable, err, "cannot start a worker")
+	}
+	p.metrics.coldStarts.Inc()
+	return w, true, nil
+}
+
+// release returns a worker after a request. A worker that is not healthy (timed out,
+// died, broke the protocol, failed its init) is killed and its slot passed on.
+func (p *pool) release(w *worker, healthy bool) {
+	p.mu.Lock()
+	p.busy--
+	if !healthy || p.closed {
+		p.live--
+		p.handoffLocked()
+		p.gaugesLocked()
+		p.mu.Unlock()
+		w.kill()
+		return
+	}
+	w.lastUsed = time.Now()
+	w.uses++
+	for e := p.waiters.Front(); e != nil; e = e.Next() {
+		if wt := e.Value.(*waiter); wt.key == w.key {
+			p.waiters.Remove(e)
+			p.busy++
+			p.metrics.queue.Set(float64(p.waiters.Len()))
+			p.gaugesLocked()
+			p.mu.Unlock()
+			wt.ch <- grant{w: w}
+			return
+		}
+	}
+	if e := p.waiters.Front(); e != nil { // someone needs another key: this slot is theirs
+		wt := p.waiters.Remove(e).(*waiter)
+		p.busy++
+		p.metrics.queue.Set(float64(p.waiters.Len()))
+		p.gaugesLocked()
+		p.mu.Unlock()
+		w.kill()
+		wt.ch <- grant{slot: true}
+		return
+	}
+	p.idle[w.key] = append(p.idle[w.key], w)
+	w.elem = p.lru.PushFront(w)
+	p.gaugesLocked()
+	p.mu.Unlock()
+}
+
+// exited is called when a worker process ends; an idle worker or the spare leaves the pool
+// (a busy one is released as unhealthy by its request).
+func (p *pool) exited(w *worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case w.elem != nil:
+		p.removeIdleLocked(w)
+	case p.spare == w:
+		p.spare = nil
+	default:
+		return
+	}
+	p.live--
+	p.handoffLocked()
+	p.gaugesLocked()
+}
+
+// handoffLocked passes a freed slot to the oldest waiter, or to a new spare.
+func (p *pool) handoffLocked() {
+	if e := p.waiters.Front(); e != nil && p.live < p.max {
+		wt := p.waiters.Remove(e).(*waiter)
+		p.live++
+		p.busy++
+		p.metrics.queue.Set(float64(p.waiters.Len()))
+		wt.ch <- grant{slot: true}
+		return
+	}
+	p.refillLocked(false)
+}
+
+// refillLocked starts a spare in the background when there is none. With evict it makes
+// room by stopping the least recently used idle worker when the pool is full: a spare is
+// worth more than the coldest warm worker because it makes any new version's first call cheap.
+func (p *pool) refillLocked(evict bool) {
+	if !p.prestart || p.closed || p.spare != nil || p.spareStarting || p.spareBackoff < 0 {
+		return
+	}
+	var victim *worker
+	if p.live >= p.max {
+		if !evict || p.waiters.Len() > 0 {
+			return
+		}
+		if victim = p.evictLocked(); victim == nil {
+			return
+		}
+	} else {
+		p.live++
+	}
+	p.spareStarting = true
+	go func() {
+		if victim != nil {
+			victim.kill()
+		}
+		p.startSpare()
+	}()
+}
+
+func (p *pool) startSpare() {
+	w, err := p.start(nil)
+	p.mu.Lock()
+	p.spareStarting = false
+	if err != nil {
+		p.live--
+		p.spareBackoff = min(max(2*p.spareBackoff, 100*time.Millisecond), 30*time.Second)
+		backoff := p.spareBackoff
+		p.handoffWaiterOnlyLocked()
+		p.spareBackoff = -backoff // no refill until the retry below
+		p.mu.Unlock()
+		p.log.Warn("spare worker did not start", logging.Err(err), zap.Duration("retry_in", backoff))
+		time.AfterFunc(backoff, func() {
+			p.mu.Lock()
+			p.spareBackoff = backoff
+			p.refillLocked(false)
+			p.mu.Unlock()
+		})
+		return
+	}
+	p.spareBackoff = 0
+	onSpare := p.onSpare
+	p.onSpare = nil
+	if p.closed {
+		p.live--
+		p.mu.Unlock()
+		w.kill()
+		return
+	}
+	if e := p.waiters.Front(); e != nil {
+		wt := p.waiters.Remove(e).(*waiter)
+		p.busy++
+		p.metrics.queue.Set(float64(p.waiters.Len()))
+		p.gaugesLocked()
+		p.mu.Unlock()
+		wt.ch <- grant{w: w}
+	} else {
+		p.spare = w
+		p.gaugesLocked()
+		p.mu.Unlock()
+	}
+	if onSpare != nil {
+		onSpare()
+	}
+}
+
+// handoffWaiterOnlyLocked gives a freed slot to a waiter without starting a spare.
+func (p *pool) handoffWaiterOnlyLocked() {
+	if e := p.waiters.Front(); e != nil && p.live < p.max {
+		wt := p.waiters.Remove(e).(*waiter)
+		p.live++
+		p.busy++
+		p.metrics.queue.Set(float64(p.waiters.Len()))
+		wt.ch <- grant{slot: true}
+	}
+}
+
+// evictLocked removes the least recently used idle worker from the pool (the caller kills
+// it outside the lock); its slot stays counted in live for the caller.
+func (p *pool) evictLocked() *worker {
+	e := p.lru.Back()
+	if e == nil {
+		return nil
+	}
+	w := e.Value.(*worker)
+	p.removeIdleLocked(w)
+	return w
+}
+
+func (p *pool) removeIdleLocked(w *worker) {
+	p.lru.Remove(w.elem)
+	w.elem = nil
+	ws := p.idle[w.key]
+	for i, x := range ws {
+		if x == w {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(p.idle, w.key)
+	} else {
+		p.idle[w.key] = ws
+	}
+}
+
+// reap stops idle workers unused for longer than ttl.
+func (p *pool) reap(ttl time.Duration) {
+	cutoff := time.Now().Add(-ttl)
+	var victims []*worker
+	p.mu.Lock()
+	for e := p.lru.Back(); e != nil; {
+		w := e.Value.(*worker)
+		prev := e.Prev()
+		if w.lastUsed.After(cutoff) {
+			break
+		}
+		p.removeIdleLocked(w)
+		p.live--
+		victims = append(victims, w)
+		e = prev
+	}
+	if len(victims) > 0 {
+		p.refillLocked(false)
+		p.gaugesLocked()
+	}
+	p.mu.Unlock()
+	for _, w := range victims {
+		w.kill()
+	}
+}
+
+// close kills every idle worker and the spare; busy ones are killed on release.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	var victims []*worker
+	for e := p.lru.Front(); e != nil; e = e.Next() {
+		victims = append(victims, e.Value.(*worker))
+	}
+	p.lru.Init()
+	p.idle = map[poolKey][]*worker{}
+	if p.spare != nil {
+		victims = append(victims, p.spare)
+		p.spare = nil
+	}
+	for e := p.waiters.Front(); e != nil; e = e.Next() {
+		close(e.Value.(*waiter).ch)
+	}
+	p.waiters.Init()
+	p.mu.Unlock()
+	for _, w := range victims {
+		w.kill()
+	}
+}
+
+func (p *pool) gaugesLocked() {
+	p.metrics.idle.Set(float64(p.live - p.busy))
+	p.metrics.busy.Set(float64(p.busy))
+}

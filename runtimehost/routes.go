@@ -1,0 +1,16 @@
+package runtimehost
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// addRoutes lists every route of the runtime host.
+func addRoutes(mux *http.ServeMux, h *Host, gatherer prometheus.Gatherer) {
+	mux.Handle("POST /{$}", handleInvoke(h))
+	mux.Handle("GET /_/health", instrument(h, "/_/health", handleHealth()))
+	mux.Handle("GET /_/ready", instrument(h, "/_/ready", handleReady(h)))
+	mux.Handle("GET /metrics", instrument(h, "/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})))
+}

@@ -1,0 +1,145 @@
+package runtimehost
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// This file is the one seam through which the host starts processes (workers and builds).
+// A sandbox (namespaces, per-slot uids, cgroups, bubblewrap) plugs in as another Spawner;
+// the pool and the build cache never call os/exec themselves.
+
+// Role says what a spawned process is for.
+type Role int
+
+// The roles of spawned processes.
+const (
+	RoleWorker Role = iota // a language worker running user code
+	RoleBuild              // a build or prepare command (compiler, checker)
+)
+
+// Limits are the resource limits of a spawned process; zero leaves a limit alone.
+type Limits struct {
+	FileSize  uint64 // RLIMIT_FSIZE, bytes
+	OpenFiles uint64 // RLIMIT_NOFILE
+	Processes uint64 // RLIMIT_NPROC (per uid; ignored for root by the kernel)
+}
+
+// Spec describes a process to start. The environment is complete: the host builds it from
+// an allowlist, nothing is inherited.
+type Spec struct {
+	Role       Role
+	Argv       []string
+	Dir        string
+	Env        []string
+	Stdout     io.Writer // *os.File is passed straight through; nil means /dev/null
+	Stderr     io.Writer
+	ExtraFiles []*os.File // fd 3 onwards
+	Limits     Limits
+	// Memory is the worker's memory budget in MiB when known at start (0 for a spare);
+	// a sandbox with cgroups enforces it, the plain spawner does not.
+	Memory int
+}
+
+// Process is a started process.
+type Process interface {
+	Pid() int
+	// Wait waits for the process to exit and returns its state.
+	Wait() (*os.ProcessState, error)
+	// Kill sends SIGKILL to the process's whole process group.
+	Kill()
+}
+
+// Spawner starts processes.
+type Spawner interface {
+	Spawn(spec Spec) (Process, error)
+}
+
+// LayerReporter is implemented by spawners that report which isolation layers they apply
+// (exported as lambda_runtime_sandbox_layer).
+type LayerReporter interface {
+	Layers() map[string]bool
+}
+
+// ProcessSpawner starts plain child processes: own process group (so a timeout kills the
+// whole tree), SIGKILL when the host dies, no core dumps, and the Spec's rlimits.
+type ProcessSpawner struct{}
+
+// Layers reports the isolation this spawner provides.
+func (ProcessSpawner) Layers() map[string]bool {
+	return map[string]bool{"process_group": true, "rlimits": true, "namespaces": false, "uid": false, "cgroup": false}
+}
+
+// Spawn starts spec. Resource limits are applied with prlimit right after the start, before
+// the host sends the worker anything: a worker runs no user code until its init frame.
+func (ProcessSpawner) Spawn(spec Spec) (Process, error) {
+	if len(spec.Argv) == 0 {
+		return nil, fmt.Errorf("spawn: empty command")
+	}
+	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
+	cmd.Dir = spec.Dir
+	cmd.Env = spec.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{}
+	}
+	cmd.Stdout = spec.Stdout
+	cmd.Stderr = spec.Stderr
+	cmd.ExtraFiles = spec.ExtraFiles
+	cmd.WaitDelay = time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("spawn %s: %w", spec.Argv[0], err)
+	}
+	p := &process{cmd: cmd}
+	if err := setLimits(cmd.Process.Pid, spec.Limits); err != nil {
+		p.Kill()
+		_, _ = p.Wait()
+		return nil, fmt.Errorf("spawn %s: rlimits: %w", spec.Argv[0], err)
+	}
+	return p, nil
+}
+
+func setLimits(pid int, l Limits) error {
+	set := func(res int, v uint64) error {
+		if v == 0 {
+			return nil
+		}
+		var cur unix.Rlimit
+		if err := unix.Prlimit(pid, res, nil, &cur); err != nil {
+			return err
+		}
+		lim := unix.Rlimit{Cur: min(v, cur.Max), Max: min(v, cur.Max)}
+		return unix.Prlimit(pid, res, &lim, nil)
+	}
+	if err := unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil); err != nil {
+		return err
+	}
+	if err := set(unix.RLIMIT_FSIZE, l.FileSize); err != nil {
+		return err
+	}
+	if err := set(unix.RLIMIT_NOFILE, l.OpenFiles); err != nil {
+		return err
+	}
+	return set(unix.RLIMIT_NPROC, l.Processes)
+}
+
+type process struct {
+	cmd *exec.Cmd
+}
+
+func (p *process) Pid() int { return p.cmd.Process.Pid }
+
+func (p *process) Wait() (*os.ProcessState, error) {
+	err := p.cmd.Wait()
+	return p.cmd.ProcessState, err
+}
+
+func (p *process) Kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+}

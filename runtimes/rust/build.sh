@@ -1,0 +1,81 @@
+#!/bin/sh
+# Builds a Rust script into a long-lived worker binary, {workdir}/handler.
+#
+#   build.sh <workdir> <cache_dir> <runtime_dir>     build the script in <workdir>/handler.rs
+#   build.sh --prepare <cache_dir> <runtime_dir>     compile serde_json once into the shared target
+#
+# Every script is its own cargo package (named after its sha256) and all share ONE target
+# directory under <cache_dir>, so serde_json compiles once per host and a script in about a
+# second. Crates come from Debian's packaged sources (librust-serde-json-dev), offline.
+# On failure the compiler's diagnostics are printed on stderr and the exit status is non-zero.
+set -eu
+
+if [ "$1" = "--prepare" ]; then
+	cache=$2 rt=$3 work=$2/prepare name=prepare
+	mkdir -p "$work"
+	cat >"$work/handler.rs" <<'RS'
+use serde_json::{json, Value};
+fn handler(event: Value, _ctx: &Context) -> Result<Value, String> {
+    Ok(json!({ "event": event }))
+}
+RS
+else
+	work=$1 cache=$2 rt=$3
+	name=script_$(basename "$work" | cut -c1-16)
+fi
+
+cargo=$(command -v cargo || true)
+if [ -z "$cargo" ]; then
+	for c in "${CARGO_HOME:-${HOME:-/root}/.cargo}/bin/cargo" /usr/local/cargo/bin/cargo /root/.cargo/bin/cargo; do
+		if [ -x "$c" ]; then cargo=$c; break; fi
+	done
+fi
+if [ -z "$cargo" ]; then
+	echo "build.sh: cargo not found" >&2
+	exit 127
+fi
+registry=${LAMBDA_CARGO_REGISTRY:-/usr/share/cargo/registry}
+
+mkdir -p "$work/src" "$work/.cargo"
+cp "$rt/runtime.rs" "$work/src/lambda_runtime.rs"
+cat >"$work/src/main.rs" <<'RS'
+#![allow(dead_code, unused_imports)]
+mod lambda_runtime;
+pub use lambda_runtime::Context;
+include!("../handler.rs");
+fn main() {
+    lambda_runtime::run(handler)
+}
+RS
+cat >"$work/Cargo.toml" <<TOML
+[package]
+name = "$name"
+version = "0.1.0"
+edition = "2021"
+
+[dependencies]
+serde_json = "1"
+
+[profile.release]
+opt-level = 1
+debug = false
+incremental = false
+codegen-units = 16
+TOML
+cat >"$work/.cargo/config.toml" <<TOML
+[source.crates-io]
+replace-with = "debian"
+[source.debian]
+directory = "$registry"
+[net]
+offline = true
+TOML
+
+cd "$work"
+log=$work/build.log
+if ! CARGO_TARGET_DIR="$cache/cargo-target" CARGO_TERM_COLOR=never "$cargo" build --release --quiet --offline >"$log" 2>&1; then
+	sed -e 's#src/\.\./handler\.rs#handler.rs#g' "$log" >&2
+	exit 1
+fi
+cp "$cache/cargo-target/release/$name" "$work/handler.tmp"
+mv "$work/handler.tmp" "$work/handler"
