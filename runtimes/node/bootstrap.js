@@ -73,17 +73,30 @@ let handler = null;
 let sentinel = null;
 let current = null; // the invocation in flight: { done }
 
-function endOutput() {
-  writeAll(1, sentinel);
-  writeAll(2, sentinel);
+const stdout = process.stdout;
+const stderr = process.stderr;
+
+// endOutput writes the sentinel after everything the invocation printed, then calls then.
+// Writes to a pipe that were queued (a full pipe) complete asynchronously: the sentinel then
+// goes through the same stream so it lands after them.
+function endOutput(then) {
+  if (stdout.writableLength === 0 && stderr.writableLength === 0) {
+    writeAll(1, sentinel);
+    writeAll(2, sentinel);
+    then();
+    return;
+  }
+  let pending = 2;
+  const done = () => { if (--pending === 0) then(); };
+  stdout.write(sentinel, done);
+  stderr.write(sentinel, done);
 }
 
 function finish(inv, text) {
   if (inv.done) return;
   inv.done = true;
   if (current === inv) current = null;
-  endOutput();
-  writeFrame(text);
+  endOutput(() => writeFrame(text));
 }
 
 function failed(err, fallbackType) {
@@ -167,9 +180,11 @@ function onFrame(msg) {
     init = msg;
     const bad = load(msg);
     if (bad) {
-      endOutput();
-      writeFrame(JSON.stringify({ type: 'init_error', compile: bad.compile, error: bad.error }));
-      process.exit(0);
+      endOutput(() => {
+        writeFrame(JSON.stringify({ type: 'init_error', compile: bad.compile, error: bad.error }));
+        process.exit(0);
+      });
+      return;
     }
     writeFrame('{"type":"ready"}');
   } else {

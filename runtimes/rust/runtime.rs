@@ -43,7 +43,10 @@ fn read_frame(r: &mut impl Read) -> Option<Value> {
 }
 
 fn write_frame(w: &mut File, doc: &Value) {
-    let body = serde_json::to_vec(doc).unwrap_or_else(|_| b"{}".to_vec());
+    write_raw(w, serde_json::to_vec(doc).unwrap_or_else(|_| b"{}".to_vec()));
+}
+
+fn write_raw(w: &mut File, body: Vec<u8>) {
     let mut buf = Vec::with_capacity(4 + body.len());
     buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
     buf.extend_from_slice(&body);
@@ -114,7 +117,15 @@ pub fn run(handler: fn(Value, &Context) -> Result<Value, String>) {
         };
         let event = req["event"].take();
         let doc = match panic::catch_unwind(AssertUnwindSafe(|| handler(event, &ctx))) {
-            Ok(Ok(result)) => json!({"type": "result", "status": "succeeded", "result": result}),
+            Ok(Ok(result)) => {
+                // The host reads this exact prefix without decoding the frame.
+                let mut body = br#"{"type":"result","status":"succeeded","result":"#.to_vec();
+                serde_json::to_writer(&mut body, &result).expect("a Value always serialises");
+                body.push(b'}');
+                end_output(&sentinel);
+                write_raw(&mut output, body);
+                continue;
+            }
             Ok(Err(message)) => json!({"type": "result", "status": "failed",
                 "error": {"type": "Error", "message": message, "stack": ""}}),
             Err(_) => {
