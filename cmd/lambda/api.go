@@ -9,12 +9,15 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
 	"github.com/lambda-microservice/lambda/api"
 	"github.com/lambda-microservice/lambda/auth"
 	"github.com/lambda-microservice/lambda/cache"
+	"github.com/lambda-microservice/lambda/dispatch"
 	"github.com/lambda-microservice/lambda/faas"
 	"github.com/lambda-microservice/lambda/invoke"
 	"github.com/lambda-microservice/lambda/logging"
@@ -22,6 +25,7 @@ import (
 	"github.com/lambda-microservice/lambda/ratelimit"
 	"github.com/lambda-microservice/lambda/runtimes"
 	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/worker"
 )
 
 func init() { subcommands = append(subcommands, newAPICmd, newMigrateCmd) }
@@ -45,6 +49,9 @@ type apiConfig struct {
 	Data  dataConfig
 	// LogWriters is the number of group commits in flight at once.
 	LogWriters int `env:"LAMBDA_LOG_WRITERS" envDefault:"2"`
+	// Temporal and Async configure async executions (Prefer: respond-async).
+	Temporal worker.TemporalConfig
+	Async    dispatch.Config
 }
 
 func (c apiConfig) validate() error {
@@ -172,11 +179,17 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 		{Name: "postgres", Required: true, Probe: c.store.Ping},
 		{Name: "redis", Required: false, Probe: c.cache.Ping},
 	}, runtimeChecks(c.reg, c.faas, cfg.FaaS.Namespace)...)
+	async, temporalCheck, closeTemporal, err := openAsync(cfg, c, im, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeTemporal()
+	checks = append(checks, temporalCheck)
 	if cfg.Auth.AdminToken == "" {
 		log.Warn("LAMBDA_ADMIN_TOKEN is not set: only existing API keys can call /v1, and no tenant can be created")
 	}
 	h := api.NewServer(api.Deps{
-		Config: cfg.API, Log: log, Core: c.service, Store: c.store, Tenants: c.store, Checks: checks,
+		Config: cfg.API, Log: log, Core: c.service, Store: c.store, Tenants: c.store, Checks: checks, Async: async,
 		Auth:    auth.New(cfg.Auth, c.store),
 		Limits:  ratelimit.New(cfg.Limit, c.cache.Client(), log),
 		Metrics: metrics.NewHTTP(reg), Gatherer: reg,
@@ -200,6 +213,23 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// openAsync wires async executions: a lazy Temporal client (it connects on first use, so
+// the api starts and serves sync calls while Temporal is down), the dispatcher, and a
+// non-required "temporal" readiness check (down → /readyz degraded, still 200).
+func openAsync(cfg apiConfig, c *core, im *metrics.Invoke, reg *prometheus.Registry, log *zap.Logger) (api.Async, api.Check, func(), error) {
+	tc, err := worker.NewLazyClient(cfg.Temporal, log, worker.MetricsHandler(reg))
+	if err != nil {
+		return nil, api.Check{}, nil, err
+	}
+	cfg.Async.Namespace = cfg.Temporal.Namespace
+	d := dispatch.New(cfg.Async, tc, c.service, c.store, im, log)
+	check := api.Check{Name: "temporal", Required: false, Probe: func(ctx context.Context) error {
+		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	}}
+	return d, check, tc.Close, nil
 }
 
 func newMigrateCmd(e Env, stdout, stderr io.Writer) *cobra.Command {

@@ -1,0 +1,129 @@
+// Package worker builds the Temporal side of the platform: the client (with the zap
+// logger and Prometheus metrics handed to the SDK), the worker on task queue
+// lambda-executions running the ExecuteFunction workflow and its activities, and the
+// registration of the custom search attributes the Web UI filters by.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/activities"
+	"github.com/lambda-microservice/lambda/logging"
+	"github.com/lambda-microservice/lambda/workflows"
+)
+
+// TemporalConfig locates the Temporal frontend; shared by the api and the worker.
+type TemporalConfig struct {
+	Addr      string `env:"LAMBDA_TEMPORAL_ADDR" envDefault:"127.0.0.1:7233"`
+	Namespace string `env:"LAMBDA_TEMPORAL_NAMESPACE" envDefault:"default"`
+}
+
+// Config tunes the worker.
+type Config struct {
+	// MaxActivities bounds concurrent Invoke activities (each mostly waits on a runtime).
+	MaxActivities int `env:"LAMBDA_WORKER_MAX_ACTIVITIES" envDefault:"256"`
+	// MaxWorkflowTasks bounds concurrent workflow tasks (which run the local activities).
+	MaxWorkflowTasks int `env:"LAMBDA_WORKER_MAX_WORKFLOW_TASKS" envDefault:"64"`
+	// HeartbeatThrottle caps how long the SDK holds back a heartbeat: a cancel reaches a
+	// running Invoke within about this long.
+	HeartbeatThrottle time.Duration `env:"LAMBDA_HEARTBEAT_THROTTLE" envDefault:"1s"`
+	// StopTimeout is how long a stopping worker lets running activities finish.
+	StopTimeout time.Duration `env:"LAMBDA_WORKER_STOP_TIMEOUT" envDefault:"10s"`
+}
+
+func clientOptions(cfg TemporalConfig, log *zap.Logger, mh client.MetricsHandler) client.Options {
+	o := client.Options{HostPort: cfg.Addr, Namespace: cfg.Namespace, Logger: Logger(log.Named("temporal"))}
+	if mh != nil {
+		o.MetricsHandler = mh
+	}
+	return o
+}
+
+// NewLazyClient returns a client that connects on first use: the api starts and serves
+// sync calls whether or not Temporal is up.
+func NewLazyClient(cfg TemporalConfig, log *zap.Logger, mh client.MetricsHandler) (client.Client, error) {
+	c, err := client.NewLazyClient(clientOptions(cfg, log, mh))
+	if err != nil {
+		return nil, fmt.Errorf("temporal client: %w", err)
+	}
+	return c, nil
+}
+
+// Dial connects to Temporal, retrying until it answers or ctx ends.
+func Dial(ctx context.Context, cfg TemporalConfig, log *zap.Logger, mh client.MetricsHandler) (client.Client, error) {
+	backoff := 200 * time.Millisecond
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c, err := client.DialContext(dctx, clientOptions(cfg, log, mh))
+		cancel()
+		if err == nil {
+			return c, nil
+		}
+		log.Warn("temporal unreachable; retrying", zap.String("temporal.address", cfg.Addr), logging.Err(err),
+			zap.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dial temporal %s: %w", cfg.Addr, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// EnsureSearchAttributes registers LambdaFunction, LambdaLanguage and LambdaStatus
+// (Keyword) in namespace unless they exist.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	list, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes: %w", err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for _, name := range workflows.SearchAttributeNames {
+		if _, ok := list.GetCustomAttributes()[name]; !ok {
+			missing[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: missing,
+	})
+	var exists *serviceerror.AlreadyExists
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("add search attributes: %w", err)
+	}
+	return nil
+}
+
+// Register registers the workflow and the activities on r.
+func Register(r sdkworker.Registry, acts *activities.Activities) {
+	r.RegisterWorkflowWithOptions(workflows.ExecuteFunction, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	r.RegisterActivity(acts)
+}
+
+// New returns a worker on the lambda-executions task queue with the workflow and acts
+// registered; Run or Start it.
+func New(c client.Client, cfg Config, acts *activities.Activities) sdkworker.Worker {
+	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{
+		MaxConcurrentActivityExecutionSize:      cfg.MaxActivities,
+		MaxConcurrentWorkflowTaskExecutionSize:  cfg.MaxWorkflowTasks,
+		MaxConcurrentLocalActivityExecutionSize: cfg.MaxWorkflowTasks * 2,
+		MaxHeartbeatThrottleInterval:            cfg.HeartbeatThrottle,
+		DefaultHeartbeatThrottleInterval:        cfg.HeartbeatThrottle,
+		WorkerStopTimeout:                       cfg.StopTimeout,
+	})
+	Register(w, acts)
+	return w
+}
