@@ -338,4 +338,3 @@ func runLanguageSuite(t *testing.T, lc langCases) {
 		require.JSONEq(t, `1`, string(r.Result))
 	})
 }
-
