@@ -1,0 +1,298 @@
+package devstack
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/openfaas/faas-provider/types"
+	sdk "github.com/openfaas/go-sdk"
+
+	"github.com/lambda-microservice/lambda/provider"
+)
+
+// component is one entry of the start-up table: Start runs the entries in order and Stop
+// stops their processes in reverse. A plain process is one process(...) entry.
+type component struct {
+	name    string
+	enabled func(*Stack) bool
+	start   func(*Stack, context.Context) error
+	// job and metrics make the generated Prometheus configuration scrape the component.
+	job     string
+	metrics func(*Stack) string // host:port serving /metrics
+}
+
+// components is the platform, in start order. (A function, not a variable: the
+// Prometheus configuration is generated from the table.)
+func components() []component {
+	return []component{
+		{name: "postgres", start: (*Stack).ensurePostgres},
+		{name: "redis", start: (*Stack).ensureRedis},
+		process("temporal", func(s *Stack) bool { return !s.opts.SkipTemporal }, temporalCommand, temporalReady,
+			"temporal", func(s *Stack) string { return s.temporalMetrics }),
+		process("provider", nil, providerCommand,
+			func(s *Stack) func(context.Context) error { return httpOK(s.ProviderURL + "/healthz") },
+			"lambda-provider", func(s *Stack) string { return s.providerAddr }),
+		// Before the gateway, which queries it; after the provider, its service discovery.
+		{name: "prometheus", enabled: (*Stack).prometheusWanted, start: (*Stack).startPrometheus,
+			job: "prometheus", metrics: func(s *Stack) string { return s.prometheusAddr }},
+		{name: "gateway", start: (*Stack).startGateway,
+			job: "openfaas-gateway", metrics: func(*Stack) string { return fmt.Sprintf("127.0.0.1:%d", GatewayMetricsPort) }},
+		{name: "runtimes", start: (*Stack).deployRuntimes},
+		{name: "migrate", enabled: func(s *Stack) bool { return !s.opts.SkipAPI }, start: func(s *Stack, ctx context.Context) error {
+			return s.runOnce(ctx, "migrate", command{path: s.binLambda, args: []string{"migrate"}, env: s.PlatformEnv()})
+		}},
+		process("api", func(s *Stack) bool { return !s.opts.SkipAPI },
+			func(s *Stack) (command, error) {
+				return command{path: s.binLambda, args: []string{"api"}, env: s.PlatformEnv()}, nil
+			},
+			func(s *Stack) func(context.Context) error { return httpOK(s.APIURL + "/readyz") },
+			"lambda-api", func(s *Stack) string { return s.apiAddr }),
+		process("worker", func(s *Stack) bool { return s.worker },
+			func(s *Stack) (command, error) {
+				return command{path: s.binLambda, args: []string{"worker"}, env: s.PlatformEnv()}, nil
+			},
+			workerReady,
+			"lambda-worker", func(s *Stack) string { return s.workerMetrics }),
+	}
+}
+
+// process is a component that runs one long-lived child and waits for ready.
+func process(name string, enabled func(*Stack) bool, cmd func(*Stack) (command, error),
+	ready func(*Stack) func(context.Context) error, job string, metrics func(*Stack) string) component {
+	return component{
+		name:    name,
+		enabled: enabled,
+		job:     job,
+		metrics: metrics,
+		start: func(s *Stack, ctx context.Context) error {
+			c, err := cmd(s)
+			if err != nil {
+				return err
+			}
+			p, err := s.spawn(name, c)
+			if err != nil {
+				return err
+			}
+			return s.waitUntil(ctx, p, s.opts.StartTimeout, "ready", ready(s))
+		},
+	}
+}
+
+// SearchAttributes are registered on the Temporal dev server (all Keyword).
+var SearchAttributes = []string{"LambdaFunction", "LambdaLanguage", "LambdaStatus"}
+
+func temporalCommand(s *Stack) (command, error) {
+	host, port, err := net.SplitHostPort(s.TemporalAddr)
+	if err != nil {
+		return command{}, fmt.Errorf("temporal address %q: %w", s.TemporalAddr, err)
+	}
+	args := []string{"server", "start-dev", "--ip", host, "--port", port,
+		"--metrics-port", portOf(s.temporalMetrics), "--log-level", "warn",
+		// The default (20) adds ~40 ms per queued step: notes/measured-floors.md.
+		"--dynamic-config-value", "history.transferProcessorMaxPollRPS=10000"}
+	if s.opts.TemporalHeadless {
+		args = append(args, "--headless")
+	} else {
+		args = append(args, "--ui-port", strconv.Itoa(s.temporalUIPort))
+	}
+	if !s.opts.TemporalInMemory {
+		args = append(args, "--db-filename", filepath.Join(s.DataDir, "temporal.db"))
+	}
+	for _, a := range SearchAttributes {
+		args = append(args, "--search-attribute", a+"=Keyword")
+	}
+	return command{path: s.opts.TemporalBin, args: args, env: s.plainEnv(nil), dir: s.DataDir}, nil
+}
+
+// temporalReady asks the frontend for its health with the CLI itself (no SDK needed here).
+func temporalReady(s *Stack) func(context.Context) error {
+	return func(ctx context.Context) error {
+		out, err := exec.CommandContext(ctx, s.opts.TemporalBin, "operator", "cluster", "health",
+			"--address", s.TemporalAddr).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("temporal operator cluster health: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+		if !strings.Contains(string(out), "SERVING") {
+			return fmt.Errorf("temporal operator cluster health: %s", strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+}
+
+func providerCommand(s *Stack) (command, error) {
+	env := s.plainEnv(map[string]string{
+		"LAMBDA_PROVIDER_ADDR": s.providerAddr,
+		"LAMBDA_RUNTIME_BIN":   s.binRuntime,
+		"LAMBDA_RUNTIMES_FILE": s.opts.RuntimesFile,
+		"LAMBDA_LOG_LEVEL":     s.opts.Log.Level,
+		"LAMBDA_LOG_FORMAT":    s.opts.Log.Format,
+	})
+	// The user's LAMBDA_PROVIDER_* tuning reaches the provider.
+	for k, v := range s.opts.Environ {
+		if len(k) > len("LAMBDA_PROVIDER_") && k[:len("LAMBDA_PROVIDER_")] == "LAMBDA_PROVIDER_" && k != "LAMBDA_PROVIDER_ADDR" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return command{path: s.binLambda, args: []string{"provider"}, env: env, dir: s.DataDir}, nil
+}
+
+// workerReady: the worker's /metrics answers, or it has stayed up for 5 s (a worker
+// without a metrics listener).
+func workerReady(s *Stack) func(context.Context) error {
+	t0 := time.Now()
+	check := httpOK("http://" + s.workerMetrics + "/metrics")
+	return func(ctx context.Context) error {
+		if err := check(ctx); err != nil && time.Since(t0) < 5*time.Second {
+			return err
+		}
+		return nil
+	}
+}
+
+// startGateway runs the real OpenFaaS gateway in front of the provider.
+func (s *Stack) startGateway(ctx context.Context) error {
+	if err := s.lockGatewayPorts(); err != nil {
+		return err
+	}
+	promAddr := s.prometheusAddr
+	if promAddr == "" {
+		// GET /system/functions through the gateway queries Prometheus and fails without one.
+		addr, err := s.startPrometheusStub()
+		if err != nil {
+			return err
+		}
+		promAddr = addr
+	}
+	promHost, promPort, _ := net.SplitHostPort(promAddr)
+	dir := filepath.Dir(s.opts.GatewayBin)
+	if st, err := os.Stat(filepath.Join(dir, "gateway-ui", "assets")); err == nil && st.IsDir() {
+		dir = filepath.Join(dir, "gateway-ui") // the gateway serves its UI from ./assets
+	}
+	env := s.plainEnv(map[string]string{
+		"functions_provider_url":  s.ProviderURL + "/",
+		"read_timeout":            "65s",
+		"write_timeout":           "65s",
+		"upstream_timeout":        "60s",
+		"faas_prometheus_host":    promHost,
+		"faas_prometheus_port":    promPort,
+		"max_idle_conns":          "1024",
+		"max_idle_conns_per_host": "1024",
+	})
+	p, err := s.spawn("gateway", command{path: s.opts.GatewayBin, env: env, dir: dir})
+	if err != nil {
+		return err
+	}
+	if err := s.waitUntil(ctx, p, s.opts.StartTimeout, "ready", httpOK(s.GatewayURL+"/healthz")); err != nil {
+		return err
+	}
+	// A gateway that lost the race for its ports exits at once: make sure ours is the one.
+	select {
+	case <-p.done:
+		return fmt.Errorf("exited right after start (%v); its log: %s%s", exitText(p.err), p.logPath, tailText(p.logPath, 10))
+	case <-time.After(150 * time.Millisecond):
+	}
+	return nil
+}
+
+// deployRuntimes deploys every runtime of the registry through the gateway's API and
+// waits until each has an available replica.
+func (s *Stack) deployRuntimes(ctx context.Context) error {
+	gw, _ := url.Parse(s.GatewayURL)
+	c := sdk.NewClient(gw, nil, &http.Client{Timeout: 30 * time.Second})
+	var selected []string
+	want := map[string]bool{}
+	for _, t := range s.opts.Runtimes {
+		rt, ok := s.registry.Lookup(t)
+		if !ok {
+			return fmt.Errorf("runtime %q is not in the registry (%v)", t, s.registry.Titles())
+		}
+		want[rt.Title] = true
+	}
+	for _, rt := range s.registry.All() {
+		if len(want) > 0 && !want[rt.Title] {
+			continue
+		}
+		labels := map[string]string{provider.LabelScaleMin: strconv.Itoa(s.opts.RuntimeReplicas)}
+		spec := types.FunctionDeployment{
+			Service: rt.Function,
+			Image:   rt.Image,
+			EnvVars: map[string]string{"LAMBDA_RUNTIME": rt.Title},
+			Labels:  &labels,
+		}
+		code, err := c.Deploy(ctx, spec)
+		if code == http.StatusConflict {
+			_, err = c.Update(ctx, spec)
+		}
+		if err != nil {
+			return fmt.Errorf("deploy %s through the gateway: %w", rt.Function, err)
+		}
+		selected = append(selected, rt.Function)
+	}
+	prov := s.procByName("provider")
+	for _, name := range selected {
+		err := s.waitUntil(ctx, prov, s.opts.RuntimeReadyTimeout, name+" available", func(ctx context.Context) error {
+			st, err := c.GetFunction(ctx, name, "")
+			if err != nil {
+				return err
+			}
+			if st.AvailableReplicas < 1 {
+				return fmt.Errorf("%s: %d of %d replicas available (replica output: %s)", name, st.AvailableReplicas, st.Replicas, filepath.Join(s.LogDir, "provider.log"))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		s.printf("  %-12s %s available\n", "", name)
+	}
+	s.Functions = selected
+	return nil
+}
+
+func (s *Stack) procByName(name string) *proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.procs {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+var workerCmdRE = regexp.MustCompile(`(?m)^\s+worker\s`)
+
+// wantWorker decides whether `lambda worker` runs: on, off, or auto (when the lambda
+// binary has the subcommand and Temporal runs).
+func (s *Stack) wantWorker(ctx context.Context) (bool, error) {
+	switch s.opts.Worker {
+	case "off":
+		return false, nil
+	case "on":
+		if s.opts.SkipTemporal {
+			return false, fmt.Errorf("devstack: the worker needs Temporal (LAMBDA_DEV_SKIP_TEMPORAL is set)")
+		}
+		return true, nil
+	case "auto":
+		if s.opts.SkipTemporal || s.opts.SkipAPI {
+			return false, nil
+		}
+		out, err := exec.CommandContext(ctx, s.binLambda, "help").Output()
+		if err != nil {
+			return false, fmt.Errorf("devstack: %s help: %w", s.binLambda, err)
+		}
+		return workerCmdRE.Match(out), nil
+	default:
+		return false, fmt.Errorf("devstack: LAMBDA_DEV_WORKER=%q: want auto, on or off", s.opts.Worker)
+	}
+}
