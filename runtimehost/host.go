@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -502,12 +503,12 @@ func (h *Host) exec(w *worker, req *Request, deadline time.Time, out *Outcome) {
 func (h *Host) broken(w *worker, err error, out *Outcome) (done bool, _ error) {
 	out.healthy = false
 	timedOut := errors.Is(err, os.ErrDeadlineExceeded)
-	w.kill()
 	if !timedOut {
-		err = w.describe(err)
-		if errors.Is(err, errWorkerGone) && !w.assigned {
-			return false, err
-		}
+		err = w.describe(err) // waits briefly for the exit status before anything is killed
+	}
+	w.kill()
+	if errors.Is(err, errWorkerGone) && !w.assigned {
+		return false, err
 	}
 	out.Stdout, out.Stderr, _ = w.collect(h.expiry(out, 500*time.Millisecond))
 	out.timer.Stop()
@@ -517,9 +518,9 @@ func (h *Host) broken(w *worker, err error, out *Outcome) (done bool, _ error) {
 		out.Error = errorDoc("Timeout", fmt.Sprintf("execution exceeded its timeout of %d ms", out.timeout.Milliseconds()), "")
 	case errors.Is(err, errWorkerGone):
 		out.Status = statusFailed
-		out.Error = errorDoc("RuntimeExit", err.Error(), "")
+		out.Error = errorDoc("RuntimeExit", "the worker process died mid-call: "+w.exitStatus(), "")
 		if code := w.exitCode(); code >= 0 {
-			out.Error = errorDocExit(err.Error(), code)
+			out.Error = errorDocExit("the worker process exited mid-call with status "+strconv.Itoa(code), code)
 		}
 	default:
 		out.Status = statusFailed

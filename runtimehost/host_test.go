@@ -170,6 +170,7 @@ type langCases struct {
 	bigPrint  string // event {n}: prints n bytes of 'x', returns n
 	syntax    string // does not compile
 	syntaxAt  string // the diagnostics mention this (file and line)
+	comment   string // starts a line comment
 	async     string // awaits something, returns "async" (empty: not applicable)
 	envProbe  string // returns {"secret": LAMBDA_TEST_SECRET or null, "lambda": [LAMBDA_* names], "mine": MY_VAR, "db": DATABASE_URL or null}
 	isoA      string // leaves a global and a file in the temp dir, returns how many calls this process served
@@ -258,10 +259,7 @@ func runLanguageSuite(t *testing.T, lc langCases) {
 
 	t.Run("source required then resent", func(t *testing.T) {
 		t.Parallel()
-		src := lc.add + "\n// " + t.Name() + "\n"
-		if lc.title == "python" {
-			src = lc.add + "\n# " + t.Name() + "\n"
-		}
+		src := lc.add + "\n" + lc.comment + " " + t.Name() + "\n"
 		body := map[string]any{"function": "fresh", "version": 1, "sha256": sum(src), "event": map[string]int{"a": 1, "b": 1}, "timeout_ms": 10000}
 		code, r := h.post(t, body)
 		require.Equal(t, http.StatusPreconditionRequired, code)
@@ -286,10 +284,7 @@ func runLanguageSuite(t *testing.T, lc langCases) {
 
 	t.Run("build only", func(t *testing.T) {
 		t.Parallel()
-		src := lc.add + "\n// " + t.Name() + "\n"
-		if lc.title == "python" {
-			src = lc.add + "\n# " + t.Name() + "\n"
-		}
+		src := lc.add + "\n" + lc.comment + " " + t.Name() + "\n"
 		code, r := h.post(t, map[string]any{"function": "built", "version": 1, "sha256": sum(src), "source": src, "build_only": true, "memory_mb": 128})
 		require.Equal(t, http.StatusOK, code)
 		require.Equal(t, "succeeded", r.Status)

@@ -43,6 +43,7 @@ exports.handler = async () => helper();
   let x = ;
 };
 `,
+	comment:  "//",
 	syntaxAt: "handler.js:2",
 	async: `exports.handler = async () => {
   await new Promise((resolve) => setTimeout(resolve, 10));

@@ -45,6 +45,7 @@ def handler(event, context):
     return {"a": 1
 print("never")
 `,
+	comment:  "#",
 	syntaxAt: "line ",
 	async: `import asyncio
 async def handler(event, context):

@@ -65,6 +65,7 @@ fn handler(event: Value, _ctx: &Context) -> Result<Value, String> {
     Ok(event)
 }
 `,
+	comment:  "//",
 	syntaxAt: "handler.rs:4",
 	envProbe: `use serde_json::{json, Value};
 
