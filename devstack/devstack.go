@@ -264,6 +264,19 @@ func newStack(o Options) (*Stack, error) {
 	return s, nil
 }
 
+// TemporalVersion is the Temporal CLI the Makefile builds.
+const TemporalVersion = "v1.5.1"
+
+// DefaultTemporalBin is where `make temporal` puts the Temporal CLI:
+// ${XDG_CACHE_HOME:-$HOME/.cache}/lambda-microservice/temporal-v1.5.1/temporal.
+func DefaultTemporalBin(environ map[string]string) string {
+	cache := environ["XDG_CACHE_HOME"]
+	if cache == "" {
+		cache = filepath.Join(environ["HOME"], ".cache")
+	}
+	return filepath.Join(cache, "lambda-microservice", "temporal-"+TemporalVersion, "temporal")
+}
+
 // resolveBinaries finds lambda, lambda-runtime, the gateway and Temporal.
 func (s *Stack) resolveBinaries() error {
 	o := &s.opts
@@ -285,11 +298,7 @@ func (s *Stack) resolveBinaries() error {
 		o.GatewayBin = filepath.Join(bin, "gateway")
 	}
 	if o.TemporalBin == "" && !o.SkipTemporal {
-		cache := o.Environ["XDG_CACHE_HOME"]
-		if cache == "" {
-			cache = filepath.Join(o.Environ["HOME"], ".cache")
-		}
-		o.TemporalBin = filepath.Join(cache, "lambda-microservice", "temporal-v1.5.1", "temporal")
+		o.TemporalBin = DefaultTemporalBin(o.Environ)
 	}
 	need := []struct{ path, what, how string }{
 		{s.binLambda, "lambda", "make build (or set LAMBDA_BIN_DIR)"},

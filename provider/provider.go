@@ -22,6 +22,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -249,11 +250,19 @@ func (p *Provider) setReplicas(name string, n uint64) error {
 	return nil
 }
 
+// lookup finds a function by name, also in OpenFaaS' "name.namespace" form (what the
+// go-sdk's InvokeFunction and the gateway send).
 func (p *Provider) lookup(name string) (*function, bool) {
 	p.mu.RLock()
-	fn, ok := p.fns[name]
-	p.mu.RUnlock()
-	return fn, ok
+	defer p.mu.RUnlock()
+	if fn, ok := p.fns[name]; ok {
+		return fn, true
+	}
+	if base, ok := strings.CutSuffix(name, "."+Namespace); ok {
+		fn, ok := p.fns[base]
+		return fn, ok
+	}
+	return nil, false
 }
 
 // list returns the status of every function, sorted by name.
