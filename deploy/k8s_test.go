@@ -180,10 +180,10 @@ type argoApplication struct {
 
 // kustomization mirrors kustomize.config.k8s.io Kustomization and Component.
 type kustomization struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Namespace  string `json:"namespace,omitempty"`
-	Resources  []string
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Namespace  string   `json:"namespace,omitempty"`
+	Resources  []string `json:"resources,omitempty"`
 	Components []string `json:"components,omitempty"`
 	Labels     []struct {
 		Pairs            map[string]string `json:"pairs"`
@@ -276,7 +276,7 @@ func decodeObject(t *testing.T, where string, doc []byte) any {
 	mk, ok := kinds[gvk]
 	require.True(t, ok, "%s: %s is not a kind this repository validates (add a typed decoder)", where, gvk)
 	obj := mk()
-	require.NoError(t, yaml.UnmarshalStrict(doc, obj), "%s: %s", where, gvk)
+	require.NoError(t, strictUnmarshal(doc, obj), "%s: %s", where, gvk)
 	return obj
 }
 
@@ -436,11 +436,11 @@ func TestKubernetesManifestsStrict(t *testing.T) {
 			continue
 		case "configuration":
 			var tc transformerConfig
-			require.NoError(t, yaml.UnmarshalStrict(raw, &tc), f)
+			require.NoError(t, strictUnmarshal(raw, &tc), f)
 			require.NotEmpty(t, tc.Images, f)
 		case "json6902":
 			var ops []jsonPatchOp
-			require.NoError(t, yaml.UnmarshalStrict(raw, &ops), f)
+			require.NoError(t, strictUnmarshal(raw, &ops), f)
 			for _, op := range ops {
 				require.Contains(t, []string{"add", "remove", "replace", "copy", "move", "test"}, op.Op, f)
 				require.True(t, strings.HasPrefix(op.Path, "/"), f)

@@ -170,7 +170,7 @@ func swapKubernetesSD(t *testing.T, v any, emptyFile string) int {
 			raw, err := yaml.Marshal(sd)
 			require.NoError(t, err)
 			var sds []kubernetesSD
-			require.NoError(t, yaml.UnmarshalStrict(raw, &sds), "kubernetes_sd_configs")
+			require.NoError(t, strictUnmarshal(raw, &sds), "kubernetes_sd_configs")
 			require.NotEmpty(t, sds)
 			for _, s := range sds {
 				require.Contains(t, []string{"node", "service", "pod", "endpoints", "endpointslice", "ingress"}, s.Role)
@@ -258,7 +258,7 @@ func readYAML(t *testing.T, file string, v any, strict bool) {
 	raw, err := os.ReadFile(file)
 	require.NoError(t, err)
 	if strict {
-		require.NoError(t, yaml.UnmarshalStrict(raw, v), file)
+		require.NoError(t, strictUnmarshal(raw, v), file)
 	} else {
 		require.NoError(t, yaml.Unmarshal(raw, v), file)
 	}
