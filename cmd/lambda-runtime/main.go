@@ -17,6 +17,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/lambda-microservice/lambda/logging"
 	"github.com/lambda-microservice/lambda/metrics"
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, environment map[string]string, stdo
 		fmt.Fprintln(stdout, "usage: lambda-runtime (configured by LAMBDA_RUNTIME, LAMBDA_RUNTIME_ADDR, ...: see runtimes/README.md)")
 		return nil
 	}
+	// Descriptors inherited from whoever started the host must not reach the workers.
+	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
 	var cfg runtimehost.Config
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environment}); err != nil {
 		return fmt.Errorf("config: %w", err)
