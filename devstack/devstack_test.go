@@ -180,6 +180,23 @@ func TestGatewayPortInUse(t *testing.T) {
 	require.Contains(t, err.Error(), "port 8080 is in use")
 	require.Less(t, time.Since(t0), 3*time.Second, "fails at once, never hangs")
 	require.Empty(t, s.procs)
+
+	// `lambda dev` (Start without PortWait) fails before starting anything.
+	dir := os.Getenv("LAMBDA_BIN_DIR")
+	if dir == "" {
+		dir, _ = filepath.Abs(filepath.Join("..", "bin"))
+	}
+	o, err := LoadOptions(OSEnviron())
+	require.NoError(t, err)
+	o.BinDir, o.DataDir, o.SkipTemporal = dir, t.TempDir(), true
+	if !isExecutable(filepath.Join(dir, "lambda")) || !isExecutable(filepath.Join(dir, "gateway")) {
+		return
+	}
+	t0 = time.Now()
+	st, err := Start(context.Background(), o)
+	require.Nil(t, st)
+	require.ErrorContains(t, err, "port 8080 is in use — is another `make run` running?")
+	require.Less(t, time.Since(t0), 3*time.Second)
 }
 
 func TestRedact(t *testing.T) {

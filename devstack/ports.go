@@ -21,6 +21,12 @@ const (
 // Prometheus configuration and the children's environments can name them.
 func (s *Stack) assignAddresses() error {
 	o := &s.opts
+	if o.PortWait == 0 {
+		// Fail before anything starts when another stack runs (its gateway holds 8080).
+		if err := CheckGatewayPorts(); err != nil {
+			return fmt.Errorf("devstack: %w", err)
+		}
+	}
 	pick := func(addr, what, envName string) (string, error) {
 		if o.FreePorts {
 			return freeAddr()
