@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -372,4 +373,61 @@ func TestProviderCrashingReplica(t *testing.T) {
 	require.EqualValues(t, 0, st.AvailableReplicas)
 	code, _, _ := invoke(t, srv.URL, "crashy", nil, `{}`)
 	require.Equal(t, http.StatusServiceUnavailable, code)
+}
+
+// TestProviderRollingUpdate: an update starts replicas with the new spec and stops the
+// old ones once the new ones are ready.
+func TestProviderRollingUpdate(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, srv, client := newProvider(t, fakeConfig(t))
+	spec := types.FunctionDeployment{Service: "rolling", Image: "img:1", EnvVars: map[string]string{fakeReplicaEnv: "1", "GEN": "one"}}
+	_, err := client.Deploy(ctx, spec)
+	require.NoError(t, err)
+	waitFor(t, 10*time.Second, "ready", func() bool {
+		st, err := client.GetFunction(ctx, "rolling", "")
+		return err == nil && st.AvailableReplicas == 1
+	})
+	_, first, _ := invoke(t, srv.URL, "rolling", nil, `{}`)
+	require.Contains(t, first.Env, "GEN=one")
+
+	spec.Image, spec.EnvVars["GEN"] = "img:2", "two"
+	_, err = client.Update(ctx, spec)
+	require.NoError(t, err)
+	waitFor(t, 10*time.Second, "the new generation to serve alone", func() bool {
+		_, a, _ := invoke(t, srv.URL, "rolling", nil, `{}`)
+		return slices.Contains(a.Env, "GEN=two") && !alive(first.PID)
+	})
+	st, err := client.GetFunction(ctx, "rolling", "")
+	require.NoError(t, err)
+	require.Equal(t, "img:2", st.Image)
+	require.EqualValues(t, 1, st.Replicas)
+	require.EqualValues(t, 1, st.AvailableReplicas)
+}
+
+// TestProviderLogsFollow: with follow=true new output lines stream as they are written.
+func TestProviderLogsFollow(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, _, client := newProvider(t, fakeConfig(t))
+	_, err := client.Deploy(ctx, types.FunctionDeployment{Service: "chatty", Image: "x", EnvVars: map[string]string{fakeReplicaEnv: "1"}})
+	require.NoError(t, err)
+	waitFor(t, 10*time.Second, "ready", func() bool {
+		st, err := client.GetFunction(ctx, "chatty", "")
+		return err == nil && st.AvailableReplicas == 1
+	})
+	msgs, err := client.GetLogs(ctx, "chatty", "", true, 0, nil)
+	require.NoError(t, err)
+	first := <-msgs
+	require.Contains(t, first.Text, "fake runtime up")
+	// A second replica writes a new line, which the follower sees.
+	require.NoError(t, client.ScaleFunction(ctx, "chatty", "", 2))
+	select {
+	case m := <-msgs:
+		require.Contains(t, m.Text, "fake runtime up")
+		require.Equal(t, "chatty-2", m.Instance)
+	case <-ctx.Done():
+		t.Fatal("no followed line")
+	}
 }
