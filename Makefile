@@ -3,6 +3,7 @@
 #   make build     bin/lambda and bin/lambda-runtime
 #   make run       everything (PostgreSQL, Redis, Temporal, gateway, provider, runtimes, api, worker)
 #   make test      builds what the integration tests need, then go test ./...
+#                  (make test PKGS=./provider/... TEST_FLAGS=-v for a part)
 #
 # Integration tests find the binaries through LAMBDA_BIN_DIR, LAMBDA_GATEWAY_BIN and
 # LAMBDA_TEMPORAL_BIN, which `make test` exports.
@@ -16,6 +17,7 @@ TEMPORAL_BIN := $(TEMPORAL_DIR)/temporal
 GATEWAY_MOD  := github.com/openfaas/faas/gateway
 TEST_TIMEOUT ?= 20m
 TEST_FLAGS   ?=
+PKGS         ?= ./...
 
 export LAMBDA_BIN_DIR      := $(BIN)
 export LAMBDA_GATEWAY_BIN  := $(BIN)/gateway
@@ -50,7 +52,7 @@ run: build gateway temporal
 	$(BIN)/lambda dev
 
 test: build gateway temporal
-	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
 
 vet:
 	$(GO) vet ./...
