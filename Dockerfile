@@ -7,7 +7,8 @@
 #   docker build -t ghcr.io/lambda-microservice/lambda:dev .                       # api/worker/migrate
 #   docker build --target local-provider -t ghcr.io/lambda-microservice/lambda-local-provider:dev .
 #
-# The default (last) stage is distroless and runs as uid 65532 with no shell. The
+# The default (last) stage is distroless and runs as uid 65532 with no shell; /bin/healthcheck
+# (deploy/healthcheck) is its HTTP probe for docker-compose health checks. The
 # `local-provider` stage is only for docker-compose: `lambda provider` starts runtime-host
 # processes itself, so that image also carries lambda-runtime and the language toolchains.
 
@@ -27,6 +28,7 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     set -eux; \
     mkdir -p /out/bin; \
     GOOS=$TARGETOS GOARCH=$TARGETARCH go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/bin/lambda ./cmd/lambda; \
+    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -ldflags "-s -w" -o /out/bin/healthcheck ./deploy/healthcheck; \
     if ls cmd/lambda-runtime/*.go >/dev/null 2>&1; then \
       GOOS=$TARGETOS GOARCH=$TARGETARCH go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/bin/lambda-runtime ./cmd/lambda-runtime; \
     fi
@@ -57,7 +59,7 @@ LABEL org.opencontainers.image.title="lambda" \
       org.opencontainers.image.description="lambda-microservice platform: api, worker, provider, migrate" \
       org.opencontainers.image.source="https://github.com/lambda-microservice/lambda" \
       org.opencontainers.image.version="${VERSION}"
-COPY --from=build /out/bin/lambda /bin/lambda
+COPY --from=build /out/bin/lambda /out/bin/healthcheck /bin/
 COPY runtimes/runtimes.yaml /etc/lambda/runtimes.yaml
 ENV LAMBDA_RUNTIMES_FILE=/etc/lambda/runtimes.yaml \
     LAMBDA_HTTP_ADDR=:8000 \
