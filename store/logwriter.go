@@ -18,8 +18,8 @@ import (
 // so a retried activity or a duplicate write records an execution exactly once.
 const upsertExecution = `INSERT INTO request_logs AS r (id, timestamp, language_title, payload, status,
 	duration, tenant, function, version, mode, result, error, stdout, stderr, truncated, cached, attempts,
-	workflow_id, finished_at)
-VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,NULLIF($18,''),$19)
+	workflow_id, finished_at, language)
+VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,NULLIF($18,''),$19,$20)
 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, duration = EXCLUDED.duration,
 	result = EXCLUDED.result, error = EXCLUDED.error, stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr,
 	truncated = EXCLUDED.truncated, cached = EXCLUDED.cached, attempts = EXCLUDED.attempts,
@@ -47,7 +47,7 @@ func executionArgs(e *Execution) ([]any, error) {
 	}
 	return []any{e.ID, e.CreatedAt, e.LanguageTitle, payload, e.Status, e.DurationMS, e.Tenant, e.Function,
 		e.Version, e.Mode, result, errArg, e.Stdout, e.Stderr, e.Truncated, e.Cached, e.Attempts, e.WorkflowID,
-		e.FinishedAt}, nil
+		e.FinishedAt, e.Language}, nil
 }
 
 // SaveExecution writes one execution row now (not group-committed): used for async rows

@@ -132,6 +132,7 @@ func TestLogWriterGroupCommitAndReadBack(t *testing.T) {
 		require.JSONEq(t, `{"sum":3}`, string(e.Result))
 		require.JSONEq(t, `{"a":1,"b":2}`, string(e.Payload))
 		require.Equal(t, "Python", e.LanguageTitle)
+		require.Equal(t, "python", e.Language)
 	}
 	page, next, err := st.ListExecutions(ctx, store.ExecutionFilter{Tenant: "default", Limit: 200})
 	require.NoError(t, err)

@@ -37,6 +37,7 @@ CREATE TABLE request_logs (
     tenant         text             NOT NULL DEFAULT 'default',
     function       text             NOT NULL,
     version        integer          NOT NULL,
+    language       text             NOT NULL,
     mode           text             NOT NULL,
     result         json,
     error          jsonb,
