@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,8 @@ type apiConfig struct {
 	FaaS  faas.Config
 	Log   logging.Config
 	Data  dataConfig
+	// DebugAddr, when set, serves net/http/pprof there (keep it on loopback).
+	DebugAddr string `env:"LAMBDA_DEBUG_ADDR"`
 	// LogWriters is the number of group commits in flight at once.
 	LogWriters int `env:"LAMBDA_LOG_WRITERS" envDefault:"2"`
 	// Temporal and Async configure async executions (Prefer: respond-async).
@@ -194,6 +197,9 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 		Limits:  ratelimit.New(cfg.Limit, c.cache.Client(), log),
 		Metrics: metrics.NewHTTP(reg), Gatherer: reg,
 	})
+	if cfg.DebugAddr != "" {
+		go serveDebug(cfg.DebugAddr, log)
+	}
 	srv := api.HTTPServer(cfg.API, h)
 	ln, err := net.Listen("tcp", cfg.API.Addr)
 	if err != nil {
@@ -248,5 +254,20 @@ func newMigrateCmd(e Env, stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintln(stdout, "migrations applied")
 			return nil
 		},
+	}
+}
+
+// serveDebug serves the Go profiler for `go tool pprof http://ADDR/debug/pprof/profile`.
+func serveDebug(addr string, log *zap.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("pprof listening", zap.String("addr", addr))
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		log.Warn("pprof server stopped", logging.Err(err))
 	}
 }
