@@ -104,9 +104,10 @@ type Host struct {
 	m        *hostMetrics
 	log      *zap.Logger
 
-	prepared atomic.Bool
-	spareUp  atomic.Bool
-	stop     chan struct{}
+	prepared   atomic.Bool
+	spareUp    atomic.Bool
+	prepareErr atomic.Pointer[string]
+	stop       chan struct{}
 }
 
 // BuildEnviron returns the environment of build and prepare commands: the worker allowlist
@@ -183,6 +184,8 @@ func (h *Host) Start() {
 	go func() {
 		if err := h.builds.prepare(); err != nil {
 			h.log.Error("runtime prepare failed", logging.Err(err))
+			msg := err.Error()
+			h.prepareErr.Store(&msg)
 			return
 		}
 		h.prepared.Store(true)
@@ -209,6 +212,14 @@ func (h *Host) Start() {
 // Ready reports whether the toolchain works: prepare succeeded and, for runtimes that
 // keep a spare, a spare worker said hello.
 func (h *Host) Ready() bool { return h.prepared.Load() && h.spareUp.Load() }
+
+// Problem explains why a host will not become ready (its prepare step failed), or "".
+func (h *Host) Problem() string {
+	if p := h.prepareErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // Runtime is the registry entry this host serves.
 func (h *Host) Runtime() *runtimes.Runtime { return h.rt }

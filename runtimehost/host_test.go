@@ -86,6 +86,7 @@ func newHarness(t testing.TB, path, title, cacheDir string, overrides map[string
 	h := &harness{host: host, handler: runtimehost.NewServer(host, promReg)}
 	deadline := time.Now().Add(3 * time.Minute)
 	for !host.Ready() {
+		require.Empty(t, host.Problem(), "host %s failed to start", title)
 		require.True(t, time.Now().Before(deadline), "host %s never became ready", title)
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -217,6 +218,7 @@ func runLanguageSuite(t *testing.T, lc langCases) {
 
 	t.Run("timeout then next call", func(t *testing.T) {
 		t.Parallel()
+		h.ok(t, "sleep", lc.sleep, map[string]int{"ms": 1}, "succeeded", map[string]any{"timeout_ms": 5000}) // built and warm
 		r := h.ok(t, "sleep", lc.sleep, map[string]int{"ms": 5000}, "timeout", map[string]any{"timeout_ms": 300})
 		require.Equal(t, "Timeout", r.Error.Type)
 		require.Less(t, r.DurationMS, 2000.0)

@@ -152,7 +152,12 @@ func handleReady(h *Host) http.HandlerFunc {
 		w.Header()["Content-Type"] = contentTypeJSON
 		if !h.Ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, `{"status":"starting","runtime":`+string(appendString(nil, h.rt.Title))+`}`)
+			b := append([]byte(`{"status":"starting","runtime":`), appendString(nil, h.rt.Title)...)
+			if p := h.Problem(); p != "" {
+				b = append(append(b[:0], `{"status":"failed","runtime":`...), appendString(nil, h.rt.Title)...)
+				b = appendString(append(b, `,"problem":`...), p)
+			}
+			_, _ = w.Write(append(b, '}'))
 			return
 		}
 		_, _ = io.WriteString(w, `{"status":"ready","runtime":`+string(appendString(nil, h.rt.Title))+`}`)

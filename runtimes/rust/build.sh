@@ -72,10 +72,13 @@ offline = true
 TOML
 
 cd "$work"
-log=$work/build.log
+log=$work/build.$$.log
 if ! CARGO_TARGET_DIR="$cache/cargo-target" CARGO_TERM_COLOR=never "$cargo" build --release --quiet --offline >"$log" 2>&1; then
 	sed -e 's#src/\.\./handler\.rs#handler.rs#g' "$log" >&2
+	rm -f "$log"
 	exit 1
 fi
-cp "$cache/cargo-target/release/$name" "$work/handler.tmp"
-mv "$work/handler.tmp" "$work/handler"
+rm -f "$log"
+# Hosts sharing a cache dir may build the same script at once: the copy is atomic.
+cp "$cache/cargo-target/release/$name" "$work/handler.tmp.$$"
+mv -f "$work/handler.tmp.$$" "$work/handler"
