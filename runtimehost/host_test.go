@@ -261,7 +261,7 @@ func runLanguageSuite(t *testing.T, lc langCases) {
 
 	t.Run("source required then resent", func(t *testing.T) {
 		t.Parallel()
-		src := lc.add + "\n" + lc.comment + " " + t.Name() + "\n"
+		src := fmt.Sprintf("%s\n%s %s %d\n", lc.add, lc.comment, t.Name(), time.Now().UnixNano())
 		body := map[string]any{"function": "fresh", "version": 1, "sha256": sum(src), "event": map[string]int{"a": 1, "b": 1}, "timeout_ms": 10000}
 		code, r := h.post(t, body)
 		require.Equal(t, http.StatusPreconditionRequired, code)
@@ -286,7 +286,7 @@ func runLanguageSuite(t *testing.T, lc langCases) {
 
 	t.Run("build only", func(t *testing.T) {
 		t.Parallel()
-		src := lc.add + "\n" + lc.comment + " " + t.Name() + "\n"
+		src := fmt.Sprintf("%s\n%s %s %d\n", lc.add, lc.comment, t.Name(), time.Now().UnixNano())
 		code, r := h.post(t, map[string]any{"function": "built", "version": 1, "sha256": sum(src), "source": src, "build_only": true, "memory_mb": 128})
 		require.Equal(t, http.StatusOK, code)
 		require.Equal(t, "succeeded", r.Status)
