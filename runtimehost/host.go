@@ -233,6 +233,9 @@ func (h *Host) Close() {
 		close(h.stop)
 	}
 	h.pool.close()
+	// The workers were killed: their private temp dirs go now, and once more after
+	// stragglers (a busy worker released late) are gone.
+	os.RemoveAll(h.tmpBase)
 	time.AfterFunc(3*time.Second, func() { os.RemoveAll(h.tmpBase) })
 }
 
