@@ -25,6 +25,7 @@ import (
 // Call is one request to a runtime function.
 type Call struct {
 	ExecutionID string            `json:"execution_id"`
+	Tenant      string            `json:"tenant,omitempty"`
 	Function    string            `json:"function"`
 	Version     int               `json:"version"`
 	SHA256      string            `json:"sha256"`
@@ -60,12 +61,22 @@ type Error struct {
 type Config struct {
 	GatewayURL string `env:"LAMBDA_GATEWAY_URL" envDefault:"http://127.0.0.1:8080"`
 	Namespace  string `env:"LAMBDA_FUNCTION_NAMESPACE" envDefault:"openfaas-fn"`
+	// Route is RouteGateway or RouteDirect.
+	Route string `env:"LAMBDA_INVOKE_ROUTE" envDefault:"gateway"`
+	// EndpointsURL is the provider answering GET /system/endpoints/{function} (direct route).
+	EndpointsURL string `env:"LAMBDA_ENDPOINTS_URL"`
+	// EndpointTemplate builds a replica URL instead, e.g. a Kubernetes Service:
+	// http://{function}.{namespace}.svc.cluster.local:8080 (direct route).
+	EndpointTemplate string        `env:"LAMBDA_ENDPOINT_TEMPLATE"`
+	EndpointsRefresh time.Duration `env:"LAMBDA_ENDPOINTS_REFRESH" envDefault:"2s"`
 }
 
 // Client invokes runtime functions through the OpenFaaS gateway.
 type Client struct {
 	sdk       *sdk.Client
+	http      *http.Client
 	namespace string
+	direct    *resolver // nil on the gateway route
 }
 
 // NewTransport returns the pooled keep-alive transport used on every platform hop.
@@ -86,10 +97,18 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("faas: invalid gateway url %q", cfg.GatewayURL)
 	}
-	return &Client{
-		sdk:       sdk.NewClient(u, nil, &http.Client{Transport: NewTransport()}),
-		namespace: cfg.Namespace,
-	}, nil
+	hc := &http.Client{Transport: NewTransport()}
+	c := &Client{sdk: sdk.NewClient(u, nil, hc), http: hc, namespace: cfg.Namespace}
+	switch cfg.Route {
+	case RouteGateway, "":
+	case RouteDirect:
+		if c.direct, err = newResolver(cfg, hc); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("faas: LAMBDA_INVOKE_ROUTE=%q: want gateway or direct", cfg.Route)
+	}
+	return c, nil
 }
 
 // SDK exposes the OpenFaaS client for management calls (deploy, status).
@@ -117,12 +136,7 @@ func (c *Client) post(ctx context.Context, fn string, call *Call) (Result, int, 
 	if err != nil {
 		return Result{}, 0, fault.Wrap(fault.Invalid, err, "event cannot be encoded")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
-	if err != nil {
-		return Result{}, 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.sdk.InvokeFunction(fn, c.namespace, false, false, req)
+	resp, err := c.send(ctx, fn, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Result{}, 0, ctx.Err()
@@ -146,6 +160,30 @@ func (c *Client) post(ctx context.Context, fn string, call *Call) (Result, int, 
 		res.Error = &Error{Type: "Gateway", Message: string(bytes.TrimSpace(raw))}
 	}
 	return res, resp.StatusCode, nil
+}
+
+// send posts body to a replica of fn on the direct route, else through the gateway.
+func (c *Client) send(ctx context.Context, fn string, body []byte) (*http.Response, error) {
+	if c.direct != nil {
+		if base := c.direct.pick(ctx, fn); base != "" {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/", bytes.NewReader(body))
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := c.http.Do(req)
+			if err == nil || !dialFailed(err) {
+				return resp, err
+			}
+			c.direct.forget(fn) // the replica is gone: refresh, and take the gateway this once
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return c.sdk.InvokeFunction(fn, c.namespace, false, false, req)
 }
 
 // statusError maps the host's or the gateway's status code to a fault kind.

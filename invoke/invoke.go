@@ -305,7 +305,7 @@ func (s *Service) Run(ctx context.Context, v store.Version, rt *runtimes.Runtime
 	defer cancel()
 	t0 := time.Now()
 	res, err := s.runner.Run(callCtx, rt.Function, faas.Call{
-		ExecutionID: e.ID, Function: v.Name, Version: v.Version, SHA256: v.SHA256, Source: v.Source,
+		ExecutionID: e.ID, Tenant: e.Tenant, Function: v.Name, Version: v.Version, SHA256: v.SHA256, Source: v.Source,
 		Event: e.Payload, TimeoutMS: int(timeout / time.Millisecond), MemoryMB: v.MemoryMB, Env: v.Env,
 	})
 	s.m.RuntimeCall.WithLabelValues(rt.Title).Observe(time.Since(t0).Seconds())
@@ -372,7 +372,7 @@ func (s *Service) Record(ctx context.Context, e *store.Execution) error {
 // is registered; a build failure is Unprocessable with the compiler's diagnostics.
 func (s *Service) Build(ctx context.Context, rt *runtimes.Runtime, v store.Version) error {
 	_, err := s.runner.Run(ctx, rt.Function, faas.Call{
-		ExecutionID: "build-" + v.SHA256[:12], Function: v.Name, Version: v.Version, SHA256: v.SHA256,
+		ExecutionID: "build-" + v.SHA256[:12], Tenant: v.Tenant, Function: v.Name, Version: v.Version, SHA256: v.SHA256,
 		Source: v.Source, Event: json.RawMessage("null"), TimeoutMS: v.TimeoutMS, MemoryMB: v.MemoryMB, BuildOnly: true,
 	})
 	return err
