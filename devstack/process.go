@@ -28,6 +28,7 @@ type command struct {
 	stopSig syscall.Signal // default SIGTERM
 	cred    *syscall.Credential
 	infra   bool // PostgreSQL/Redis: stopped after the cleanups
+	oneshot bool // runs to completion: its exit is expected
 }
 
 // proc is one supervised child.
@@ -73,6 +74,7 @@ func (s *Stack) spawn(name string, c command) (*proc, error) {
 	}
 	pw.Close()
 	p := &proc{name: name, cmd: cmd, logPath: logPath, stopSig: c.stopSig, infra: c.infra, done: make(chan struct{})}
+	p.stopping.Store(c.oneshot)
 	s.mu.Lock()
 	s.procs = append(s.procs, p)
 	s.mu.Unlock()
@@ -171,11 +173,11 @@ func (p *proc) stop(grace time.Duration) error {
 
 // runOnce runs a one-shot command (migrate) to completion, output to its log file.
 func (s *Stack) runOnce(ctx context.Context, name string, c command) error {
+	c.oneshot = true
 	p, err := s.spawn(name, c)
 	if err != nil {
 		return err
 	}
-	p.stopping.Store(true) // its exit is expected
 	select {
 	case <-p.done:
 	case <-ctx.Done():

@@ -196,7 +196,9 @@ func (p *Provider) deploy(spec types.FunctionDeployment) error {
 	}
 	fn := newFunction(p, spec)
 	p.fns[spec.Service] = fn
+	fn.mu.Lock()
 	fn.scale(scaleLabel(spec.Labels, LabelScaleMin, 1))
+	fn.mu.Unlock()
 	p.log.Info("function deployed", zap.String(logging.FieldFunction, spec.Service), zap.String("container.image.name", spec.Image))
 	return nil
 }
