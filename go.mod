@@ -3,6 +3,7 @@ module github.com/lambda-microservice/lambda
 go 1.26.0
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.1.2
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/openfaas/go-sdk v0.3.1

@@ -1,0 +1,496 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+)
+
+// Settings are the scenarios' rates and durations. FullSettings is `make bench`,
+// QuickSettings `make bench-quick` (the harness proving itself, numbers meaningless).
+type Settings struct {
+	Quick    bool
+	Runtimes []string // runtime titles of the trivial handlers
+	Python   string   // interpreter for the fork-per-request baseline
+
+	Warmup time.Duration // at the target rate before each measured sync load (not recorded)
+	Pause  time.Duration // between loads, to let queues drain
+
+	GeneratorRates []float64 // against an in-process no-op server
+	GeneratorTime  time.Duration
+
+	SyncRate     float64 // scenario 1
+	SyncDuration time.Duration
+
+	CacheRate     float64 // scenario 2
+	CacheDuration time.Duration
+
+	SearchStart, SearchFactor, SearchMax float64 // scenario 3
+	SearchStep                           time.Duration
+	SearchRefine                         int
+	SearchP99                            time.Duration
+	SearchErrors                         float64
+
+	AsyncRates                                          []float64 // scenario 4
+	AsyncDuration                                       time.Duration
+	AsyncTimeout                                        time.Duration
+	AsyncSearchStart, AsyncSearchFactor, AsyncSearchMax float64
+	AsyncSearchStep                                     time.Duration
+	AsyncSearchRefine                                   int
+	AsyncP99                                            time.Duration
+	AsyncDrain                                          time.Duration // most time to wait for the backlog after a step
+
+	ColdVersions, RustColdVersions int // scenario 5
+	ColdWarmCalls                  int
+
+	OverheadRate     float64 // scenario 6
+	OverheadDuration time.Duration
+	OverheadCalls    int // sequential calls of each, interleaved
+
+	ForkRate     float64 // scenario 7
+	ForkDuration time.Duration
+	ForkCalls    int // sequential
+}
+
+// FullSettings are `make bench`'s.
+func FullSettings() Settings {
+	return Settings{
+		Runtimes: []string{"python", "node", "rust"}, Python: "/usr/bin/python3",
+		Warmup: 5 * time.Second, Pause: 2 * time.Second,
+		GeneratorRates: []float64{1000, 3000, 10000}, GeneratorTime: 5 * time.Second,
+		SyncRate: 1000, SyncDuration: 30 * time.Second,
+		CacheRate: 3000, CacheDuration: 30 * time.Second,
+		SearchStart: 1000, SearchFactor: 1.5, SearchMax: 20000, SearchStep: 10 * time.Second, SearchRefine: 2,
+		SearchP99: 100 * time.Millisecond, SearchErrors: 0.001,
+		AsyncRates: []float64{50, 100}, AsyncDuration: 20 * time.Second, AsyncTimeout: 30 * time.Second,
+		AsyncSearchStart: 25, AsyncSearchFactor: 2, AsyncSearchMax: 800, AsyncSearchStep: 10 * time.Second,
+		AsyncSearchRefine: 2, AsyncP99: time.Second, AsyncDrain: 2 * time.Minute,
+		ColdVersions: 5, RustColdVersions: 2, ColdWarmCalls: 50,
+		OverheadRate: 500, OverheadDuration: 15 * time.Second, OverheadCalls: 2000,
+		ForkRate: 20, ForkDuration: 15 * time.Second, ForkCalls: 50,
+	}
+}
+
+// QuickSettings are `make bench-quick`'s: every scenario, short and gentle.
+func QuickSettings() Settings {
+	return Settings{
+		Quick:    true,
+		Runtimes: []string{"python", "node", "rust"}, Python: "/usr/bin/python3",
+		Warmup: 200 * time.Millisecond, Pause: 200 * time.Millisecond,
+		GeneratorRates: []float64{1000}, GeneratorTime: time.Second,
+		SyncRate: 200, SyncDuration: time.Second,
+		CacheRate: 500, CacheDuration: time.Second,
+		SearchStart: 200, SearchFactor: 2, SearchMax: 400, SearchStep: time.Second, SearchRefine: 0,
+		SearchP99: 100 * time.Millisecond, SearchErrors: 0.001,
+		AsyncRates: []float64{5, 10}, AsyncDuration: time.Second, AsyncTimeout: 20 * time.Second,
+		AsyncSearchStart: 10, AsyncSearchFactor: 2, AsyncSearchMax: 10, AsyncSearchStep: time.Second,
+		AsyncSearchRefine: 0, AsyncP99: time.Second, AsyncDrain: 20 * time.Second,
+		ColdVersions: 1, RustColdVersions: 1, ColdWarmCalls: 5,
+		OverheadRate: 100, OverheadDuration: time.Second, OverheadCalls: 50,
+		ForkRate: 5, ForkDuration: time.Second, ForkCalls: 3,
+	}
+}
+
+// Handlers are the trivial handlers per runtime title: return a constant object and the
+// event's "n".
+var Handlers = map[string]string{
+	"python": "def handler(event, context):\n    return {\"ok\": True, \"n\": event.get(\"n\")}\n",
+	"node":   "exports.handler = async (event, context) => ({ ok: true, n: event.n });\n",
+	"rust": "use serde_json::{json, Value};\n\n" +
+		"fn handler(event: Value, _ctx: &Context) -> Result<Value, String> {\n" +
+		"    Ok(json!({\"ok\": true, \"n\": event[\"n\"]}))\n}\n",
+}
+
+// comment is a line comment in the runtime's language (for making a source unique).
+func comment(title string) string {
+	if title == "python" {
+		return "# "
+	}
+	return "// "
+}
+
+// Event is the trivial handlers' event.
+var Event = []byte(`{"n":1}`)
+
+// Runner runs the scenarios against a platform.
+type Runner struct {
+	P *Platform
+	S Settings
+	// Log receives progress lines (nil: discard).
+	Log io.Writer
+	// During, when set, runs alongside scenario 1's first runtime for its measured
+	// duration (profiling); what it returns goes to Report.Profile.
+	During func(ctx context.Context, d time.Duration) string
+	// RuntimeFunction maps a title to its OpenFaaS function (default runtime-<title>).
+	RuntimeFunction func(title string) string
+}
+
+func (r *Runner) logf(format string, args ...any) {
+	if r.Log != nil {
+		fmt.Fprintf(r.Log, "bench: "+format+"\n", args...)
+	}
+}
+
+func (r *Runner) runtimeFunction(title string) string {
+	if r.RuntimeFunction != nil {
+		return r.RuntimeFunction(title)
+	}
+	return "runtime-" + title
+}
+
+// Run runs every scenario (in an order that keeps one scenario's leftovers from skewing
+// the next: the async backlog goes last) and returns the report. A scenario that cannot
+// run is recorded as a failed row; Run returns an error only when ctx ends.
+func (r *Runner) Run(ctx context.Context) (*Report, error) {
+	rep := &Report{Settings: r.S, Started: time.Now()}
+	fns := map[string]Function{}
+	for _, title := range r.S.Runtimes {
+		f, err := r.P.Register(ctx, "bench-"+title, title, Handlers[title], nil)
+		if err != nil {
+			return nil, err
+		}
+		r.logf("registered %s v%d; first call", f.Name, f.Version)
+		t0 := time.Now()
+		if err := r.P.Invoke(ctx, f, Event); err != nil {
+			return nil, fmt.Errorf("first call of %s: %w", f.Name, err)
+		}
+		rep.notef("Setup: first call of %s (cold start of its worker%s): %s.", f.Name,
+			map[bool]string{true: ", build from the shared cache", false: ""}[title == "rust"], ms(time.Since(t0)))
+		fns[title] = f
+	}
+
+	r.generator(ctx, rep)
+	r.cold(ctx, rep, fns)
+	r.overhead(ctx, rep, fns)
+	r.fork(ctx, rep, fns)
+	r.syncWarm(ctx, rep, fns)
+	r.cacheHit(ctx, rep)
+	r.search(ctx, rep, fns)
+	r.async(ctx, rep, fns)
+	rep.Finished = time.Now()
+	return rep, ctx.Err()
+}
+
+// load runs one open-loop load with its own connection pool.
+func (r *Runner) load(ctx context.Context, rate float64, d time.Duration, timeout time.Duration, mk func(c *http.Client) Op) Result {
+	l := Load{Rate: rate, Duration: d, Timeout: timeout}.withDefaults()
+	c := NewClient(l.Workers)
+	defer c.CloseIdleConnections()
+	return Run(ctx, l, mk(c))
+}
+
+func (r *Runner) pause(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(r.S.Pause):
+	}
+}
+
+// 0: the generator against an in-process no-op server.
+func (r *Runner) generator(ctx context.Context, rep *Report) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.Copy(io.Discard, req.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"succeeded"}`)
+	}))
+	defer srv.Close()
+	for _, rate := range r.S.GeneratorRates {
+		r.logf("generator self-check at %.0f/s", rate)
+		res := r.load(ctx, rate, r.S.GeneratorTime, 5*time.Second, func(c *http.Client) Op {
+			return HTTPOp(c, Request{Method: http.MethodPost, URL: srv.URL, Body: Event, Check: checkEnvelope})
+		})
+		rep.add(Row{Section: "0 generator", Case: "in-process no-op HTTP server (generator + loopback floor)",
+			Offered: rate, Result: &res, Budget: "—"})
+		r.pause(ctx)
+	}
+}
+
+// 1: sync warm trivial handler per runtime.
+func (r *Runner) syncWarm(ctx context.Context, rep *Report, fns map[string]Function) {
+	for i, title := range r.S.Runtimes {
+		f := fns[title]
+		req := r.P.InvokeRequest(f, Event)
+		r.logf("1 sync warm %s: warm-up %s, then %.0f/s for %s", title, r.S.Warmup, r.S.SyncRate, r.S.SyncDuration)
+		r.load(ctx, r.S.SyncRate, r.S.Warmup, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, req) })
+		var prof chan string
+		if i == 0 && r.During != nil {
+			prof = make(chan string, 1)
+			go func() { prof <- r.During(ctx, r.S.SyncDuration) }()
+		}
+		res := r.load(ctx, r.S.SyncRate, r.S.SyncDuration, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, req) })
+		row := Row{Section: "1 sync warm", Case: title + " trivial handler, full stack", Offered: r.S.SyncRate, Result: &res,
+			Budget: "p50 ≤ 2 ms, p99 ≤ 10 ms, 0 errors"}
+		row.Verdict = verdict(res.Quantile(50) <= 2 && res.Quantile(99) <= 10 && res.Errors == 0)
+		rep.add(row)
+		if prof != nil {
+			rep.Profile = <-prof
+		}
+		r.pause(ctx)
+	}
+}
+
+// 2: sync Redis cache hit.
+func (r *Runner) cacheHit(ctx context.Context, rep *Report) {
+	title := r.S.Runtimes[0]
+	f, err := r.P.Register(ctx, "bench-cache-"+title, title, Handlers[title], map[string]any{"cache_ttl_s": 3600})
+	if err == nil {
+		err = r.P.Invoke(ctx, f, Event) // fills the cache
+	}
+	if err != nil {
+		rep.add(Row{Section: "2 cache hit", Case: title, Note: "setup failed: " + err.Error(), Verdict: "FAIL"})
+		return
+	}
+	req := r.P.InvokeRequest(f, Event)
+	req.Check = checkCached
+	r.logf("2 cache hit: warm-up, then %.0f/s for %s", r.S.CacheRate, r.S.CacheDuration)
+	r.load(ctx, r.S.CacheRate, r.S.Warmup, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, req) })
+	res := r.load(ctx, r.S.CacheRate, r.S.CacheDuration, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, req) })
+	row := Row{Section: "2 cache hit", Case: title + " handler, Redis result cache hit", Offered: r.S.CacheRate, Result: &res,
+		Budget: "p99 ≤ 3 ms"}
+	row.Verdict = verdict(res.Quantile(99) <= 3 && res.ErrorRate() < 0.001)
+	rep.add(row)
+	r.pause(ctx)
+}
+
+// checkCached accepts a succeeded envelope that came from the cache.
+func checkCached(body []byte) error {
+	if err := checkEnvelope(body); err != nil {
+		return err
+	}
+	if !strings.Contains(string(body), `"cached":true`) {
+		return fmt.Errorf("not a cache hit")
+	}
+	return nil
+}
+
+// 3: the highest sustained sync rate per runtime.
+func (r *Runner) search(ctx context.Context, rep *Report, fns map[string]Function) {
+	for _, title := range r.S.Runtimes {
+		f := fns[title]
+		req := r.P.InvokeRequest(f, Event)
+		s := Search{Start: r.S.SearchStart, Factor: r.S.SearchFactor, Max: r.S.SearchMax, Min: 50,
+			Step: r.S.SearchStep, Refine: r.S.SearchRefine,
+			Pass: func(res Result) bool {
+				return res.Quantile(99) < ms64(r.S.SearchP99) && res.ErrorRate() < r.S.SearchErrors
+			},
+			Between: r.pause,
+		}
+		sr := s.Run(ctx, func(ctx context.Context, rate float64) Result {
+			r.logf("3 max sync %s: step %.0f/s for %s", title, rate, r.S.SearchStep)
+			return r.load(ctx, rate, r.S.SearchStep, 5*time.Second, func(c *http.Client) Op { return HTTPOp(c, req) })
+		})
+		rep.addSearch("3 max sync", title, sr, fmt.Sprintf("p99 < %s, errors < %.1f %%", r.S.SearchP99, r.S.SearchErrors*100),
+			"≥ 3,000/s", sr.Best >= 3000)
+	}
+}
+
+// 4: async POST → result visible.
+func (r *Runner) async(ctx context.Context, rep *Report, fns map[string]Function) {
+	title := r.S.Runtimes[0]
+	f := fns[title]
+	run := func(ctx context.Context, rate float64, d time.Duration) Result {
+		l := Load{Rate: rate, Duration: d, Timeout: r.S.AsyncTimeout, Workers: min(8192, max(256, int(rate*r.S.AsyncTimeout.Seconds())+64))}
+		c := NewClient(l.Workers)
+		defer c.CloseIdleConnections()
+		res := Run(ctx, l, r.P.AsyncOp(c, f, Event))
+		r.drain(ctx)
+		return res
+	}
+	for _, rate := range r.S.AsyncRates {
+		r.logf("4 async %s: %.0f workflows/s for %s", title, rate, r.S.AsyncDuration)
+		res := run(ctx, rate, r.S.AsyncDuration)
+		row := Row{Section: "4 async", Case: title + " trivial handler, POST → final envelope (long-poll)", Offered: rate, Result: &res,
+			Budget: "p50 ≤ 50 ms (50–100 accepted)"}
+		row.Verdict = verdict(res.Quantile(50) <= 50 && res.ErrorRate() < 0.001)
+		rep.add(row)
+	}
+	s := Search{Start: r.S.AsyncSearchStart, Factor: r.S.AsyncSearchFactor, Max: r.S.AsyncSearchMax, Min: 1,
+		Step: r.S.AsyncSearchStep, Refine: r.S.AsyncSearchRefine,
+		Pass: func(res Result) bool {
+			return res.Quantile(99) < ms64(r.S.AsyncP99) && res.ErrorRate() < 0.001
+		},
+	}
+	sr := s.Run(ctx, func(ctx context.Context, rate float64) Result {
+		r.logf("4 max async %s: step %.0f/s for %s", title, rate, r.S.AsyncSearchStep)
+		return run(ctx, rate, r.S.AsyncSearchStep)
+	})
+	rep.addSearch("4 async", title, sr, fmt.Sprintf("p99 < %s, errors < 0.1 %%", r.S.AsyncP99), "≥ 100 workflows/s", sr.Best >= 100)
+}
+
+// drain waits (up to AsyncDrain) until no execution is queued or running, so that one
+// async load's backlog does not land in the next.
+func (r *Runner) drain(ctx context.Context) {
+	deadline := time.Now().Add(r.S.AsyncDrain)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		busy := false
+		for _, st := range []string{"queued", "running"} {
+			status, body, err := Do(ctx, r.P.client(), http.MethodGet, r.P.APIURL+"/v1/executions?limit=1&status="+st, r.P.Header(), nil)
+			if err != nil || status != http.StatusOK || strings.Contains(string(body), `"id"`) {
+				busy = true
+			}
+		}
+		if !busy {
+			r.pause(ctx)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	r.logf("async backlog not drained after %s", r.S.AsyncDrain)
+}
+
+// 5: first call of a new version per runtime, over warm.
+func (r *Runner) cold(ctx context.Context, rep *Report, fns map[string]Function) {
+	for _, title := range r.S.Runtimes {
+		f := fns[title]
+		warm := Sequential(ctx, r.S.ColdWarmCalls, 10*time.Second, HTTPOp(r.P.client(), r.P.InvokeRequest(f, Event)))
+		n := r.S.ColdVersions
+		if title == "rust" {
+			n = r.S.RustColdVersions
+		}
+		res := Result{ErrorKinds: map[string]int{}, Latency: NewHistogram(), SendLag: NewHistogram()}
+		for i := range n {
+			src := fmt.Sprintf("%s\n%sbench cold version %d %d\n", Handlers[title], comment(title), time.Now().UnixNano(), i)
+			nf, err := r.P.Register(ctx, "bench-cold-"+title, title, src, nil)
+			if err != nil {
+				res.Sent++
+				res.Errors++
+				res.ErrorKinds[errorKind(err)]++
+				continue
+			}
+			one := Sequential(ctx, 1, 2*time.Minute, HTTPOp(r.P.client(), r.P.InvokeRequest(nf, Event)))
+			res.Sent += one.Sent
+			res.OK += one.OK
+			res.Errors += one.Errors
+			for k, v := range one.ErrorKinds {
+				res.ErrorKinds[k] += v
+			}
+			res.Latency.Merge(one.Latency)
+		}
+		r.logf("5 cold %s: %d new versions, first call p50 %.1f ms (warm p50 %.2f ms)", title, n, res.Quantile(50), warm.Quantile(50))
+		over := res.Quantile(50) - warm.Quantile(50)
+		row := Row{Section: "5 cold", Case: title + ": first call of a new version (sequential)", Result: &res,
+			Note: fmt.Sprintf("warm p50 %.2f ms (%d calls) → **%+.1f ms over warm** at p50", warm.Quantile(50), warm.Sent, over)}
+		if title == "rust" {
+			row.Budget = "compile ≤ 3 s (first call includes it)"
+			row.Verdict = verdict(res.Quantile(50) <= 3000 && res.Errors == 0)
+		} else {
+			row.Budget = "≤ 30 ms over warm"
+			row.Verdict = verdict(over <= 30 && res.Errors == 0)
+		}
+		rep.add(row)
+	}
+}
+
+// 6: the runtime host alone vs the whole stack, same handler, same event, same run.
+func (r *Runner) overhead(ctx context.Context, rep *Report, fns map[string]Function) {
+	title := r.S.Runtimes[0]
+	f := fns[title]
+	fn := r.runtimeFunction(title)
+	reps, err := r.P.Replicas(ctx, fn)
+	if err == nil && len(reps) == 0 {
+		err = fmt.Errorf("no ready replica of %s", fn)
+	}
+	if err != nil {
+		rep.add(Row{Section: "6 overhead", Case: title, Note: "setup failed: " + err.Error(), Verdict: "FAIL"})
+		return
+	}
+	replica := reps[0]
+	// The first direct call carries the source; then, like the platform, only the sha256.
+	if err := HTTPOp(r.P.client(), DirectRequest(replica, f, Event, 10*time.Second, true))(ctx); err != nil {
+		rep.add(Row{Section: "6 overhead", Case: title, Note: "direct call failed: " + err.Error(), Verdict: "FAIL"})
+		return
+	}
+	direct := DirectRequest(replica, f, Event, 10*time.Second, false)
+	stack := r.P.InvokeRequest(f, Event)
+
+	// Sequential, interleaved: service time of each without queueing.
+	seqD := Result{ErrorKinds: map[string]int{}, Latency: NewHistogram(), SendLag: NewHistogram()}
+	seqS := Result{ErrorKinds: map[string]int{}, Latency: NewHistogram(), SendLag: NewHistogram()}
+	dOp, sOp := HTTPOp(r.P.client(), direct), HTTPOp(r.P.client(), stack)
+	r.logf("6 overhead %s: %d sequential calls each, interleaved", title, r.S.OverheadCalls)
+	for range r.S.OverheadCalls {
+		mergeInto(&seqD, Sequential(ctx, 1, 10*time.Second, dOp))
+		mergeInto(&seqS, Sequential(ctx, 1, 10*time.Second, sOp))
+	}
+	r.logf("6 overhead %s: open loop %.0f/s for %s each", title, r.S.OverheadRate, r.S.OverheadDuration)
+	oD := r.load(ctx, r.S.OverheadRate, r.S.OverheadDuration, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, direct) })
+	r.pause(ctx)
+	oS := r.load(ctx, r.S.OverheadRate, r.S.OverheadDuration, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, stack) })
+	r.pause(ctx)
+
+	rep.add(Row{Section: "6 overhead", Case: title + " runtime host alone (" + replica + "), sequential", Result: &seqD, Budget: "—"})
+	rep.add(Row{Section: "6 overhead", Case: title + " whole stack, sequential", Result: &seqS, Budget: "—"})
+	rep.add(Row{Section: "6 overhead", Case: title + " runtime host alone, open loop", Offered: r.S.OverheadRate, Result: &oD, Budget: "—"})
+	rep.add(Row{Section: "6 overhead", Case: title + " whole stack, open loop", Offered: r.S.OverheadRate, Result: &oS, Budget: "—"})
+	seqOver := seqS.Quantile(50) - seqD.Quantile(50)
+	openOver := oS.Quantile(50) - oD.Quantile(50)
+	rep.add(Row{Section: "6 overhead", Case: "platform overhead = whole stack − host alone, p50",
+		Note: fmt.Sprintf("**%.2f ms** sequential, **%.2f ms** open loop at %.0f/s (p99: %.2f ms / %.2f ms)",
+			seqOver, openOver, r.S.OverheadRate, seqS.Quantile(99)-seqD.Quantile(99), oS.Quantile(99)-oD.Quantile(99)),
+		Budget: "≤ 1 ms at p50", Verdict: verdict(seqOver <= 1 && openOver <= 1)})
+	rep.OverheadP50 = seqOver
+}
+
+// 7: fork-per-request baseline vs the warm pool, same handler, same run.
+func (r *Runner) fork(ctx context.Context, rep *Report, fns map[string]Function) {
+	const title = "python"
+	f, ok := fns[title]
+	if !ok {
+		return
+	}
+	op := ForkOp(r.S.Python, Handlers[title], Event)
+	r.logf("7 fork-per-request: %d sequential runs, then %.0f/s for %s, and the stack at the same rate", r.S.ForkCalls, r.S.ForkRate, r.S.ForkDuration)
+	seqF := Sequential(ctx, r.S.ForkCalls, 10*time.Second, op)
+	openF := r.load(ctx, r.S.ForkRate, r.S.ForkDuration, 10*time.Second, func(*http.Client) Op { return op })
+	r.pause(ctx)
+	stack := r.P.InvokeRequest(f, Event)
+	openS := r.load(ctx, r.S.ForkRate, r.S.ForkDuration, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, stack) })
+	seqS := Sequential(ctx, r.S.ForkCalls, 10*time.Second, HTTPOp(r.P.client(), stack))
+	r.pause(ctx)
+	rep.add(Row{Section: "7 fork baseline", Case: "fork/exec `" + r.S.Python + " -c` per request, sequential", Result: &seqF, Budget: "—"})
+	rep.add(Row{Section: "7 fork baseline", Case: "fork/exec per request, open loop", Offered: r.S.ForkRate, Result: &openF, Budget: "—"})
+	rep.add(Row{Section: "7 fork baseline", Case: "warm pool, whole stack, open loop", Offered: r.S.ForkRate, Result: &openS, Budget: "—"})
+	rep.add(Row{Section: "7 fork baseline", Case: "warm pool, whole stack, sequential", Result: &seqS, Budget: "—"})
+	ratioOpen := safeDiv(openF.Quantile(50), openS.Quantile(50))
+	ratioSeq := safeDiv(seqF.Quantile(50), seqS.Quantile(50))
+	rep.add(Row{Section: "7 fork baseline", Case: "warm pool speed-up at p50 (fork ÷ warm, whole stack)",
+		Note:   fmt.Sprintf("**%.0f×** open loop at %.0f/s, **%.0f×** sequential", ratioOpen, r.S.ForkRate, ratioSeq),
+		Budget: "≥ 20×", Verdict: verdict(ratioOpen >= 20 && ratioSeq >= 20)})
+}
+
+func mergeInto(dst *Result, src Result) {
+	dst.Sent += src.Sent
+	dst.OK += src.OK
+	dst.Errors += src.Errors
+	for k, v := range src.ErrorKinds {
+		dst.ErrorKinds[k] += v
+	}
+	dst.Latency.Merge(src.Latency)
+	dst.Elapsed += src.Elapsed
+	dst.SendSpan = dst.Elapsed
+	if dst.Elapsed > 0 {
+		dst.AchievedRate = float64(dst.Sent) / dst.Elapsed.Seconds()
+	}
+}
+
+func safeDiv(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func ms64(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", ms64(d)) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "ok"
+	}
+	return "MISS"
+}
