@@ -4,6 +4,8 @@
 #   make run       everything (PostgreSQL, Redis, Temporal, gateway, provider, runtimes, api, worker)
 #   make test      builds what the integration tests need, then go test ./...
 #                  (make test PKGS=./provider/... TEST_FLAGS=-v for a part)
+#   make bench     the whole platform under open-loop load; writes BENCHMARKS.md (~15 min)
+#   make bench-quick  the same scenarios with short durations (harness check; make test runs it)
 #
 # Integration tests find the binaries through LAMBDA_BIN_DIR, LAMBDA_GATEWAY_BIN and
 # LAMBDA_TEMPORAL_BIN, which `make test` exports.
@@ -23,7 +25,7 @@ export LAMBDA_BIN_DIR      := $(BIN)
 export LAMBDA_GATEWAY_BIN  := $(BIN)/gateway
 export LAMBDA_TEMPORAL_BIN := $(TEMPORAL_BIN)
 
-.PHONY: build run test vet fmt clean temporal gateway
+.PHONY: build run test vet fmt clean temporal gateway bench bench-quick
 
 build:
 	$(GO) build -o $(BIN)/lambda ./cmd/lambda
@@ -53,6 +55,14 @@ run: build gateway temporal
 
 test: build gateway temporal
 	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+
+bench: build gateway temporal
+	$(GO) build -o $(BIN)/lambda-bench ./cmd/lambda-bench
+	$(BIN)/lambda-bench -out BENCHMARKS.md -profile-dir $(BIN)/bench-profile -command "make bench"
+
+bench-quick: build gateway temporal
+	$(GO) build -o $(BIN)/lambda-bench ./cmd/lambda-bench
+	$(BIN)/lambda-bench -quick -out $(BIN)/bench-quick.md -command "make bench-quick"
 
 vet:
 	$(GO) vet ./...
