@@ -352,35 +352,38 @@ func (r *Runner) cold(ctx context.Context, rep *Report, fns map[string]Function)
 			n = r.S.RustColdVersions
 		}
 		res := Result{ErrorKinds: map[string]int{}, Latency: NewHistogram(), SendLag: NewHistogram()}
+		reg := Result{ErrorKinds: map[string]int{}, Latency: NewHistogram(), SendLag: NewHistogram()}
 		for i := range n {
 			src := fmt.Sprintf("%s\n%sbench cold version %d %d\n", Handlers[title], comment(title), time.Now().UnixNano(), i)
-			nf, err := r.P.Register(ctx, "bench-cold-"+title, title, src, nil)
-			if err != nil {
-				res.Sent++
-				res.Errors++
-				res.ErrorKinds[errorKind(err)]++
+			var nf Function
+			// Registering a version builds it on its runtime (syntax check, Rust compile)
+			// before the API answers; then the first call runs it.
+			mergeInto(&reg, Sequential(ctx, 1, 3*time.Minute, func(ctx context.Context) error {
+				var err error
+				nf, err = r.P.Register(ctx, "bench-cold-"+title, title, src, nil)
+				return err
+			}))
+			if nf.Version == 0 {
 				continue
 			}
-			one := Sequential(ctx, 1, 2*time.Minute, HTTPOp(r.P.client(), r.P.InvokeRequest(nf, Event)))
-			res.Sent += one.Sent
-			res.OK += one.OK
-			res.Errors += one.Errors
-			for k, v := range one.ErrorKinds {
-				res.ErrorKinds[k] += v
-			}
-			res.Latency.Merge(one.Latency)
+			mergeInto(&res, Sequential(ctx, 1, 2*time.Minute, HTTPOp(r.P.client(), r.P.InvokeRequest(nf, Event))))
 		}
-		r.logf("5 cold %s: %d new versions, first call p50 %.1f ms (warm p50 %.2f ms)", title, n, res.Quantile(50), warm.Quantile(50))
+		r.logf("5 cold %s: %d new versions, register p50 %.1f ms, first call p50 %.1f ms (warm p50 %.2f ms)",
+			title, n, reg.Quantile(50), res.Quantile(50), warm.Quantile(50))
 		over := res.Quantile(50) - warm.Quantile(50)
-		row := Row{Section: "5 cold", Case: title + ": first call of a new version (sequential)", Result: &res,
+		regRow := Row{Section: "5 cold", Case: title + ": register a new version (PUT; the API builds it on the runtime first)", Result: &reg}
+		row := Row{Section: "5 cold", Case: title + ": first call of the new version", Result: &res,
 			Note: fmt.Sprintf("warm p50 %.2f ms (%d calls) → **%+.1f ms over warm** at p50", warm.Quantile(50), warm.Sent, over)}
 		if title == "rust" {
-			row.Budget = "compile ≤ 3 s (first call includes it)"
-			row.Verdict = verdict(res.Quantile(50) <= 3000 && res.Errors == 0)
+			regRow.Budget = "compile ≤ 3 s"
+			regRow.Verdict = verdict(reg.Quantile(50) <= 3000 && reg.Errors == 0)
+			row.Budget = "—"
 		} else {
+			regRow.Budget = "—"
 			row.Budget = "≤ 30 ms over warm"
 			row.Verdict = verdict(over <= 30 && res.Errors == 0)
 		}
+		rep.add(regRow)
 		rep.add(row)
 	}
 }

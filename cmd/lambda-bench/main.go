@@ -1,0 +1,257 @@
+// Command lambda-bench is `make bench`: it starts the whole platform (devstack, on free
+// ports with a fresh database, like the end-to-end tests), registers trivial Python,
+// Node.js and Rust handlers through the API, runs the benchmark scenarios of package bench
+// with its open-loop load generator, prints one table and writes it, with the machine and
+// the date, between the generated-section markers of BENCHMARKS.md.
+//
+//	lambda-bench [-quick] [-out BENCHMARKS.md] [-profile-dir DIR] [-runtimes python,node,rust]
+//
+// -quick is `make bench-quick`: every scenario with short durations, to prove the harness.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lambda-microservice/lambda/bench"
+	"github.com/lambda-microservice/lambda/devstack"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], devstack.OSEnviron(), os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "lambda-bench:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	quick      bool
+	out        string
+	profileDir string
+	profile    bool
+	runtimes   string
+	command    string
+	keep       bool
+	timeout    time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("lambda-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.BoolVar(&c.quick, "quick", false, "short durations: prove the harness works (make bench-quick)")
+	fs.StringVar(&c.out, "out", "", "write the generated section into this Markdown file (default BENCHMARKS.md; -quick: none)")
+	fs.StringVar(&c.profileDir, "profile-dir", "", "keep the api's CPU profile here (default: the data dir, removed unless -keep)")
+	fs.BoolVar(&c.profile, "profile", true, "profile the api (pprof) and the machine (/proc) during scenario 1")
+	fs.StringVar(&c.runtimes, "runtimes", "python,node,rust", "runtime titles to benchmark; the first one serves scenarios 2, 4 and 6")
+	fs.StringVar(&c.command, "command", "", "how the run was started, for the report (default: this command line)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the stack's data dir (logs) instead of removing it")
+	fs.DurationVar(&c.timeout, "timeout", 0, "stop everything after this long (default 45m, -quick 10m)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.out == "" && !c.quick {
+		c.out = "BENCHMARKS.md"
+	}
+	if c.timeout == 0 {
+		c.timeout = map[bool]time.Duration{false: 45 * time.Minute, true: 10 * time.Minute}[c.quick]
+	}
+	if c.command == "" {
+		c.command = strings.Join(append([]string{"lambda-bench"}, args...), " ")
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, environ map[string]string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+
+	settings := bench.FullSettings()
+	if cfg.quick {
+		settings = bench.QuickSettings()
+	}
+	settings.Runtimes = strings.Split(cfg.runtimes, ",")
+	for _, t := range settings.Runtimes {
+		if bench.Handlers[t] == "" {
+			return fmt.Errorf("no trivial handler for runtime %q (have python, node, rust)", t)
+		}
+	}
+
+	opts, err := devstack.LoadOptions(environ)
+	if err != nil {
+		return err
+	}
+	temporalInMemory := opts.TemporalInMemory // as `make run` would: LAMBDA_DEV_TEMPORAL_IN_MEMORY
+	dir, err := os.MkdirTemp("", "lambda-bench-")
+	if err != nil {
+		return err
+	}
+	if cfg.keep {
+		fmt.Fprintln(stderr, "lambda-bench: keeping the data dir", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	opts.Isolate(filepath.Join(dir, "data"))
+	opts.TemporalInMemory = temporalInMemory
+	opts.RulesDir = ""
+	opts.Worker = "on"
+	opts.Out = stderr
+	if opts.TemporalBin == "" {
+		opts.TemporalBin = devstack.DefaultTemporalBin(environ)
+	}
+	debugAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	if opts.Env == nil {
+		opts.Env = map[string]string{}
+	}
+	// The api's pprof, and a per-key rate limit above any rate the search tries (the
+	// limiter still runs on every call; it just never refuses one).
+	opts.Env["LAMBDA_DEBUG_ADDR"] = debugAddr
+	opts.Env["LAMBDA_RATE_LIMIT"] = "1000000"
+	opts.Env["LAMBDA_RATE_BURST"] = "1000000"
+
+	fmt.Fprintf(stderr, "lambda-bench: starting the platform (Temporal %s)\n", map[bool]string{true: "in memory", false: "file DB"}[temporalInMemory])
+	stack, err := devstack.Start(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("starting the platform: %w", err)
+	}
+	defer func() {
+		if err := stack.Stop(); err != nil {
+			fmt.Fprintln(stderr, "lambda-bench: stopping the platform:", err)
+		}
+	}()
+
+	profileDir := cfg.profileDir
+	if profileDir == "" {
+		profileDir = dir
+	}
+	if err := os.MkdirAll(profileDir, 0o755); err != nil {
+		return err
+	}
+	r := &bench.Runner{
+		P: &bench.Platform{APIURL: stack.APIURL, ProviderURL: stack.ProviderURL, Token: stack.AdminToken,
+			Client: bench.NewClient(16)},
+		S:   settings,
+		Log: stderr,
+	}
+	if cfg.profile {
+		r.During = func(ctx context.Context, d time.Duration) string {
+			return profile(ctx, d, "http://"+debugAddr, filepath.Join(opts.BinDir, "lambda"), profileDir, cfg.quick)
+		}
+	}
+	rep, err := r.Run(ctx)
+	if rep == nil {
+		return err
+	}
+	rep.Notes = append(rep.Notes, stackNotes(opts, temporalInMemory)...)
+	if err := stack.Err(); err != nil {
+		rep.Notes = append(rep.Notes, "**The platform failed during the run**: "+err.Error())
+	}
+	if rev := gitRevision(ctx); rev != "" {
+		rep.Notes = append(rep.Notes, "Code: "+rev+".")
+	}
+	md := rep.Markdown(bench.ReadMachine(), cfg.command)
+	fmt.Fprintln(stdout, md)
+	if cfg.out != "" {
+		if werr := bench.WriteSection(cfg.out, md); werr != nil {
+			return errors.Join(err, fmt.Errorf("write %s: %w", cfg.out, werr))
+		}
+		fmt.Fprintln(stderr, "lambda-bench: wrote", cfg.out)
+	}
+	if err != nil {
+		return err
+	}
+	if empty := rep.Empty(); len(empty) > 0 {
+		return fmt.Errorf("scenarios without samples: %s", strings.Join(empty, "; "))
+	}
+	return stack.Err()
+}
+
+func stackNotes(o devstack.Options, temporalInMemory bool) []string {
+	return []string{
+		fmt.Sprintf("Stack: devstack with free ports, a fresh database, Temporal dev server (%s, no UI), no Prometheus, %d replica(s) per runtime function, log level %q; api rate limit raised to 1,000,000/s per key (the limiter still runs).",
+			map[bool]string{true: "in-memory DB", false: "file DB, as `make run`"}[temporalInMemory], o.RuntimeReplicas, o.Log.Level),
+		"Load generator, platform, PostgreSQL, Redis and Temporal all share the same cores; other work on the machine during the run shows up in the numbers.",
+	}
+}
+
+// profile takes, over d, a CPU profile of the api (pprof) and the CPU time of every
+// process of the machine, and summarises both.
+func profile(ctx context.Context, d time.Duration, debugURL, lambdaBin, dir string, quick bool) string {
+	var (
+		wg      sync.WaitGroup
+		procs   bench.ProcCPU
+		profErr error
+	)
+	path := filepath.Join(dir, "api-cpu.pprof")
+	wg.Go(func() { procs = bench.MeasureProcCPU(ctx, d) })
+	wg.Go(func() { profErr = bench.FetchCPUProfile(ctx, debugURL, d, path) })
+	wg.Wait()
+
+	var b strings.Builder
+	b.WriteString(procs.Markdown(15))
+	b.WriteString("\n")
+	if profErr != nil {
+		fmt.Fprintf(&b, "api CPU profile: not available (%v).\n", profErr)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "api CPU profile (pprof, %s): `%s`.\n", d, path)
+	if quick {
+		return b.String()
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	flat, cum, err := bench.PprofTop(ctx, goBin, lambdaBin, path, 25)
+	if err != nil {
+		fmt.Fprintf(&b, "(go tool pprof failed: %v)\n", err)
+		return b.String()
+	}
+	fmt.Fprintf(&b, "\nTop functions by flat time:\n\n```\n%s\n```\n\nTop by cumulative time:\n\n```\n%s\n```\n", flat, cum)
+	return b.String()
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// gitRevision describes the checkout the binaries were (presumably) built from.
+func gitRevision(ctx context.Context) string {
+	rev, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	s := "commit " + strings.TrimSpace(string(rev))
+	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		s += " with uncommitted changes in " + fmt.Sprint(len(strings.Split(strings.TrimSpace(string(st)), "\n"))) + " tracked files"
+	}
+	return s
+}
