@@ -78,6 +78,10 @@ type Config struct {
 	// resets once a replica stayed up for a minute.
 	RestartBackoff    time.Duration `env:"LAMBDA_PROVIDER_RESTART_BACKOFF" envDefault:"100ms"`
 	MaxRestartBackoff time.Duration `env:"LAMBDA_PROVIDER_MAX_RESTART_BACKOFF" envDefault:"10s"`
+	// ProbeInterval is the period of the health and readiness probes of a running replica
+	// (3 failed health probes restart it; a failed readiness probe takes it out of the
+	// balancing). 0 disables them.
+	ProbeInterval time.Duration `env:"LAMBDA_PROVIDER_PROBE_INTERVAL" envDefault:"5s"`
 	// LogLines is how many output lines are kept per function for the logs API.
 	LogLines int `env:"LAMBDA_PROVIDER_LOG_LINES" envDefault:"1000"`
 	// MaxReplicas caps ScaleFunction when the deployment has no com.openfaas.scale.max label.
@@ -148,7 +152,7 @@ func New(cfg Config, log *zap.Logger, reg *prometheus.Registry) (*Provider, erro
 		metrics: metrics.NewProvider(reg),
 		httpm:   metrics.NewHTTP(reg),
 		reg:     reg,
-		probe:   &http.Client{Timeout: time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1, IdleConnTimeout: time.Second}},
+		probe:   &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}},
 		proxy:   newProxyTransport(),
 		ctx:     ctx,
 		cancel:  cancel,

@@ -44,14 +44,22 @@ func TestMain(m *testing.M) {
 // its pid, environment and the request body; the X-Status request header picks the status.
 func fakeRuntimeHost() {
 	fmt.Fprintf(os.Stderr, "fake runtime up pid=%d\n", os.Getpid())
-	var ready atomic.Bool
+	var ready, sick, unready atomic.Bool
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /_/health", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("GET /_/health", func(w http.ResponseWriter, r *http.Request) {
+		if sick.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	})
 	mux.HandleFunc("GET /_/ready", func(w http.ResponseWriter, r *http.Request) {
-		if !ready.Load() {
+		if !ready.Load() || unready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	})
+	// Test controls: POST /_/sick, /_/unready, /_/ready-again.
+	mux.HandleFunc("POST /_/sick", func(w http.ResponseWriter, r *http.Request) { sick.Store(true) })
+	mux.HandleFunc("POST /_/unready", func(w http.ResponseWriter, r *http.Request) { unready.Store(true) })
+	mux.HandleFunc("POST /_/ready-again", func(w http.ResponseWriter, r *http.Request) { unready.Store(false) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		status := http.StatusOK
@@ -430,4 +438,42 @@ func TestProviderLogsFollow(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no followed line")
 	}
+}
+
+// TestProviderProbes: a replica failing its readiness probe leaves the balancing until it
+// passes again; one failing its health probe three times is restarted.
+func TestProviderProbes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := fakeConfig(t)
+	cfg.ProbeInterval = 50 * time.Millisecond
+	_, srv, client := newProvider(t, cfg)
+	_, err := client.Deploy(ctx, types.FunctionDeployment{Service: "probed", Image: "x", EnvVars: map[string]string{fakeReplicaEnv: "1"}})
+	require.NoError(t, err)
+	endpoints := func() []string {
+		eps, err := provider.FetchEndpoints(ctx, http.DefaultClient, srv.URL, "probed")
+		require.NoError(t, err)
+		return eps
+	}
+	waitFor(t, 10*time.Second, "ready", func() bool { return len(endpoints()) == 1 })
+	ep := endpoints()[0]
+	post := func(path string) {
+		resp, err := http.Post(ep+path, "text/plain", nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+
+	post("/_/unready")
+	waitFor(t, 5*time.Second, "the replica out of the balancing", func() bool { return len(endpoints()) == 0 })
+	post("/_/ready-again")
+	waitFor(t, 5*time.Second, "the replica back", func() bool { return len(endpoints()) == 1 })
+
+	_, before, _ := invoke(t, srv.URL, "probed", nil, `{}`)
+	post("/_/sick")
+	waitFor(t, 10*time.Second, "a restarted replica", func() bool {
+		eps := endpoints()
+		return len(eps) == 1 && eps[0] != ep
+	})
+	require.False(t, alive(before.PID), "the sick process was stopped")
+	require.GreaterOrEqual(t, providerRestarts(t, srv.URL, "probed"), 1.0)
 }

@@ -159,15 +159,54 @@ func (r *replica) runOnce(log *zap.Logger) error {
 	r.markReady()
 	log.Info("replica ready", zap.String("url.full", base))
 
-	select {
-	case <-exited:
-		r.fn.setReady(r, false)
-		return exitStatus(waitErr)
-	case <-r.ctx.Done():
-		r.fn.setReady(r, false)
-		r.terminate(pid, exited)
-		return nil
+	var probes <-chan time.Time
+	if p.cfg.ProbeInterval > 0 {
+		t := time.NewTicker(p.cfg.ProbeInterval)
+		defer t.Stop()
+		probes = t.C
 	}
+	ready, healthFails := true, 0
+	for {
+		select {
+		case <-exited:
+			r.fn.setReady(r, false)
+			return exitStatus(waitErr)
+		case <-r.ctx.Done():
+			r.fn.setReady(r, false)
+			r.terminate(pid, exited)
+			return nil
+		case <-probes:
+			// As the kubelet: a failing liveness probe restarts the replica, a failing
+			// readiness probe takes it out of the balancing until it passes again.
+			if r.probe(base+"/_/health", 2*time.Second) {
+				healthFails = 0
+			} else if healthFails++; healthFails >= 3 {
+				log.Warn("replica failed 3 health probes: restarting it")
+				r.fn.setReady(r, false)
+				r.terminate(pid, exited)
+				return errors.New("health probes failed")
+			}
+			if now := r.probe(base+"/_/ready", 2*time.Second); now != ready {
+				ready = now
+				r.fn.setReady(r, ready)
+				log.Info("replica readiness changed", zap.Bool("ready", ready))
+			}
+		}
+	}
+}
+
+// probe tells whether GET url answers 200 within timeout.
+func (r *replica) probe(url string, timeout time.Duration) bool {
+	ctx, cancel := context.WithTimeout(r.ctx, timeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := r.fn.p.probe.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // awaitReady polls GET /_/ready until it answers 200, the process exits, the replica is
@@ -178,13 +217,8 @@ func (r *replica) awaitReady(base string, exited <-chan struct{}) error {
 	defer deadline.Stop()
 	interval := 5 * time.Millisecond
 	for {
-		req, _ := http.NewRequestWithContext(r.ctx, http.MethodGet, base+"/_/ready", nil)
-		if resp, err := p.probe.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if r.probe(base+"/_/ready", time.Second) {
+			return nil
 		}
 		select {
 		case <-exited:
