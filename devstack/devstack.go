@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -135,8 +136,8 @@ func OSEnviron() map[string]string {
 }
 
 // Isolate adapts the options for a test: data under dataDir, free ports (the gateway's
-// fixed ports are waited for up to 10 minutes), a fresh database dropped at Stop,
-// Temporal in memory without its UI, no Prometheus, terse logs.
+// fixed ports are waited for up to 10 minutes), a fresh database dropped at Stop, one of
+// Redis' logical databases 1-15, Temporal in memory without its UI, no Prometheus.
 func (o *Options) Isolate(dataDir string) {
 	o.DataDir = dataDir
 	o.FreePorts = true
@@ -146,6 +147,11 @@ func (o *Options) Isolate(dataDir string) {
 	o.SkipPrometheus = true
 	o.DropDatabase = true
 	o.DatabaseURL = withDatabase(o.DatabaseURL, fmt.Sprintf("lambda_test_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9))
+	// Spread concurrent test stacks over Redis' logical databases 1-15 (0 stays the default).
+	if u, err := url.Parse(o.RedisURL); err == nil {
+		u.Path = fmt.Sprintf("/%d", 1+(os.Getpid()+int(time.Now().UnixNano()/1000))%15)
+		o.RedisURL = u.String()
+	}
 	if o.Log.Level == "" {
 		o.Log.Level = "info"
 	}
