@@ -1,0 +1,464 @@
+package worker_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/activities"
+	"github.com/lambda-microservice/lambda/cache"
+	"github.com/lambda-microservice/lambda/dispatch"
+	"github.com/lambda-microservice/lambda/faas"
+	"github.com/lambda-microservice/lambda/invoke"
+	"github.com/lambda-microservice/lambda/logging"
+	"github.com/lambda-microservice/lambda/metrics"
+	"github.com/lambda-microservice/lambda/runtimes"
+	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/testdb"
+	"github.com/lambda-microservice/lambda/worker"
+)
+
+// Namespaces of the shared dev server: each test group has its own, so its worker only
+// ever sees its own executions (and its own database).
+var namespaces = []string{"inproc", "kill", "bench"}
+
+// requirement fails the test in CI and skips it elsewhere when a prerequisite is missing.
+func requirement(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("prerequisite missing (CI=%s): %s", os.Getenv("CI"), msg)
+	}
+	t.Skipf("prerequisite missing: %s", msg)
+}
+
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// devServer is the Temporal dev server the package's tests share.
+type devServer struct {
+	addr string
+	cmd  *exec.Cmd
+	err  error
+}
+
+var (
+	serverOnce sync.Once
+	server     devServer
+)
+
+func temporalBin() string {
+	if p := os.Getenv("LAMBDA_TEMPORAL_BIN"); p != "" {
+		return p
+	}
+	cacheHome := os.Getenv("XDG_CACHE_HOME")
+	if cacheHome == "" {
+		home, _ := os.UserHomeDir()
+		cacheHome = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(cacheHome, "lambda-microservice", "temporal-v1.5.1", "temporal")
+}
+
+// temporalServer starts (once) a headless, in-memory dev server on free ports with the
+// search attributes registered and the dynamic config the platform runs with.
+func temporalServer(t testing.TB) string {
+	t.Helper()
+	bin := temporalBin()
+	if _, err := os.Stat(bin); err != nil {
+		requirement(t, "the Temporal CLI at %s (make temporal, or LAMBDA_TEMPORAL_BIN): %v", bin, err)
+	}
+	serverOnce.Do(func() {
+		server.addr = freeAddr(t)
+		args := []string{"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", port(server.addr),
+			"--http-port", port(freeAddr(t)), "--metrics-port", port(freeAddr(t)), "--log-level", "error"}
+		args = append(args, serverDynamicConfig()...)
+		for _, ns := range namespaces {
+			args = append(args, "--namespace", ns)
+		}
+		for _, sa := range []string{"LambdaFunction", "LambdaLanguage", "LambdaStatus"} {
+			args = append(args, "--search-attribute", sa+"=Keyword")
+		}
+		server.cmd = exec.Command(bin, args...)
+		server.cmd.Stdout, server.cmd.Stderr = os.Stderr, os.Stderr
+		server.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if server.err = server.cmd.Start(); server.err != nil {
+			return
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			c, err := client.DialContext(ctx, client.Options{HostPort: server.addr, Namespace: "inproc", Logger: quiet{}})
+			if err == nil {
+				_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
+				c.Close()
+			}
+			cancel()
+			if err == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		server.err = fmt.Errorf("temporal dev server did not answer on %s within 60s", server.addr)
+	})
+	require.NoError(t, server.err)
+	return server.addr
+}
+
+// serverDynamicConfig is the dev server's tuning (notes/measured-floors.md): the
+// transfer queue's poll rate, and eager activity dispatch.
+func serverDynamicConfig() []string {
+	return []string{
+		"--dynamic-config-value", "history.transferProcessorMaxPollRPS=10000",
+		"--dynamic-config-value", "system.enableActivityEagerExecution=true",
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if server.cmd != nil && server.cmd.Process != nil {
+		_ = syscall.Kill(-server.cmd.Process.Pid, syscall.SIGKILL)
+		_ = server.cmd.Wait()
+	}
+	os.Exit(code)
+}
+
+type quiet struct{}
+
+func (quiet) Debug(string, ...any) {}
+func (quiet) Info(string, ...any)  {}
+func (quiet) Warn(string, ...any)  {}
+func (quiet) Error(string, ...any) {}
+
+// fakeRuntime stands in for the OpenFaaS gateway and a runtime function: it answers
+// the runtime host's contract, with behaviour chosen by the event.
+type fakeRuntime struct {
+	srv       *httptest.Server
+	mu        sync.Mutex
+	calls     map[string]int
+	started   chan string
+	abandoned atomic.Int32
+	inflight  atomic.Int32
+}
+
+type fakeEvent struct {
+	A, B      float64
+	Op        string `json:"op"`
+	SleepMS   int    `json:"sleep_ms"`
+	DieOnce   bool   `json:"die_once"`   // the runtime dies mid-call on the first attempt
+	Gateway5x bool   `json:"gateway_5x"` // the gateway answers 502 on the first attempt
+	Pad       string `json:"pad"`
+}
+
+func newFakeRuntime(t testing.TB) *fakeRuntime {
+	f := &fakeRuntime{calls: map[string]int{}, started: make(chan string, 1024)}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeRuntime) callsOf(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[id]
+}
+
+func (f *fakeRuntime) serve(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, "/function/") {
+		http.NotFound(w, r)
+		return
+	}
+	var call faas.Call
+	if err := json.NewDecoder(r.Body).Decode(&call); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	f.calls[call.ExecutionID]++
+	n := f.calls[call.ExecutionID]
+	f.mu.Unlock()
+	f.inflight.Add(1)
+	defer f.inflight.Add(-1)
+	select {
+	case f.started <- call.ExecutionID:
+	default:
+	}
+	var ev fakeEvent
+	_ = json.Unmarshal(call.Event, &ev)
+	if ev.SleepMS > 0 {
+		select {
+		case <-time.After(time.Duration(ev.SleepMS) * time.Millisecond):
+		case <-r.Context().Done():
+			f.abandoned.Add(1)
+			return
+		}
+	}
+	if ev.DieOnce && n == 1 {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			_ = conn.Close()
+		}
+		return
+	}
+	if ev.Gateway5x && n == 1 {
+		http.Error(w, "upstream runtime-python exited", http.StatusBadGateway)
+		return
+	}
+	res := faas.Result{Status: store.StatusSucceeded, DurationMS: float64(ev.SleepMS)}
+	switch ev.Op {
+	case "fail":
+		res = faas.Result{Status: store.StatusFailed, Error: &faas.Error{Type: "ValueError", Message: "boom", Stack: "line 1"}}
+	case "timeout":
+		res = faas.Result{Status: store.StatusTimeout, Error: &faas.Error{Type: "Timeout", Message: "handler exceeded its timeout"}}
+	case "len":
+		res.Result = json.RawMessage(strconv.Itoa(len(ev.Pad)))
+	default:
+		res.Result = json.RawMessage(strconv.FormatFloat(ev.A+ev.B, 'f', -1, 64))
+		res.Stdout = "adding\n"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(res)
+}
+
+// platform is one test group's PostgreSQL + Redis + invocation core + Temporal client.
+type platform struct {
+	t       testing.TB
+	dbURL   string
+	redis   string
+	ns      string
+	fake    *fakeRuntime
+	store   *store.Store
+	core    *invoke.Service
+	cache   *cache.Cache
+	client  client.Client
+	log     *zap.Logger
+	im      *metrics.Invoke
+	reg     *prometheus.Registry
+	tenant  string
+	cleanup []func()
+}
+
+func redisURL() string {
+	if u := os.Getenv("LAMBDA_TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+func newPlatform(t testing.TB, ns string) *platform {
+	t.Helper()
+	addr := temporalServer(t)
+	ctx := context.Background()
+	p := &platform{t: t, dbURL: testdb.New(t), redis: redisURL(), ns: ns, fake: newFakeRuntime(t),
+		tenant: "default"}
+	var err error
+	p.log, err = logging.New(logging.Config{Level: "warn", Format: "console"}, "test-"+ns, os.Stderr)
+	require.NoError(t, err)
+	p.store, err = store.Open(ctx, p.dbURL, 16)
+	require.NoError(t, err)
+	p.cache, err = cache.Open(p.redis)
+	require.NoError(t, err)
+	if err := p.cache.Ping(ctx); err != nil {
+		requirement(t, "Redis at %s: %v", p.redis, err)
+	}
+	fx, err := faas.New(faas.Config{GatewayURL: p.fake.srv.URL, Namespace: "openfaas-fn"})
+	require.NoError(t, err)
+	reg, err := runtimes.Load("")
+	require.NoError(t, err)
+	p.reg = prometheus.NewRegistry()
+	p.im = metrics.NewInvoke(p.reg)
+	logs := p.store.NewLogWriter(store.LogWriterConfig{}, p.log, nil)
+	lctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); logs.Run(lctx) }()
+	p.core = invoke.New(invoke.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour,
+		VersionCacheTTL: time.Second, RuntimeCallSlack: 5 * time.Second}, p.store, p.cache, fx, logs, reg, p.im, p.log)
+	p.client, err = worker.Dial(ctx, worker.TemporalConfig{Addr: addr, Namespace: ns}, p.log, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		for i := len(p.cleanup) - 1; i >= 0; i-- {
+			p.cleanup[i]()
+		}
+		p.client.Close()
+		stop()
+		<-done
+		p.store.Close()
+		_ = p.cache.Close()
+	})
+	return p
+}
+
+// register creates a python function whose source is unique to the test.
+func (p *platform) register(name string, timeoutMS, cacheTTL int) store.Version {
+	p.t.Helper()
+	src := fmt.Sprintf("def handler(event, context):\n    return event # %s %d\n", p.t.Name(), time.Now().UnixNano())
+	sum := sha256.Sum256([]byte(src))
+	f, err := p.store.CreateFunction(context.Background(), store.Version{Tenant: p.tenant, Name: name, Language: "python",
+		Source: src, SHA256: hex.EncodeToString(sum[:]), Settings: store.Settings{TimeoutMS: timeoutMS, MemoryMB: 128, CacheTTLS: cacheTTL}})
+	require.NoError(p.t, err)
+	return f.Version
+}
+
+// startWorker runs an in-process worker for the platform's namespace.
+func (p *platform) startWorker() sdkworker.Worker {
+	p.t.Helper()
+	acts := activities.New(activities.Config{HeartbeatEvery: 200 * time.Millisecond}, p.core, p.store, p.cache,
+		metrics.NewWorkflow(prometheus.NewRegistry()), p.im, p.log)
+	w := worker.New(p.client, worker.Config{MaxActivities: 256, MaxWorkflowTasks: 64, HeartbeatThrottle: 500 * time.Millisecond,
+		StopTimeout: time.Second}, acts)
+	require.NoError(p.t, w.Start())
+	p.cleanup = append(p.cleanup, w.Stop)
+	return w
+}
+
+func (p *platform) dispatcher(hb time.Duration) *dispatch.Dispatcher {
+	return dispatch.New(dispatch.Config{HeartbeatTimeout: hb, MaxAttempts: 5, StartTimeout: 5 * time.Second,
+		IdempotencyTTL: 24 * time.Hour, Namespace: p.ns}, p.client, p.core, p.store, p.im, p.log)
+}
+
+func (p *platform) start(d *dispatch.Dispatcher, fn string, event any, key string) store.Execution {
+	p.t.Helper()
+	raw, err := json.Marshal(event)
+	require.NoError(p.t, err)
+	e, _, err := d.Start(context.Background(), invoke.Request{Tenant: p.tenant, Function: fn, LanguageTitle: "python",
+		Event: raw, IdempotencyKey: key})
+	require.NoError(p.t, err)
+	return e
+}
+
+// wait polls the execution until it is final.
+func (p *platform) wait(id string, within time.Duration) store.Execution {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		e, err := p.store.GetExecution(context.Background(), p.tenant, id, false)
+		require.NoError(p.t, err)
+		if store.Finished(e.Status) {
+			return e
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("execution %s still %s after %s", id, e.Status, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// rows counts the request_logs rows of an execution id.
+func (p *platform) rows(id string) int {
+	p.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, p.dbURL)
+	require.NoError(p.t, err)
+	defer conn.Close(ctx)
+	var n int
+	require.NoError(p.t, conn.QueryRow(ctx, `SELECT count(*) FROM request_logs WHERE id = $1`, id).Scan(&n))
+	return n
+}
+
+// lambdaBin finds bin/lambda (LAMBDA_BIN_DIR, set by make test) or builds it.
+func lambdaBin(t testing.TB) string {
+	t.Helper()
+	if dir := os.Getenv("LAMBDA_BIN_DIR"); dir != "" {
+		bin := filepath.Join(dir, "lambda")
+		out, err := exec.Command(bin, "worker", "--help").CombinedOutput()
+		if err != nil {
+			requirement(t, "%s with the worker subcommand (make build): %v: %s", bin, err, out)
+		}
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "lambda")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/lambda-microservice/lambda/cmd/lambda").CombinedOutput()
+	require.NoError(t, err, "go build ./cmd/lambda: %s", out)
+	return bin
+}
+
+// workerProcess is `lambda worker` as a separate process.
+type workerProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+}
+
+func (p *platform) startWorkerProcess(bin string) *workerProcess {
+	p.t.Helper()
+	cmd := exec.Command(bin, "worker")
+	cmd.Env = append(os.Environ(),
+		"LAMBDA_DATABASE_URL="+p.dbURL, "LAMBDA_REDIS_URL="+p.redis, "LAMBDA_GATEWAY_URL="+p.fake.srv.URL,
+		"LAMBDA_TEMPORAL_ADDR="+temporalServer(p.t), "LAMBDA_TEMPORAL_NAMESPACE="+p.ns,
+		"LAMBDA_METRICS_ADDR="+freeAddr(p.t), "LAMBDA_MIGRATE_ON_START=false",
+		"LAMBDA_LOG_LEVEL=warn", "LAMBDA_LOG_FORMAT=console", "LAMBDA_HEARTBEAT_INTERVAL=200ms", "LAMBDA_HEARTBEAT_THROTTLE=500ms")
+	logPath := filepath.Join(p.t.TempDir(), "worker.log")
+	f, err := os.Create(logPath)
+	require.NoError(p.t, err)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	require.NoError(p.t, cmd.Start())
+	w := &workerProcess{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(w.done) }()
+	p.cleanup = append(p.cleanup, func() {
+		_ = cmd.Process.Kill()
+		<-w.done
+		_ = f.Close()
+		if p.t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			p.t.Logf("worker %d log:\n%s", cmd.Process.Pid, out)
+		}
+	})
+	return w
+}
+
+func (w *workerProcess) kill9() {
+	_ = w.cmd.Process.Signal(syscall.SIGKILL)
+	<-w.done
+}
+
+type countRequest struct{ ns, query string }
+
+func (c countRequest) proto() *workflowservice.CountWorkflowExecutionsRequest {
+	return &workflowservice.CountWorkflowExecutionsRequest{Namespace: c.ns, Query: c.query}
+}
+
+func req(p *platform, fn string, event json.RawMessage, key string) invoke.Request {
+	return invoke.Request{Tenant: p.tenant, Function: fn, LanguageTitle: "python", Event: event, IdempotencyKey: key}
+}
+
+func pgCount(p *platform, n *int) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, p.dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return conn.QueryRow(ctx, `SELECT count(*) FROM request_logs`).Scan(n)
+}

@@ -1,0 +1,233 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/lambda-microservice/lambda/fault"
+	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/workflows"
+)
+
+// The in-process group: one platform (database, worker) in namespace "inproc" shared
+// by the subtests, which run in parallel.
+func TestAsyncExecutions(t *testing.T) {
+	p := newPlatform(t, "inproc")
+	p.startWorker()
+	d := p.dispatcher(5 * time.Second)
+
+	t.Run("fifty executions complete with correct results", func(t *testing.T) {
+		t.Parallel()
+		p.register("add50", 5000, 0)
+		const n = 50
+		ids := make([]string, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ids[i] = p.start(d, "add50", fakeEvent{A: float64(i), B: 1000}, "").ID
+			}()
+		}
+		wg.Wait()
+		for i, id := range ids {
+			e := p.wait(id, 60*time.Second)
+			require.Equal(t, store.StatusSucceeded, e.Status, "execution %d: %+v", i, e.Error)
+			require.JSONEq(t, fmt.Sprint(i+1000), string(e.Result))
+			require.Equal(t, 1, e.Attempts)
+			require.Equal(t, "async", e.Mode)
+			require.Equal(t, "adding\n", e.Stdout)
+			require.Equal(t, workflows.WorkflowID(id), e.WorkflowID)
+			require.Equal(t, 1, p.fake.callsOf(id))
+		}
+		// The Web UI's view: search attributes and memo on each run.
+		desc, err := p.client.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(ids[0]), "")
+		require.NoError(t, err)
+		sa := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()
+		var fn, status, lang string
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayload(sa["LambdaFunction"], &fn))
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayload(sa["LambdaStatus"], &status))
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayload(sa["LambdaLanguage"], &lang))
+		require.Equal(t, []string{"add50", store.StatusSucceeded, "python"}, []string{fn, status, lang})
+		var memoFn string
+		require.NoError(t, converter.GetDefaultDataConverter().FromPayload(desc.GetWorkflowExecutionInfo().GetMemo().GetFields()["function"], &memoFn))
+		require.Equal(t, "add50", memoFn)
+		// Filtering by function, as an operator does in the UI.
+		require.Eventually(t, func() bool {
+			res, err := p.client.CountWorkflow(context.Background(), countRequest{ns: p.ns,
+				query: `LambdaFunction = "add50" AND LambdaStatus = "succeeded"`}.proto())
+			return err == nil && res.GetCount() == n
+		}, 10*time.Second, 100*time.Millisecond)
+	})
+
+	t.Run("runtime killed mid-call retries and is recorded once", func(t *testing.T) {
+		t.Parallel()
+		p.register("dies", 5000, 0)
+		for _, ev := range []fakeEvent{{A: 1, B: 2, DieOnce: true, SleepMS: 100}, {A: 1, B: 2, Gateway5x: true}} {
+			e := p.start(d, "dies", ev, "")
+			got := p.wait(e.ID, 30*time.Second)
+			require.Equal(t, store.StatusSucceeded, got.Status, "%+v", got.Error)
+			require.JSONEq(t, "3", string(got.Result))
+			require.Equal(t, 2, got.Attempts, "the second attempt produced the result")
+			require.Equal(t, 2, p.fake.callsOf(e.ID))
+			require.Equal(t, 1, p.rows(e.ID))
+		}
+	})
+
+	t.Run("handler failure and timeout are not retried", func(t *testing.T) {
+		t.Parallel()
+		p.register("fails", 5000, 0)
+		for op, status := range map[string]string{"fail": store.StatusFailed, "timeout": store.StatusTimeout} {
+			e := p.start(d, "fails", fakeEvent{Op: op}, "")
+			got := p.wait(e.ID, 30*time.Second)
+			require.Equal(t, status, got.Status)
+			require.Equal(t, 1, got.Attempts)
+			require.Equal(t, 1, p.fake.callsOf(e.ID))
+			require.NotNil(t, got.Error)
+			require.Nil(t, got.Result)
+			desc, err := p.client.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(e.ID), "")
+			require.NoError(t, err)
+			require.Equal(t, "Failed", desc.GetWorkflowExecutionInfo().GetStatus().String())
+		}
+		got := p.wait(p.start(d, "fails", fakeEvent{Op: "fail"}, "").ID, 30*time.Second)
+		require.Equal(t, "ValueError", got.Error.Type)
+		require.Equal(t, "boom", got.Error.Message)
+	})
+
+	t.Run("six MiB event travels by claim check", func(t *testing.T) {
+		t.Parallel()
+		p.register("big", 5000, 0)
+		pad := strings.Repeat("x", 6<<20-64)
+		e := p.start(d, "big", fakeEvent{Op: "len", Pad: pad}, "")
+		got := p.wait(e.ID, 60*time.Second)
+		require.Equal(t, store.StatusSucceeded, got.Status, "%+v", got.Error)
+		require.JSONEq(t, fmt.Sprint(len(pad)), string(got.Result))
+	})
+
+	t.Run("idempotency key starts nothing new", func(t *testing.T) {
+		t.Parallel()
+		p.register("idem", 5000, 0)
+		first := p.start(d, "idem", fakeEvent{A: 2, B: 2}, "key-1")
+		raw, _ := json.Marshal(fakeEvent{A: 2, B: 2})
+		second, replayed, err := d.Start(context.Background(), req(p, "idem", raw, "key-1"))
+		require.NoError(t, err)
+		require.True(t, replayed)
+		require.Equal(t, first.ID, second.ID)
+		p.wait(first.ID, 30*time.Second)
+		third, replayed, err := d.Start(context.Background(), req(p, "idem", raw, "key-1"))
+		require.NoError(t, err)
+		require.True(t, replayed)
+		require.Equal(t, first.ID, third.ID)
+		require.Equal(t, store.StatusSucceeded, third.Status)
+		require.Equal(t, 1, p.fake.callsOf(first.ID))
+		other, _ := json.Marshal(fakeEvent{A: 3, B: 2})
+		_, _, err = d.Start(context.Background(), req(p, "idem", other, "key-1"))
+		require.True(t, fault.Is(err, fault.Unprocessable), "the key reused with another event: %v", err)
+	})
+
+	t.Run("cache hit answers without the runtime", func(t *testing.T) {
+		t.Parallel()
+		p.register("cached", 5000, 60)
+		e1 := p.wait(p.start(d, "cached", fakeEvent{A: 5, B: 5}, "").ID, 30*time.Second)
+		require.False(t, e1.Cached)
+		var e2 store.Execution
+		require.Eventually(t, func() bool { // StoreCache runs right after Persist
+			e2 = p.wait(p.start(d, "cached", fakeEvent{A: 5, B: 5}, "").ID, 30*time.Second)
+			return e2.Cached
+		}, 10*time.Second, 50*time.Millisecond)
+		require.Equal(t, store.StatusSucceeded, e2.Status)
+		require.JSONEq(t, "10", string(e2.Result))
+		require.Equal(t, 0, p.fake.callsOf(e2.ID))
+	})
+
+	t.Run("cancel abandons the runtime call", func(t *testing.T) {
+		t.Parallel()
+		p.register("slow", 60000, 0)
+		e := p.start(d, "slow", fakeEvent{SleepMS: 30000}, "")
+		require.Eventually(t, func() bool { return p.fake.callsOf(e.ID) == 1 }, 10*time.Second, 10*time.Millisecond)
+		abandoned := p.fake.abandoned.Load()
+		t0 := time.Now()
+		require.NoError(t, d.Cancel(context.Background(), p.tenant, e.ID))
+		got := p.wait(e.ID, 10*time.Second)
+		t.Logf("canceled recorded %s after DELETE", time.Since(t0))
+		require.Equal(t, store.StatusCanceled, got.Status)
+		require.Equal(t, "Canceled", got.Error.Type)
+		require.Eventually(t, func() bool { return p.fake.abandoned.Load() > abandoned }, 5*time.Second, 20*time.Millisecond,
+			"the runtime call is abandoned")
+		err := d.Cancel(context.Background(), p.tenant, e.ID)
+		require.True(t, fault.Is(err, fault.Conflict), "a finished execution: %v", err)
+		err = d.Cancel(context.Background(), "someone-else", e.ID)
+		require.True(t, fault.Is(err, fault.NotFound), "another tenant's execution: %v", err)
+		desc, err := p.client.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(e.ID), "")
+		require.NoError(t, err)
+		require.Equal(t, "Canceled", desc.GetWorkflowExecutionInfo().GetStatus().String())
+	})
+
+	t.Run("thirty-second handler heartbeats through a five-second heartbeat timeout", func(t *testing.T) {
+		t.Parallel()
+		p.register("long", 120000, 0)
+		e := p.start(d, "long", fakeEvent{A: 1, B: 1, SleepMS: 30000}, "")
+		got := p.wait(e.ID, 90*time.Second)
+		require.Equal(t, store.StatusSucceeded, got.Status, "%+v", got.Error)
+		require.Equal(t, 1, got.Attempts, "heartbeats kept the only attempt alive")
+		require.Equal(t, 1, p.fake.callsOf(e.ID))
+	})
+}
+
+// TestWorkerKilled runs `lambda worker` as a process, kill -9s it while 20 executions
+// (and one 30-second handler) are mid-call, starts a new one, and checks each
+// execution completes and is recorded exactly once.
+func TestWorkerKilled(t *testing.T) {
+	bin := lambdaBin(t)
+	p := newPlatform(t, "kill")
+	p.register("work", 10000, 0)
+	p.register("long", 120000, 0)
+	short := p.dispatcher(2 * time.Second)
+	long := p.dispatcher(5 * time.Second)
+
+	w1 := p.startWorkerProcess(bin)
+	const n = 20
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = p.start(short, "work", fakeEvent{A: float64(i), B: 1, SleepMS: 3000}, "").ID
+	}
+	longID := p.start(long, "long", fakeEvent{A: 40, B: 2, SleepMS: 30000}, "").ID
+	require.Eventually(t, func() bool { return p.fake.inflight.Load() == n+1 }, 60*time.Second, 20*time.Millisecond,
+		"all executions reach the runtime")
+	for _, id := range append(slices.Clone(ids), longID) {
+		e, err := p.store.GetExecution(context.Background(), p.tenant, id, false)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusRunning, e.Status)
+	}
+	w1.kill9()
+	t0 := time.Now()
+	p.startWorkerProcess(bin)
+
+	for i, id := range ids {
+		e := p.wait(id, 60*time.Second)
+		require.Equal(t, store.StatusSucceeded, e.Status, "%+v", e.Error)
+		require.JSONEq(t, fmt.Sprint(i+1), string(e.Result))
+		require.Equal(t, 2, e.Attempts, "the attempt on the new worker produced the result")
+		require.Equal(t, 2, p.fake.callsOf(id))
+		require.Equal(t, 1, p.rows(id), "recorded exactly once")
+	}
+	t.Logf("20 executions completed %s after the kill", time.Since(t0))
+	e := p.wait(longID, 120*time.Second)
+	require.Equal(t, store.StatusSucceeded, e.Status, "%+v", e.Error)
+	require.JSONEq(t, "42", string(e.Result))
+	require.Equal(t, 2, e.Attempts, "the 30-second handler was retried on another attempt")
+	require.Equal(t, 1, p.rows(longID))
+
+	var count int
+	require.NoError(t, pgCount(p, &count))
+	require.Equal(t, n+1, count, "one request_logs row per execution")
+}
