@@ -169,6 +169,7 @@ type Stack struct {
 	TemporalAddr      string   // host:port of the frontend ("" with SkipTemporal)
 	TemporalUIURL     string   // "" when headless or skipped
 	PrometheusURL     string   // "" when Prometheus is not running (a stub answers the gateway)
+	WorkerMetricsURL  string   // the worker's /metrics
 	DataDir           string   // absolute
 	LogDir            string   // absolute; one <child>.log per child
 	Functions         []string // the runtime functions deployed, e.g. runtime-python

@@ -78,6 +78,7 @@ func (s *Stack) assignAddresses() error {
 				return err
 			}
 		}
+		s.WorkerMetricsURL = "http://" + s.workerMetrics + "/metrics"
 	}
 	s.GatewayURL = fmt.Sprintf("http://127.0.0.1:%d", GatewayPort)
 	s.GatewayUIURL = s.GatewayURL + "/ui/"
