@@ -33,8 +33,9 @@ type Load struct {
 	Duration time.Duration // how long to issue requests
 	// Workers is the number of goroutines sending requests, i.e. the most requests in
 	// flight. A request whose intended time comes while every worker is busy waits in a
-	// queue, and that wait counts in its latency. Default: enough for Rate × 1 s, at
-	// least 64, at most 8192.
+	// queue, and that wait counts in its latency. Default: Rate/2 (half a second of
+	// requests in flight), at least 64, at most 1024 — more connections than that only
+	// add a connection storm on an overloaded server, while the queue keeps measuring.
 	Workers int
 	// Timeout bounds each request (default 10 s); a timeout is an error whose latency
 	// is recorded as the time spent.
@@ -43,7 +44,7 @@ type Load struct {
 
 func (l Load) withDefaults() Load {
 	if l.Workers <= 0 {
-		l.Workers = min(max(int(l.Rate), 64), 8192)
+		l.Workers = min(max(int(l.Rate)/2, 64), 1024)
 	}
 	if l.Timeout <= 0 {
 		l.Timeout = 10 * time.Second
