@@ -161,10 +161,13 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 			return profile(ctx, d, "http://"+debugAddr, filepath.Join(opts.BinDir, "lambda"), profileDir, cfg.quick)
 		}
 	}
+	loadBefore := loadAvg()
 	rep, err := r.Run(ctx)
 	if rep == nil {
 		return err
 	}
+	rep.Notes = append(rep.Notes, fmt.Sprintf("Machine load average (1/5/15 min) at the start of the scenarios: %s; at the end: %s "+
+		"(above ~1 means other work shared the cores with the run).", loadBefore, loadAvg()))
 	rep.Notes = append(rep.Notes, stackNotes(opts, temporalInMemory)...)
 	if err := stack.Err(); err != nil {
 		rep.Notes = append(rep.Notes, "**The platform failed during the run**: "+err.Error())
@@ -254,4 +257,16 @@ func gitRevision(ctx context.Context) string {
 		s += " with uncommitted changes in " + fmt.Sprint(len(strings.Split(strings.TrimSpace(string(st)), "\n"))) + " tracked files"
 	}
 	return s
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " / ")
 }
