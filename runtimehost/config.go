@@ -50,6 +50,24 @@ type Config struct {
 	// FileSizeLimit is the workers' RLIMIT_FSIZE in bytes.
 	FileSizeLimit uint64 `env:"LAMBDA_RUNTIME_FILE_SIZE_LIMIT" envDefault:"134217728"`
 
+	// Sandbox is off, auto (every isolation layer that works here) or strict (all layers,
+	// or the host refuses to start naming what is missing). See runtimes/README.md.
+	Sandbox string `env:"LAMBDA_SANDBOX" envDefault:"auto"`
+	// SandboxUIDBase and SandboxUIDs are the worker uid range: each live worker runs as its
+	// own uid from it (hosts sharing a machine coordinate through lock files).
+	SandboxUIDBase int `env:"LAMBDA_SANDBOX_UID_BASE" envDefault:"61000"`
+	SandboxUIDs    int `env:"LAMBDA_SANDBOX_UIDS" envDefault:"1000"`
+	// SandboxTmpMB is the size of each worker's private /tmp (a tmpfs, memory-backed).
+	SandboxTmpMB int `env:"LAMBDA_SANDBOX_TMP_MB" envDefault:"64"`
+	// SandboxPids bounds a worker's processes and threads (pids.max and RLIMIT_NPROC).
+	SandboxPids int `env:"LAMBDA_SANDBOX_PIDS" envDefault:"256"`
+	// SandboxMemoryMB is the memory of a worker whose request has no memory_mb.
+	SandboxMemoryMB int `env:"LAMBDA_SANDBOX_MEMORY_MB" envDefault:"256"`
+	// SandboxNetwork leaves workers the host's network (no network namespace).
+	SandboxNetwork bool `env:"LAMBDA_SANDBOX_NETWORK" envDefault:"false"`
+	// SandboxBwrap is the bubblewrap binary.
+	SandboxBwrap string `env:"LAMBDA_SANDBOX_BWRAP" envDefault:"bwrap"`
+
 	Log logging.Config
 }
 
@@ -82,10 +100,32 @@ func (c *Config) Validate() error {
 	if c.QueueWait < 0 || c.IdleTimeout < 0 {
 		errs = append(errs, errors.New("LAMBDA_RUNTIME_QUEUE_WAIT and LAMBDA_RUNTIME_IDLE_TIMEOUT must not be negative"))
 	}
+	switch c.Sandbox {
+	case SandboxOff, SandboxAuto, SandboxStrict:
+	default:
+		errs = append(errs, fmt.Errorf("LAMBDA_SANDBOX=%q: want off, auto or strict", c.Sandbox))
+	}
+	if c.Sandbox != SandboxOff {
+		if c.SandboxUIDBase < 1000 || c.SandboxUIDs < 1 || c.SandboxUIDBase+c.SandboxUIDs > 1<<31-2 {
+			errs = append(errs, fmt.Errorf("LAMBDA_SANDBOX_UID_BASE=%d, LAMBDA_SANDBOX_UIDS=%d: want an unprivileged range (base ≥ 1000)", c.SandboxUIDBase, c.SandboxUIDs))
+		}
+		if c.SandboxTmpMB < 1 || c.SandboxPids < 8 || c.SandboxMemoryMB < 16 {
+			errs = append(errs, errors.New("LAMBDA_SANDBOX_TMP_MB ≥ 1, LAMBDA_SANDBOX_PIDS ≥ 8 and LAMBDA_SANDBOX_MEMORY_MB ≥ 16 required"))
+		}
+	}
 	if c.MaxBody < 1024 {
 		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_MAX_BODY=%d: want ≥ 1024", c.MaxBody))
 	}
 	return errors.Join(errs...)
+}
+
+// sandboxConfig is the Sandbox configuration of the host.
+func (c *Config) sandboxConfig() SandboxConfig {
+	return SandboxConfig{
+		Mode: c.Sandbox, UIDBase: c.SandboxUIDBase, UIDCount: c.SandboxUIDs, TmpMB: c.SandboxTmpMB,
+		Pids: c.SandboxPids, MemoryMB: c.SandboxMemoryMB, Network: c.SandboxNetwork, Bwrap: c.SandboxBwrap,
+		MaxTimeout: c.MaxTimeout,
+	}
 }
 
 // cacheDir returns the build cache folder for the runtime titled title.

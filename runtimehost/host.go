@@ -85,7 +85,8 @@ type Options struct {
 	Runtime *runtimes.Runtime
 	// BuildEnv is the environment of build and prepare commands (see BuildEnviron).
 	BuildEnv []string
-	// Spawner starts workers and builds; nil means ProcessSpawner.
+	// Spawner starts workers and builds; nil means the sandbox Config.Sandbox asks for
+	// (ProcessSpawner when off).
 	Spawner Spawner
 	Metrics *metrics.Runtime
 	HTTP    *metrics.HTTP
@@ -104,6 +105,7 @@ type Host struct {
 	m        *hostMetrics
 	log      *zap.Logger
 
+	sandboxDoc []byte // the "sandbox" member of /_/ready
 	prepared   atomic.Bool
 	spareUp    atomic.Bool
 	prepareErr atomic.Pointer[string]
@@ -135,13 +137,32 @@ func New(o Options) (*Host, error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("runtimehost: cache dir: %w", err)
 	}
+	sp := o.Spawner
+	mode := o.Config.Sandbox
+	if sp == nil {
+		if mode == "" {
+			mode = SandboxAuto
+		}
+		if mode == SandboxOff {
+			sp = ProcessSpawner{}
+		} else {
+			sb, err := NewSandbox(o.Config.sandboxConfig())
+			if err != nil {
+				return nil, fmt.Errorf("runtimehost: %w", err)
+			}
+			sp = sb
+			if sb.Layers()[layerMountNS] {
+				// Spares see the whole cache: workers may open a script they know the sha256
+				// of, never list the others.
+				if err := os.Chmod(cacheDir, 0o711); err != nil {
+					return nil, fmt.Errorf("runtimehost: cache dir: %w", err)
+				}
+			}
+		}
+	}
 	tmpBase, err := os.MkdirTemp("", "lambda-workers-"+o.Runtime.Title+"-")
 	if err != nil {
 		return nil, fmt.Errorf("runtimehost: temp dir: %w", err)
-	}
-	sp := o.Spawner
-	if sp == nil {
-		sp = ProcessSpawner{}
 	}
 	h := &Host{
 		cfg: o.Config, rt: o.Runtime, cacheDir: cacheDir, tmpBase: tmpBase, spawner: sp,
@@ -159,13 +180,50 @@ func New(o Options) (*Host, error) {
 	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
 	h.pool.onSpare = func() { h.spareUp.Store(true) }
 	if lr, ok := sp.(LayerReporter); ok {
-		for layer, on := range lr.Layers() {
+		layers := lr.Layers()
+		for layer, on := range layers {
 			h.m.sandbox.WithLabelValues(layer).Set(b2f(on))
 		}
+		var missing map[string]string
+		if sb, ok := sp.(*Sandbox); ok {
+			missing = sb.Missing()
+		}
+		h.sandboxDoc = sandboxJSON(mode, layers, missing)
+		h.log.Info("sandbox", zap.String("mode", mode), zap.Any("layers", layers), zap.Any("missing", missing))
 	}
-	h.m.sandbox.WithLabelValues("env_allowlist").Set(1)
-	h.m.sandbox.WithLabelValues("private_tmp").Set(1)
 	return h, nil
+}
+
+// sandboxJSON is the "sandbox" member of /_/ready: the mode, each layer's state and why
+// the inactive ones are missing.
+func sandboxJSON(mode string, layers map[string]bool, missing map[string]string) []byte {
+	names := make([]string, 0, len(layers))
+	for l := range layers {
+		names = append(names, l)
+	}
+	slices.Sort(names)
+	b := append([]byte(`{"mode":`), appendString(nil, mode)...)
+	b = append(b, `,"layers":{`...)
+	for i, l := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(appendString(b, l), ':')
+		b = appendBool(b, layers[l])
+	}
+	b = append(b, `},"missing":{`...)
+	first := true
+	for _, l := range names {
+		if why, ok := missing[l]; ok && !layers[l] {
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = append(appendString(b, l), ':')
+			b = appendString(b, why)
+		}
+	}
+	return append(b, "}}"...)
 }
 
 func b2f(b bool) float64 {
@@ -236,15 +294,22 @@ func (h *Host) Close() {
 	// The workers were killed: their private temp dirs go now, and once more after
 	// stragglers (a busy worker released late) are gone.
 	os.RemoveAll(h.tmpBase)
-	time.AfterFunc(3*time.Second, func() { os.RemoveAll(h.tmpBase) })
+	time.AfterFunc(3*time.Second, func() {
+		os.RemoveAll(h.tmpBase)
+		if c, ok := h.spawner.(interface{ Close() }); ok {
+			c.Close()
+		}
+	})
 }
 
 // startWorker starts a worker process: an unassigned spare when s is nil.
 func (h *Host) startWorker(s *script) (*worker, error) {
 	vars := runtimes.Vars{CacheDir: h.cacheDir}
 	memory := 0
+	readOnly := []string{h.cacheDir} // a spare: any script of the cache may come
 	if s != nil {
 		vars.Workdir = s.dir
+		readOnly = []string{s.dir}
 	}
 	w, err := startWorker(&startSpec{
 		argv:        h.rt.ExpandVars(h.rt.Command, vars),
@@ -252,6 +317,7 @@ func (h *Host) startWorker(s *script) (*worker, error) {
 		outputLimit: h.cfg.OutputLimit,
 		limits:      Limits{FileSize: h.cfg.FileSizeLimit, OpenFiles: 1024, Processes: 4096},
 		memory:      memory,
+		readOnly:    readOnly,
 		timeout:     h.cfg.StartTimeout,
 		spawner:     h.spawner,
 		onExit:      h.pool.exited,
@@ -421,6 +487,12 @@ func (h *Host) initWorker(w *worker, key poolKey, req *Request, s *script, deadl
 	b = append(b, "}}"...)
 	frame.End(b, start)
 	w.wbuf = b
+	if c, ok := w.proc.(Confiner); ok {
+		if err := c.Confine(req.MemoryMB); err != nil {
+			w.kill()
+			return false, fault.New(fault.Unavailable, "cannot confine the worker: %v", err)
+		}
+	}
 	if err := w.write(deadline); err != nil {
 		return h.broken(w, err, out)
 	}
@@ -503,6 +575,11 @@ func (h *Host) exec(w *worker, req *Request, deadline time.Time, out *Outcome) {
 	var ok bool
 	out.Stdout, out.Stderr, ok = w.collect(h.expiry(out, collectGrace))
 	out.timer.Stop()
+	if ok && out.healthy {
+		if c, isCleaner := w.proc.(Cleaner); isCleaner && !c.Clean() {
+			ok = false // the call left processes behind: they go with the worker
+		}
+	}
 	if !ok {
 		out.healthy = false
 		w.kill()

@@ -157,10 +157,17 @@ func handleReady(h *Host) http.HandlerFunc {
 				b = append(append(b[:0], `{"status":"failed","runtime":`...), appendString(nil, h.rt.Title)...)
 				b = appendString(append(b, `,"problem":`...), p)
 			}
+			if h.sandboxDoc != nil {
+				b = append(append(b, `,"sandbox":`...), h.sandboxDoc...)
+			}
 			_, _ = w.Write(append(b, '}'))
 			return
 		}
-		_, _ = io.WriteString(w, `{"status":"ready","runtime":`+string(appendString(nil, h.rt.Title))+`}`)
+		b := append([]byte(`{"status":"ready","runtime":`), appendString(nil, h.rt.Title)...)
+		if h.sandboxDoc != nil {
+			b = append(append(b, `,"sandbox":`...), h.sandboxDoc...)
+		}
+		_, _ = w.Write(append(b, '}'))
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 )
 
 // This file is the one seam through which the host starts processes (workers and builds).
-// A sandbox (namespaces, per-slot uids, cgroups, bubblewrap) plugs in as another Spawner;
-// the pool and the build cache never call os/exec themselves.
+// The sandbox (sandbox.go: bubblewrap namespaces, per-worker uids, cgroups, seccomp) is
+// another Spawner; the pool and the build cache never call os/exec themselves.
 
 // Role says what a spawned process is for.
 type Role int
@@ -45,6 +45,10 @@ type Spec struct {
 	// Memory is the worker's memory budget in MiB when known at start (0 for a spare);
 	// a sandbox with cgroups enforces it, the plain spawner does not.
 	Memory int
+	// ReadOnly are host paths a worker reads besides its command's own files: the script's
+	// folder, or the whole build cache for a spare. A sandbox makes them (and nothing else
+	// of the host's files outside the system folders) visible, read-only, at the same path.
+	ReadOnly []string
 }
 
 // Process is a started process.
@@ -61,6 +65,19 @@ type Spawner interface {
 	Spawn(spec Spec) (Process, error)
 }
 
+// Confiner is implemented by processes whose confinement depends on the script: the host
+// calls Confine with the request's memory_mb right before the init frame, so the limits
+// hold before any user code runs (a worker runs none until its init frame).
+type Confiner interface {
+	Confine(memoryMB int) error
+}
+
+// Cleaner is implemented by processes that can tell whether an execution left processes
+// behind; the host recycles a worker that is not clean after a call.
+type Cleaner interface {
+	Clean() bool
+}
+
 // LayerReporter is implemented by spawners that report which isolation layers they apply
 // (exported as lambda_runtime_sandbox_layer).
 type LayerReporter interface {
@@ -73,7 +90,11 @@ type ProcessSpawner struct{}
 
 // Layers reports the isolation this spawner provides.
 func (ProcessSpawner) Layers() map[string]bool {
-	return map[string]bool{"process_group": true, "rlimits": true, "namespaces": false, "uid": false, "cgroup": false}
+	m := map[string]bool{}
+	for _, l := range allLayers {
+		m[l] = l == layerEnv || l == layerProcessGroup || l == layerRlimits
+	}
+	return m
 }
 
 // Spawn starts spec. Resource limits are applied with prlimit right after the start, before

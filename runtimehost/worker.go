@@ -61,6 +61,7 @@ type startSpec struct {
 	outputLimit int
 	limits      Limits
 	memory      int
+	readOnly    []string // host paths the worker reads (Spec.ReadOnly)
 	timeout     time.Duration
 	spawner     Spawner
 	onExit      func(*worker) // called once the process has exited
@@ -113,6 +114,7 @@ func startWorker(s *startSpec) (*worker, error) {
 		ExtraFiles: []*os.File{reqR, respW},
 		Limits:     s.limits,
 		Memory:     s.memory,
+		ReadOnly:   s.readOnly,
 	})
 	if err != nil {
 		return fail(err)
