@@ -4,16 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/lambda-microservice/lambda/api"
 	"github.com/lambda-microservice/lambda/fault"
+	"github.com/lambda-microservice/lambda/metrics"
 	"github.com/lambda-microservice/lambda/store"
 	"github.com/lambda-microservice/lambda/workflows"
 )
@@ -21,6 +26,7 @@ import (
 // The in-process group: one platform (database, worker) in namespace "inproc" shared
 // by the subtests, which run in parallel.
 func TestAsyncExecutions(t *testing.T) {
+	t.Parallel()
 	p := newPlatform(t, "inproc")
 	p.startWorker()
 	d := p.dispatcher(5 * time.Second)
@@ -172,6 +178,48 @@ func TestAsyncExecutions(t *testing.T) {
 		require.Equal(t, "Canceled", desc.GetWorkflowExecutionInfo().GetStatus().String())
 	})
 
+	t.Run("HTTP: respond-async, Location, long-poll, cancel conflict", func(t *testing.T) {
+		t.Parallel()
+		p.register("http", 5000, 0)
+		srv := httptest.NewServer(api.NewServer(api.Deps{Config: api.Config{MaxEventBytes: 6 << 20, MaxWait: time.Minute,
+			MaxSourceBytes: 1 << 18, DefaultTimeoutMS: 3000, MaxTimeout: 15 * time.Minute},
+			Log: p.log, Core: p.core, Store: p.store, Async: d, Metrics: metrics.NewHTTP(prometheus.NewRegistry()),
+			Gatherer: prometheus.NewRegistry()}))
+		defer srv.Close()
+		do := func(method, path, body string, hdr ...string) (*http.Response, map[string]any) {
+			req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+			require.NoError(t, err)
+			for i := 0; i+1 < len(hdr); i += 2 {
+				req.Header.Set(hdr[i], hdr[i+1])
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			var out map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			return resp, out
+		}
+		resp, body := do(http.MethodPost, "/v1/functions/http/invoke", `{"A":20,"B":22}`,
+			"Language-Title", "python", "Prefer", "respond-async", "Idempotency-Key", "http-1")
+		require.Equal(t, http.StatusAccepted, resp.StatusCode, "%v", body)
+		id, _ := body["id"].(string)
+		require.Equal(t, "/v1/executions/"+id, resp.Header.Get("Location"))
+		require.Equal(t, "queued", body["status"])
+		resp, body = do(http.MethodGet, resp.Header.Get("Location")+"?wait=30s", "")
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, "succeeded", body["status"], "%v", body)
+		require.Equal(t, float64(42), body["result"])
+		require.Equal(t, float64(1), body["attempts"])
+		resp, body = do(http.MethodPost, "/v1/functions/http/invoke", `{"A":20,"B":22}`,
+			"Language-Title", "python", "Prefer", "respond-async", "Idempotency-Key", "http-1")
+		require.Equal(t, http.StatusAccepted, resp.StatusCode)
+		require.Equal(t, "true", resp.Header.Get("Idempotent-Replayed"))
+		require.Equal(t, id, body["id"])
+		resp, _ = do(http.MethodDelete, "/v1/executions/"+id, "")
+		require.Equal(t, http.StatusConflict, resp.StatusCode)
+		require.Equal(t, 1, p.fake.callsOf(id))
+	})
+
 	t.Run("thirty-second handler heartbeats through a five-second heartbeat timeout", func(t *testing.T) {
 		t.Parallel()
 		p.register("long", 120000, 0)
@@ -187,6 +235,7 @@ func TestAsyncExecutions(t *testing.T) {
 // (and one 30-second handler) are mid-call, starts a new one, and checks each
 // execution completes and is recorded exactly once.
 func TestWorkerKilled(t *testing.T) {
+	t.Parallel()
 	bin := lambdaBin(t)
 	p := newPlatform(t, "kill")
 	p.register("work", 10000, 0)
