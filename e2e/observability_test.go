@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+var metricRE = regexp.MustCompile(`\blambda_[a-z0-9_]+`)
+
+// usedMetricNames lists every lambda_* metric the alert rules and dashboards query.
+func usedMetricNames(t *testing.T) map[string]bool {
+	t.Helper()
+	files, err := filepath.Glob("../deploy/prometheus/rules/*.yml")
+	require.NoError(t, err)
+	dash, err := filepath.Glob("../deploy/grafana/dashboards/*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	require.NotEmpty(t, dash)
+	used := map[string]bool{}
+	for _, f := range append(files, dash...) {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range metricRE.FindAllString(string(raw), -1) {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				m = strings.TrimSuffix(m, suffix)
+			}
+			used[m] = true
+		}
+	}
+	return used
+}
+
+func scrape(t *testing.T, url string, into map[string]bool) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err, url)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, url)
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if name, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			into[strings.Fields(name)[0]] = true
+		}
+	}
+}
+
+// TestEveryMetricOfTheRulesAndDashboardsIsExported scrapes the running api, worker,
+// provider and runtime hosts after traffic on every path, and checks that each lambda_*
+// metric an alert or a dashboard panel uses is really exported by some process.
+func TestEveryMetricOfTheRulesAndDashboardsIsExported(t *testing.T) {
+	mustRegister(t, "obs-cached", "python", "def handler(event, context):\n    return event\n", map[string]any{"cache_ttl_s": 30})
+	for i := 0; i < 2; i++ {
+		require.Equal(t, http.StatusOK, invoke(t, "obs-cached", "python", `{"x":1}`).status)
+	}
+	r := invoke(t, "obs-cached", "python", `{"x":2}`, "Prefer", "respond-async")
+	require.Equal(t, http.StatusAccepted, r.status, r.raw)
+	require.Equal(t, "succeeded", call(t, "GET", r.header.Get("Location")+"?wait=60s", "").body["status"])
+
+	exported := map[string]bool{}
+	scrape(t, stack.APIURL+"/metrics", exported)
+	scrape(t, stack.WorkerMetricsURL, exported)
+	scrape(t, stack.ProviderURL+"/metrics", exported)
+	for _, fn := range stack.Functions {
+		var list struct {
+			Endpoints []string `json:"endpoints"`
+		}
+		resp, err := http.Get(stack.ProviderURL + "/system/endpoints/" + fn)
+		require.NoError(t, err)
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+		resp.Body.Close()
+		require.NotEmpty(t, list.Endpoints, fn)
+		scrape(t, list.Endpoints[0]+"/metrics", exported)
+	}
+	for name := range usedMetricNames(t) {
+		require.True(t, exported[name], "%s is used by a rule or dashboard but no process exports it", name)
+	}
+}
+
+// TestProcessLogsAreECS reads the api's, the worker's and the provider's log files: every
+// line is a JSON object with the ECS fields Filebeat and Elasticsearch rely on.
+func TestProcessLogsAreECS(t *testing.T) {
+	for _, name := range []string{"api", "worker", "provider"} {
+		f, err := os.Open(filepath.Join(stack.LogDir, name+".log"))
+		require.NoError(t, err, name)
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		lines := 0
+		for sc.Scan() {
+			var doc map[string]any
+			require.NoError(t, json.Unmarshal(sc.Bytes(), &doc), "%s.log: %s", name, sc.Text())
+			for _, k := range []string{"@timestamp", "log.level", "message", "ecs.version", "service.name"} {
+				require.Contains(t, doc, k, "%s.log: %s", name, sc.Text())
+			}
+			lines++
+		}
+		f.Close()
+		require.NoError(t, sc.Err())
+		require.Positive(t, lines, "%s logged nothing", name)
+	}
+}
