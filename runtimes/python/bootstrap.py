@@ -140,6 +140,26 @@ def load(init):
     return handler, None, False
 
 
+def limit_address_space(memory_mb):
+    """Caps the address space at what the interpreter maps now plus twice memory_mb, before
+    the script loads: a huge allocation becomes a MemoryError the handler can see instead
+    of an OOM kill by the sandbox's memory cgroup (which still enforces memory_mb itself)."""
+    if not memory_mb or memory_mb <= 0:
+        return
+    try:
+        import resource
+
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+        limit = vm + 2 * memory_mb * 1024 * 1024
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except Exception:  # pragma: no cover - no /proc or no resource module: the cgroup remains
+        pass
+
+
 def main():
     write_frame('{"type":"hello","pid":%d}' % os.getpid())
     init = read_frame()
@@ -147,6 +167,7 @@ def main():
         sys.stderr.write("bootstrap: expected an init frame\n")
         os._exit(70)
     os.environ.update(init.get("env") or {})
+    limit_address_space(init.get("memory_mb", 0))
     sentinel = init["sentinel"].encode()
     source = init["source"]
     handler, err, compile_error = load(init)
