@@ -200,6 +200,7 @@ func (p *Provider) deploy(spec types.FunctionDeployment) error {
 	}
 	fn := newFunction(p, spec)
 	p.fns[spec.Service] = fn
+	p.metrics.Restarts.WithLabelValues(spec.Service) // exported from 0, so rate() sees the first restart
 	fn.mu.Lock()
 	fn.scale(scaleLabel(spec.Labels, LabelScaleMin, 1))
 	fn.mu.Unlock()
@@ -235,6 +236,7 @@ func (p *Provider) remove(name string) error {
 	}
 	fn.stopAll()
 	p.metrics.Replicas.DeleteLabelValues(name)
+	p.metrics.Restarts.DeleteLabelValues(name)
 	p.log.Info("function deleted", zap.String(logging.FieldFunction, name))
 	return nil
 }
