@@ -2,8 +2,9 @@
 #
 #   make build     bin/lambda and bin/lambda-runtime
 #   make run       everything (PostgreSQL, Redis, Temporal, gateway, provider, runtimes, api, worker)
-#   make test      builds what the integration tests need, then go test ./...
-#                  (make test PKGS=./provider/... TEST_FLAGS=-v for a part)
+#   make test      builds what the integration tests need, then go test ./... and make fuzz
+#                  (make test PKGS=./provider/... TEST_FLAGS=-v for a part, without fuzzing)
+#   make fuzz      10 s each of the fuzz targets (FUZZTIME=1m for longer)
 #   make bench     the whole platform under open-loop load; writes BENCHMARKS.md (~15 min)
 #   make bench-quick  the same scenarios with short durations (harness check; make test runs it)
 #
@@ -25,7 +26,7 @@ export LAMBDA_BIN_DIR      := $(BIN)
 export LAMBDA_GATEWAY_BIN  := $(BIN)/gateway
 export LAMBDA_TEMPORAL_BIN := $(TEMPORAL_BIN)
 
-.PHONY: build run test vet fmt clean temporal gateway bench bench-quick
+.PHONY: build run test fuzz vet fmt clean temporal gateway bench bench-quick
 
 build:
 	$(GO) build -o $(BIN)/lambda ./cmd/lambda
@@ -55,6 +56,14 @@ run: build gateway temporal
 
 test: build gateway temporal
 	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
+	$(if $(filter ./...,$(PKGS)),$(MAKE) fuzz)
+
+# Brief fuzzing of the invoke request parsing and the worker frame decoder (part of
+# `make test` when it runs every package; the seeds also run in every plain go test).
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzInvokeRequest -fuzztime=$(FUZZTIME) ./runtimehost
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./frame
 
 bench: build gateway temporal
 	$(GO) build -o $(BIN)/lambda-bench ./cmd/lambda-bench
