@@ -73,6 +73,24 @@ bench-quick: build gateway temporal
 	$(GO) build -o $(BIN)/lambda-bench ./cmd/lambda-bench
 	$(BIN)/lambda-bench -quick -out $(BIN)/bench-quick.md -command "make bench-quick"
 
+# Container images (needs a Docker engine; CI's release workflow builds and pushes them).
+REGISTRY ?= ghcr.io/lambda-microservice
+TAG      ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+RUNTIME_TITLES := python node rust
+
+images:
+	docker build -t $(REGISTRY)/lambda:$(TAG) --target platform --build-arg VERSION=$(TAG) .
+	docker build -t $(REGISTRY)/lambda-local-provider:$(TAG) --target local-provider .
+	for rt in $(RUNTIME_TITLES); do \
+		docker build -t $(REGISTRY)/runtime-$$rt:$(TAG) -f runtimes/$$rt/Dockerfile . || exit 1; \
+	done
+
+# Apply the production overlay to the current kubectl context (see deploy/README.md for the
+# OpenFaaS and Temporal Helm installs that come first).
+deploy-k8s:
+	kubectl apply --server-side -k deploy/k8s/overlays/production
+	kubectl -n lambda rollout status deploy/api deploy/worker deploy/envoy --timeout=5m
+
 vet:
 	$(GO) vet ./...
 
