@@ -26,7 +26,7 @@ export LAMBDA_BIN_DIR      := $(BIN)
 export LAMBDA_GATEWAY_BIN  := $(BIN)/gateway
 export LAMBDA_TEMPORAL_BIN := $(TEMPORAL_BIN)
 
-.PHONY: build run test fuzz vet fmt clean temporal gateway bench bench-quick
+.PHONY: build run test fuzz vet fmt clean temporal gateway bench bench-quick images deploy-k8s
 
 build:
 	$(GO) build -o $(BIN)/lambda ./cmd/lambda
