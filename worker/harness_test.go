@@ -43,7 +43,7 @@ import (
 
 // Namespaces of the shared dev server: each test group has its own, so its worker only
 // ever sees its own executions (and its own database).
-var namespaces = []string{"inproc", "kill", "bench"}
+var namespaces = []string{"inproc", "kill", "runtime", "bench"}
 
 // requirement fails the test in CI and skips it elsewhere when a prerequisite is missing.
 func requirement(t testing.TB, format string, args ...any) {
@@ -279,6 +279,13 @@ func redisURL() string {
 
 func newPlatform(t testing.TB, ns string) *platform {
 	t.Helper()
+	return newPlatformWith(t, ns, "")
+}
+
+// newPlatformWith calls the runtime functions at gatewayURL (an OpenFaaS gateway or
+// provider); empty means the fake runtime.
+func newPlatformWith(t testing.TB, ns, gatewayURL string) *platform {
+	t.Helper()
 	addr := temporalServer(t)
 	ctx := context.Background()
 	p := &platform{t: t, dbURL: testdb.New(t), redis: redisURL(), ns: ns, fake: newFakeRuntime(t),
@@ -293,7 +300,10 @@ func newPlatform(t testing.TB, ns string) *platform {
 	if err := p.cache.Ping(ctx); err != nil {
 		requirement(t, "Redis at %s: %v", p.redis, err)
 	}
-	fx, err := faas.New(faas.Config{GatewayURL: p.fake.srv.URL, Namespace: "openfaas-fn"})
+	if gatewayURL == "" {
+		gatewayURL = p.fake.srv.URL
+	}
+	fx, err := faas.New(faas.Config{GatewayURL: gatewayURL, Namespace: "openfaas-fn"})
 	require.NoError(t, err)
 	reg, err := runtimes.Load("")
 	require.NoError(t, err)
@@ -323,7 +333,12 @@ func newPlatform(t testing.TB, ns string) *platform {
 // register creates a python function whose source is unique to the test.
 func (p *platform) register(name string, timeoutMS, cacheTTL int) store.Version {
 	p.t.Helper()
-	src := fmt.Sprintf("def handler(event, context):\n    return event # %s %d\n", p.t.Name(), time.Now().UnixNano())
+	return p.registerSource(name, fmt.Sprintf("def handler(event, context):\n    return event # %s %d\n", p.t.Name(), time.Now().UnixNano()),
+		timeoutMS, cacheTTL)
+}
+
+func (p *platform) registerSource(name, src string, timeoutMS, cacheTTL int) store.Version {
+	p.t.Helper()
 	sum := sha256.Sum256([]byte(src))
 	f, err := p.store.CreateFunction(context.Background(), store.Version{Tenant: p.tenant, Name: name, Language: "python",
 		Source: src, SHA256: hex.EncodeToString(sum[:]), Settings: store.Settings{TimeoutMS: timeoutMS, MemoryMB: 128, CacheTTLS: cacheTTL}})
@@ -461,4 +476,11 @@ func pgCount(p *platform, n *int) error {
 	}
 	defer conn.Close(ctx)
 	return conn.QueryRow(ctx, `SELECT count(*) FROM request_logs`).Scan(n)
+}
+
+
+func testLogger(t testing.TB) *zap.Logger {
+	l, err := logging.New(logging.Config{Level: "warn", Format: "console"}, "test", os.Stderr)
+	require.NoError(t, err)
+	return l
 }

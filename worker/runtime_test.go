@@ -1,0 +1,136 @@
+package worker_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openfaas/faas-provider/types"
+	sdk "github.com/openfaas/go-sdk"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lambda-microservice/lambda/metrics"
+	"github.com/lambda-microservice/lambda/provider"
+	"github.com/lambda-microservice/lambda/store"
+
+	"net/url"
+)
+
+// runtimeHostBin finds the real runtime host (make build; LAMBDA_BIN_DIR).
+func runtimeHostBin(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("LAMBDA_BIN_DIR")
+	if dir == "" {
+		dir = filepath.Join("..", "bin")
+	}
+	bin, _ := filepath.Abs(filepath.Join(dir, "lambda-runtime"))
+	if st, err := os.Stat(bin); err != nil || st.IsDir() {
+		requirement(t, "the runtime host %s (make build)", bin)
+	}
+	return bin
+}
+
+// childrenNamed lists the pids of this process's children whose command is name.
+func childrenNamed(name string) []int {
+	var pids []int
+	self := os.Getpid()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(raw)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		fields := strings.Fields(s[closing+1:])
+		if len(fields) < 2 || s[open+1:closing] != name {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(fields[1]); ppid == self {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// TestRealRuntimeKilledMidCall runs an async execution on the real runtime host (the
+// python runtime function deployed on the local OpenFaaS provider) and SIGKILLs the
+// runtime host while the handler runs: the Invoke activity meets a platform fault,
+// retries once the provider has restarted the replica, and the execution is recorded
+// exactly once, with attempts = 2.
+func TestRealRuntimeKilledMidCall(t *testing.T) {
+	t.Parallel()
+	bin := runtimeHostBin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	env := map[string]string{}
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME"} {
+		env[k] = os.Getenv(k)
+	}
+	prov, err := provider.New(provider.Config{
+		RuntimeBin: bin, ReadyTimeout: 60 * time.Second, ProxyTimeout: 65 * time.Second, ProxyWait: 20 * time.Second,
+		StopGrace: 2 * time.Second, RestartBackoff: 50 * time.Millisecond, MaxRestartBackoff: time.Second,
+		ProbeInterval: time.Second, LogLines: 100, MaxReplicas: 2,
+		PassEnv: []string{"PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME"}, Environ: env,
+	}, testLogger(t), metrics.NewRegistry())
+	require.NoError(t, err)
+	srv := httptest.NewServer(prov.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer scancel()
+		_ = prov.Close(sctx)
+	})
+	u, _ := url.Parse(srv.URL)
+	fx := sdk.NewClient(u, nil, srv.Client())
+	_, err = fx.Deploy(ctx, types.FunctionDeployment{Service: "runtime-python",
+		Image: "ghcr.io/lambda-microservice/runtime-python:latest", EnvVars: map[string]string{"LAMBDA_RUNTIME": "python"}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := fx.GetFunction(ctx, "runtime-python", "")
+		return err == nil && st.AvailableReplicas == 1
+	}, 60*time.Second, 50*time.Millisecond, "the python runtime host becomes ready")
+
+	p := newPlatformWith(t, "runtime", srv.URL)
+	p.startWorker()
+	d := p.dispatcher(5 * time.Second)
+	p.registerSource("sleepy", "import time\n\ndef handler(event, context):\n    time.sleep(event[\"sleep\"])\n    return event[\"a\"] + event[\"b\"]\n",
+		20000, 0)
+
+	// A warm-up run proves the path, and compiles the script once.
+	warm := p.wait(p.start(d, "sleepy", map[string]any{"a": 1, "b": 1, "sleep": 0}, "").ID, 60*time.Second)
+	require.Equal(t, store.StatusSucceeded, warm.Status, "%+v", warm.Error)
+	require.Equal(t, 1, warm.Attempts)
+
+	e := p.start(d, "sleepy", map[string]any{"a": 40, "b": 2, "sleep": 3}, "")
+	require.Eventually(t, func() bool {
+		got, err := p.store.GetExecution(ctx, p.tenant, e.ID, false)
+		return err == nil && got.Status == store.StatusRunning
+	}, 30*time.Second, 10*time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the handler is sleeping now
+	hosts := childrenNamed("lambda-runtime")
+	require.Len(t, hosts, 1, "one runtime host replica")
+	require.NoError(t, syscall.Kill(hosts[0], syscall.SIGKILL))
+	t.Logf("killed runtime host %d mid-call", hosts[0])
+
+	got := p.wait(e.ID, 90*time.Second)
+	require.Equal(t, store.StatusSucceeded, got.Status, "%+v", got.Error)
+	require.JSONEq(t, "42", string(got.Result))
+	require.Equal(t, 2, got.Attempts, "the attempt after the restart produced the result")
+	require.Equal(t, 1, p.rows(e.ID), "recorded exactly once")
+	require.NotContains(t, childrenNamed("lambda-runtime"), hosts[0])
+}
