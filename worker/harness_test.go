@@ -478,7 +478,6 @@ func pgCount(p *platform, n *int) error {
 	return conn.QueryRow(ctx, `SELECT count(*) FROM request_logs`).Scan(n)
 }
 
-
 func testLogger(t testing.TB) *zap.Logger {
 	l, err := logging.New(logging.Config{Level: "warn", Format: "console"}, "test", os.Stderr)
 	require.NoError(t, err)

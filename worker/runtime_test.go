@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,8 +19,6 @@ import (
 	"github.com/lambda-microservice/lambda/metrics"
 	"github.com/lambda-microservice/lambda/provider"
 	"github.com/lambda-microservice/lambda/store"
-
-	"net/url"
 )
 
 // runtimeHostBin finds the real runtime host (make build; LAMBDA_BIN_DIR).
