@@ -421,17 +421,19 @@ func lambdaBin(t testing.TB) string {
 
 // workerProcess is `lambda worker` as a separate process.
 type workerProcess struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
+	metrics string // its /metrics address
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
 }
 
 func (p *platform) startWorkerProcess(bin string) *workerProcess {
 	p.t.Helper()
+	metricsAddr := freeAddr(p.t)
 	cmd := exec.Command(bin, "worker")
 	cmd.Env = append(os.Environ(),
 		"LAMBDA_DATABASE_URL="+p.dbURL, "LAMBDA_REDIS_URL="+p.redis, "LAMBDA_GATEWAY_URL="+p.fake.srv.URL,
 		"LAMBDA_TEMPORAL_ADDR="+temporalServer(p.t), "LAMBDA_TEMPORAL_NAMESPACE="+p.ns,
-		"LAMBDA_METRICS_ADDR="+freeAddr(p.t), "LAMBDA_MIGRATE_ON_START=false",
+		"LAMBDA_METRICS_ADDR="+metricsAddr, "LAMBDA_MIGRATE_ON_START=false",
 		"LAMBDA_LOG_LEVEL=warn", "LAMBDA_LOG_FORMAT=console", "LAMBDA_HEARTBEAT_INTERVAL=200ms", "LAMBDA_HEARTBEAT_THROTTLE=500ms")
 	logPath := filepath.Join(p.t.TempDir(), "worker.log")
 	f, err := os.Create(logPath)
@@ -439,7 +441,7 @@ func (p *platform) startWorkerProcess(bin string) *workerProcess {
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(p.t, cmd.Start())
-	w := &workerProcess{cmd: cmd, done: make(chan struct{})}
+	w := &workerProcess{metrics: metricsAddr, cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(w.done) }()
 	p.cleanup = append(p.cleanup, func() {
 		_ = cmd.Process.Kill()

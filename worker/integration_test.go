@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -259,7 +260,7 @@ func TestWorkerKilled(t *testing.T) {
 	}
 	w1.kill9()
 	t0 := time.Now()
-	p.startWorkerProcess(bin)
+	w2 := p.startWorkerProcess(bin)
 
 	for i, id := range ids {
 		e := p.wait(id, 60*time.Second)
@@ -279,4 +280,15 @@ func TestWorkerKilled(t *testing.T) {
 	var count int
 	require.NoError(t, pgCount(p, &count))
 	require.Equal(t, n+1, count, "one request_logs row per execution")
+
+	// The worker's /metrics: the platform's collectors and the Temporal SDK's.
+	resp, err := http.Get("http://" + w2.metrics + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	for _, name := range []string{`lambda_activity_duration_seconds_bucket{activity="Invoke",outcome="ok"`,
+		`lambda_workflow_executions_total{runtime="python",status="succeeded"} 21`,
+		"temporal_activity_execution_latency_seconds_bucket", "temporal_workflow_task_queue_poll_succeed_total"} {
+		require.Contains(t, string(raw), name)
+	}
 }
