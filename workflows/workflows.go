@@ -110,6 +110,14 @@ var platformRetry = &temporal.RetryPolicy{
 	MaximumAttempts:    20,
 }
 
+// persistRetry keeps trying to make an execution final through a longer PostgreSQL
+// outage: giving up would leave the row running forever.
+var persistRetry = &temporal.RetryPolicy{
+	InitialInterval:    100 * time.Millisecond,
+	BackoffCoefficient: 2,
+	MaximumInterval:    10 * time.Second,
+}
+
 func localOptions(summary string) workflow.LocalActivityOptions {
 	return workflow.LocalActivityOptions{
 		StartToCloseTimeout:    10 * time.Second,
@@ -231,12 +239,12 @@ func platformFailure(ctx workflow.Context, target activities.Target, ref Executi
 func finish(ctx workflow.Context, ref ExecutionRef, p activities.PersistInput) (Outcome, error) {
 	p.Language = ref.Language
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	opts := localOptions("record " + p.Status)
+	opts.RetryPolicy, opts.ScheduleToCloseTimeout = persistRetry, 30*time.Minute
 	var r activities.PersistResult
-	err := workflow.ExecuteLocalActivity(
-		workflow.WithLocalActivityOptions(dctx, localOptions("record "+p.Status)),
-		a.Persist, p).Get(dctx, &r)
+	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(dctx, opts), a.Persist, p).Get(dctx, &r)
 	if err != nil {
-		// PostgreSQL stayed down for the whole retry budget: the row stays as it was.
+		// PostgreSQL stayed down for half an hour: the row stays as it was.
 		return Outcome{}, err
 	}
 	upsertStatus(dctx, r.Status)
