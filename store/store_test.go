@@ -239,3 +239,20 @@ func TestIdempotencyKeys(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, claimed)
 }
+
+func TestConcurrentMigrationsAreSerialised(t *testing.T) {
+	t.Parallel()
+	url := testdb.Empty(t) // five replicas start together on a new database
+	errs := make(chan error, 5)
+	for i := 0; i < 5; i++ {
+		go func() { errs <- store.Migrate(context.Background(), url) }()
+	}
+	for i := 0; i < 5; i++ {
+		require.NoError(t, <-errs)
+	}
+	st, err := store.Open(context.Background(), url, 2)
+	require.NoError(t, err)
+	defer st.Close()
+	_, err = st.CreateFunction(context.Background(), version("after", "x"))
+	require.NoError(t, err, "the schema is complete")
+}

@@ -28,6 +28,18 @@ func AdminURL() string {
 // New creates a migrated database, drops it when the test ends, and returns its URL.
 func New(t testing.TB) string {
 	t.Helper()
+	dbURL := Empty(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := store.Migrate(ctx, dbURL); err != nil {
+		t.Fatalf("testdb: migrate: %v", err)
+	}
+	return dbURL
+}
+
+// Empty creates a database without any table, dropped when the test ends.
+func Empty(t testing.TB) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	admin := AdminURL()
@@ -58,8 +70,5 @@ func New(t testing.TB) string {
 		defer c.Close(ctx)
 		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
 	})
-	if err := store.Migrate(ctx, dbURL); err != nil {
-		t.Fatalf("testdb: migrate: %v", err)
-	}
 	return dbURL
 }
