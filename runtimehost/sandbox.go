@@ -712,25 +712,41 @@ func (p *sandboxProcess) Kill() {
 	}
 }
 
-// Confine applies what depends on the script, before the init frame lets user code run:
-// the worker's processes join its v1 cgroups and the memory limit becomes memoryMB (the
-// configured default when 0). (The rlimits were set inside the sandbox at its start.)
-func (p *sandboxProcess) Confine(memoryMB int) error {
-	if memoryMB <= 0 {
-		memoryMB = p.s.cfg.MemoryMB
-	}
+// Settle runs once the worker said hello, before any user code: every process of the
+// sandbox joins the worker's v1 cgroups (v2 membership came with the clone) and the set
+// of processes Clean compares with is taken. Moving a process between v1 cgroups costs an
+// RCU grace period (~10 ms): here it is off a spare's critical path.
+func (p *sandboxProcess) Settle() error {
 	tree := processTree(p.cmd.Process.Pid)
 	if p.cg != nil {
 		if err := p.cg.join(tree); err != nil {
-			return err
-		}
-		if err := p.cg.setMemory(memoryMB); err != nil {
 			return err
 		}
 	}
 	p.mu.Lock()
 	p.baseline = slices.Sorted(slices.Values(tree))
 	p.mu.Unlock()
+	return nil
+}
+
+// Confine applies what depends on the script, before the init frame lets user code run:
+// the memory limit becomes memoryMB (the configured default when 0). (The rlimits were set
+// inside the sandbox at its start, the cgroups joined by Settle.)
+func (p *sandboxProcess) Confine(memoryMB int) error {
+	if memoryMB <= 0 {
+		memoryMB = p.s.cfg.MemoryMB
+	}
+	p.mu.Lock()
+	settled := p.baseline != nil
+	p.mu.Unlock()
+	if !settled {
+		if err := p.Settle(); err != nil {
+			return err
+		}
+	}
+	if p.cg != nil {
+		return p.cg.setMemory(memoryMB)
+	}
 	return nil
 }
 
@@ -745,14 +761,12 @@ func (p *sandboxProcess) Clean() bool {
 	if p.baseline == nil {
 		return true
 	}
-	var now []int
-	ok := false
 	if p.cg != nil {
-		now, ok = p.cg.list(p.buf[:0])
+		if same, known := p.cg.sameProcs(p.buf[:0], p.baseline); known {
+			return same
+		}
 	}
-	if !ok {
-		now = processTree(p.cmd.Process.Pid)
-	}
+	now := processTree(p.cmd.Process.Pid)
 	if len(now) != len(p.baseline) {
 		return false
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -265,13 +266,23 @@ func (c *workerCgroup) setMemory(mb int) error {
 	return nil
 }
 
-// join moves pids into the v1 cgroups (v2 membership comes with the clone itself).
+// join moves pids into the v1 cgroups (v2 membership comes with the clone itself). A move
+// is expensive (the kernel waits for an RCU grace period, ~10 ms): the spawner moves the
+// sandbox's first process right after its start, so its children are born inside, and
+// Confine only moves what is not inside yet.
 func (c *workerCgroup) join(pids []int) error {
-	for _, dir := range []string{c.v1MemDir(), c.v1PidsDir()} {
-		if dir == "" {
+	name := "/" + filepath.Base(c.mem)
+	if c.mem == "" {
+		name = "/" + filepath.Base(c.pids)
+	}
+	for _, pid := range pids {
+		if c.v1Joined && c.inside(pid, name) {
 			continue
 		}
-		for _, pid := range pids {
+		for _, dir := range []string{c.v1MemDir(), c.v1PidsDir()} {
+			if dir == "" {
+				continue
+			}
 			if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil && !errors.Is(err, syscall.ESRCH) {
 				return fmt.Errorf("cgroup join %s: %w", dir, err)
 			}
@@ -279,6 +290,35 @@ func (c *workerCgroup) join(pids []int) error {
 	}
 	c.v1Joined = true
 	return nil
+}
+
+// inside reports whether pid is in the worker's v1 memory and pids cgroups already.
+func (c *workerCgroup) inside(pid int, name string) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return true // gone: nothing to move
+	}
+	want := 0
+	for _, dir := range []string{c.v1MemDir(), c.v1PidsDir()} {
+		if dir != "" {
+			want++
+		}
+	}
+	for line := range strings.Lines(string(b)) {
+		parts := strings.SplitN(strings.TrimSpace(line), ":", 3)
+		if len(parts) != 3 || parts[1] == "" {
+			continue
+		}
+		for _, ctl := range strings.Split(parts[1], ",") {
+			if (ctl == "memory" && c.v1MemDir() != "") || (ctl == "pids" && c.v1PidsDir() != "") {
+				if !strings.HasSuffix(parts[2], name) {
+					return false
+				}
+				want--
+			}
+		}
+	}
+	return want <= 0
 }
 
 func (c *workerCgroup) v1MemDir() string {
@@ -295,22 +335,36 @@ func (c *workerCgroup) v1PidsDir() string {
 	return ""
 }
 
-// list returns the processes in the worker's cgroup; ok is false when it cannot tell.
-func (c *workerCgroup) list(buf []byte) (pids []int, ok bool) {
+// sameProcs reports whether the worker's cgroup holds exactly the processes of sorted,
+// without allocating; known is false when the cgroup cannot tell.
+func (c *workerCgroup) sameProcs(buf []byte, sorted []int) (same, known bool) {
 	if c.procs == nil || (c.v2 == "" && !c.v1Joined) {
-		return nil, false
+		return false, false
 	}
 	n, err := c.procs.ReadAt(buf[:cap(buf)], 0)
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, false
+		return false, false
 	}
-	for _, f := range bytes.Fields(buf[:n]) {
-		pid, err := strconv.Atoi(string(f))
-		if err == nil {
-			pids = append(pids, pid)
+	if n == cap(buf) {
+		return false, true // more processes than a worker starts with
+	}
+	count := 0
+	for b := buf[:n]; len(b) > 0; {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			i = len(b)
 		}
+		pid, err := strconv.Atoi(string(b[:i]))
+		b = b[min(i+1, len(b)):]
+		if err != nil {
+			continue
+		}
+		if _, found := slices.BinarySearch(sorted, pid); !found {
+			return false, true
+		}
+		count++
 	}
-	return pids, n < cap(buf)
+	return count == len(sorted), true
 }
 
 // kill SIGKILLs every process of the worker.

@@ -72,6 +72,13 @@ type Confiner interface {
 	Confine(memoryMB int) error
 }
 
+// Settler is implemented by processes with setup left for when the worker said hello
+// (every process of a sandbox exists, no user code has run); startWorker calls Settle,
+// in the background for a spare.
+type Settler interface {
+	Settle() error
+}
+
 // Cleaner is implemented by processes that can tell whether an execution left processes
 // behind; the host recycles a worker that is not clean after a call.
 type Cleaner interface {

@@ -158,6 +158,12 @@ func startWorker(s *startSpec) (*worker, error) {
 		w.kill()
 		return nil, fmt.Errorf("start worker %s: first frame %q, want hello", s.argv[0], reply.Type)
 	}
+	if st, ok := proc.(Settler); ok {
+		if err := st.Settle(); err != nil {
+			w.kill()
+			return nil, fmt.Errorf("start worker %s: %w", s.argv[0], err)
+		}
+	}
 	return w, nil
 }
 
