@@ -761,15 +761,9 @@ func (p *sandboxProcess) Clean() bool {
 	if p.baseline == nil {
 		return true
 	}
-	if p.cg != nil {
-		if same, known := p.cg.sameProcs(p.buf[:0], p.baseline); known {
-			return same
-		}
+	if p.cg == nil {
+		return true // without a cgroup a daemon can leave the tree unseen: not worth a /proc walk per call
 	}
-	now := processTree(p.cmd.Process.Pid)
-	if len(now) != len(p.baseline) {
-		return false
-	}
-	slices.Sort(now)
-	return slices.Equal(now, p.baseline)
+	same, known := p.cg.sameProcs(p.buf[:0], p.baseline)
+	return same || !known
 }
