@@ -293,13 +293,11 @@ func (h *Host) Close() {
 	h.pool.close()
 	// The workers were killed: their private temp dirs go now, and once more after
 	// stragglers (a busy worker released late) are gone.
+	if c, ok := h.spawner.(interface{ Close() }); ok {
+		c.Close() // waits (briefly) for the killed workers: their cgroups go with them
+	}
 	os.RemoveAll(h.tmpBase)
-	time.AfterFunc(3*time.Second, func() {
-		os.RemoveAll(h.tmpBase)
-		if c, ok := h.spawner.(interface{ Close() }); ok {
-			c.Close()
-		}
-	})
+	time.AfterFunc(3*time.Second, func() { os.RemoveAll(h.tmpBase) })
 }
 
 // startWorker starts a worker process: an unassigned spare when s is nil.

@@ -76,18 +76,20 @@ type SandboxConfig struct {
 
 // Sandbox is the Spawner of sandboxed workers (builds run as plain processes).
 type Sandbox struct {
-	cfg     SandboxConfig
-	layers  map[string]bool
-	why     map[string]string
-	bwrap   string
-	setpriv string
-	prlimit string
-	args    []string // bwrap arguments shared by every worker: namespaces and system binds
-	bound   []string // host paths already visible (to skip nested binds)
-	seccomp []byte
-	uids    *uidSlots
-	cg      *cgroupRoot
-	closed  atomic.Bool
+	cfg      SandboxConfig
+	layers   map[string]bool
+	why      map[string]string
+	bwrap    string
+	setpriv  string
+	prlimit  string
+	args     []string // bwrap arguments shared by every worker: namespaces and system binds
+	bound    []string // host paths already visible (to skip nested binds)
+	seccomp  []byte
+	uids     *uidSlots
+	cg       *cgroupRoot
+	live     atomic.Int64 // workers started and not cleaned up
+	closed   atomic.Bool
+	rootGone atomic.Bool
 }
 
 // SandboxProblem is the error of a strict sandbox missing layers.
@@ -156,9 +158,20 @@ func copyLayers(m map[string]bool) map[string]bool {
 	return out
 }
 
-// Close removes the host's parent cgroups; call it once every worker is gone.
+// Close removes the host's parent cgroups once every worker is gone: it waits up to two
+// seconds for the workers' exits, and leaves the removal to the last one otherwise.
 func (s *Sandbox) Close() {
-	if s.closed.CompareAndSwap(false, true) && s.cg != nil {
+	if !s.closed.CompareAndSwap(false, true) || s.cg == nil {
+		return
+	}
+	for deadline := time.Now().Add(2 * time.Second); s.live.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.removeRoot()
+}
+
+func (s *Sandbox) removeRoot() {
+	if s.live.Load() == 0 && s.closed.Load() && s.rootGone.CompareAndSwap(false, true) {
 		s.cg.close()
 	}
 }
@@ -524,6 +537,7 @@ func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 		return nil, fmt.Errorf("spawn: empty command")
 	}
 	p := &sandboxProcess{s: s, limits: spec.Limits, buf: make([]byte, 0, 512)}
+	s.live.Add(1)
 	fail := func(err error) (Process, error) {
 		p.cleanup()
 		return nil, fmt.Errorf("spawn %s: %w", spec.Argv[0], err)
@@ -699,6 +713,8 @@ func (p *sandboxProcess) cleanup() {
 		if gone {
 			p.lease.release()
 		} // else: something still runs as the uid: never hand it out again in this host
+		p.s.live.Add(-1)
+		p.s.removeRoot()
 	})
 }
 

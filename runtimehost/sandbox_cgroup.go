@@ -117,6 +117,7 @@ func newCgroupRoot() *cgroupRoot {
 		if mount == "" {
 			return "", errors.New("hierarchy not mounted")
 		}
+		sweepStale(filepath.Join(mount, own))
 		dir := filepath.Join(mount, own, name)
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return "", err
@@ -161,6 +162,30 @@ func newCgroupRoot() *cgroupRoot {
 		}
 	}
 	return r
+}
+
+// sweepStale removes the empty cgroups left by hosts that died without cleaning up
+// (lambda-runtime-<pid>-… of a pid that no longer runs).
+func sweepStale(parent string) {
+	entries, _ := os.ReadDir(parent)
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), "lambda-runtime-")
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pid, _, _ := strings.Cut(rest, "-")
+		if _, err := os.Stat("/proc/" + pid); err == nil || pid == "" {
+			continue
+		}
+		dir := filepath.Join(parent, e.Name())
+		workers, _ := os.ReadDir(dir)
+		for _, w := range workers {
+			if w.IsDir() {
+				_ = os.Remove(filepath.Join(dir, w.Name())) // fails while processes remain
+			}
+		}
+		_ = os.Remove(dir)
+	}
 }
 
 // close removes the host's parent cgroups (they are empty once every worker is gone).
