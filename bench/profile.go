@@ -134,6 +134,10 @@ func (p ProcCPU) Markdown(n int) string {
 // FetchCPUProfile takes a CPU profile of d from a Go process's net/http/pprof at
 // debugURL (http://host:port) and writes it to path.
 func FetchCPUProfile(ctx context.Context, debugURL string, d time.Duration, path string) error {
+	// Make sure the port is the api's pprof (its command line), not some other server.
+	if err := checkPprof(ctx, debugURL); err != nil {
+		return err
+	}
 	secs := max(1, int(d.Round(time.Second)/time.Second))
 	u := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimRight(debugURL, "/"), secs)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -179,4 +183,21 @@ func PprofTop(ctx context.Context, goBin, binary, profile string, nodes int) (fl
 	}
 	cum, err = run("-cum")
 	return flat, cum, err
+}
+
+func checkPprof(ctx context.Context, debugURL string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(debugURL, "/")+"/debug/pprof/cmdline", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("cpu profile: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1000))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "api") {
+		return fmt.Errorf("cpu profile: %s is not the api's pprof (status %d: %q)", debugURL, resp.StatusCode, b)
+	}
+	return nil
 }

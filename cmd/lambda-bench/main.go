@@ -237,13 +237,20 @@ func profile(ctx context.Context, d time.Duration, debugURL, lambdaBin, dir stri
 	return b.String()
 }
 
+// freeAddr picks a free loopback port below the kernel's ephemeral range (32768+), where
+// the stack's own free ports (":0") come from: the api's debug port is chosen before the
+// stack starts, so a port from the same range could be handed to another component too.
 func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	base := 20000 + int(time.Now().UnixNano()%10000)
+	for i := range 200 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+(base-20000+i*37)%12000)
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+			return addr, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
+	return "", errors.New("no free port for the api's pprof")
 }
 
 // gitRevision describes the checkout the binaries were (presumably) built from.
