@@ -61,7 +61,7 @@ func FullSettings() Settings {
 	return Settings{
 		Runtimes: []string{"python", "node", "rust"}, Python: "/usr/bin/python3",
 		Warmup: 5 * time.Second, Pause: 2 * time.Second,
-		GeneratorRates: []float64{1000, 3000, 10000}, GeneratorTime: 5 * time.Second,
+		GeneratorRates: []float64{1000, 3000}, GeneratorTime: 5 * time.Second,
 		SyncRate: 1000, SyncDuration: 30 * time.Second,
 		CacheRate: 3000, CacheDuration: 30 * time.Second,
 		SearchStart: 1000, SearchFactor: 1.5, SearchMax: 20000, SearchStep: 10 * time.Second, SearchRefine: 2,
