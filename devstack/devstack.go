@@ -82,6 +82,11 @@ type Options struct {
 	SkipPrometheus bool `env:"LAMBDA_DEV_SKIP_PROMETHEUS"`
 	SkipAPI        bool `env:"-"`
 
+	// InvokeRoute is how the api and the worker reach the runtime functions: direct (to a
+	// replica listed by the provider, the gateway as fallback) or gateway (every call
+	// through the OpenFaaS gateway). See BENCHMARKS.md for what each costs.
+	InvokeRoute string `env:"LAMBDA_INVOKE_ROUTE" envDefault:"direct"`
+
 	// Runtimes are the titles to deploy (default: every runtime of the registry).
 	Runtimes []string `env:"LAMBDA_DEV_RUNTIMES" envSeparator:","`
 	// RuntimeReplicas is each runtime function's com.openfaas.scale.min.
@@ -440,6 +445,8 @@ func (s *Stack) platformVars() map[string]string {
 		"LAMBDA_REDIS_URL":        s.RedisURL,
 		"LAMBDA_GATEWAY_URL":      s.GatewayURL,
 		"LAMBDA_PROVIDER_URL":     s.ProviderURL,
+		"LAMBDA_ENDPOINTS_URL":    s.ProviderURL,
+		"LAMBDA_INVOKE_ROUTE":     s.opts.InvokeRoute,
 		"LAMBDA_TEMPORAL_ADDR":    s.TemporalAddr,
 		"LAMBDA_METRICS_ADDR":     s.workerMetrics,
 		"LAMBDA_RUNTIMES_FILE":    s.opts.RuntimesFile,
