@@ -171,7 +171,7 @@ func (s *Sandbox) Close() {
 }
 
 func (s *Sandbox) removeRoot() {
-	if s.live.Load() == 0 && s.closed.Load() && s.rootGone.CompareAndSwap(false, true) {
+	if s.cg != nil && s.live.Load() == 0 && s.closed.Load() && s.rootGone.CompareAndSwap(false, true) {
 		s.cg.close()
 	}
 }
