@@ -160,6 +160,7 @@ func TestBadInputIsAProblemAndChangesNothing(t *testing.T) {
 		{"bad timeout", "POST", "/v1/functions", `{"name":"x","language":"python","source":"s","timeout_ms":0}`, nil, 400, "timeout_ms"},
 		{"bad memory", "POST", "/v1/functions", `{"name":"x","language":"python","source":"s","memory_mb":4096}`, nil, 400, "memory_mb"},
 		{"platform env", "POST", "/v1/functions", `{"name":"x","language":"python","source":"s","env":{"LAMBDA_X":"1"}}`, nil, 400, "env"},
+		{"multipart body", "POST", "/v1/functions", register("form", addSource), []string{"Content-Type", "multipart/form-data; boundary=x"}, 400, "multipart"},
 		{"syntax error", "POST", "/v1/functions", register("broken", "def handler(:\n syntax error"), nil, 422, "line 2"},
 		{"duplicate", "POST", "/v1/functions", register("add", addSource), nil, 409, "already exists"},
 		{"missing title", "POST", "/v1/functions/add/invoke", `{"a":1,"b":2}`, nil, 400, "python, python3"},
@@ -195,7 +196,8 @@ func TestBadInputIsAProblemAndChangesNothing(t *testing.T) {
 func TestRegisterInvokeAndReadBack(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	r := f.do(t, "POST", "/v1/functions", register("add", addSource))
+	// curl -d sends application/x-www-form-urlencoded: the JSON body is still read.
+	r := f.do(t, "POST", "/v1/functions", register("add", addSource), "Content-Type", "application/x-www-form-urlencoded")
 	require.Equal(t, 201, r.status, r.raw)
 	require.EqualValues(t, 1, r.body["version"])
 	require.Equal(t, "python", r.body["language"])

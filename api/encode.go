@@ -90,8 +90,10 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // decode reads a JSON object body of at most limit bytes into v, strictly: unknown
 // fields, trailing data and malformed JSON are Invalid, an oversized body is TooLarge.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		return fault.New(fault.Invalid, "Content-Type must be application/json")
+	// The body is JSON whatever the Content-Type says (curl -d sends a form type); a
+	// multipart upload is the one clear mistake worth naming.
+	if strings.HasPrefix(strings.ToLower(r.Header.Get("Content-Type")), "multipart/") {
+		return fault.New(fault.Invalid, "the request body must be JSON, not a multipart form")
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)

@@ -37,7 +37,6 @@ CREATE TABLE request_logs (
     tenant         text             NOT NULL DEFAULT 'default',
     function       text             NOT NULL,
     version        integer          NOT NULL,
-    language       text             NOT NULL,
     mode           text             NOT NULL,
     result         json,
     error          jsonb,
