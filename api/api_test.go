@@ -202,6 +202,7 @@ func TestRegisterInvokeAndReadBack(t *testing.T) {
 	require.EqualValues(t, 1, r.body["version"])
 	require.Equal(t, "python", r.body["language"])
 	require.Len(t, r.body["sha256"], 64)
+	require.NotContains(t, r.body, "source", "registration answers metadata, not the source back")
 
 	r = f.do(t, "POST", "/v1/functions/add/invoke", `{"a":2,"b":3}`, "Language-Title", "PYTHON")
 	require.Equal(t, 200, r.status, r.raw)

@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"maps"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -111,6 +112,7 @@ func (s *server) handleCreateFunction() http.HandlerFunc {
 			return
 		}
 		rt, _ := s.Core.Runtime(v.Language)
+		v.Version = 1
 		if err := s.Core.Build(r.Context(), rt, v); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -121,6 +123,7 @@ func (s *server) handleCreateFunction() http.HandlerFunc {
 			return
 		}
 		s.Core.Forget(v.Tenant, v.Name)
+		f.Source = "" // metadata only; GET .../versions/{v} returns the source
 		w.Header().Set("Location", "/v1/functions/"+v.Name)
 		encode(w, http.StatusCreated, f)
 	}
@@ -169,8 +172,9 @@ func (s *server) handlePutFunction() http.HandlerFunc {
 			s.writeError(w, r, invalid("function %q is %s; a new version cannot change its language to %s", name, cur.Language, v.Language))
 			return
 		}
-		if v.SHA256 != cur.SHA256 {
+		if v.SHA256 != cur.SHA256 || v.MemoryMB != cur.MemoryMB || !maps.Equal(v.Env, cur.Env) {
 			rt, _ := s.Core.Runtime(v.Language)
+			v.Version = cur.Version.Version + 1 // what PutVersion assigns, barring a concurrent PUT
 			if err := s.Core.Build(r.Context(), rt, v); err != nil {
 				s.writeError(w, r, err)
 				return
@@ -186,6 +190,7 @@ func (s *server) handlePutFunction() http.HandlerFunc {
 		if created {
 			status = http.StatusCreated
 		}
+		f.Source = ""
 		encode(w, status, f)
 	}
 }

@@ -369,11 +369,14 @@ func (s *Service) Record(ctx context.Context, e *store.Execution) error {
 }
 
 // Build checks that a script builds on its runtime (syntax check, Rust compile) before it
-// is registered; a build failure is Unprocessable with the compiler's diagnostics.
+// is registered; a build failure is Unprocessable with the compiler's diagnostics. The host
+// keeps the worker it initialised warm for exactly this (tenant, function, version, memory,
+// env), so v.Version must be the version the store will assign.
 func (s *Service) Build(ctx context.Context, rt *runtimes.Runtime, v store.Version) error {
 	_, err := s.runner.Run(ctx, rt.Function, faas.Call{
 		ExecutionID: "build-" + v.SHA256[:12], Tenant: v.Tenant, Function: v.Name, Version: v.Version, SHA256: v.SHA256,
-		Source: v.Source, Event: json.RawMessage("null"), TimeoutMS: v.TimeoutMS, MemoryMB: v.MemoryMB, BuildOnly: true,
+		Source: v.Source, Event: json.RawMessage("null"), TimeoutMS: v.TimeoutMS, MemoryMB: v.MemoryMB, Env: v.Env,
+		BuildOnly: true,
 	})
 	return err
 }
