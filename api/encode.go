@@ -60,6 +60,9 @@ func encode(w http.ResponseWriter, status int, v any) {
 
 // writeError answers err as problem+json; internal errors are logged once, here.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+		return // the caller went away (a long poll given up): nobody to answer, nothing failed
+	}
 	kind := fault.KindOf(err)
 	status := statusOf(kind)
 	detail := fault.Detail(err)

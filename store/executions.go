@@ -57,7 +57,7 @@ func (s *Store) GetExecution(ctx context.Context, tenant, id string, withPayload
 	e, err := scanExecution(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM request_logs
 		WHERE id = $1 AND tenant = $2`, uid, tenant), withPayload)
 	if err != nil {
-		return Execution{}, notFound(err, "execution %q not found", id)
+		return Execution{}, notFound(err, "get execution", "execution %q not found", id)
 	}
 	return e, nil
 }

@@ -125,7 +125,7 @@ func (s *Store) GetFunction(ctx context.Context, tenant, name string) (Function,
 		  ON v.tenant = f.tenant AND v.name = f.name AND v.version = f.latest_version
 		WHERE f.tenant = $1 AND f.name = $2`, tenant, name), false, &f.FunctionCreatedAt)
 	if err != nil {
-		return Function{}, notFound(err, "function %q not found", name)
+		return Function{}, notFound(err, "get function", "function %q not found", name)
 	}
 	f.Version = v
 	return f, nil
@@ -205,15 +205,16 @@ func (s *Store) GetVersion(ctx context.Context, tenant, name string, version int
 	v, err := scanVersion(row, true)
 	if err != nil {
 		if version == 0 {
-			return Version{}, notFound(err, "function %q not found", name)
+			return Version{}, notFound(err, "get version", "function %q not found", name)
 		}
-		return Version{}, notFound(err, "function %q has no version %d", name, version)
+		return Version{}, notFound(err, "get version", "function %q has no version %d", name, version)
 	}
 	return v, nil
 }
 
-func notFound(err error, format string, args ...any) error {
-	t := translate(err, "")
+// notFound translates err for op, naming the missing object when it is pgx.ErrNoRows.
+func notFound(err error, op, format string, args ...any) error {
+	t := translate(err, op)
 	if fault.Is(t, fault.NotFound) {
 		return fault.Wrap(fault.NotFound, err, format, args...)
 	}

@@ -39,7 +39,7 @@ func (s *Store) GetAPIKey(ctx context.Context, id string) (APIKey, error) {
 	err := s.pool.QueryRow(ctx, `SELECT tenant, hash, created_at, revoked_at FROM api_keys WHERE id = $1`, id).
 		Scan(&k.Tenant, &k.Hash, &k.CreatedAt, &k.RevokedAt)
 	if err != nil {
-		return APIKey{}, notFound(err, "api key not found")
+		return APIKey{}, notFound(err, "get api key", "api key not found")
 	}
 	return k, nil
 }
