@@ -33,6 +33,7 @@ type Limiter struct {
 	mu      sync.Mutex
 	local   map[string]*rate.Limiter
 	running map[string]int
+	leases  map[string]lease
 	warned  time.Time
 	// redisDownUntil skips Redis for a while after a failure, so an outage costs each
 	// request nothing more than the local limiter.
@@ -44,7 +45,7 @@ const redisRetry = 2 * time.Second
 
 // New returns a limiter using rdb for the shared rate limit.
 func New(cfg Config, rdb *redis.Client, log *zap.Logger) *Limiter {
-	l := &Limiter{cfg: cfg, log: log, local: map[string]*rate.Limiter{}, running: map[string]int{}}
+	l := &Limiter{cfg: cfg, log: log, local: map[string]*rate.Limiter{}, running: map[string]int{}, leases: map[string]lease{}}
 	if rdb != nil {
 		l.redis = redis_rate.NewLimiter(rdb)
 	}
@@ -52,15 +53,32 @@ func New(cfg Config, rdb *redis.Client, log *zap.Logger) *Limiter {
 }
 
 // Allow takes one request from key's budget; when refused it says how long to wait.
+//
+// Redis is asked for a lease of several tokens at once (up to 1 % of the per-second rate,
+// at most 32) and the replica spends them locally, so a busy key costs one Redis round trip
+// per lease instead of one per request. A replica may thus run ahead of the shared budget by
+// at most one lease; at low rates the lease is a single token and the limit is exact.
 func (l *Limiter) Allow(ctx context.Context, key string) (bool, time.Duration) {
 	if l.cfg.Rate <= 0 {
 		return true, 0
 	}
 	if l.redis != nil && l.redisUsable() {
-		res, err := l.redis.Allow(ctx, "lambda:rate:"+key, redis_rate.Limit{
-			Rate: l.cfg.Rate, Burst: max(l.cfg.Burst, 1), Period: time.Second})
+		if l.takeLeased(key) {
+			return true, 0
+		}
+		limit := redis_rate.Limit{Rate: l.cfg.Rate, Burst: max(l.cfg.Burst, 1), Period: time.Second}
+		n := l.leaseSize()
+		res, err := l.redis.AllowN(ctx, "lambda:rate:"+key, limit, n)
+		if err == nil && res.Allowed < n && n > 1 {
+			// Not a whole lease left: fall back to one token.
+			res, err = l.redis.AllowN(ctx, "lambda:rate:"+key, limit, 1)
+		}
 		if err == nil {
-			return res.Allowed > 0, res.RetryAfter
+			if res.Allowed == 0 {
+				return false, res.RetryAfter
+			}
+			l.addLeased(key, res.Allowed-1)
+			return true, 0
 		}
 		l.warn(err)
 	}
@@ -71,6 +89,42 @@ func (l *Limiter) Allow(ctx context.Context, key string) (bool, time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+// leaseSize is how many tokens one Redis call takes.
+func (l *Limiter) leaseSize() int {
+	return max(1, min(32, l.cfg.Rate/100, max(l.cfg.Burst, 1)/4))
+}
+
+// lease is a replica's unspent share of a key's budget; it expires so idle leases do not
+// hoard tokens beyond the next second.
+type lease struct {
+	tokens  int
+	expires time.Time
+}
+
+func (l *Limiter) takeLeased(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ls, ok := l.leases[key]
+	if !ok || ls.tokens == 0 || time.Now().After(ls.expires) {
+		return false
+	}
+	ls.tokens--
+	l.leases[key] = ls
+	return true
+}
+
+func (l *Limiter) addLeased(key string, n int) {
+	if n <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.leases) > 100000 {
+		clear(l.leases)
+	}
+	l.leases[key] = lease{tokens: n, expires: time.Now().Add(time.Second)}
 }
 
 func (l *Limiter) localLimiter(key string) *rate.Limiter {

@@ -63,3 +63,22 @@ func TestConcurrencyLimit(t *testing.T) {
 	require.False(t, ok)
 	r2()
 }
+
+// TestLeasesKeepTheSharedLimit: two replicas sharing a key through Redis together stay
+// within rate + burst + one lease each, while each replica asks Redis only once per lease.
+func TestLeasesKeepTheSharedLimit(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close()
+	require.NoError(t, rdb.Ping(context.Background()).Err(), "Redis on 127.0.0.1:6379 is required")
+	cfg := ratelimit.Config{Rate: 3200, Burst: 400}
+	a := ratelimit.New(cfg, rdb, zap.NewNop())
+	b := ratelimit.New(cfg, rdb, zap.NewNop())
+	key := fmt.Sprintf("lease-%d", time.Now().UnixNano())
+	start := time.Now()
+	allowed := count(a, key, 600) + count(b, key, 600)
+	elapsed := time.Since(start)
+	refill := int(elapsed.Seconds()*float64(cfg.Rate)) + 1
+	require.GreaterOrEqual(t, allowed, cfg.Burst, "the burst is available")
+	require.LessOrEqual(t, allowed, cfg.Burst+refill+2*32, "replicas run ahead by one lease at most")
+}
