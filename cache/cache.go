@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,10 +19,20 @@ import (
 	"github.com/lambda-microservice/lambda/fault"
 )
 
-// Cache is the Redis result cache.
+// Cache is the Redis result cache. After a Redis error it stays out of the way for a
+// moment (every lookup a miss, every store skipped), so an outage or a restart costs the
+// fast path nothing instead of a dial timeout per call.
 type Cache struct {
-	rdb *redis.Client
+	rdb       *redis.Client
+	downUntil atomic.Int64 // unix nanos
 }
+
+// retryAfter is how long the cache is bypassed after a Redis error.
+const retryAfter = 2 * time.Second
+
+func (c *Cache) usable() bool { return time.Now().UnixNano() >= c.downUntil.Load() }
+
+func (c *Cache) failed() { c.downUntil.Store(time.Now().Add(retryAfter).UnixNano()) }
 
 // Open connects to the Redis at url (redis://host:port/db).
 func Open(url string) (*Cache, error) {
@@ -87,11 +98,15 @@ func Canonical(doc json.RawMessage) ([]byte, error) {
 
 // Get returns the entry under key, if any.
 func (c *Cache) Get(ctx context.Context, key string) (Entry, bool, error) {
+	if !c.usable() {
+		return Entry{}, false, fault.New(fault.Unavailable, "redis get: bypassed after a recent error")
+	}
 	raw, err := c.rdb.Get(ctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return Entry{}, false, nil
 	}
 	if err != nil {
+		c.failed()
 		return Entry{}, false, fault.Wrap(fault.Unavailable, err, "redis get")
 	}
 	var e Entry
@@ -107,7 +122,11 @@ func (c *Cache) Set(ctx context.Context, key string, e Entry, ttl time.Duration)
 	if err != nil {
 		return err
 	}
+	if !c.usable() {
+		return fault.New(fault.Unavailable, "redis set: bypassed after a recent error")
+	}
 	if err := c.rdb.Set(ctx, key, raw, ttl).Err(); err != nil {
+		c.failed()
 		return fault.Wrap(fault.Unavailable, err, "redis set")
 	}
 	return nil
