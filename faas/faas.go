@@ -136,7 +136,7 @@ func (c *Client) post(ctx context.Context, fn string, call *Call) (Result, int, 
 	if err != nil {
 		return Result{}, 0, fault.Wrap(fault.Invalid, err, "event cannot be encoded")
 	}
-	resp, err := c.send(ctx, fn, body)
+	resp, err := c.send(ctx, fn, call.ExecutionID, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			return Result{}, 0, ctx.Err()
@@ -163,7 +163,11 @@ func (c *Client) post(ctx context.Context, fn string, call *Call) (Result, int, 
 }
 
 // send posts body to a replica of fn on the direct route, else through the gateway.
-func (c *Client) send(ctx context.Context, fn string, body []byte) (*http.Response, error) {
+//
+// The execution id goes out as X-Idempotency-Key: net/http then resends a request whose
+// pooled keep-alive connection turns out to be dead before any answer (a replica that
+// restarted closed it), instead of failing the execution.
+func (c *Client) send(ctx context.Context, fn, executionID string, body []byte) (*http.Response, error) {
 	if c.direct != nil {
 		if base := c.direct.pick(ctx, fn); base != "" {
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/", bytes.NewReader(body))
@@ -171,6 +175,7 @@ func (c *Client) send(ctx context.Context, fn string, body []byte) (*http.Respon
 				return nil, err
 			}
 			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Idempotency-Key", executionID)
 			resp, err := c.http.Do(req)
 			if err == nil || !dialFailed(err) {
 				return resp, err
@@ -183,6 +188,7 @@ func (c *Client) send(ctx context.Context, fn string, body []byte) (*http.Respon
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Idempotency-Key", executionID)
 	return c.sdk.InvokeFunction(fn, c.namespace, false, false, req)
 }
 
