@@ -303,6 +303,7 @@ func TestStartFullStack(t *testing.T) {
 	for _, p := range procs {
 		require.Error(t, syscall.Kill(p.cmd.Process.Pid, 0), "%s stopped", p.name)
 	}
-	require.NoError(t, CheckGatewayPorts(), "the gateway's ports are free again")
+	// (Not "the gateway's ports are free again": another package's stack may take them
+	// the moment this one lets go; the gateway's process being gone is the check.)
 	require.False(t, databaseExists(t, st.DatabaseURL), "the test database is dropped")
 }
