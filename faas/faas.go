@@ -164,9 +164,11 @@ func (c *Client) post(ctx context.Context, fn string, call *Call) (Result, int, 
 
 // send posts body to a replica of fn on the direct route, else through the gateway.
 //
-// The execution id goes out as X-Idempotency-Key: net/http then resends a request whose
-// pooled keep-alive connection turns out to be dead before any answer (a replica that
-// restarted closed it), instead of failing the execution.
+// A call is never resent once it may have reached a runtime (the handler could run twice):
+// only a refused connection falls back to the gateway. Any other transport failure on the
+// direct route (a replica that died mid-call, a pooled connection it closed) fails this call
+// as a platform fault — the caller (or Temporal, for async runs) decides on a retry — and
+// drops the replica list and the idle connections so the next call starts clean.
 func (c *Client) send(ctx context.Context, fn, executionID string, body []byte) (*http.Response, error) {
 	if c.direct != nil {
 		if base := c.direct.pick(ctx, fn); base != "" {
@@ -175,12 +177,17 @@ func (c *Client) send(ctx context.Context, fn, executionID string, body []byte) 
 				return nil, err
 			}
 			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("X-Idempotency-Key", executionID)
+			req.Header.Set("X-Lambda-Execution-Id", executionID)
 			resp, err := c.http.Do(req)
-			if err == nil || !dialFailed(err) {
-				return resp, err
+			if err == nil {
+				return resp, nil
 			}
-			c.direct.forget(fn) // the replica is gone: refresh, and take the gateway this once
+			c.direct.forget(fn)
+			if !dialFailed(err) {
+				c.http.CloseIdleConnections()
+				return nil, err
+			}
+			// Refused: the replica is gone; take the gateway this once.
 		}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
@@ -188,7 +195,7 @@ func (c *Client) send(ctx context.Context, fn, executionID string, body []byte) 
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Idempotency-Key", executionID)
+	req.Header.Set("X-Lambda-Execution-Id", executionID)
 	return c.sdk.InvokeFunction(fn, c.namespace, false, false, req)
 }
 
