@@ -23,32 +23,6 @@ type Problem struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
-// statusOf is the one place that maps error kinds to HTTP status codes.
-func statusOf(k fault.Kind) int {
-	switch k {
-	case fault.Invalid:
-		return http.StatusBadRequest
-	case fault.NotFound:
-		return http.StatusNotFound
-	case fault.Conflict:
-		return http.StatusConflict
-	case fault.TooLarge:
-		return http.StatusRequestEntityTooLarge
-	case fault.Unprocessable:
-		return http.StatusUnprocessableEntity
-	case fault.Unavailable, fault.Overloaded:
-		return http.StatusServiceUnavailable
-	case fault.Unauthorized:
-		return http.StatusUnauthorized
-	case fault.Timeout:
-		return http.StatusGatewayTimeout
-	case fault.RateLimited:
-		return http.StatusTooManyRequests
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
 // encode writes v as JSON with status.
 func encode(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -64,7 +38,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		return // the caller went away (a long poll given up): nobody to answer, nothing failed
 	}
 	kind := fault.KindOf(err)
-	status := statusOf(kind)
+	status := kind.HTTPStatus()
 	detail := fault.Detail(err)
 	if status >= 500 {
 		s.log.Error("request failed", logging.Err(err), zap.String(logging.FieldRequestID, w.Header().Get("X-Request-Id")),

@@ -6,6 +6,7 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Kind classifies an error by what the caller can do about it.
@@ -84,4 +85,31 @@ func Detail(err error) string {
 func Is(err error, k Kind) bool {
 	var fe *Error
 	return errors.As(err, &fe) && fe.Kind == k
+}
+
+// HTTPStatus is the one mapping of error kinds to HTTP status codes, used by every HTTP
+// server of the platform (api, provider, runtime host).
+func (k Kind) HTTPStatus() int {
+	switch k {
+	case Invalid:
+		return http.StatusBadRequest
+	case NotFound:
+		return http.StatusNotFound
+	case Conflict:
+		return http.StatusConflict
+	case TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case Unprocessable:
+		return http.StatusUnprocessableEntity
+	case Unavailable, Overloaded:
+		return http.StatusServiceUnavailable
+	case Unauthorized:
+		return http.StatusUnauthorized
+	case Timeout:
+		return http.StatusGatewayTimeout
+	case RateLimited:
+		return http.StatusTooManyRequests
+	default:
+		return http.StatusInternalServerError
+	}
 }

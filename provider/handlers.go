@@ -2,7 +2,6 @@ package provider
 
 import (
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"sort"
@@ -232,33 +231,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError is the one place the provider maps an error to an HTTP status. The
 // faas-provider API answers errors as plain text.
 func (p *Provider) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	status := statusOf(err)
+	status := fault.KindOf(err).HTTPStatus()
 	if status >= 500 {
 		p.log.Error("provider request failed", zap.String("http.request.method", r.Method),
 			zap.String("url.path", r.URL.Path), logging.Err(err))
 	}
 	http.Error(w, fault.Detail(err), status)
-}
-
-func statusOf(err error) int {
-	var fe *fault.Error
-	if !errors.As(err, &fe) {
-		return http.StatusInternalServerError
-	}
-	switch fe.Kind {
-	case fault.Invalid:
-		return http.StatusBadRequest
-	case fault.NotFound:
-		return http.StatusNotFound
-	case fault.Conflict:
-		return http.StatusConflict
-	case fault.TooLarge:
-		return http.StatusRequestEntityTooLarge
-	case fault.Unavailable, fault.Overloaded:
-		return http.StatusServiceUnavailable
-	case fault.Timeout:
-		return http.StatusGatewayTimeout
-	default:
-		return http.StatusInternalServerError
-	}
 }
