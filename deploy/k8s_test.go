@@ -522,9 +522,8 @@ func checkPlatform(t *testing.T, m *manifestSet) {
 		require.Equal(t, "ghcr.io/lambda-microservice/lambda", strings.Split(c.Image, ":")[0], where)
 		require.Equal(t, []string{d.Name}, c.Args, "%s: the subcommand", where)
 		require.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path, where)
-		// The api's readiness checks its dependencies (/readyz); the worker's metrics server
-		// has only /healthz and /metrics.
-		wantReady := map[string]string{"api": "/readyz", "worker": "/healthz"}[d.Name]
+		// Readiness checks dependencies (/readyz) on the api and on the worker's metrics server.
+		wantReady := map[string]string{"api": "/readyz", "worker": "/readyz"}[d.Name]
 		require.Equal(t, wantReady, c.ReadinessProbe.HTTPGet.Path, where)
 		_, ok := containerPort(c, c.ReadinessProbe.HTTPGet.Port.StrVal)
 		require.True(t, ok, "%s: probe port %s", where, c.ReadinessProbe.HTTPGet.Port.String())

@@ -111,3 +111,14 @@ func TestProcessLogsAreECS(t *testing.T) {
 		require.Positive(t, lines, "%s logged nothing", name)
 	}
 }
+
+// TestWorkerReadiness: the worker's /readyz answers once it polls and its dependencies answer.
+func TestWorkerReadiness(t *testing.T) {
+	base := strings.TrimSuffix(stack.WorkerMetricsURL, "/metrics")
+	resp, err := http.Get(base + "/readyz")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(raw))
+	require.JSONEq(t, `{"status":"ready"}`, string(raw))
+}

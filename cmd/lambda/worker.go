@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 
 	"github.com/lambda-microservice/lambda/activities"
@@ -32,7 +35,7 @@ type workerConfig struct {
 	Temporal   worker.TemporalConfig
 	Worker     worker.Config
 	Activities activities.Config
-	// MetricsAddr serves /metrics (platform and Temporal SDK metrics) and /healthz.
+	// MetricsAddr serves /metrics (platform and Temporal SDK metrics), /healthz and /readyz.
 	MetricsAddr string `env:"LAMBDA_METRICS_ADDR" envDefault:"127.0.0.1:9101"`
 	LogWriters  int    `env:"LAMBDA_LOG_WRITERS" envDefault:"2"`
 }
@@ -86,6 +89,25 @@ func runWorker(ctx context.Context, cfg workerConfig, log *zap.Logger) error {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
+	// Ready once the worker polls its task queue and PostgreSQL and Temporal answer.
+	var ready atomic.Pointer[func(context.Context) error]
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		check := ready.Load()
+		if check == nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"status":"starting"}`)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := (*check)(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]string{"status": "unready", "error": err.Error()})
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"ready"}`)
+	})
 	msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = msrv.Serve(ln) }()
 	defer func() { _ = msrv.Close() }()
@@ -115,6 +137,14 @@ func runWorker(ctx context.Context, cfg workerConfig, log *zap.Logger) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}
+	check := func(ctx context.Context) error {
+		if err := c.store.Ping(ctx); err != nil {
+			return err
+		}
+		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	}
+	ready.Store(&check)
 	log.Info("worker started", zap.String("temporal.address", cfg.Temporal.Addr),
 		zap.String("temporal.namespace", cfg.Temporal.Namespace), zap.String("temporal.task_queue", workflows.TaskQueue))
 	<-ctx.Done()
