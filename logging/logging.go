@@ -15,7 +15,7 @@ import (
 
 // Config selects the log level and format of a process.
 type Config struct {
-	Level  string `env:"LAMBDA_LOG_LEVEL" envDefault:"info"`   // debug|info|warn|error
+	Level  string `env:"LAMBDA_LOG_LEVEL" envDefault:"info"`  // debug|info|warn|error
 	Format string `env:"LAMBDA_LOG_FORMAT" envDefault:"json"` // json (ECS) | console
 }
 
