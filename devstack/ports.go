@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/lambda-microservice/lambda/freeport"
 )
 
 // The OpenFaaS gateway hard-codes its ports and binds every interface.
@@ -147,24 +149,10 @@ func checkFree(addr string) error {
 	return l.Close()
 }
 
-// freeAddr returns 127.0.0.1:<a port the kernel says is free>.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// freeAddr returns 127.0.0.1:<a free port> for a child process.
+func freeAddr() (string, error) { return freeport.Addr() }
 
-func freePort() (int, error) {
-	a, err := freeAddr()
-	if err != nil {
-		return 0, err
-	}
-	_, p, _ := net.SplitHostPort(a)
-	return strconv.Atoi(p)
-}
+func freePort() (int, error) { return freeport.Get() }
 
 func portOf(addr string) string {
 	_, p, err := net.SplitHostPort(addr)

@@ -19,6 +19,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	"go.uber.org/zap"
 
+	"github.com/lambda-microservice/lambda/freeport"
 	"github.com/lambda-microservice/lambda/logging"
 )
 
@@ -291,12 +292,5 @@ func exitStatus(err error) error {
 	return err
 }
 
-// freePort asks the kernel for a free loopback port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort picks a free loopback port for a replica.
+func freePort() (int, error) { return freeport.Get() }

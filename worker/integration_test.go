@@ -101,9 +101,11 @@ func TestAsyncExecutions(t *testing.T) {
 			require.Equal(t, 1, p.fake.callsOf(e.ID))
 			require.NotNil(t, got.Error)
 			require.Nil(t, got.Result)
-			desc, err := p.client.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(e.ID), "")
-			require.NoError(t, err)
-			require.Equal(t, "Failed", desc.GetWorkflowExecutionInfo().GetStatus().String())
+			// The row is final a moment before the workflow itself closes.
+			require.Eventually(t, func() bool {
+				desc, err := p.client.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(e.ID), "")
+				return err == nil && desc.GetWorkflowExecutionInfo().GetStatus().String() == "Failed"
+			}, 10*time.Second, 20*time.Millisecond, "the workflow ends as Failed")
 		}
 		got := p.wait(p.start(d, "fails", fakeEvent{Op: "fail"}, "").ID, 30*time.Second)
 		require.Equal(t, "ValueError", got.Error.Type)
