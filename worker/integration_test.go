@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/lambda-microservice/lambda/api"
@@ -56,9 +57,13 @@ func TestAsyncExecutions(t *testing.T) {
 			require.Equal(t, workflows.WorkflowID(id), e.WorkflowID)
 			require.Equal(t, 1, p.fake.callsOf(id))
 		}
-		// The Web UI's view: search attributes and memo on each run.
-		desc, err := p.client.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(ids[0]), "")
-		require.NoError(t, err)
+		// The Web UI's view: search attributes and memo on each run (once the run closed).
+		var desc *workflowservice.DescribeWorkflowExecutionResponse
+		require.Eventually(t, func() bool {
+			var err error
+			desc, err = p.client.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(ids[0]), "")
+			return err == nil && desc.GetWorkflowExecutionInfo().GetStatus().String() == "Completed"
+		}, 10*time.Second, 20*time.Millisecond)
 		sa := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()
 		var fn, status, lang string
 		require.NoError(t, converter.GetDefaultDataConverter().FromPayload(sa["LambdaFunction"], &fn))
@@ -176,9 +181,10 @@ func TestAsyncExecutions(t *testing.T) {
 		require.True(t, fault.Is(err, fault.Conflict), "a finished execution: %v", err)
 		err = d.Cancel(context.Background(), "someone-else", e.ID)
 		require.True(t, fault.Is(err, fault.NotFound), "another tenant's execution: %v", err)
-		desc, err := p.client.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(e.ID), "")
-		require.NoError(t, err)
-		require.Equal(t, "Canceled", desc.GetWorkflowExecutionInfo().GetStatus().String())
+		require.Eventually(t, func() bool {
+			desc, err := p.client.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(e.ID), "")
+			return err == nil && desc.GetWorkflowExecutionInfo().GetStatus().String() == "Canceled"
+		}, 10*time.Second, 20*time.Millisecond, "the workflow ends as Canceled")
 	})
 
 	t.Run("HTTP: respond-async, Location, long-poll, cancel conflict", func(t *testing.T) {
