@@ -223,15 +223,9 @@ func (p *pool) exited(w *worker) {
 
 // handoffLocked passes a freed slot to the oldest waiter, or to a new spare.
 func (p *pool) handoffLocked() {
-	if e := p.waiters.Front(); e != nil && p.live < p.max {
-		wt := p.waiters.Remove(e).(*waiter)
-		p.live++
-		p.busy++
-		p.metrics.queue.Set(float64(p.waiters.Len()))
-		wt.ch <- grant{slot: true}
-		return
+	if !p.handoffWaiterOnlyLocked() {
+		p.refillLocked(false)
 	}
-	p.refillLocked(false)
 }
 
 // refillLocked starts a spare in the background when there is none. With evict it makes
@@ -307,15 +301,18 @@ func (p *pool) startSpare() {
 	}
 }
 
-// handoffWaiterOnlyLocked gives a freed slot to a waiter without starting a spare.
-func (p *pool) handoffWaiterOnlyLocked() {
+// handoffWaiterOnlyLocked gives a freed slot to a waiter without starting a spare; it
+// reports whether a waiter took it.
+func (p *pool) handoffWaiterOnlyLocked() bool {
 	if e := p.waiters.Front(); e != nil && p.live < p.max {
 		wt := p.waiters.Remove(e).(*waiter)
 		p.live++
 		p.busy++
 		p.metrics.queue.Set(float64(p.waiters.Len()))
 		wt.ch <- grant{slot: true}
+		return true
 	}
+	return false
 }
 
 // evictLocked removes the least recently used idle worker from the pool (the caller kills
