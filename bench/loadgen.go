@@ -116,14 +116,7 @@ func Run(ctx context.Context, l Load, op Op) Result {
 		done := time.Now()
 		mu.Lock()
 		defer mu.Unlock()
-		res.Sent++
-		if err != nil {
-			res.Errors++
-			res.ErrorKinds[errorKind(err)]++
-		} else {
-			res.OK++
-		}
-		_ = res.Latency.RecordValue(max(done.Sub(intended).Microseconds(), 1))
+		res.observe(done.Sub(intended), err)
 		_ = res.SendLag.RecordValue(max(sent.Sub(intended).Microseconds(), 0))
 		if done.After(lastDone) {
 			lastDone = done
@@ -203,14 +196,7 @@ func Sequential(ctx context.Context, count int, timeout time.Duration, op Op) Re
 		rctx, cancel := context.WithTimeout(ctx, timeout)
 		err := op(rctx)
 		cancel()
-		res.Sent++
-		if err != nil {
-			res.Errors++
-			res.ErrorKinds[errorKind(err)]++
-		} else {
-			res.OK++
-		}
-		_ = res.Latency.RecordValue(max(time.Since(t0).Microseconds(), 1))
+		res.observe(time.Since(t0), err)
 	}
 	res.Elapsed = time.Since(start)
 	res.SendSpan = res.Elapsed
@@ -274,4 +260,16 @@ func errorKind(err error) string {
 		s = s[:160] + "…"
 	}
 	return s
+}
+
+// observe counts one finished request and records its latency.
+func (r *Result) observe(latency time.Duration, err error) {
+	r.Sent++
+	if err != nil {
+		r.Errors++
+		r.ErrorKinds[errorKind(err)]++
+	} else {
+		r.OK++
+	}
+	_ = r.Latency.RecordValue(max(latency.Microseconds(), 1))
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lambda-microservice/lambda/faas"
 	"github.com/lambda-microservice/lambda/provider"
 )
 
@@ -171,16 +172,6 @@ func (p *Platform) Replicas(ctx context.Context, function string) ([]string, err
 // platform's own calls it sends the source only when withSource is set (the first call to
 // a host that has not seen the sha256; the host answers 428 otherwise).
 func DirectRequest(replica string, f Function, event []byte, timeout time.Duration, withSource bool) Request {
-	type call struct {
-		ExecutionID string          `json:"execution_id"`
-		Function    string          `json:"function"`
-		Version     int             `json:"version"`
-		SHA256      string          `json:"sha256"`
-		Source      string          `json:"source,omitempty"`
-		Event       json.RawMessage `json:"event"`
-		TimeoutMS   int             `json:"timeout_ms"`
-		MemoryMB    int             `json:"memory_mb"`
-	}
 	var seq atomic.Uint64
 	source := ""
 	if withSource {
@@ -190,7 +181,7 @@ func DirectRequest(replica string, f Function, event []byte, timeout time.Durati
 		Method: http.MethodPost,
 		URL:    strings.TrimRight(replica, "/") + "/",
 		NewBody: func() []byte {
-			b, _ := json.Marshal(call{
+			b, _ := json.Marshal(faas.Call{
 				ExecutionID: fmt.Sprintf("bench-direct-%d-%d", os.Getpid(), seq.Add(1)),
 				Function:    f.Name, Version: f.Version, SHA256: f.SHA256, Source: source,
 				Event: event, TimeoutMS: int(timeout / time.Millisecond), MemoryMB: 128,
