@@ -41,7 +41,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status := kind.HTTPStatus()
 	detail := fault.Detail(err)
 	if status >= 500 {
-		s.log.Error("request failed", logging.Err(err), zap.String(logging.FieldRequestID, w.Header().Get("X-Request-Id")),
+		s.Log.Error("request failed", logging.Err(err), zap.String(logging.FieldRequestID, w.Header().Get("X-Request-Id")),
 			zap.String("url.path", r.URL.Path), zap.String("error.kind", kind.String()))
 	}
 	if (kind == fault.Overloaded || kind == fault.RateLimited) && w.Header().Get("Retry-After") == "" {

@@ -26,7 +26,7 @@ func (s *server) handleGetExecution() http.HandlerFunc {
 				s.writeError(w, r, invalid("wait must be a duration such as 30s, got %q", q))
 				return
 			}
-			wait = min(d, s.cfg.MaxWait)
+			wait = min(d, s.Config.MaxWait)
 		}
 		deadline := time.Now().Add(wait)
 		poll := 20 * time.Millisecond

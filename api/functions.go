@@ -52,15 +52,15 @@ func (s *server) version(r *http.Request, req functionRequest) (store.Version, e
 	if req.Source == nil || strings.TrimSpace(*req.Source) == "" {
 		return store.Version{}, invalid("field \"source\" is required and must not be empty")
 	}
-	if len(*req.Source) > s.cfg.MaxSourceBytes {
-		return store.Version{}, fault.New(fault.TooLarge, "source is %d bytes; the limit is %d", len(*req.Source), s.cfg.MaxSourceBytes)
+	if len(*req.Source) > s.Config.MaxSourceBytes {
+		return store.Version{}, fault.New(fault.TooLarge, "source is %d bytes; the limit is %d", len(*req.Source), s.Config.MaxSourceBytes)
 	}
 	v := store.Version{
 		Tenant: tenantOf(r), Name: req.Name, Language: rt.Title, Source: *req.Source,
-		Settings: store.Settings{TimeoutMS: s.cfg.DefaultTimeoutMS, MemoryMB: s.cfg.DefaultMemoryMB, Env: req.Env},
+		Settings: store.Settings{TimeoutMS: s.Config.DefaultTimeoutMS, MemoryMB: s.Config.DefaultMemoryMB, Env: req.Env},
 	}
 	if req.TimeoutMS != nil {
-		maxMS := int(s.cfg.MaxTimeout / time.Millisecond)
+		maxMS := int(s.Config.MaxTimeout / time.Millisecond)
 		if *req.TimeoutMS < 1 || *req.TimeoutMS > maxMS {
 			return store.Version{}, invalid("timeout_ms must be between 1 and %d", maxMS)
 		}
@@ -93,7 +93,7 @@ func (s *server) version(r *http.Request, req functionRequest) (store.Version, e
 	return v, nil
 }
 
-func (s *server) bodyLimit() int64 { return int64(s.cfg.MaxSourceBytes)*2 + 64<<10 }
+func (s *server) bodyLimit() int64 { return int64(s.Config.MaxSourceBytes)*2 + 64<<10 }
 
 func (s *server) handleCreateFunction() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

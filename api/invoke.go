@@ -63,7 +63,7 @@ func (s *server) handleInvoke() http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		event, err := readEvent(w, r, s.cfg.MaxEventBytes)
+		event, err := readEvent(w, r, s.Config.MaxEventBytes)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -106,7 +106,7 @@ func (s *server) instrument(next http.Handler) http.Handler {
 		}
 		s.Metrics.Requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
 		s.Metrics.Duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
-		if ce := s.log.Check(zap.DebugLevel, "request"); ce != nil {
+		if ce := s.Log.Check(zap.DebugLevel, "request"); ce != nil {
 			ce.Write(zap.String("http.request.method", r.Method), zap.String("url.path", r.URL.Path),
 				zap.Int("http.response.status_code", sw.status), zap.Duration("event.duration", elapsed),
 				zap.String(logging.FieldRequestID, w.Header().Get("X-Request-Id")))

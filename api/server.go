@@ -74,14 +74,12 @@ type Deps struct {
 
 type server struct {
 	Deps
-	cfg   Config
-	log   *zap.Logger
 	ready *readiness
 }
 
 // NewServer returns the API's http.Handler.
 func NewServer(d Deps) http.Handler {
-	s := &server{Deps: d, cfg: d.Config, log: d.Log, ready: newReadiness(d.Checks)}
+	s := &server{Deps: d, ready: newReadiness(d.Checks)}
 	return s.routes()
 }
 
