@@ -15,6 +15,8 @@ import (
 type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
+	// Only, when not empty, limits the run to these scenario numbers (0–7).
+	Only map[int]bool
 	Python   string   // interpreter for the fork-per-request baseline
 
 	Warmup time.Duration // at the target rate before each measured sync load (not recorded)
@@ -163,14 +165,23 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		fns[title] = f
 	}
 
-	r.generator(ctx, rep)
-	r.cold(ctx, rep, fns)
-	r.overhead(ctx, rep, fns)
-	r.fork(ctx, rep, fns)
-	r.syncWarm(ctx, rep, fns)
-	r.cacheHit(ctx, rep)
-	r.search(ctx, rep, fns)
-	r.async(ctx, rep, fns)
+	for _, s := range []struct {
+		n   int
+		run func()
+	}{
+		{0, func() { r.generator(ctx, rep) }},
+		{5, func() { r.cold(ctx, rep, fns) }},
+		{6, func() { r.overhead(ctx, rep, fns) }},
+		{7, func() { r.fork(ctx, rep, fns) }},
+		{1, func() { r.syncWarm(ctx, rep, fns) }},
+		{2, func() { r.cacheHit(ctx, rep) }},
+		{3, func() { r.search(ctx, rep, fns) }},
+		{4, func() { r.async(ctx, rep, fns) }},
+	} {
+		if len(r.S.Only) == 0 || r.S.Only[s.n] {
+			s.run()
+		}
+	}
 	rep.Finished = time.Now()
 	return rep, ctx.Err()
 }
