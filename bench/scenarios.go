@@ -16,8 +16,8 @@ type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
 	// Only, when not empty, limits the run to these scenario numbers (0–7).
-	Only map[int]bool
-	Python   string   // interpreter for the fork-per-request baseline
+	Only   map[int]bool
+	Python string // interpreter for the fork-per-request baseline
 
 	Warmup time.Duration // at the target rate before each measured sync load (not recorded)
 	Pause  time.Duration // between loads, to let queues drain
