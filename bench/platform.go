@@ -21,8 +21,8 @@ type Platform struct {
 	APIURL      string
 	ProviderURL string
 	Token       string
-	// Client is used for setup calls; each load makes its own pool.
-	Client *http.Client
+	// Client is used for setup and sequential calls; each load makes its own pool.
+	Client *Client
 }
 
 // Function is a registered function version.
@@ -34,11 +34,11 @@ type Function struct {
 	Source   string
 }
 
-func (p *Platform) client() *http.Client {
-	if p.Client != nil {
-		return p.Client
+func (p *Platform) client() *Client {
+	if p.Client == nil {
+		p.Client = NewClient(16)
 	}
-	return http.DefaultClient
+	return p.Client
 }
 
 // Header is the API's auth header plus extra key/value pairs.
@@ -115,7 +115,7 @@ func (p *Platform) Invoke(ctx context.Context, f Function, event []byte) error {
 // AsyncOp starts f asynchronously (Prefer: respond-async) and long-polls the execution
 // until it is finished; it succeeds when the execution succeeded. Its latency is from the
 // POST to the moment the final envelope is visible to the client.
-func (p *Platform) AsyncOp(c *http.Client, f Function, event []byte) Op {
+func (p *Platform) AsyncOp(c *Client, f Function, event []byte) Op {
 	post := p.InvokeRequest(f, event)
 	post.Header = p.Header("Language-Title", f.Language, "Prefer", "respond-async")
 	auth := p.Header()
@@ -164,7 +164,7 @@ func finished(status string) bool {
 // Replicas are the ready replica base URLs of a runtime function (e.g. runtime-python),
 // from the provider's GET /system/endpoints/{name}.
 func (p *Platform) Replicas(ctx context.Context, function string) ([]string, error) {
-	return provider.FetchEndpoints(ctx, p.client(), p.ProviderURL, function)
+	return provider.FetchEndpoints(ctx, http.DefaultClient, p.ProviderURL, function)
 }
 
 // DirectRequest calls a runtime host replica directly with the host's own request format

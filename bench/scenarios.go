@@ -187,7 +187,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 }
 
 // load runs one open-loop load with its own connection pool.
-func (r *Runner) load(ctx context.Context, rate float64, d time.Duration, timeout time.Duration, mk func(c *http.Client) Op) Result {
+func (r *Runner) load(ctx context.Context, rate float64, d time.Duration, timeout time.Duration, mk func(c *Client) Op) Result {
 	l := Load{Rate: rate, Duration: d, Timeout: timeout}.withDefaults()
 	c := NewClient(l.Workers)
 	defer c.CloseIdleConnections()
@@ -211,7 +211,7 @@ func (r *Runner) generator(ctx context.Context, rep *Report) {
 	defer srv.Close()
 	for _, rate := range r.S.GeneratorRates {
 		r.logf("generator self-check at %.0f/s", rate)
-		res := r.load(ctx, rate, r.S.GeneratorTime, 5*time.Second, func(c *http.Client) Op {
+		res := r.load(ctx, rate, r.S.GeneratorTime, 5*time.Second, func(c *Client) Op {
 			return HTTPOp(c, Request{Method: http.MethodPost, URL: srv.URL, Body: Event, Check: checkEnvelope})
 		})
 		rep.add(Row{Section: "0 generator", Case: "in-process no-op HTTP server (generator + loopback floor)",
@@ -226,13 +226,13 @@ func (r *Runner) syncWarm(ctx context.Context, rep *Report, fns map[string]Funct
 		f := fns[title]
 		req := r.P.InvokeRequest(f, Event)
 		r.logf("1 sync warm %s: warm-up %s, then %.0f/s for %s", title, r.S.Warmup, r.S.SyncRate, r.S.SyncDuration)
-		r.load(ctx, r.S.SyncRate, r.S.Warmup, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, req) })
+		r.load(ctx, r.S.SyncRate, r.S.Warmup, 10*time.Second, func(c *Client) Op { return HTTPOp(c, req) })
 		var prof chan string
 		if i == 0 && r.During != nil {
 			prof = make(chan string, 1)
 			go func() { prof <- r.During(ctx, r.S.SyncDuration) }()
 		}
-		res := r.load(ctx, r.S.SyncRate, r.S.SyncDuration, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, req) })
+		res := r.load(ctx, r.S.SyncRate, r.S.SyncDuration, 10*time.Second, func(c *Client) Op { return HTTPOp(c, req) })
 		row := Row{Section: "1 sync warm", Case: title + " trivial handler, full stack", Offered: r.S.SyncRate, Result: &res,
 			Budget: "p50 ≤ 2 ms, p99 ≤ 10 ms, 0 errors"}
 		row.Verdict = verdict(res.Quantile(50) <= 2 && res.Quantile(99) <= 10 && res.Errors == 0)
@@ -258,8 +258,8 @@ func (r *Runner) cacheHit(ctx context.Context, rep *Report) {
 	req := r.P.InvokeRequest(f, Event)
 	req.Check = checkCached
 	r.logf("2 cache hit: warm-up, then %.0f/s for %s", r.S.CacheRate, r.S.CacheDuration)
-	r.load(ctx, r.S.CacheRate, r.S.Warmup, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, req) })
-	res := r.load(ctx, r.S.CacheRate, r.S.CacheDuration, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, req) })
+	r.load(ctx, r.S.CacheRate, r.S.Warmup, 10*time.Second, func(c *Client) Op { return HTTPOp(c, req) })
+	res := r.load(ctx, r.S.CacheRate, r.S.CacheDuration, 10*time.Second, func(c *Client) Op { return HTTPOp(c, req) })
 	row := Row{Section: "2 cache hit", Case: title + " handler, Redis result cache hit", Offered: r.S.CacheRate, Result: &res,
 		Budget: "p99 ≤ 3 ms"}
 	row.Verdict = verdict(res.Quantile(99) <= 3 && res.ErrorRate() < 0.001)
@@ -292,7 +292,7 @@ func (r *Runner) search(ctx context.Context, rep *Report, fns map[string]Functio
 		}
 		sr := s.Run(ctx, func(ctx context.Context, rate float64) Result {
 			r.logf("3 max sync %s: step %.0f/s for %s", title, rate, r.S.SearchStep)
-			return r.load(ctx, rate, r.S.SearchStep, 5*time.Second, func(c *http.Client) Op { return HTTPOp(c, req) })
+			return r.load(ctx, rate, r.S.SearchStep, 5*time.Second, func(c *Client) Op { return HTTPOp(c, req) })
 		})
 		rep.addSearch("3 max sync", title, sr, fmt.Sprintf("p99 < %s, errors < %.1f %%", r.S.SearchP99, r.S.SearchErrors*100),
 			"≥ 3,000/s", sr.Best >= 3000)
@@ -431,9 +431,9 @@ func (r *Runner) overhead(ctx context.Context, rep *Report, fns map[string]Funct
 		mergeInto(&seqS, Sequential(ctx, 1, 10*time.Second, sOp))
 	}
 	r.logf("6 overhead %s: open loop %.0f/s for %s each", title, r.S.OverheadRate, r.S.OverheadDuration)
-	oD := r.load(ctx, r.S.OverheadRate, r.S.OverheadDuration, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, direct) })
+	oD := r.load(ctx, r.S.OverheadRate, r.S.OverheadDuration, 10*time.Second, func(c *Client) Op { return HTTPOp(c, direct) })
 	r.pause(ctx)
-	oS := r.load(ctx, r.S.OverheadRate, r.S.OverheadDuration, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, stack) })
+	oS := r.load(ctx, r.S.OverheadRate, r.S.OverheadDuration, 10*time.Second, func(c *Client) Op { return HTTPOp(c, stack) })
 	r.pause(ctx)
 
 	rep.add(Row{Section: "6 overhead", Case: title + " runtime host alone (" + replica + "), sequential", Result: &seqD, Budget: "—"})
@@ -459,10 +459,10 @@ func (r *Runner) fork(ctx context.Context, rep *Report, fns map[string]Function)
 	op := ForkOp(r.S.Python, Handlers[title], Event)
 	r.logf("7 fork-per-request: %d sequential runs, then %.0f/s for %s, and the stack at the same rate", r.S.ForkCalls, r.S.ForkRate, r.S.ForkDuration)
 	seqF := Sequential(ctx, r.S.ForkCalls, 10*time.Second, op)
-	openF := r.load(ctx, r.S.ForkRate, r.S.ForkDuration, 10*time.Second, func(*http.Client) Op { return op })
+	openF := r.load(ctx, r.S.ForkRate, r.S.ForkDuration, 10*time.Second, func(*Client) Op { return op })
 	r.pause(ctx)
 	stack := r.P.InvokeRequest(f, Event)
-	openS := r.load(ctx, r.S.ForkRate, r.S.ForkDuration, 10*time.Second, func(c *http.Client) Op { return HTTPOp(c, stack) })
+	openS := r.load(ctx, r.S.ForkRate, r.S.ForkDuration, 10*time.Second, func(c *Client) Op { return HTTPOp(c, stack) })
 	seqS := Sequential(ctx, r.S.ForkCalls, 10*time.Second, HTTPOp(r.P.client(), stack))
 	r.pause(ctx)
 	rep.add(Row{Section: "7 fork baseline", Case: "fork/exec `" + r.S.Python + " -c` per request, sequential", Result: &seqF, Budget: "—"})
