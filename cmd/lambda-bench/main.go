@@ -47,7 +47,7 @@ type config struct {
 	profileDir string
 	profile    bool
 	runtimes   string
-	only       string
+	only       map[int]bool
 	command    string
 	keep       bool
 	timeout    time.Duration
@@ -62,14 +62,24 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.profileDir, "profile-dir", "", "keep the api's CPU profile here (default: the data dir, removed unless -keep)")
 	fs.BoolVar(&c.profile, "profile", true, "profile the api (pprof) and the machine (/proc) during scenario 1")
 	fs.StringVar(&c.runtimes, "runtimes", "python,node,rust", "runtime titles to benchmark; the first one serves scenarios 2, 4 and 6")
-	fs.StringVar(&c.only, "only", "", "run only these scenarios, e.g. 1,3 (default all; with -only, -out defaults to none)")
+	only := fs.String("only", "", "run only these scenarios, e.g. 1,3 (default all; with -only, -out defaults to none)")
 	fs.StringVar(&c.command, "command", "", "how the run was started, for the report (default: this command line)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the stack's data dir (logs) instead of removing it")
 	fs.DurationVar(&c.timeout, "timeout", 0, "stop everything after this long (default 45m, -quick 10m)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	if c.out == "" && !c.quick && c.only == "" {
+	if *only != "" {
+		c.only = map[int]bool{}
+		for _, f := range strings.Split(*only, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 0 || n > 7 {
+				return c, fmt.Errorf("-only: %q is not a scenario number 0–7", f)
+			}
+			c.only[n] = true
+		}
+	}
+	if c.out == "" && !c.quick && c.only == nil {
 		c.out = "BENCHMARKS.md"
 	}
 	if c.timeout == 0 {
@@ -94,16 +104,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		settings = bench.QuickSettings()
 	}
 	settings.Runtimes = strings.Split(cfg.runtimes, ",")
-	if cfg.only != "" {
-		settings.Only = map[int]bool{}
-		for _, f := range strings.Split(cfg.only, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 0 || n > 7 {
-				return fmt.Errorf("-only: %q is not a scenario number 0–7", f)
-			}
-			settings.Only[n] = true
-		}
-	}
+	settings.Only = cfg.only
 	for _, t := range settings.Runtimes {
 		if bench.Handlers[t] == "" {
 			return fmt.Errorf("no trivial handler for runtime %q (have python, node, rust)", t)

@@ -47,6 +47,24 @@ func TestQuick(t *testing.T) {
 	require.Contains(t, stdout.String(), "| # | case |")
 }
 
+func TestFlags(t *testing.T) {
+	var stderr bytes.Buffer
+	c, err := parseFlags([]string{"-only", "1, 3"}, &stderr)
+	require.NoError(t, err)
+	require.Equal(t, map[int]bool{1: true, 3: true}, c.only)
+	require.Empty(t, c.out, "a partial run leaves BENCHMARKS.md alone")
+
+	c, err = parseFlags(nil, &stderr)
+	require.NoError(t, err)
+	require.Nil(t, c.only)
+	require.Equal(t, "BENCHMARKS.md", c.out)
+
+	for _, bad := range []string{"8", "x", "1,,2", "-1"} {
+		_, err := parseFlags([]string{"-only", bad}, &stderr)
+		require.Error(t, err, "-only %s", bad)
+	}
+}
+
 func tail(s string, n int) string {
 	if len(s) > n {
 		return "…" + s[len(s)-n:]
