@@ -18,6 +18,7 @@ import (
 	sdk "github.com/openfaas/go-sdk"
 
 	"github.com/lambda-microservice/lambda/provider"
+	"github.com/lambda-microservice/lambda/runtimes"
 )
 
 // component is one entry of the start-up table: Start runs the entries in order and Stop
@@ -39,6 +40,8 @@ func components() []component {
 		{name: "redis", start: (*Stack).ensureRedis},
 		process("temporal", func(s *Stack) bool { return !s.opts.SkipTemporal }, temporalCommand, temporalReady,
 			"temporal", func(s *Stack) string { return s.temporalMetrics }),
+		// Before the provider, which starts the runtime hosts that need them.
+		{name: "packages", start: (*Stack).ensurePackages},
 		process("provider", nil, providerCommand,
 			func(s *Stack) func(context.Context) error { return httpOK(s.ProviderURL + "/healthz") },
 			"lambda-provider", func(s *Stack) string { return s.providerAddr }),
@@ -208,24 +211,67 @@ func (s *Stack) startGateway(ctx context.Context) error {
 	return nil
 }
 
+// ensurePackages installs the Debian packages the deployed runtimes declare in the
+// registry (Rust's offline crate sources, say) and bubblewrap for the sandbox. A missing
+// runtime package fails the start now, with the command to run, rather than as a runtime
+// host that never gets ready; without bubblewrap the sandbox runs with fewer layers
+// (LAMBDA_SANDBOX=auto reports which), so that one is only a warning.
+func (s *Stack) ensurePackages(ctx context.Context) error {
+	deployed, err := s.deployed()
+	if err != nil {
+		return err
+	}
+	for _, rt := range deployed {
+		for _, pkg := range rt.Packages {
+			if pkg.Installed() {
+				continue
+			}
+			if err := s.install(ctx, pkg.Name, fmt.Sprintf("the %s runtime needs %s (no %s)", rt.Title, pkg.Name, pkg.Check)); err != nil {
+				return err
+			}
+			if !pkg.Installed() {
+				return fmt.Errorf("installed %s but %s is still missing", pkg.Name, pkg.Check)
+			}
+		}
+	}
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		if err := s.install(ctx, "bubblewrap", "no bubblewrap (bwrap) for the runtime sandbox"); err != nil {
+			s.printf("  %-12s warning: %v; language workers run with fewer sandbox layers\n", "", err)
+		}
+	}
+	return nil
+}
+
+// deployed lists the runtimes this stack deploys (Options.Runtimes, default all).
+func (s *Stack) deployed() ([]runtimes.Runtime, error) {
+	want := map[string]bool{}
+	for _, t := range s.opts.Runtimes {
+		rt, ok := s.registry.Lookup(t)
+		if !ok {
+			return nil, fmt.Errorf("runtime %q is not in the registry (%v)", t, s.registry.Titles())
+		}
+		want[rt.Title] = true
+	}
+	var out []runtimes.Runtime
+	for _, rt := range s.registry.All() {
+		if len(want) == 0 || want[rt.Title] {
+			out = append(out, rt)
+		}
+	}
+	return out, nil
+}
+
 // deployRuntimes deploys every runtime of the registry through the gateway's API and
 // waits until each has an available replica.
 func (s *Stack) deployRuntimes(ctx context.Context) error {
 	gw, _ := url.Parse(s.GatewayURL)
 	c := sdk.NewClient(gw, nil, &http.Client{Timeout: 30 * time.Second})
-	var selected []string
-	want := map[string]bool{}
-	for _, t := range s.opts.Runtimes {
-		rt, ok := s.registry.Lookup(t)
-		if !ok {
-			return fmt.Errorf("runtime %q is not in the registry (%v)", t, s.registry.Titles())
-		}
-		want[rt.Title] = true
+	deployed, err := s.deployed()
+	if err != nil {
+		return err
 	}
-	for _, rt := range s.registry.All() {
-		if len(want) > 0 && !want[rt.Title] {
-			continue
-		}
+	var selected []string
+	for _, rt := range deployed {
 		labels := map[string]string{provider.LabelScaleMin: strconv.Itoa(s.opts.RuntimeReplicas)}
 		spec := types.FunctionDeployment{
 			Service: rt.Function,

@@ -129,7 +129,7 @@ func (s *Stack) postgresBinDir(ctx context.Context) (string, error) {
 	if d := find(); d != "" {
 		return d, nil
 	}
-	if err := s.install(ctx, "postgresql", "PostgreSQL"); err != nil {
+	if err := s.install(ctx, "postgresql", "no PostgreSQL answers and its binaries are not installed"); err != nil {
 		return "", err
 	}
 	if d := find(); d != "" {
@@ -232,7 +232,7 @@ func (s *Stack) ensureRedis(ctx context.Context) error {
 	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		if err := s.install(ctx, "redis-server", "Redis"); err != nil {
+		if err := s.install(ctx, "redis-server", "no Redis answers and its binaries are not installed"); err != nil {
 			return err
 		}
 		if bin, err = exec.LookPath("redis-server"); err != nil {
@@ -280,11 +280,11 @@ func redisPing(ctx context.Context, u string) error {
 	return nil
 }
 
-// install runs apt-get install for a missing server package when allowed (root), or
-// fails with the one command to run.
-func (s *Stack) install(ctx context.Context, pkg, what string) error {
+// install runs apt-get install for a missing package when allowed (root), or fails with
+// the one command to run; why says what is missing.
+func (s *Stack) install(ctx context.Context, pkg, why string) error {
 	if os.Geteuid() != 0 || !s.opts.AllowInstall {
-		return fmt.Errorf("no %s answers and its binaries are not installed: install them with `sudo apt-get install -y %s`", what, pkg)
+		return fmt.Errorf("%s: install it with `sudo apt-get install -y %s`", why, pkg)
 	}
 	s.printf("  %-12s installing %s with apt-get (log: %s)\n", "", pkg, filepath.Join(s.LogDir, "apt.log"))
 	env := s.plainEnv(map[string]string{"DEBIAN_FRONTEND": "noninteractive"})
@@ -292,7 +292,7 @@ func (s *Stack) install(ctx context.Context, pkg, what string) error {
 	if p, err := exec.LookPath("apt-get"); err == nil {
 		inst.path = p
 	} else {
-		return fmt.Errorf("no %s answers, its binaries are missing and apt-get is not available: install %s", what, pkg)
+		return fmt.Errorf("%s, and apt-get is not available: install %s", why, pkg)
 	}
 	if err := s.runOnce(ctx, "apt", inst); err == nil {
 		return nil

@@ -18,6 +18,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/runtimes"
 )
 
 const defaultPG = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
@@ -306,4 +308,42 @@ func TestStartFullStack(t *testing.T) {
 	// (Not "the gateway's ports are free again": another package's stack may take them
 	// the moment this one lets go; the gateway's process being gone is the check.)
 	require.False(t, databaseExists(t, st.DatabaseURL), "the test database is dropped")
+}
+
+// TestEnsurePackages: a runtime's missing host package stops the start at once with the
+// command to run (not as a runtime host that never gets ready); only the deployed
+// runtimes' packages count.
+func TestEnsurePackages(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	reg, err := runtimes.Parse([]byte(`runtimes:
+  - title: perl
+    function: runtime-perl
+    source_file: h.pl
+    command: [perl]
+    packages:
+      - {name: libjson-perl, check: "`+dir+`/JSON-*"}
+  - title: python
+    function: runtime-python
+    source_file: h.py
+    command: [python3]
+`), dir, "test.yaml")
+	require.NoError(t, err)
+	s := bareStack(t, Options{AllowInstall: false})
+	s.registry = reg
+
+	err = s.ensurePackages(context.Background())
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "the perl runtime needs libjson-perl")
+	require.Contains(t, err.Error(), "sudo apt-get install -y libjson-perl")
+
+	s.opts.Runtimes = []string{"python"}
+	require.NoError(t, s.ensurePackages(context.Background()), "perl is not deployed")
+
+	s.opts.Runtimes = nil
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "JSON-4.10"), nil, 0o644))
+	require.NoError(t, s.ensurePackages(context.Background()))
+
+	s.opts.Runtimes = []string{"cobol"}
+	require.ErrorContains(t, s.ensurePackages(context.Background()), `runtime "cobol" is not in the registry`)
 }

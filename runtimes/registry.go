@@ -39,8 +39,24 @@ type Runtime struct {
 	// Prepare runs once when a runtime host starts (checks the toolchain, warms shared
 	// build caches); the host reports ready only after it succeeded.
 	Prepare []string `yaml:"prepare"`
+	// Packages are the Debian packages a runtime host on a plain machine needs beyond the
+	// language itself, each with a path glob that shows it is installed; `lambda dev`
+	// installs a missing one (the runtime's Dockerfile installs them in its image).
+	Packages []Package `yaml:"packages"`
 	// Dir is the language's folder (the {runtime_dir} placeholder), set by Load.
 	Dir string `yaml:"-"`
+}
+
+// Package is a Debian package and a path glob present once it is installed.
+type Package struct {
+	Name  string `yaml:"name"`
+	Check string `yaml:"check"`
+}
+
+// Installed reports whether the package's check path exists.
+func (p Package) Installed() bool {
+	m, _ := filepath.Glob(p.Check)
+	return len(m) > 0
 }
 
 // Registry is the loaded set of runtimes.
@@ -97,6 +113,11 @@ func Parse(data []byte, baseDir, path string) (*Registry, error) {
 		}
 		if rt.Function == "" || rt.SourceFile == "" || len(rt.Command) == 0 {
 			return nil, fmt.Errorf("runtime registry %s: %s needs function, source_file and command", path, rt.Title)
+		}
+		for _, pkg := range rt.Packages {
+			if pkg.Name == "" || !filepath.IsAbs(pkg.Check) {
+				return nil, fmt.Errorf("runtime registry %s: %s: a package needs a name and an absolute check path", path, rt.Title)
+			}
 		}
 		rt.Dir = filepath.Join(baseDir, rt.Title)
 		for _, name := range append([]string{rt.Title}, rt.Aliases...) {

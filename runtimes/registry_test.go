@@ -1,0 +1,45 @@
+package runtimes_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lambda-microservice/lambda/runtimes"
+)
+
+func TestBundledRegistry(t *testing.T) {
+	reg, err := runtimes.Load("")
+	require.NoError(t, err)
+	rt, ok := reg.Lookup("RS")
+	require.True(t, ok, "aliases are case-insensitive")
+	require.Equal(t, "rust", rt.Title)
+	require.Equal(t, []runtimes.Package{{Name: "librust-serde-json-dev", Check: "/usr/share/cargo/registry/serde_json-*"}}, rt.Packages)
+	py, _ := reg.Lookup("python")
+	require.Empty(t, py.Packages)
+}
+
+func TestPackages(t *testing.T) {
+	dir := t.TempDir()
+	doc := func(pkg string) []byte {
+		return []byte("runtimes:\n  - title: perl\n    function: runtime-perl\n    source_file: h.pl\n    command: [perl]\n" + pkg)
+	}
+	reg, err := runtimes.Parse(doc("    packages:\n      - {name: libjson-perl, check: \""+dir+"/JSON-*\"}\n"), dir, "test.yaml")
+	require.NoError(t, err)
+	rt, _ := reg.Lookup("perl")
+	require.Len(t, rt.Packages, 1)
+	require.False(t, rt.Packages[0].Installed())
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "JSON-4.10"), nil, 0o644))
+	require.True(t, rt.Packages[0].Installed(), "the glob matches once the path exists")
+
+	for _, bad := range []string{
+		"    packages:\n      - {name: libjson-perl, check: relative/path}\n",
+		"    packages:\n      - {check: /usr/share/perl5/JSON.pm}\n",
+		"    packages:\n      - {name: x, check: /y, version: 1}\n",
+	} {
+		_, err := runtimes.Parse(doc(bad), dir, "test.yaml")
+		require.Error(t, err, bad)
+	}
+}
