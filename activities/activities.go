@@ -229,9 +229,6 @@ func (a *Activities) CheckCache(ctx context.Context, in CheckCacheInput) (_ Cach
 func (a *Activities) Invoke(ctx context.Context, in InvokeInput) (_ InvokeResult, err error) {
 	defer a.track("Invoke")(&err)
 	info := activity.GetInfo(ctx)
-	attempt := int(info.Attempt)
-	log := a.log.With(zap.String(logging.FieldExecutionID, in.Exec.ID), zap.String(logging.FieldFunction, in.Version.Function),
-		zap.Int("lambda.attempt", attempt))
 
 	v, rt, err := a.core.Resolve(ctx, in.Exec.Tenant, in.Version.Function, in.Version.Version, in.Version.LanguageTitle)
 	if err != nil {
@@ -244,6 +241,15 @@ func (a *Activities) Invoke(ctx context.Context, in InvokeInput) (_ InvokeResult
 	if store.Finished(e.Status) {
 		return InvokeResult{Status: e.Status, Attempt: e.Attempts, DurationMS: e.DurationMS, Final: true}, nil
 	}
+	// The attempt counts across workers: a local activity starts again at 1 on the worker
+	// that replays the run after its first worker died, but the row knows the attempt
+	// that worker had started.
+	attempt := int(info.Attempt)
+	if e.Status == store.StatusRunning {
+		attempt = max(attempt, e.Attempts+1)
+	}
+	log := a.log.With(zap.String(logging.FieldExecutionID, in.Exec.ID), zap.String(logging.FieldFunction, in.Version.Function),
+		zap.Int("lambda.attempt", attempt))
 	if err := a.store.MarkRunning(ctx, in.Exec.Tenant, in.Exec.ID, attempt); err != nil {
 		return InvokeResult{}, classify("invoke", err)
 	}

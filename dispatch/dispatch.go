@@ -35,6 +35,10 @@ type Config struct {
 	HeartbeatTimeout time.Duration `env:"LAMBDA_ASYNC_HEARTBEAT_TIMEOUT" envDefault:"10s"`
 	// MaxAttempts bounds the attempts of a runtime call that meets platform faults.
 	MaxAttempts int `env:"LAMBDA_ASYNC_MAX_ATTEMPTS" envDefault:"5"`
+	// LocalInvokeMax: a function whose timeout is at most this runs its runtime call as a
+	// local activity (no activity task: about half the dev server's work per execution);
+	// a longer one as a heartbeating activity. 0 always uses the activity.
+	LocalInvokeMax time.Duration `env:"LAMBDA_ASYNC_LOCAL_INVOKE_MAX" envDefault:"10s"`
 	// StartTimeout bounds the call that starts a workflow (Temporal down → 503).
 	StartTimeout time.Duration `env:"LAMBDA_TEMPORAL_START_TIMEOUT" envDefault:"5s"`
 	// IdempotencyTTL is how long an Idempotency-Key maps to its execution.
@@ -106,6 +110,7 @@ func (d *Dispatcher) Start(ctx context.Context, req invoke.Request) (store.Execu
 	ref := workflows.ExecutionRef{
 		ID: id, Tenant: req.Tenant, Function: v.Name, Version: v.Version, SHA256: v.SHA256, Language: v.Language,
 		LanguageTitle: req.LanguageTitle, HeartbeatTimeout: d.cfg.HeartbeatTimeout, MaxAttempts: d.cfg.MaxAttempts,
+		LocalInvokeMax: d.cfg.LocalInvokeMax,
 	}
 	if err := d.startWorkflow(ctx, ref); err != nil {
 		d.log.Error("start workflow", logging.Err(err), zap.String(logging.FieldExecutionID, id))

@@ -360,6 +360,7 @@ func (p *platform) startWorker() sdkworker.Worker {
 
 func (p *platform) dispatcher(hb time.Duration) *dispatch.Dispatcher {
 	return dispatch.New(dispatch.Config{HeartbeatTimeout: hb, MaxAttempts: 5, StartTimeout: 5 * time.Second,
+		LocalInvokeMax: 10 * time.Second, // the default: handlers with timeouts up to 10 s run as local activities
 		IdempotencyTTL: 24 * time.Hour, Namespace: p.ns}, p.client, p.core, p.store, p.im, p.log)
 }
 

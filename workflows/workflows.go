@@ -6,28 +6,34 @@
 // Shape and latency. ResolveVersion, CheckCache, Persist and StoreCache are local
 // activities: each is a sub-millisecond PostgreSQL/Redis call, and as local activities
 // they run inside the workflow task instead of costing a server round trip and a task
-// queue hop each. Invoke is a regular activity because it must survive its worker: it
-// heartbeats while the runtime call runs, so a dead worker is detected by
-// HeartbeatTimeout and the call is retried on another worker, with the attempt number
-// recorded. An execution costs two workflow tasks and one activity task. Local
-// activities keep their own StartToCloseTimeout and RetryPolicy, and Persist is
-// idempotent, so retries and exactly-once recording hold.
+// queue hop each. Invoke depends on the function's timeout (ExecutionRef.LocalInvokeMax,
+// LAMBDA_ASYNC_LOCAL_INVOKE_MAX, default 10 s):
+//
+//   - up to it, a local activity too: the whole execution is one workflow task, and a
+//     worker that dies mid-call is noticed when that task times out (10 s, as the default
+//     heartbeat timeout); the next worker runs the call again, and Invoke takes the attempt
+//     number from the execution's row, so attempts count across workers either way;
+//   - above it, a regular activity that heartbeats while the runtime call runs, so a dead
+//     worker is noticed by HeartbeatTimeout however long the handler may run.
+//
+// Local activities keep their own StartToCloseTimeout and RetryPolicy, and Persist is
+// idempotent, so retries and exactly-once recording hold on both paths. Runs started
+// before the choice existed replay their regular activity (workflow.GetVersion).
 //
 // Measured POST → result final in PostgreSQL, one at a time, trivial handler, in-memory
 // dev server on the 2-core dev machine (BenchmarkAsyncLatency in package worker), p50/p99 ms:
 //
 //	shape                                  server defaults   transferProcessorMaxPollRPS=10000
-//	locals + regular Invoke (this one)     151 / 242         42 / 87 (44 / 73 with eager activities)
+//	locals + regular Invoke                151 / 242         42 / 87 (44 / 73 with eager activities)
 //	five regular activities                402 / 502         107 / 2097 (90 / 154 with eager activities)
 //	Invoke regular + Persist local only    151 / 222         36 / 65
 //	everything local, Invoke included      50 / 90           24 / 50
 //
-// The server's poll rate is the big lever (the dev server is started with it raised);
-// local activities for the cheap steps are the second. Everything-local would halve
-// the latency again but gives up the heartbeating Invoke (a dead worker would only be
-// noticed by the workflow task timeout, and attempts would not count across workers),
-// so Invoke stays regular. Eager workflow start needs a worker in the starting process
-// (the api), which the platform does not run.
+// And under load, the file-DB dev server as `make run` starts it, 25 executions/s
+// (BENCHMARKS.md, run 8): with Invoke regular the dev server took 0.92 cores and POST →
+// result was p50 72 ms / p99 606 ms; with Invoke local, 0.57 cores and 30 / 77 ms.
+// Eager workflow start would remove one more round trip but needs a worker in the
+// starting process (the api), which the platform does not run.
 package workflows
 
 import (
@@ -84,6 +90,9 @@ type ExecutionRef struct {
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
 	// MaxAttempts bounds Invoke's retries of platform faults.
 	MaxAttempts int `json:"max_attempts,omitempty"`
+	// LocalInvokeMax: Invoke runs as a local activity when the version's timeout is at
+	// most this (0: always a regular, heartbeating activity).
+	LocalInvokeMax time.Duration `json:"local_invoke_max,omitempty"`
 }
 
 // Outcome is the workflow's result: the recorded status (the result itself is in
@@ -151,6 +160,23 @@ func InvokeOptions(ref ExecutionRef, timeoutMS int) workflow.ActivityOptions {
 	}
 }
 
+// InvokeLocalOptions are Invoke's options when it runs as a local activity: the same
+// timeout and retries as the regular one. A worker that dies mid-call is noticed when the
+// workflow task times out, and the next worker runs the call again.
+func InvokeLocalOptions(ref ExecutionRef, timeoutMS int) workflow.LocalActivityOptions {
+	o := InvokeOptions(ref, timeoutMS)
+	return workflow.LocalActivityOptions{StartToCloseTimeout: o.StartToCloseTimeout, RetryPolicy: o.RetryPolicy, Summary: o.Summary}
+}
+
+// localInvoke reports whether Invoke runs as a local activity. Runs started before the
+// choice existed replay their regular activity (workflow.GetVersion).
+func localInvoke(ctx workflow.Context, ref ExecutionRef, timeoutMS int) bool {
+	if workflow.GetVersion(ctx, "local-invoke", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return false
+	}
+	return ref.LocalInvokeMax > 0 && time.Duration(timeoutMS)*time.Millisecond <= ref.LocalInvokeMax
+}
+
 // ExecuteFunction runs one async execution: resolve the version, answer from the
 // cache or invoke the runtime, persist the outcome, fill the cache. A handler failure
 // or timeout ends the workflow failed (non-retryable); a cancel records the execution
@@ -186,8 +212,14 @@ func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 
 	upsertStatus(ctx, store.StatusRunning)
 	var res activities.InvokeResult
-	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, InvokeOptions(ref, v.TimeoutMS)),
-		a.Invoke, activities.InvokeInput{Exec: target, Version: ver, TimeoutMS: v.TimeoutMS}).Get(ctx, &res)
+	in := activities.InvokeInput{Exec: target, Version: ver, TimeoutMS: v.TimeoutMS}
+	if localInvoke(ctx, ref, v.TimeoutMS) {
+		err = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, InvokeLocalOptions(ref, v.TimeoutMS)),
+			a.Invoke, in).Get(ctx, &res)
+	} else {
+		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, InvokeOptions(ref, v.TimeoutMS)),
+			a.Invoke, in).Get(ctx, &res)
+	}
 	var p activities.PersistInput
 	var appErr *temporal.ApplicationError
 	switch {

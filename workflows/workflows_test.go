@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -28,6 +29,7 @@ var ref = workflows.ExecutionRef{ID: "0190e5d4-0000-7000-8000-000000000001", Ten
 // cacheTTL, and Persist/StoreCache recording what they were asked.
 type harness struct {
 	env       *testsuite.TestWorkflowEnvironment
+	ref       workflows.ExecutionRef
 	persisted []activities.PersistInput
 	cached    []activities.StoreCacheInput
 	statuses  []string
@@ -39,7 +41,7 @@ type harness struct {
 func newHarness(t *testing.T, cacheTTL int, opts ...func(*harness)) *harness {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
-	h := &harness{env: s.NewTestWorkflowEnvironment()}
+	h := &harness{env: s.NewTestWorkflowEnvironment(), ref: ref}
 	for _, o := range opts {
 		o(h)
 	}
@@ -69,7 +71,7 @@ func newHarness(t *testing.T, cacheTTL int, opts ...func(*harness)) *harness {
 }
 
 func (h *harness) run() (workflows.Outcome, error) {
-	h.env.ExecuteWorkflow(workflows.WorkflowName, ref)
+	h.env.ExecuteWorkflow(workflows.WorkflowName, h.ref)
 	if !h.env.IsWorkflowCompleted() {
 		return workflows.Outcome{}, errors.New("workflow did not complete")
 	}
@@ -263,6 +265,63 @@ func TestVersionGoneFailsWithoutInvoking(t *testing.T) {
 	require.Len(t, h.persisted, 1)
 	require.Equal(t, store.StatusFailed, h.persisted[0].Status)
 	require.Equal(t, "not_found", h.persisted[0].ErrorType)
+}
+
+// invokeKinds counts how Invoke ran: as a local activity or as a regular one.
+func (h *harness) invokeKinds() (local, regular *int) {
+	local, regular = new(int), new(int)
+	h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		if info.ActivityType.Name == "Invoke" {
+			*local++
+		}
+	})
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == "Invoke" {
+			*regular++
+		}
+	})
+	return local, regular
+}
+
+func TestShortInvokeRunsAsLocalActivityWithRetries(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0)
+	h.ref.LocalInvokeMax = 10 * time.Second // the version's timeout is 1 s
+	local, regular := h.invokeKinds()
+	h.env.OnActivity(a.Invoke, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in activities.InvokeInput) (activities.InvokeResult, error) {
+			if attempt := int(activity.GetInfo(ctx).Attempt); attempt < 2 {
+				return activities.InvokeResult{}, temporal.NewApplicationError("runtime unreachable", "unavailable")
+			}
+			return activities.InvokeResult{Status: store.StatusSucceeded, Attempt: 2}, nil
+		})
+	out, err := h.run()
+	require.NoError(t, err)
+	require.Equal(t, workflows.Outcome{Status: store.StatusSucceeded, Attempts: 2}, out)
+	require.Equal(t, 2, *local, "a platform fault is retried by the local activity's policy")
+	require.Zero(t, *regular)
+}
+
+func TestLongInvokeRunsAsHeartbeatingActivity(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0)
+	h.ref.LocalInvokeMax = 500 * time.Millisecond // below the version's 1 s timeout
+	local, regular := h.invokeKinds()
+	h.env.OnActivity(a.Invoke, mock.Anything, mock.Anything).Return(
+		activities.InvokeResult{Status: store.StatusSucceeded, Attempt: 1}, nil).Once()
+	out, err := h.run()
+	require.NoError(t, err)
+	require.Equal(t, store.StatusSucceeded, out.Status)
+	require.Equal(t, 1, *regular)
+	require.Zero(t, *local)
+}
+
+func TestInvokeLocalOptions(t *testing.T) {
+	t.Parallel()
+	o := workflows.InvokeLocalOptions(workflows.ExecutionRef{Function: "f", Version: 1, MaxAttempts: 3}, 2_000)
+	require.Equal(t, 2*time.Second+workflows.InvokeMargin, o.StartToCloseTimeout)
+	require.EqualValues(t, 3, o.RetryPolicy.MaximumAttempts)
+	require.Contains(t, o.RetryPolicy.NonRetryableErrorTypes, activities.ErrHandlerTimeout)
 }
 
 func TestInvokeOptions(t *testing.T) {

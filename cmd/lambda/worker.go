@@ -38,6 +38,8 @@ type workerConfig struct {
 	// MetricsAddr serves /metrics (platform and Temporal SDK metrics), /healthz and /readyz.
 	MetricsAddr string `env:"LAMBDA_METRICS_ADDR" envDefault:"127.0.0.1:9101"`
 	LogWriters  int    `env:"LAMBDA_LOG_WRITERS" envDefault:"2"`
+	// DebugAddr, when set, serves net/http/pprof there (keep it on loopback).
+	DebugAddr string `env:"LAMBDA_WORKER_DEBUG_ADDR"`
 }
 
 func (c workerConfig) validate() error {
@@ -112,6 +114,9 @@ func runWorker(ctx context.Context, cfg workerConfig, log *zap.Logger) error {
 	go func() { _ = msrv.Serve(ln) }()
 	defer func() { _ = msrv.Close() }()
 	log.Info("worker metrics listening", zap.String("addr", ln.Addr().String()))
+	if cfg.DebugAddr != "" {
+		go serveDebug(cfg.DebugAddr, log)
+	}
 
 	c, err := openCore(ctx, cfg.Data, cfg.FaaS, cfg.Core, cfg.LogWriters, im, log)
 	if err != nil {
