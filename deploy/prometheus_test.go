@@ -12,14 +12,16 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
+
+	"github.com/lambda-microservice/lambda/prereq"
 )
 
-// promtool returns the path of promtool, or skips the test when it is not installed.
+// promtool returns the path of promtool (prereq.Missing when it is not installed).
 func promtool(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool not found on PATH: install Debian's prometheus package (.ci/run does) to check the Prometheus config, rules and rule unit tests")
+		prereq.Missing(t, "promtool not found on PATH: install Debian's prometheus package (.ci/run does) to check the Prometheus config, rules and rule unit tests")
 	}
 	return p
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/lambda-microservice/lambda/prereq"
 	"github.com/lambda-microservice/lambda/runtimes"
 )
 
@@ -56,7 +57,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 func requireServer(t *testing.T, addr, what string) {
 	t.Helper()
 	if err := dialCheck(addr); err != nil {
-		t.Skipf("no %s at %s: %v", what, addr, err)
+		prereq.Missing(t, "no %s at %s: %v", what, addr, err)
 	}
 }
 
@@ -101,7 +102,7 @@ func TestEnsurePostgresUsesRunningServer(t *testing.T) {
 func TestEnsurePostgresStartsPrivateInstance(t *testing.T) {
 	t.Parallel()
 	if m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres"); len(m) == 0 {
-		t.Skip("no PostgreSQL binaries under /usr/lib/postgresql")
+		prereq.Missing(t, "no PostgreSQL binaries under /usr/lib/postgresql")
 	}
 	port, err := freePort()
 	require.NoError(t, err)
@@ -148,7 +149,7 @@ func TestEnsureRedisUsesRunningServer(t *testing.T) {
 func TestEnsureRedisStartsPrivateInstance(t *testing.T) {
 	t.Parallel()
 	if _, err := os.Stat("/usr/bin/redis-server"); err != nil {
-		t.Skip("no redis-server binary")
+		prereq.Missing(t, "no redis-server binary")
 	}
 	port, err := freePort()
 	require.NoError(t, err)
@@ -184,16 +185,9 @@ func TestGatewayPortInUse(t *testing.T) {
 	require.Empty(t, s.procs)
 
 	// `lambda dev` (Start without PortWait) fails before starting anything.
-	dir := os.Getenv("LAMBDA_BIN_DIR")
-	if dir == "" {
-		dir, _ = filepath.Abs(filepath.Join("..", "bin"))
-	}
 	o, err := LoadOptions(OSEnviron())
 	require.NoError(t, err)
-	o.BinDir, o.DataDir, o.SkipTemporal = dir, t.TempDir(), true
-	if !isExecutable(filepath.Join(dir, "lambda")) || !isExecutable(filepath.Join(dir, "gateway")) {
-		return
-	}
+	o.BinDir, o.DataDir, o.SkipTemporal = binDir(t), t.TempDir(), true
 	t0 = time.Now()
 	st, err := Start(context.Background(), o)
 	require.Nil(t, st)
@@ -225,15 +219,11 @@ func TestPrometheusConfigScrapesEveryComponent(t *testing.T) {
 // binDir locates the built binaries for the full-stack test: LAMBDA_BIN_DIR (make test
 // sets it) or the repository's bin/.
 func binDir(t *testing.T) string {
-	dir := os.Getenv("LAMBDA_BIN_DIR")
-	if dir == "" {
-		dir, _ = filepath.Abs(filepath.Join("..", "bin"))
-	}
+	t.Helper()
 	for _, b := range []string{"lambda", "lambda-runtime", "gateway"} {
-		if !isExecutable(filepath.Join(dir, b)) {
-			t.Skipf("%s not built in %s (make build gateway)", b, dir)
-		}
+		prereq.Binary(t, b)
 	}
+	dir, _ := filepath.Abs(prereq.BinDir())
 	return dir
 }
 

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,23 +14,9 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lambda-microservice/lambda/prereq"
 	"github.com/lambda-microservice/lambda/provider"
 )
-
-// runtimeBin finds the real runtime host: LAMBDA_BIN_DIR (make test sets it) or the
-// repository's bin/.
-func runtimeBin(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("LAMBDA_BIN_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "bin")
-	}
-	bin, _ := filepath.Abs(filepath.Join(dir, "lambda-runtime"))
-	if st, err := os.Stat(bin); err != nil || st.IsDir() {
-		t.Skipf("runtime host binary %s not built (make build)", bin)
-	}
-	return bin
-}
 
 // TestProviderRealRuntimeHost deploys the python runtime with the real runtime host and
 // runs a handler through the provider's proxy.
@@ -40,7 +25,7 @@ func TestProviderRealRuntimeHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cfg := fakeConfig(t)
-	cfg.RuntimeBin = runtimeBin(t)
+	cfg.RuntimeBin = prereq.Binary(t, "lambda-runtime")
 	cfg.ReadyTimeout = 60 * time.Second
 	cfg.PassEnv = []string{"PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME"}
 	cfg.Environ = map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME"), "TMPDIR": os.Getenv("TMPDIR"), "XDG_CACHE_HOME": os.Getenv("XDG_CACHE_HOME")}

@@ -6,12 +6,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lambda-microservice/lambda/prereq"
 )
 
 func testSandbox(t *testing.T) *Sandbox {
 	t.Helper()
-	if os.Geteuid() != 0 && os.Getenv("CI") == "" {
-		t.Skip("the worker sandbox needs root (CI runs these tests as root)")
+	if os.Geteuid() != 0 {
+		prereq.Missing(t, "the worker sandbox tests need root (CI runs them as root)")
 	}
 	sb, err := NewSandbox(SandboxConfig{Mode: SandboxStrict, UIDBase: 61000, UIDCount: 1000, TmpMB: 8, Pids: 64, MemoryMB: 128, MaxTimeout: time.Minute})
 	if err != nil {

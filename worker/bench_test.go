@@ -18,6 +18,7 @@ import (
 	"github.com/lambda-microservice/lambda/activities"
 	"github.com/lambda-microservice/lambda/invoke"
 	"github.com/lambda-microservice/lambda/metrics"
+	"github.com/lambda-microservice/lambda/prereq"
 	"github.com/lambda-microservice/lambda/store"
 	"github.com/lambda-microservice/lambda/worker"
 	"github.com/lambda-microservice/lambda/workflows"
@@ -51,7 +52,7 @@ func BenchmarkAsyncLatency(b *testing.B) {
 func startBenchServer(b *testing.B, extra []string) string {
 	bin := temporalBin()
 	if _, err := os.Stat(bin); err != nil {
-		requirement(b, "the Temporal CLI at %s: %v", bin, err)
+		prereq.Missing(b, "the Temporal CLI at %s: %v", bin, err)
 	}
 	addr := freeAddr(b)
 	args := append([]string{"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", port(addr),

@@ -35,6 +35,7 @@ import (
 	"github.com/lambda-microservice/lambda/invoke"
 	"github.com/lambda-microservice/lambda/logging"
 	"github.com/lambda-microservice/lambda/metrics"
+	"github.com/lambda-microservice/lambda/prereq"
 	"github.com/lambda-microservice/lambda/runtimes"
 	"github.com/lambda-microservice/lambda/store"
 	"github.com/lambda-microservice/lambda/testdb"
@@ -46,14 +47,6 @@ import (
 var namespaces = []string{"inproc", "kill", "runtime", "bench"}
 
 // requirement fails the test in CI and skips it elsewhere when a prerequisite is missing.
-func requirement(t testing.TB, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("CI") != "" {
-		t.Fatalf("prerequisite missing (CI=%s): %s", os.Getenv("CI"), msg)
-	}
-	t.Skipf("prerequisite missing: %s", msg)
-}
 
 func freeAddr(t testing.TB) string {
 	t.Helper()
@@ -98,7 +91,7 @@ func temporalServer(t testing.TB) string {
 	t.Helper()
 	bin := temporalBin()
 	if _, err := os.Stat(bin); err != nil {
-		requirement(t, "the Temporal CLI at %s (make temporal, or LAMBDA_TEMPORAL_BIN): %v", bin, err)
+		prereq.Missing(t, "the Temporal CLI at %s (make temporal, or LAMBDA_TEMPORAL_BIN): %v", bin, err)
 	}
 	serverOnce.Do(func() {
 		server.addr = freeAddr(t)
@@ -298,7 +291,7 @@ func newPlatformWith(t testing.TB, ns, gatewayURL string) *platform {
 	p.cache, err = cache.Open(p.redis)
 	require.NoError(t, err)
 	if err := p.cache.Ping(ctx); err != nil {
-		requirement(t, "Redis at %s: %v", p.redis, err)
+		prereq.Missing(t, "Redis at %s: %v", p.redis, err)
 	}
 	if gatewayURL == "" {
 		gatewayURL = p.fake.srv.URL
@@ -410,7 +403,7 @@ func lambdaBin(t testing.TB) string {
 		bin := filepath.Join(dir, "lambda")
 		out, err := exec.Command(bin, "worker", "--help").CombinedOutput()
 		if err != nil {
-			requirement(t, "%s with the worker subcommand (make build): %v: %s", bin, err, out)
+			prereq.Missing(t, "%s with the worker subcommand (make build): %v: %s", bin, err, out)
 		}
 		return bin
 	}

@@ -17,23 +17,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lambda-microservice/lambda/metrics"
+	"github.com/lambda-microservice/lambda/prereq"
 	"github.com/lambda-microservice/lambda/provider"
 	"github.com/lambda-microservice/lambda/store"
 )
-
-// runtimeHostBin finds the real runtime host (make build; LAMBDA_BIN_DIR).
-func runtimeHostBin(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("LAMBDA_BIN_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "bin")
-	}
-	bin, _ := filepath.Abs(filepath.Join(dir, "lambda-runtime"))
-	if st, err := os.Stat(bin); err != nil || st.IsDir() {
-		requirement(t, "the runtime host %s (make build)", bin)
-	}
-	return bin
-}
 
 // childrenNamed lists the pids of this process's children whose command is name.
 func childrenNamed(name string) []int {
@@ -73,7 +60,7 @@ func childrenNamed(name string) []int {
 // exactly once, with attempts = 2.
 func TestRealRuntimeKilledMidCall(t *testing.T) {
 	t.Parallel()
-	bin := runtimeHostBin(t)
+	bin := prereq.Binary(t, "lambda-runtime")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	env := map[string]string{}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lambda-microservice/lambda/bench"
 	"github.com/lambda-microservice/lambda/devstack"
+	"github.com/lambda-microservice/lambda/prereq"
 )
 
 // TestQuick is `make bench-quick` end to end: the whole platform, every scenario with
@@ -22,7 +23,7 @@ import (
 func TestQuick(t *testing.T) {
 	environ := devstack.OSEnviron()
 	if environ["LAMBDA_BIN_DIR"] == "" {
-		t.Skip("LAMBDA_BIN_DIR is not set: run with `make test`")
+		prereq.Missing(t, "LAMBDA_BIN_DIR is not set: run with `make test`")
 	}
 	if testing.Short() {
 		t.Skip("starts the whole platform")
