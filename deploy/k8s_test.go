@@ -55,18 +55,21 @@ type serviceMonitor struct {
 		Selector          metav1.LabelSelector `json:"selector"`
 		NamespaceSelector namespaceSelector    `json:"namespaceSelector,omitempty"`
 		SampleLimit       *uint64              `json:"sampleLimit,omitempty"`
-		Endpoints         []struct {
-			Port                 string              `json:"port,omitempty"`
-			TargetPort           *intstr.IntOrString `json:"targetPort,omitempty"`
-			Path                 string              `json:"path,omitempty"`
-			Scheme               string              `json:"scheme,omitempty"`
-			Interval             string              `json:"interval,omitempty"`
-			ScrapeTimeout        string              `json:"scrapeTimeout,omitempty"`
-			HonorLabels          bool                `json:"honorLabels,omitempty"`
-			RelabelConfigs       []relabelConfig     `json:"relabelings,omitempty"`
-			MetricRelabelConfigs []relabelConfig     `json:"metricRelabelings,omitempty"`
-		} `json:"endpoints"`
+		Endpoints         []scrapeEndpoint     `json:"endpoints"`
 	} `json:"spec"`
+}
+
+// scrapeEndpoint is an endpoint of a ServiceMonitor or a PodMonitor (the fields this repo uses).
+type scrapeEndpoint struct {
+	Port                 string              `json:"port,omitempty"`
+	TargetPort           *intstr.IntOrString `json:"targetPort,omitempty"`
+	Path                 string              `json:"path,omitempty"`
+	Scheme               string              `json:"scheme,omitempty"`
+	Interval             string              `json:"interval,omitempty"`
+	ScrapeTimeout        string              `json:"scrapeTimeout,omitempty"`
+	HonorLabels          bool                `json:"honorLabels,omitempty"`
+	RelabelConfigs       []relabelConfig     `json:"relabelings,omitempty"`
+	MetricRelabelConfigs []relabelConfig     `json:"metricRelabelings,omitempty"`
 }
 
 // podMonitor mirrors monitoring.coreos.com/v1 PodMonitor (the fields this repo uses).
@@ -78,17 +81,7 @@ type podMonitor struct {
 		PodTargetLabels     []string             `json:"podTargetLabels,omitempty"`
 		Selector            metav1.LabelSelector `json:"selector"`
 		NamespaceSelector   namespaceSelector    `json:"namespaceSelector,omitempty"`
-		PodMetricsEndpoints []struct {
-			Port                 string              `json:"port,omitempty"`
-			TargetPort           *intstr.IntOrString `json:"targetPort,omitempty"`
-			Path                 string              `json:"path,omitempty"`
-			Scheme               string              `json:"scheme,omitempty"`
-			Interval             string              `json:"interval,omitempty"`
-			ScrapeTimeout        string              `json:"scrapeTimeout,omitempty"`
-			HonorLabels          bool                `json:"honorLabels,omitempty"`
-			RelabelConfigs       []relabelConfig     `json:"relabelings,omitempty"`
-			MetricRelabelConfigs []relabelConfig     `json:"metricRelabelings,omitempty"`
-		} `json:"podMetricsEndpoints"`
+		PodMetricsEndpoints []scrapeEndpoint     `json:"podMetricsEndpoints"`
 	} `json:"spec"`
 }
 
