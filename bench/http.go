@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -120,18 +119,11 @@ func StatusError(status int, body []byte) error {
 	return fmt.Errorf("status %d: %s", status, s)
 }
 
-// transportError drops the URL (and so the variable parts) from a client error, keeping
-// its cause, so that error kinds group; timeouts become context.DeadlineExceeded.
+// transportError makes fasthttp's timeouts context.DeadlineExceeded, so that error kinds
+// group with the deadline of the request's context.
 func transportError(err error) error {
 	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) {
 		return context.DeadlineExceeded
-	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if ue.Timeout() {
-			return context.DeadlineExceeded
-		}
-		return ue.Err
 	}
 	return err
 }
