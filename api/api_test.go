@@ -343,3 +343,52 @@ func TestHealthAndMetrics(t *testing.T) {
 	m := f.do(t, "GET", "/metrics", "")
 	require.Contains(t, m.raw, "lambda_http_requests_total")
 }
+
+func TestLongPollWakesWhenTheExecutionFinishes(t *testing.T) {
+	t.Parallel()
+	var st *store.Store
+	var feed *store.FinishFeed
+	f := newFixture(t, func(d *api.Deps, s *store.Store, _ *cache.Cache) {
+		st = s
+		feed = s.NewFinishFeed(zap.NewNop())
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go feed.Run(ctx)
+		d.Finishes = feed
+	})
+	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	e := store.Execution{ID: invoke.NewExecutionID(), Tenant: "default", Function: "add", Version: 1, Language: "python",
+		LanguageTitle: "python", Mode: "async", Status: store.StatusQueued, Payload: json.RawMessage(`{}`), CreatedAt: now}
+	require.NoError(t, st.SaveExecution(ctx, &e))
+
+	// While the feed listens, a long-poll reads the row again only every 2 s; the finish
+	// 300 ms in must wake it long before that.
+	type answer struct {
+		r       reply
+		elapsed time.Duration
+	}
+	got := make(chan answer, 1)
+	start := time.Now()
+	go func() {
+		r := f.do(t, "GET", "/v1/executions/"+e.ID+"?wait=5s", "")
+		got <- answer{r, time.Since(start)}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	done := time.Now().UTC()
+	e.Status, e.Result, e.Attempts, e.FinishedAt = store.StatusSucceeded, json.RawMessage(`{"sum":3}`), 1, &done
+	require.NoError(t, st.SaveExecution(ctx, &e))
+	a := <-got
+	require.Equal(t, 200, a.r.status, a.r.raw)
+	require.Equal(t, "succeeded", a.r.body["status"], a.r.raw)
+	require.Less(t, a.elapsed, 1500*time.Millisecond, "woken by the finish, not by the 2 s fallback read")
+
+	// An execution that does not finish is answered as it is when the wait ends.
+	q := e
+	q.ID, q.Status, q.Result, q.FinishedAt = invoke.NewExecutionID(), store.StatusQueued, nil, nil
+	require.NoError(t, st.SaveExecution(ctx, &q))
+	r := f.do(t, "GET", "/v1/executions/"+q.ID+"?wait=1s", "")
+	require.Equal(t, 200, r.status, r.raw)
+	require.Equal(t, "queued", r.body["status"], r.raw)
+}

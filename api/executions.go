@@ -29,6 +29,12 @@ func (s *server) handleGetExecution() http.HandlerFunc {
 			wait = min(d, s.Config.MaxWait)
 		}
 		deadline := time.Now().Add(wait)
+		var finished <-chan struct{}
+		if wait > 0 && s.Finishes != nil {
+			ch, unsubscribe := s.Finishes.Subscribe(id) // before the first read: no finish is missed
+			defer unsubscribe()
+			finished = ch
+		}
 		poll := 20 * time.Millisecond
 		for {
 			e, err := s.Store.GetExecution(r.Context(), tenantOf(r), id, false)
@@ -40,15 +46,25 @@ func (s *server) handleGetExecution() http.HandlerFunc {
 				encode(w, http.StatusOK, e)
 				return
 			}
+			// Woken by the finish feed; the poll is the fallback while the feed is down.
+			next := poll
+			if finished != nil && s.Finishes.Listening() {
+				next = finishedFallbackPoll
+			}
 			select {
 			case <-r.Context().Done():
 				return
-			case <-time.After(min(poll, time.Until(deadline))):
+			case <-finished:
+			case <-time.After(min(next, time.Until(deadline))):
 			}
 			poll = min(poll*2, 250*time.Millisecond)
 		}
 	}
 }
+
+// finishedFallbackPoll is how often a long-poll still reads the row while the finish feed
+// is listening: only a lost notification would need it.
+const finishedFallbackPoll = 2 * time.Second
 
 var statuses = map[string]bool{store.StatusQueued: true, store.StatusRunning: true, store.StatusSucceeded: true,
 	store.StatusFailed: true, store.StatusTimeout: true, store.StatusCanceled: true}

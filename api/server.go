@@ -44,6 +44,12 @@ type Store interface {
 	ListExecutions(ctx context.Context, f store.ExecutionFilter) ([]store.Execution, string, error)
 }
 
+// Finishes wakes a long-poll the moment an async execution finishes (store.FinishFeed).
+type Finishes interface {
+	Subscribe(id string) (<-chan struct{}, func())
+	Listening() bool
+}
+
 // Async starts and cancels durable executions (the Temporal path).
 type Async interface {
 	Start(ctx context.Context, req invoke.Request) (store.Execution, bool, error)
@@ -64,6 +70,7 @@ type Deps struct {
 	Core     *invoke.Service
 	Store    Store
 	Async    Async         // nil: async invocations answer 503
+	Finishes Finishes      // nil: long-polls of an execution poll PostgreSQL only
 	Auth     Authenticator // nil: no authentication, every request acts for the default tenant
 	Limits   Limiter       // nil: no rate or concurrency limits
 	Tenants  Tenants

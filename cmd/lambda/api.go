@@ -191,11 +191,18 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 	if cfg.Auth.AdminToken == "" {
 		log.Warn("LAMBDA_ADMIN_TOKEN is not set: only existing API keys can call /v1, and no tenant can be created")
 	}
+	// The finish feed wakes long-polls of async executions; it outlives the HTTP server's
+	// shutdown, which waits for those long-polls.
+	finishes := c.store.NewFinishFeed(log)
+	fctx, stopFinishes := context.WithCancel(context.Background())
+	defer stopFinishes()
+	go finishes.Run(fctx)
 	h := api.NewServer(api.Deps{
 		Config: cfg.API, Log: log, Core: c.service, Store: c.store, Tenants: c.store, Checks: checks, Async: async,
-		Auth:    auth.New(cfg.Auth, c.store),
-		Limits:  ratelimit.New(cfg.Limit, c.cache.Client(), log),
-		Metrics: metrics.NewHTTP(reg), Gatherer: reg,
+		Finishes: finishes,
+		Auth:     auth.New(cfg.Auth, c.store),
+		Limits:   ratelimit.New(cfg.Limit, c.cache.Client(), log),
+		Metrics:  metrics.NewHTTP(reg), Gatherer: reg,
 	})
 	if cfg.DebugAddr != "" {
 		go serveDebug(cfg.DebugAddr, log)

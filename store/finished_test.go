@@ -1,0 +1,85 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/store"
+)
+
+func receives(ch <-chan struct{}, within time.Duration) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(within):
+		return false
+	}
+}
+
+func TestFinishFeedWakesTheWaitersOfAFinishedAsyncExecution(t *testing.T) {
+	t.Parallel()
+	st, url := open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	feed := st.NewFinishFeed(zap.NewNop())
+	done := make(chan struct{})
+	go func() { feed.Run(ctx); close(done) }()
+	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
+
+	async := execution(uuid.NewString())
+	async.Mode, async.Status, async.FinishedAt = "async", store.StatusQueued, nil
+	asyncCh, unsubscribe := feed.Subscribe(async.ID)
+	defer unsubscribe()
+	other, unsubscribeOther := feed.Subscribe(uuid.NewString())
+	defer unsubscribeOther()
+
+	require.NoError(t, st.SaveExecution(ctx, async))
+	require.NoError(t, st.MarkRunning(ctx, "default", async.ID, 1))
+	require.False(t, receives(asyncCh, 300*time.Millisecond), "queued and running rows are not finishes")
+
+	final := *async
+	now := time.Now().UTC()
+	final.Status, final.FinishedAt, final.Attempts = store.StatusSucceeded, &now, 1
+	require.NoError(t, newWriter(t, st).Write(ctx, &final), "the final row, group-committed like an activity's")
+	require.True(t, receives(asyncCh, 5*time.Second), "the waiter is woken when the final row commits")
+	require.False(t, receives(other, 100*time.Millisecond), "waiters of other executions are not")
+
+	// A sync execution never notifies: it is final before anyone can ask for it.
+	syncRow := execution(uuid.NewString())
+	syncCh, unsubscribeSync := feed.Subscribe(syncRow.ID)
+	defer unsubscribeSync()
+	require.NoError(t, st.SaveExecution(ctx, syncRow))
+	require.False(t, receives(syncCh, 300*time.Millisecond), "sync rows do not notify")
+
+	// The listening connection is killed: the feed reconnects, wakes every waiter (a finish
+	// may have been missed meanwhile) and delivers again.
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	var killed int
+	require.NoError(t, admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND query LIKE 'LISTEN %'`).Scan(&killed))
+	require.Equal(t, 1, killed, "one LISTEN connection")
+	require.True(t, receives(other, 10*time.Second), "after a reconnect every waiter looks again")
+	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
+	again := execution(uuid.NewString())
+	again.Mode = "async"
+	againCh, unsubscribeAgain := feed.Subscribe(again.ID)
+	defer unsubscribeAgain()
+	require.NoError(t, st.SaveExecution(ctx, again))
+	require.True(t, receives(againCh, 5*time.Second), "notifications flow again after the reconnect")
+
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	require.False(t, feed.Listening())
+}
