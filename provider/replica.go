@@ -293,4 +293,4 @@ func exitStatus(err error) error {
 }
 
 // freePort picks a free loopback port for a replica.
-func freePort() (int, error) { return freeport.Get() }
+func freePort() (int, error) { return freeport.Replicas.Get() }
