@@ -234,6 +234,7 @@ func TestReadyz(t *testing.T) {
 		require.Equal(t, "ok", checks["runtime:"+title], r.raw)
 	}
 	require.Equal(t, "ok", checks["postgres"])
+	require.Equal(t, "ok", checks["finish_feed"], "the api listens for finished executions")
 }
 
 func quote(s string) string {

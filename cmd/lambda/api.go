@@ -178,9 +178,21 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 		return err
 	}
 	defer c.close()
+	// The finish feed wakes long-polls of async executions; it outlives the HTTP server's
+	// shutdown, which waits for those long-polls.
+	finishes := c.store.NewFinishFeed(log)
+	fctx, stopFinishes := context.WithCancel(context.Background())
+	defer stopFinishes()
+	go finishes.Run(fctx)
 	checks := append([]api.Check{
 		{Name: "postgres", Required: true, Probe: c.store.Ping},
 		{Name: "redis", Required: false, Probe: c.cache.Ping},
+		{Name: "finish_feed", Required: false, Probe: func(context.Context) error {
+			if !finishes.Listening() {
+				return errors.New("not listening: long-polls of executions fall back to polling PostgreSQL")
+			}
+			return nil
+		}},
 	}, runtimeChecks(c.reg, c.faas, cfg.FaaS.Namespace)...)
 	async, temporalCheck, closeTemporal, err := openAsync(cfg, c, im, reg, log)
 	if err != nil {
@@ -191,12 +203,6 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 	if cfg.Auth.AdminToken == "" {
 		log.Warn("LAMBDA_ADMIN_TOKEN is not set: only existing API keys can call /v1, and no tenant can be created")
 	}
-	// The finish feed wakes long-polls of async executions; it outlives the HTTP server's
-	// shutdown, which waits for those long-polls.
-	finishes := c.store.NewFinishFeed(log)
-	fctx, stopFinishes := context.WithCancel(context.Background())
-	defer stopFinishes()
-	go finishes.Run(fctx)
 	h := api.NewServer(api.Deps{
 		Config: cfg.API, Log: log, Core: c.service, Store: c.store, Tenants: c.store, Checks: checks, Async: async,
 		Finishes: finishes,
