@@ -366,22 +366,37 @@ func TestLongPollWakesWhenTheExecutionFinishes(t *testing.T) {
 	// While the feed listens, a long-poll reads the row again only every 2 s; the finish
 	// 300 ms in must wake it long before that.
 	type answer struct {
-		r       reply
+		status  int
+		body    map[string]any
+		err     error
 		elapsed time.Duration
 	}
 	got := make(chan answer, 1)
 	start := time.Now()
-	go func() {
-		r := f.do(t, "GET", "/v1/executions/"+e.ID+"?wait=5s", "")
-		got <- answer{r, time.Since(start)}
+	go func() { // the id in upper case: the same execution, the same wake-up
+		resp, err := http.Get(f.srv.URL + "/v1/executions/" + strings.ToUpper(e.ID) + "?wait=5s")
+		a := answer{err: err}
+		if err == nil {
+			a.status = resp.StatusCode
+			a.err = json.NewDecoder(resp.Body).Decode(&a.body)
+			resp.Body.Close()
+		}
+		a.elapsed = time.Since(start)
+		got <- a
 	}()
 	time.Sleep(300 * time.Millisecond)
 	done := time.Now().UTC()
 	e.Status, e.Result, e.Attempts, e.FinishedAt = store.StatusSucceeded, json.RawMessage(`{"sum":3}`), 1, &done
 	require.NoError(t, st.SaveExecution(ctx, &e))
-	a := <-got
-	require.Equal(t, 200, a.r.status, a.r.raw)
-	require.Equal(t, "succeeded", a.r.body["status"], a.r.raw)
+	var a answer
+	select {
+	case a = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the long-poll did not answer")
+	}
+	require.NoError(t, a.err)
+	require.Equal(t, 200, a.status, "%v", a.body)
+	require.Equal(t, "succeeded", a.body["status"], "%v", a.body)
 	require.Less(t, a.elapsed, 1500*time.Millisecond, "woken by the finish, not by the 2 s fallback read")
 
 	// An execution that does not finish is answered as it is when the wait ends.

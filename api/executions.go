@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"github.com/lambda-microservice/lambda/fault"
 	"github.com/lambda-microservice/lambda/store"
@@ -30,8 +31,10 @@ func (s *server) handleGetExecution() http.HandlerFunc {
 		}
 		deadline := time.Now().Add(wait)
 		var finished <-chan struct{}
-		if wait > 0 && s.Finishes != nil {
-			ch, unsubscribe := s.Finishes.Subscribe(id) // before the first read: no finish is missed
+		if u, err := uuid.Parse(id); err == nil && wait > 0 && s.Finishes != nil {
+			// Before the first read, so no finish is missed; by the id's canonical text,
+			// which is what the notification carries.
+			ch, unsubscribe := s.Finishes.Subscribe(u.String())
 			defer unsubscribe()
 			finished = ch
 		}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,9 @@ import (
 // execution whose final row was just committed (migration 00004).
 const finishedChannel = "lambda_execution_finished"
 
+// FinishFeedApplication is the application_name of the feed's connection (pg_stat_activity).
+const FinishFeedApplication = "lambda finish feed"
+
 // FinishFeed tells waiters the moment an async execution's final row commits. One
 // connection per process LISTENs on the trigger's channel and wakes the subscribers of
 // that id. While the connection is down nothing is delivered: Listening reports false, and
@@ -23,6 +27,7 @@ const finishedChannel = "lambda_execution_finished"
 type FinishFeed struct {
 	cfg       *pgx.ConnConfig
 	log       *zap.Logger
+	idleCheck time.Duration // a quiet connection is checked this often (half-open TCP)
 	listening atomic.Bool
 
 	mu      sync.Mutex
@@ -31,7 +36,9 @@ type FinishFeed struct {
 
 // NewFinishFeed returns a feed on the store's database; call Run to start it.
 func (s *Store) NewFinishFeed(log *zap.Logger) *FinishFeed {
-	return &FinishFeed{cfg: s.pool.Config().ConnConfig.Copy(), log: log,
+	cfg := s.pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["application_name"] = FinishFeedApplication
+	return &FinishFeed{cfg: cfg, log: log, idleCheck: 30 * time.Second,
 		waiters: map[string]map[chan struct{}]struct{}{}}
 }
 
@@ -93,7 +100,7 @@ func (f *FinishFeed) Run(ctx context.Context) {
 		if established { // a session that worked: start the backoff over
 			backoff = 100 * time.Millisecond
 		}
-		f.log.Warn("execution finish feed disconnected; long-polls fall back to polling",
+		f.log.Warn("execution finish feed is not listening; long-polls fall back to polling",
 			logging.Err(translate(err, "listen for finished executions")), zap.Duration("backoff", backoff))
 		select {
 		case <-ctx.Done():
@@ -122,13 +129,26 @@ func (f *FinishFeed) listen(ctx context.Context) (established bool, err error) {
 	if _, err := conn.Exec(ctx, "LISTEN "+finishedChannel); err != nil {
 		return false, err
 	}
+	f.wake("") // anything that finished while the feed was down looks again
 	f.listening.Store(true)
-	f.wake("") // anything that finished while the feed was down
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		wctx, cancel := context.WithTimeout(ctx, f.idleCheck)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err == nil {
+			f.wake(n.Payload)
+			continue
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return true, err
+		}
+		// Nothing for a while: make sure the connection is alive, since a half-open one
+		// would report nothing forever while finishes go unnoticed.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = conn.Ping(pctx)
+		cancel()
 		if err != nil {
 			return true, err
 		}
-		f.wake(n.Payload)
 	}
 }

@@ -64,7 +64,7 @@ func TestFinishFeedWakesTheWaitersOfAFinishedAsyncExecution(t *testing.T) {
 	defer admin.Close(ctx)
 	var killed int
 	require.NoError(t, admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE datname = current_database() AND query LIKE 'LISTEN %'`).Scan(&killed))
+		WHERE datname = current_database() AND application_name = $1`, store.FinishFeedApplication).Scan(&killed))
 	require.Equal(t, 1, killed, "one LISTEN connection")
 	require.True(t, receives(other, 10*time.Second), "after a reconnect every waiter looks again")
 	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
@@ -82,4 +82,40 @@ func TestFinishFeedWakesTheWaitersOfAFinishedAsyncExecution(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 	require.False(t, feed.Listening())
+}
+
+// A quiet feed checks its connection now and then; the check must leave the connection
+// listening (a timed-out wait does not break it).
+func TestFinishFeedStaysListeningAcrossIdleChecks(t *testing.T) {
+	t.Parallel()
+	st, url := open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	feed := st.NewFinishFeed(zap.NewNop())
+	store.SetIdleCheck(feed, 20*time.Millisecond)
+	go feed.Run(ctx)
+	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
+
+	listener := func() []int {
+		rows, err := admin.Query(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = $1`, store.FinishFeedApplication)
+		require.NoError(t, err)
+		pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		require.NoError(t, err)
+		return pids
+	}
+	before := listener()
+	require.Len(t, before, 1)
+	time.Sleep(300 * time.Millisecond) // about fifteen idle checks
+	require.Equal(t, before, listener(), "the same connection: the checks did not break it")
+	e := execution(uuid.NewString())
+	e.Mode = "async"
+	ch, unsubscribe := feed.Subscribe(e.ID)
+	defer unsubscribe()
+	require.NoError(t, st.SaveExecution(ctx, e))
+	require.True(t, receives(ch, 5*time.Second), "notifications still arrive after idle checks")
+	require.True(t, feed.Listening())
 }
