@@ -227,3 +227,13 @@ func TestProcCPU(t *testing.T) {
 	require.Greater(t, p.Total, 100*time.Millisecond)
 	require.Contains(t, p.Markdown(5), "| program |")
 }
+
+func TestPipeEchoRoundTripsThroughAnotherProcess(t *testing.T) {
+	op, stop, err := PipeEcho()
+	require.NoError(t, err)
+	res := Sequential(context.Background(), 200, time.Second, op)
+	stop()
+	require.EqualValues(t, 200, res.OK, "%v", res.TopErrors(3))
+	require.Positive(t, res.Quantile(50))
+	require.Error(t, op(context.Background()), "the child is gone after stop")
+}

@@ -24,6 +24,7 @@ type Settings struct {
 
 	GeneratorRates []float64 // against an in-process no-op server
 	GeneratorTime  time.Duration
+	EchoCalls      int // sequential cross-process round trips (the machine's floor)
 
 	SyncRate     float64 // scenario 1
 	SyncDuration time.Duration
@@ -63,7 +64,7 @@ func FullSettings() Settings {
 	return Settings{
 		Runtimes: []string{"python", "node", "rust"}, Python: "/usr/bin/python3",
 		Warmup: 5 * time.Second, Pause: 2 * time.Second,
-		GeneratorRates: []float64{1000, 3000}, GeneratorTime: 5 * time.Second,
+		GeneratorRates: []float64{1000, 3000}, GeneratorTime: 5 * time.Second, EchoCalls: 5000,
 		SyncRate: 1000, SyncDuration: 30 * time.Second,
 		CacheRate: 3000, CacheDuration: 30 * time.Second,
 		SearchStart: 1000, SearchFactor: 1.5, SearchMax: 20000, SearchStep: 10 * time.Second, SearchRefine: 2,
@@ -83,7 +84,7 @@ func QuickSettings() Settings {
 		Quick:    true,
 		Runtimes: []string{"python", "node", "rust"}, Python: "/usr/bin/python3",
 		Warmup: 200 * time.Millisecond, Pause: 200 * time.Millisecond,
-		GeneratorRates: []float64{1000}, GeneratorTime: time.Second,
+		GeneratorRates: []float64{1000}, GeneratorTime: time.Second, EchoCalls: 200,
 		SyncRate: 200, SyncDuration: time.Second,
 		CacheRate: 500, CacheDuration: time.Second,
 		SearchStart: 200, SearchFactor: 2, SearchMax: 400, SearchStep: time.Second, SearchRefine: 0,
@@ -201,8 +202,25 @@ func (r *Runner) pause(ctx context.Context) {
 	}
 }
 
-// 0: the generator against an in-process no-op server.
+// echoRate paces the cross-process round trips of scenario 0: slow enough that both
+// processes park between them.
+const echoRate = 100
+
+// 0: the generator against an in-process no-op server, and the machine's cross-process
+// round trip.
 func (r *Runner) generator(ctx context.Context, rep *Report) {
+	if op, stop, err := PipeEcho(); err != nil {
+		rep.notef("Cross-process round trip not measured: %v.", err)
+	} else {
+		seq := Sequential(ctx, r.S.EchoCalls, 5*time.Second, op)
+		paced := r.load(ctx, echoRate, time.Duration(float64(r.S.EchoCalls)/echoRate*float64(time.Second))/10, 5*time.Second,
+			func(*Client) Op { return op })
+		stop()
+		const what = "machine floor: one byte to `cat` through a pipe and back (a cross-process round trip)"
+		rep.add(Row{Section: "0 generator", Case: what + ", back to back", Result: &seq, Budget: "—"})
+		rep.add(Row{Section: "0 generator", Case: what + ", paced (both processes parked in between)", Offered: echoRate,
+			Result: &paced, Budget: "—"})
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		_, _ = io.Copy(io.Discard, req.Body)
 		w.Header().Set("Content-Type", "application/json")
