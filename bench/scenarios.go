@@ -24,7 +24,7 @@ type Settings struct {
 
 	GeneratorRates []float64 // against an in-process no-op server
 	GeneratorTime  time.Duration
-	EchoCalls      int // sequential cross-process round trips (the machine's floor)
+	EchoCalls      int // cross-process round trips back to back (a tenth of them paced): the machine's floor
 
 	SyncRate     float64 // scenario 1
 	SyncDuration time.Duration
@@ -213,7 +213,7 @@ func (r *Runner) generator(ctx context.Context, rep *Report) {
 		rep.notef("Cross-process round trip not measured: %v.", err)
 	} else {
 		seq := Sequential(ctx, r.S.EchoCalls, 5*time.Second, op)
-		paced := r.load(ctx, echoRate, time.Duration(float64(r.S.EchoCalls)/echoRate*float64(time.Second))/10, 5*time.Second,
+		paced := r.load(ctx, echoRate, time.Duration(r.S.EchoCalls/10)*time.Second/echoRate, 5*time.Second,
 			func(*Client) Op { return op })
 		stop()
 		const what = "machine floor: one byte to `cat` through a pipe and back (a cross-process round trip)"

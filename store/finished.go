@@ -58,7 +58,7 @@ func (f *FinishFeed) Subscribe(id string) (<-chan struct{}, func()) {
 	return ch, func() {
 		f.mu.Lock()
 		delete(set, ch)
-		if cur := f.waiters[id]; cur != nil && len(cur) == 0 {
+		if len(f.waiters[id]) == 0 {
 			delete(f.waiters, id)
 		}
 		f.mu.Unlock()

@@ -22,15 +22,36 @@ func receives(ch <-chan struct{}, within time.Duration) bool {
 	}
 }
 
+// startFeed runs a finish feed on st until the test ends and waits until it listens.
+func startFeed(ctx context.Context, t *testing.T, st *store.Store, configure func(*store.FinishFeed)) (*store.FinishFeed, <-chan struct{}) {
+	t.Helper()
+	feed := st.NewFinishFeed(zap.NewNop())
+	if configure != nil {
+		configure(feed)
+	}
+	done := make(chan struct{})
+	go func() { feed.Run(ctx); close(done) }()
+	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
+	return feed, done
+}
+
+// feedBackends lists the PostgreSQL backends of the finish feed's connection.
+func feedBackends(ctx context.Context, t *testing.T, admin *pgx.Conn) []int {
+	t.Helper()
+	rows, err := admin.Query(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = $1`, store.FinishFeedApplication)
+	require.NoError(t, err)
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	return pids
+}
+
 func TestFinishFeedWakesTheWaitersOfAFinishedAsyncExecution(t *testing.T) {
 	t.Parallel()
 	st, url := open(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	feed := st.NewFinishFeed(zap.NewNop())
-	done := make(chan struct{})
-	go func() { feed.Run(ctx); close(done) }()
-	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
+	feed, done := startFeed(ctx, t, st, nil)
 
 	async := execution(uuid.NewString())
 	async.Mode, async.Status, async.FinishedAt = "async", store.StatusQueued, nil
@@ -62,10 +83,10 @@ func TestFinishFeedWakesTheWaitersOfAFinishedAsyncExecution(t *testing.T) {
 	admin, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
 	defer admin.Close(ctx)
-	var killed int
-	require.NoError(t, admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE datname = current_database() AND application_name = $1`, store.FinishFeedApplication).Scan(&killed))
-	require.Equal(t, 1, killed, "one LISTEN connection")
+	pids := feedBackends(ctx, t, admin)
+	require.Len(t, pids, 1, "one LISTEN connection")
+	_, err = admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pids[0])
+	require.NoError(t, err)
 	require.True(t, receives(other, 10*time.Second), "after a reconnect every waiter looks again")
 	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
 	again := execution(uuid.NewString())
@@ -94,23 +115,12 @@ func TestFinishFeedStaysListeningAcrossIdleChecks(t *testing.T) {
 	admin, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
 	defer admin.Close(ctx)
-	feed := st.NewFinishFeed(zap.NewNop())
-	store.SetIdleCheck(feed, 20*time.Millisecond)
-	go feed.Run(ctx)
-	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
+	feed, _ := startFeed(ctx, t, st, func(f *store.FinishFeed) { store.SetIdleCheck(f, 20*time.Millisecond) })
 
-	listener := func() []int {
-		rows, err := admin.Query(ctx, `SELECT pid FROM pg_stat_activity
-			WHERE datname = current_database() AND application_name = $1`, store.FinishFeedApplication)
-		require.NoError(t, err)
-		pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
-		require.NoError(t, err)
-		return pids
-	}
-	before := listener()
+	before := feedBackends(ctx, t, admin)
 	require.Len(t, before, 1)
 	time.Sleep(300 * time.Millisecond) // about fifteen idle checks
-	require.Equal(t, before, listener(), "the same connection: the checks did not break it")
+	require.Equal(t, before, feedBackends(ctx, t, admin), "the same connection: the checks did not break it")
 	e := execution(uuid.NewString())
 	e.Mode = "async"
 	ch, unsubscribe := feed.Subscribe(e.ID)
