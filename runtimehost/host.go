@@ -334,14 +334,17 @@ func (h *Host) validate(req *Request) (time.Duration, error) {
 	if req.MemoryMB < 0 || req.Version < 0 {
 		return 0, fault.New(fault.Invalid, "memory_mb and version must not be negative")
 	}
-	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
+	// Compared in milliseconds: converting a huge timeout_ms to a Duration first overflows.
+	var timeout time.Duration
 	switch {
 	case req.TimeoutMS < 0:
 		return 0, fault.New(fault.Invalid, "timeout_ms must not be negative")
 	case req.TimeoutMS == 0:
 		timeout = h.cfg.DefaultTimeout
-	case timeout > h.cfg.MaxTimeout:
+	case req.TimeoutMS > h.cfg.MaxTimeout.Milliseconds():
 		return 0, fault.New(fault.Invalid, "timeout_ms exceeds the maximum of %d", h.cfg.MaxTimeout.Milliseconds())
+	default:
+		timeout = time.Duration(req.TimeoutMS) * time.Millisecond
 	}
 	for k, v := range req.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
