@@ -491,7 +491,9 @@ func runHostile(t *testing.T, h *harness, hs hostileScripts, lc langCases, tg *t
 		serving(t)
 	})
 	t.Run("fork bomb", func(t *testing.T) {
-		r := failed(t, "forkbomb", hs.forkBomb, map[string]any{}, nil)
+		// Forking a big runtime (node) hundreds of times can take over 10 s on a VM where
+		// page tables are expensive; the pids limit, not the timeout, must stop it.
+		r := failed(t, "forkbomb", hs.forkBomb, map[string]any{}, map[string]any{"timeout_ms": 60000})
 		require.Contains(t, r.Error.Message, "refused after", "the pids limit stops the bomb")
 	})
 	t.Run("allocate 4 GB", func(t *testing.T) {
