@@ -1,10 +1,12 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"sync"
 )
@@ -46,6 +48,54 @@ func PipeEcho() (op Op, stop func(), err error) {
 			return errors.New("pipe echo: wrong byte back")
 		}
 		return nil
+	}
+	return op, stop, nil
+}
+
+// flushFileSize is the disk-flush calibration's file: a PostgreSQL WAL segment's size,
+// written over in a ring of flushBlock pages.
+const (
+	flushFileSize = 16 << 20
+	flushBlock    = 8 << 10
+)
+
+// DiskFlush returns an Op that overwrites the next 8 KiB page of a preallocated 16 MiB
+// file in dir and waits for fdatasync — what every PostgreSQL commit waits for (a WAL page
+// flush), and so what every sync invocation waits for through its durable request log.
+// dir should be on the disk that holds PostgreSQL's data. stop removes the file.
+func DiskFlush(dir string) (op Op, stop func(), err error) {
+	f, err := os.CreateTemp(dir, "lambda-bench-flush-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("disk flush: %w", err)
+	}
+	stop = func() {
+		f.Close()
+		os.Remove(f.Name())
+	}
+	// Preallocated with real zeros, as PostgreSQL zero-fills a new WAL segment, so a
+	// flush writes data, not block allocations.
+	zeros := make([]byte, 1<<20)
+	for off := 0; off < flushFileSize && err == nil; off += len(zeros) {
+		_, err = f.Write(zeros)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("disk flush: preallocate: %w", err)
+	}
+	page := bytes.Repeat([]byte{'w'}, flushBlock)
+	var mu sync.Mutex // one flush at a time, as one WAL writer
+	var off int64
+	op = func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := f.WriteAt(page, off); err != nil {
+			return err
+		}
+		off = (off + flushBlock) % flushFileSize
+		return datasync(f)
 	}
 	return op, stop, nil
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -236,4 +237,25 @@ func TestPipeEchoRoundTripsThroughAnotherProcess(t *testing.T) {
 	require.EqualValues(t, 200, res.OK, "%v", res.TopErrors(3))
 	require.Positive(t, res.Quantile(50))
 	require.Error(t, op(context.Background()), "the child is gone after stop")
+}
+
+func TestDiskFlushWritesPagesToAPreallocatedFile(t *testing.T) {
+	dir := t.TempDir()
+	op, stop, err := DiskFlush(dir)
+	require.NoError(t, err)
+	res := Sequential(context.Background(), 20, time.Second, op)
+	require.EqualValues(t, 20, res.OK, "%v", res.TopErrors(3))
+	require.Positive(t, res.Quantile(50))
+	files, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, files, 1)
+	b, err := os.ReadFile(filepath.Join(dir, files[0].Name()))
+	require.NoError(t, err)
+	require.Len(t, b, flushFileSize, "the file keeps its preallocated size")
+	require.Equal(t, bytes.Repeat([]byte{'w'}, 20*flushBlock), b[:20*flushBlock], "each flush wrote the next page")
+	require.Zero(t, b[20*flushBlock], "pages past the flushes are still zero")
+	stop()
+	files, err = os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, files, "stop removes the file")
 }

@@ -24,7 +24,10 @@ type Settings struct {
 
 	GeneratorRates []float64 // against an in-process no-op server
 	GeneratorTime  time.Duration
-	EchoCalls      int // cross-process round trips back to back (a tenth of them paced): the machine's floor
+	EchoCalls      int           // cross-process round trips back to back (a tenth of them paced): the machine's floor
+	FlushCalls     int           // disk flushes back to back: the floor of a durable commit
+	FlushRate      float64       // disk flushes paced at this rate ...
+	FlushDuration  time.Duration // ... for this long
 
 	SyncRate     float64 // scenario 1
 	SyncDuration time.Duration
@@ -65,6 +68,7 @@ func FullSettings() Settings {
 		Runtimes: []string{"python", "node", "rust"}, Python: "/usr/bin/python3",
 		Warmup: 5 * time.Second, Pause: 2 * time.Second,
 		GeneratorRates: []float64{1000, 3000}, GeneratorTime: 5 * time.Second, EchoCalls: 5000,
+		FlushCalls: 1000, FlushRate: 500, FlushDuration: 10 * time.Second,
 		SyncRate: 1000, SyncDuration: 30 * time.Second,
 		CacheRate: 3000, CacheDuration: 30 * time.Second,
 		SearchStart: 1000, SearchFactor: 1.5, SearchMax: 20000, SearchStep: 10 * time.Second, SearchRefine: 2,
@@ -85,6 +89,7 @@ func QuickSettings() Settings {
 		Runtimes: []string{"python", "node", "rust"}, Python: "/usr/bin/python3",
 		Warmup: 200 * time.Millisecond, Pause: 200 * time.Millisecond,
 		GeneratorRates: []float64{1000}, GeneratorTime: time.Second, EchoCalls: 200,
+		FlushCalls: 50, FlushRate: 100, FlushDuration: time.Second,
 		SyncRate: 200, SyncDuration: time.Second,
 		CacheRate: 500, CacheDuration: time.Second,
 		SearchStart: 200, SearchFactor: 2, SearchMax: 400, SearchStep: time.Second, SearchRefine: 0,
@@ -130,6 +135,9 @@ type Runner struct {
 	During func(ctx context.Context, d time.Duration) string
 	// RuntimeFunction maps a title to its OpenFaaS function (default runtime-<title>).
 	RuntimeFunction func(title string) string
+	// ScratchDir is a directory on the disk that holds PostgreSQL's data, for scenario 0's
+	// disk-flush rows (empty: not measured).
+	ScratchDir string
 }
 
 func (r *Runner) logf(format string, args ...any) {
@@ -221,6 +229,7 @@ func (r *Runner) generator(ctx context.Context, rep *Report) {
 		rep.add(Row{Section: "0 generator", Case: what + ", paced (both processes parked in between)", Offered: echoRate,
 			Result: &paced, Budget: "—"})
 	}
+	r.diskFlush(ctx, rep)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		_, _ = io.Copy(io.Discard, req.Body)
 		w.Header().Set("Content-Type", "application/json")
@@ -236,6 +245,26 @@ func (r *Runner) generator(ctx context.Context, rep *Report) {
 			Offered: rate, Result: &res, Budget: "—"})
 		r.pause(ctx)
 	}
+}
+
+// diskFlush measures the disk's fdatasync back to back and paced: every sync invocation
+// waits for one through its request log's commit, so its tail bounds theirs.
+func (r *Runner) diskFlush(ctx context.Context, rep *Report) {
+	if r.ScratchDir == "" {
+		return
+	}
+	op, stop, err := DiskFlush(r.ScratchDir)
+	if err != nil {
+		rep.notef("Disk flush not measured: %v.", err)
+		return
+	}
+	defer stop()
+	r.logf("0 disk flush: %d back to back, then %.0f/s for %s", r.S.FlushCalls, r.S.FlushRate, r.S.FlushDuration)
+	seq := Sequential(ctx, r.S.FlushCalls, 5*time.Second, op)
+	paced := r.load(ctx, r.S.FlushRate, r.S.FlushDuration, 5*time.Second, func(*Client) Op { return op })
+	const what = "machine floor: 8 KiB write + fdatasync on PostgreSQL's disk (a commit's WAL flush)"
+	rep.add(Row{Section: "0 generator", Case: what + ", back to back", Result: &seq, Budget: "—"})
+	rep.add(Row{Section: "0 generator", Case: what + ", paced", Offered: r.S.FlushRate, Result: &paced, Budget: "—"})
 }
 
 // 1: sync warm trivial handler per runtime.

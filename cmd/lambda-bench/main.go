@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lambda-microservice/lambda/bench"
 	"github.com/lambda-microservice/lambda/devstack"
 )
@@ -169,20 +171,30 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 			Client: bench.NewClient(16)},
 		S:   settings,
 		Log: stderr,
+
+		ScratchDir: stack.DataDir,
 	}
+	diskNote := sameDisk(ctx, stack.DatabaseURL, stack.DataDir)
 	if cfg.profile {
 		r.During = func(ctx context.Context, d time.Duration) string {
 			return profile(ctx, d, "http://"+debugAddr, filepath.Join(opts.BinDir, "lambda"), profileDir, cfg.quick)
 		}
 	}
 	loadBefore := loadAvg()
+	total0, steal0, ok0 := cpuTimes()
 	rep, err := r.Run(ctx)
 	if rep == nil {
 		return err
 	}
 	rep.Notes = append(rep.Notes, fmt.Sprintf("Machine load average (1/5/15 min) at the start of the scenarios: %s; at the end: %s "+
 		"(above ~1 means other work shared the cores with the run).", loadBefore, loadAvg()))
+	if total1, steal1, ok1 := cpuTimes(); ok0 && ok1 {
+		if note := stealNote(total0, steal0, total1, steal1); note != "" {
+			rep.Notes = append(rep.Notes, note)
+		}
+	}
 	rep.Notes = append(rep.Notes, stackNotes(opts, temporalInMemory)...)
+	rep.Notes = append(rep.Notes, diskNote)
 	if err := stack.Err(); err != nil {
 		rep.Notes = append(rep.Notes, "**The platform failed during the run**: "+err.Error())
 	}
@@ -290,4 +302,61 @@ func loadAvg() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " / ")
+}
+
+// cpuTimes reads the machine's CPU time counters (the cpu line of /proc/stat, in ticks):
+// the total and the part stolen by the hypervisor for other guests.
+func cpuTimes() (total, steal uint64, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		total += n
+		if i == 7 {
+			steal = n
+		}
+	}
+	return total, steal, true
+}
+
+// stealNote says how much of the machine's CPU time the hypervisor gave to other guests
+// between two cpuTimes readings.
+func stealNote(total0, steal0, total1, steal1 uint64) string {
+	if total1 <= total0 {
+		return ""
+	}
+	return fmt.Sprintf("CPU time stolen by the hypervisor (other guests on the host) during the scenarios: %.1f %% "+
+		"(a busy VM host makes every row slower and noisier).", 100*float64(steal1-steal0)/float64(total1-total0))
+}
+
+// sameDisk says where scenario 0's disk-flush rows write (the stack's data directory) and
+// whether PostgreSQL's data directory is on the same device, when the server shows it.
+func sameDisk(ctx context.Context, databaseURL, dataDir string) string {
+	note := "Disk flush rows: a file in " + dataDir
+	var pgDir string
+	if conn, err := pgx.Connect(ctx, databaseURL); err == nil {
+		_ = conn.QueryRow(ctx, "SHOW data_directory").Scan(&pgDir)
+		_ = conn.Close(ctx)
+	}
+	var a, b syscall.Stat_t
+	switch {
+	case pgDir == "":
+		return note + " (PostgreSQL does not show its data directory to this user: same disk unknown)."
+	case syscall.Stat(pgDir, &a) != nil || syscall.Stat(dataDir, &b) != nil:
+		return note + "; PostgreSQL's data directory " + pgDir + " is not visible here: same disk unknown."
+	case a.Dev == b.Dev:
+		return note + ", on the same device as PostgreSQL's data directory " + pgDir + "."
+	default:
+		return note + "; PostgreSQL's data directory " + pgDir + " is on **another device**: the rows measure the wrong disk."
+	}
 }

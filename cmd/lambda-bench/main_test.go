@@ -45,6 +45,8 @@ func TestQuick(t *testing.T) {
 	for _, section := range []string{"| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |", "| 5 |", "| 6 |", "| 7 |"} {
 		require.Contains(t, md, section, "scenario %s missing", section)
 	}
+	require.Contains(t, md, "fdatasync on PostgreSQL's disk (a commit's WAL flush), paced", "scenario 0 measures the disk")
+	require.Contains(t, md, "Disk flush rows: a file in ", "the report says where the disk rows wrote")
 	require.Contains(t, stdout.String(), "| # | case |")
 }
 
@@ -71,4 +73,13 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+func TestStealNote(t *testing.T) {
+	total, steal, ok := cpuTimes()
+	require.True(t, ok, "/proc/stat has a cpu line")
+	require.Positive(t, total)
+	require.LessOrEqual(t, steal, total)
+	require.Contains(t, stealNote(1000, 10, 2000, 60), ": 5.0 %")
+	require.Empty(t, stealNote(1000, 10, 1000, 10), "no time passed: no note")
 }
