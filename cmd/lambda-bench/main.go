@@ -174,7 +174,10 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 
 		ScratchDir: stack.DataDir,
 	}
-	diskNote := sameDisk(ctx, stack.DatabaseURL, stack.DataDir)
+	var diskNote string
+	if len(settings.Only) == 0 || settings.Only[0] {
+		diskNote = sameDisk(ctx, stack.DatabaseURL, stack.DataDir)
+	}
 	if cfg.profile {
 		r.During = func(ctx context.Context, d time.Duration) string {
 			return profile(ctx, d, "http://"+debugAddr, filepath.Join(opts.BinDir, "lambda"), profileDir, cfg.quick)
@@ -194,7 +197,9 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		}
 	}
 	rep.Notes = append(rep.Notes, stackNotes(opts, temporalInMemory)...)
-	rep.Notes = append(rep.Notes, diskNote)
+	if diskNote != "" {
+		rep.Notes = append(rep.Notes, diskNote)
+	}
 	if err := stack.Err(); err != nil {
 		rep.Notes = append(rep.Notes, "**The platform failed during the run**: "+err.Error())
 	}
