@@ -44,7 +44,7 @@ import (
 
 // Namespaces of the shared dev server: each test group has its own, so its worker only
 // ever sees its own executions (and its own database).
-var namespaces = []string{"inproc", "kill", "runtime", "bench"}
+var namespaces = []string{"inproc", "kill", "runtime", "bench", "pgrestart"}
 
 // requirement fails the test in CI and skips it elsewhere when a prerequisite is missing.
 
@@ -279,9 +279,15 @@ func newPlatform(t testing.TB, ns string) *platform {
 // provider); empty means the fake runtime.
 func newPlatformWith(t testing.TB, ns, gatewayURL string) *platform {
 	t.Helper()
+	return newPlatformOn(t, ns, gatewayURL, testdb.New(t))
+}
+
+// newPlatformOn is newPlatformWith on the migrated database at dbURL.
+func newPlatformOn(t testing.TB, ns, gatewayURL, dbURL string) *platform {
+	t.Helper()
 	addr := temporalServer(t)
 	ctx := context.Background()
-	p := &platform{t: t, dbURL: testdb.New(t), redis: redisURL(), ns: ns, fake: newFakeRuntime(t),
+	p := &platform{t: t, dbURL: dbURL, redis: redisURL(), ns: ns, fake: newFakeRuntime(t),
 		tenant: "default"}
 	var err error
 	p.log, err = logging.New(logging.Config{Level: "warn", Format: "console"}, "test-"+ns, os.Stderr)
