@@ -65,14 +65,21 @@ type fixture struct {
 
 func newFixture(t *testing.T, opts ...func(*api.Deps, *store.Store, *cache.Cache)) *fixture {
 	t.Helper()
+	return newFixtureOn(t, "redis://127.0.0.1:6379/0", opts...)
+}
+
+// newFixtureOn is newFixture with the result cache (and the limiter of withAuth) on the
+// Redis at redisURL.
+func newFixtureOn(t *testing.T, redisURL string, opts ...func(*api.Deps, *store.Store, *cache.Cache)) *fixture {
+	t.Helper()
 	dbURL := testdb.New(t)
 	ctx := context.Background()
 	st, err := store.Open(ctx, dbURL, 4)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
-	c, err := cache.Open("redis://127.0.0.1:6379/0")
+	c, err := cache.Open(redisURL)
 	require.NoError(t, err)
-	require.NoError(t, c.Ping(ctx), "Redis on 127.0.0.1:6379 is required")
+	require.NoError(t, c.Ping(ctx), "Redis at %s is required", redisURL)
 	reg, err := runtimes.Load("testdata/runtimes.yaml")
 	require.NoError(t, err)
 	logs := st.NewLogWriter(store.LogWriterConfig{}, zap.NewNop(), nil)
