@@ -77,6 +77,7 @@ type Client struct {
 	http      *http.Client
 	namespace string
 	direct    *resolver // nil on the gateway route
+	h1        *h1Client // the direct route's client
 }
 
 // NewTransport returns the pooled keep-alive transport used on every platform hop.
@@ -105,6 +106,7 @@ func New(cfg Config) (*Client, error) {
 		if c.direct, err = newResolver(cfg, hc); err != nil {
 			return nil, err
 		}
+		c.h1 = newH1Client()
 	default:
 		return nil, fmt.Errorf("faas: LAMBDA_INVOKE_ROUTE=%q: want gateway or direct", cfg.Route)
 	}
@@ -172,31 +174,47 @@ func (c *Client) post(ctx context.Context, fn string, call *Call) (Result, int, 
 func (c *Client) send(ctx context.Context, fn, executionID string, body []byte) (*http.Response, error) {
 	if c.direct != nil {
 		if base := c.direct.pick(ctx, fn); base != "" {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/", bytes.NewReader(body))
-			if err != nil {
-				return nil, err
+			resp, err := c.h1.post(ctx, base, executionID, body)
+			if errors.Is(err, errNotHTTP) {
+				resp, err = c.postHTTP(ctx, base+"/", executionID, body)
 			}
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("X-Lambda-Execution-Id", executionID)
-			resp, err := c.http.Do(req)
 			if err == nil {
 				return resp, nil
 			}
 			c.direct.forget(fn)
 			if !dialFailed(err) {
+				c.h1.closeIdle()
 				c.http.CloseIdleConnections()
 				return nil, err
 			}
 			// Refused: the replica is gone; take the gateway this once.
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
+	req, err := newRequest(ctx, "/", executionID, body)
+	if err != nil {
+		return nil, err
+	}
+	return c.sdk.InvokeFunction(fn, c.namespace, false, false, req)
+}
+
+// postHTTP posts body to a replica URL with net/http (a replica URL the direct route's own
+// client does not speak).
+func (c *Client) postHTTP(ctx context.Context, u, executionID string, body []byte) (*http.Response, error) {
+	req, err := newRequest(ctx, u, executionID, body)
+	if err != nil {
+		return nil, err
+	}
+	return c.http.Do(req)
+}
+
+func newRequest(ctx context.Context, u, executionID string, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Lambda-Execution-Id", executionID)
-	return c.sdk.InvokeFunction(fn, c.namespace, false, false, req)
+	return req, nil
 }
 
 // statusError maps the host's or the gateway's status code to a fault kind.
