@@ -176,10 +176,13 @@ func (c *Client) send(ctx context.Context, fn, executionID string, body []byte) 
 		if base := c.direct.pick(ctx, fn); base != "" {
 			resp, err := c.h1.post(ctx, base, executionID, body)
 			if errors.Is(err, errNotHTTP) {
-				resp, err = c.postHTTP(ctx, base+"/", executionID, body)
+				resp, err = c.postHTTP(ctx, base, executionID, body)
 			}
 			if err == nil {
 				return resp, nil
+			}
+			if ctx.Err() != nil {
+				return nil, err // the caller gave up: the replica is not to blame
 			}
 			c.direct.forget(fn)
 			if !dialFailed(err) {
@@ -199,8 +202,12 @@ func (c *Client) send(ctx context.Context, fn, executionID string, body []byte) 
 
 // postHTTP posts body to a replica URL with net/http (a replica URL the direct route's own
 // client does not speak).
-func (c *Client) postHTTP(ctx context.Context, u, executionID string, body []byte) (*http.Response, error) {
-	req, err := newRequest(ctx, u, executionID, body)
+func (c *Client) postHTTP(ctx context.Context, base, executionID string, body []byte) (*http.Response, error) {
+	u, err := replicaURL(base)
+	if err != nil {
+		return nil, err
+	}
+	req, err := newRequest(ctx, u.String(), executionID, body)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +30,7 @@ type h1Client struct {
 	idleFor time.Duration // an idle connection unused for longer is closed, not reused
 
 	targets sync.Map // base URL → *h1Target
+	ntarget atomic.Int64
 
 	mu   sync.Mutex
 	idle map[string][]*h1Conn // by host:port, most recently used last
@@ -63,7 +64,7 @@ func (c *h1Client) target(base string) (*h1Target, error) {
 	if t, ok := c.targets.Load(base); ok {
 		return t.(*h1Target), nil
 	}
-	u, err := url.Parse(base + "/")
+	u, err := replicaURL(base)
 	if err != nil {
 		return nil, err
 	}
@@ -75,16 +76,44 @@ func (c *h1Client) target(base string) (*h1Target, error) {
 		addr = net.JoinHostPort(u.Hostname(), "80")
 	}
 	t := &h1Target{addr: addr, host: u.Host, path: u.RequestURI()}
+	if c.ntarget.Add(1) > 4096 { // replicas come and go: keep the map bounded
+		c.targets.Clear()
+		c.ntarget.Store(1)
+	}
 	c.targets.Store(base, t)
 	return t, nil
+}
+
+// replicaURL is the URL a call to the replica at base is posted to: base's path with one
+// trailing slash (the runtime host serves POST /), its query kept.
+func replicaURL(base string) (*url.URL, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, err
+	}
+	u.Path, u.RawPath = strings.TrimSuffix(u.Path, "/")+"/", ""
+	return u, nil
+}
+
+// validID reports whether an execution id can travel as a header value.
+func validID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if b := id[i]; (b < 0x20 && b != '\t') || b == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // post sends body to the replica at base and returns its answer with the body read
 // whole. A dial error is a *net.OpError with Op "dial" (nothing was sent). When ctx ends
 // mid-call the connection is abandoned and ctx's error returned.
 func (c *h1Client) post(ctx context.Context, base, executionID string, body []byte) (*http.Response, error) {
-	if strings.ContainsAny(executionID, "\r\n") {
+	if !validID(executionID) {
 		return nil, fmt.Errorf("faas: execution id %q is not a header value", executionID)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	t, err := c.target(base)
 	if err != nil {
@@ -105,7 +134,7 @@ func (c *h1Client) post(ctx context.Context, base, executionID string, body []by
 		cn.Close()
 		return nil, err
 	}
-	if resp.Close {
+	if resp.Close || cn.br.Buffered() > 0 { // bytes past the answer: the stream is out of step
 		cn.Close()
 	} else {
 		c.put(cn)
@@ -129,8 +158,14 @@ func (cn *h1Conn) roundTrip(t *h1Target, executionID string, body []byte) (*http
 		return nil, err
 	}
 	resp, err := http.ReadResponse(cn.br, nil)
+	for err == nil && resp.StatusCode/100 == 1 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(cn.br, nil) // an informational answer precedes the real one
+	}
 	if err != nil {
 		return nil, err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return nil, errors.New("faas: the replica switched protocols")
 	}
 	data, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -152,7 +187,11 @@ func (c *h1Client) conn(ctx context.Context, addr string) (*h1Conn, error) {
 			break
 		}
 		cn := list[len(list)-1]
-		c.idle[addr] = list[:len(list)-1]
+		if len(list) == 1 {
+			delete(c.idle, addr)
+		} else {
+			c.idle[addr] = list[:len(list)-1]
+		}
 		c.mu.Unlock()
 		if now.Sub(cn.idleSince) <= c.idleFor && idleAlive(cn.Conn) {
 			return cn, nil
@@ -169,14 +208,22 @@ func (c *h1Client) conn(ctx context.Context, addr string) (*h1Conn, error) {
 func (c *h1Client) put(cn *h1Conn) {
 	_ = cn.SetDeadline(time.Time{})
 	cn.idleSince = time.Now()
+	var stale []*h1Conn
 	c.mu.Lock()
-	if len(c.idle[cn.addr]) < c.maxIdle {
-		c.idle[cn.addr] = append(c.idle[cn.addr], cn)
-		cn = nil
+	list := c.idle[cn.addr]
+	for len(list) > 0 && cn.idleSince.Sub(list[0].idleSince) > c.idleFor { // the oldest first
+		stale = append(stale, list[0])
+		list = list[1:]
 	}
+	if len(list) < c.maxIdle {
+		list = append(list, cn)
+	} else {
+		stale = append(stale, cn)
+	}
+	c.idle[cn.addr] = list
 	c.mu.Unlock()
-	if cn != nil {
-		cn.Close()
+	for _, s := range stale {
+		s.Close()
 	}
 }
 
@@ -191,25 +238,4 @@ func (c *h1Client) closeIdle() {
 			cn.Close()
 		}
 	}
-}
-
-// idleAlive peeks at an idle connection without blocking: nothing to read means the
-// replica still holds it open; an end of stream (or stray bytes) means it is unusable.
-func idleAlive(nc net.Conn) bool {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	alive := false
-	err = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = errors.Is(rerr, syscall.EAGAIN)
-		return true
-	})
-	return err == nil && alive
 }

@@ -1,12 +1,14 @@
 package faas
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,10 +66,15 @@ func TestH1ReusesOneConnectionAndSendsTheContract(t *testing.T) {
 	// A Service URL template may carry a path and a query: both are kept.
 	resp, err := c.post(context.Background(), srv.URL+"/?fn=runtime-python", "e", []byte(`1`))
 	require.NoError(t, err)
-	require.Equal(t, "/?fn=runtime-python/", resp.Header.Get("X-Seen-Uri"))
+	require.Equal(t, "/?fn=runtime-python", resp.Header.Get("X-Seen-Uri"))
+	resp, err = c.post(context.Background(), srv.URL+"/", "e", []byte(`1`))
+	require.NoError(t, err)
+	require.Equal(t, "/", resp.Header.Get("X-Seen-Uri"), "one trailing slash")
 
-	_, err = c.post(context.Background(), srv.URL, "bad\r\nX-Evil: 1", []byte(`1`))
-	require.Error(t, err, "an id that would split the header is refused")
+	for _, id := range []string{"bad\r\nX-Evil: 1", "nul\x00", "del\x7f"} {
+		_, err = c.post(context.Background(), srv.URL, id, []byte(`1`))
+		require.Error(t, err, "an id that is no header value is refused: %q", id)
+	}
 	_, err = c.post(context.Background(), "https://example.invalid", "e", []byte(`1`))
 	require.ErrorIs(t, err, errNotHTTP, "https is left to net/http")
 }
@@ -192,4 +199,103 @@ func TestH1ConcurrentCallsAndARefusedDial(t *testing.T) {
 	_, err = c.post(context.Background(), "http://"+addr, "e", []byte(`1`))
 	require.Error(t, err)
 	require.True(t, dialFailed(err), "a refused connection is a dial error (safe to send elsewhere): %v", err)
+}
+
+// rawReplica answers the n-th request it receives (counted over all connections) with the
+// bytes answer(n) returns.
+func rawReplica(t *testing.T, answer func(n int) string) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	var conns, reqs atomic.Int64
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer nc.Close()
+				br := bufio.NewReader(nc)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.ReadAll(req.Body)
+					if _, err := io.WriteString(nc, answer(int(reqs.Add(1)-1))); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String(), &conns
+}
+
+func TestH1SkipsInformationalAnswersAndDropsAStreamOutOfStep(t *testing.T) {
+	t.Parallel()
+	ok := func(body string) string {
+		return "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	base, conns := rawReplica(t, func(n int) string {
+		switch n {
+		case 0:
+			return "HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + ok("first")
+		case 1:
+			return ok("second") + "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray" // more than asked for
+		default:
+			return ok("third")
+		}
+	})
+	c := newH1Client()
+	for _, want := range []string{"first", "second", "third"} {
+		resp, err := c.post(context.Background(), base, "e", []byte(`1`))
+		require.NoError(t, err)
+		require.Equal(t, 200, resp.StatusCode)
+		require.Equal(t, want, body(t, resp), "each call gets its own answer")
+	}
+	require.EqualValues(t, 2, conns.Load(), "the connection with stray bytes was not reused")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.post(ctx, base, "e", []byte(`1`))
+	require.ErrorIs(t, err, context.Canceled, "a call whose context already ended sends nothing")
+}
+
+func TestH1ClosesConnectionsLeftIdleByABurst(t *testing.T) {
+	t.Parallel()
+	srv, _ := replica(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond) // keeps the burst's calls overlapping
+		echo(w, r)
+	})
+	c := newH1Client()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.post(context.Background(), srv.URL, "e", []byte(`1`))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	c.mu.Lock()
+	require.Len(t, c.idle[addr], 4, "the burst left four idle connections")
+	c.mu.Unlock()
+	c.idleFor = time.Millisecond
+	time.Sleep(5 * time.Millisecond)
+	_, err := c.post(context.Background(), srv.URL, "e", []byte(`1`))
+	require.NoError(t, err)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Len(t, c.idle[addr], 1, "connections idle too long are closed when one goes back, not kept forever")
 }
