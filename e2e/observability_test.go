@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -66,10 +67,7 @@ func TestEveryMetricOfTheRulesAndDashboardsIsExported(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, r.status, r.raw)
 	require.Equal(t, "succeeded", call(t, "GET", r.header.Get("Location")+"?wait=60s", "").body["status"])
 
-	exported := map[string]bool{}
-	scrape(t, stack.APIURL+"/metrics", exported)
-	scrape(t, stack.WorkerMetricsURL, exported)
-	scrape(t, stack.ProviderURL+"/metrics", exported)
+	urls := []string{stack.APIURL + "/metrics", stack.WorkerMetricsURL, stack.ProviderURL + "/metrics"}
 	for _, fn := range stack.Functions {
 		var list struct {
 			Endpoints []string `json:"endpoints"`
@@ -79,11 +77,30 @@ func TestEveryMetricOfTheRulesAndDashboardsIsExported(t *testing.T) {
 		require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
 		resp.Body.Close()
 		require.NotEmpty(t, list.Endpoints, fn)
-		scrape(t, list.Endpoints[0]+"/metrics", exported)
+		urls = append(urls, list.Endpoints[0]+"/metrics")
 	}
-	for name := range usedMetricNames(t) {
-		require.True(t, exported[name], "%s is used by a rule or dashboard but no process exports it", name)
+	used := usedMetricNames(t)
+	var missing []string
+	// The worker counts a finished execution just after its row is durable, and the
+	// long-poll above returns as soon as the row is: scrape until the counts have landed.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		exported := map[string]bool{}
+		for _, u := range urls {
+			scrape(t, u, exported)
+		}
+		missing = missing[:0]
+		for name := range used {
+			if !exported[name] {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
+	require.Empty(t, missing, "used by a rule or dashboard but no process exports them")
 }
 
 // TestProcessLogsAreECS reads the api's, the worker's and the provider's log files: every
