@@ -289,13 +289,19 @@ func TestWorkerKilled(t *testing.T) {
 	require.NoError(t, pgCount(p, &count))
 	require.Equal(t, n+1, count, "one request_logs row per execution")
 
-	// The worker's /metrics: the platform's collectors and the Temporal SDK's.
-	resp, err := http.Get("http://" + w2.metrics + "/metrics")
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	// The worker's /metrics: the platform's collectors and the Temporal SDK's. The count of
+	// finished executions follows each row's commit by a moment: scrape until it is there.
+	var raw []byte
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + w2.metrics + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		raw, _ = io.ReadAll(resp.Body)
+		return strings.Contains(string(raw), `lambda_workflow_executions_total{runtime="python",status="succeeded"} 21`)
+	}, 10*time.Second, 50*time.Millisecond, "all 21 executions counted")
 	for _, name := range []string{`lambda_activity_duration_seconds_bucket{activity="Invoke",outcome="ok"`,
-		`lambda_workflow_executions_total{runtime="python",status="succeeded"} 21`,
 		"temporal_activity_execution_latency_seconds_bucket", "temporal_workflow_task_queue_poll_succeed_total"} {
 		require.Contains(t, string(raw), name)
 	}
