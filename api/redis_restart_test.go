@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lambda-microservice/lambda/freeport"
 	"github.com/lambda-microservice/lambda/prereq"
 	"github.com/lambda-microservice/lambda/ratelimit"
 )
@@ -32,10 +33,9 @@ func startPrivateRedis(t *testing.T) *privateRedis {
 	if _, err := os.Stat("/usr/bin/redis-server"); err != nil {
 		prereq.Missing(t, "no /usr/bin/redis-server (apt-get install redis-server)")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	require.NoError(t, err)
-	r := &privateRedis{port: ln.Addr().(*net.TCPAddr).Port}
-	ln.Close()
+	r := &privateRedis{port: port}
 	r.start(t)
 	t.Cleanup(r.kill)
 	return r

@@ -205,8 +205,9 @@ func (c *h1Client) conn(ctx context.Context, addr string) (*h1Conn, error) {
 	return &h1Conn{Conn: nc, addr: addr, br: bufio.NewReaderSize(nc, 16<<10), bw: bufio.NewWriterSize(nc, 16<<10)}, nil
 }
 
+// put returns a connection after a completed call. Its deadline was never set: only an
+// ended context sets one, and such a connection is closed instead.
 func (c *h1Client) put(cn *h1Conn) {
-	_ = cn.SetDeadline(time.Time{})
 	cn.idleSince = time.Now()
 	var stale []*h1Conn
 	c.mu.Lock()

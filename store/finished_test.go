@@ -22,6 +22,17 @@ func receives(ch <-chan struct{}, within time.Duration) bool {
 	}
 }
 
+// notified saves a finished async execution and reports whether its waiter was woken.
+func notified(ctx context.Context, t *testing.T, st *store.Store, feed *store.FinishFeed) bool {
+	t.Helper()
+	e := execution(uuid.NewString())
+	e.Mode = "async"
+	ch, unsubscribe := feed.Subscribe(e.ID)
+	defer unsubscribe()
+	require.NoError(t, st.SaveExecution(ctx, e))
+	return receives(ch, 5*time.Second)
+}
+
 // startFeed runs a finish feed on st until the test ends and waits until it listens.
 func startFeed(ctx context.Context, t *testing.T, st *store.Store, configure func(*store.FinishFeed)) (*store.FinishFeed, <-chan struct{}) {
 	t.Helper()
@@ -89,12 +100,7 @@ func TestFinishFeedWakesTheWaitersOfAFinishedAsyncExecution(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, receives(other, 10*time.Second), "after a reconnect every waiter looks again")
 	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
-	again := execution(uuid.NewString())
-	again.Mode = "async"
-	againCh, unsubscribeAgain := feed.Subscribe(again.ID)
-	defer unsubscribeAgain()
-	require.NoError(t, st.SaveExecution(ctx, again))
-	require.True(t, receives(againCh, 5*time.Second), "notifications flow again after the reconnect")
+	require.True(t, notified(ctx, t, st, feed), "notifications flow again after the reconnect")
 
 	cancel()
 	select {
@@ -121,11 +127,6 @@ func TestFinishFeedStaysListeningAcrossIdleChecks(t *testing.T) {
 	require.Len(t, before, 1)
 	time.Sleep(300 * time.Millisecond) // about fifteen idle checks
 	require.Equal(t, before, feedBackends(ctx, t, admin), "the same connection: the checks did not break it")
-	e := execution(uuid.NewString())
-	e.Mode = "async"
-	ch, unsubscribe := feed.Subscribe(e.ID)
-	defer unsubscribe()
-	require.NoError(t, st.SaveExecution(ctx, e))
-	require.True(t, receives(ch, 5*time.Second), "notifications still arrive after idle checks")
+	require.True(t, notified(ctx, t, st, feed), "notifications still arrive after idle checks")
 	require.True(t, feed.Listening())
 }

@@ -2,7 +2,6 @@ package testdb
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -11,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/lambda-microservice/lambda/freeport"
 	"github.com/lambda-microservice/lambda/prereq"
 )
 
@@ -47,12 +47,10 @@ func Private(t testing.TB) *Server {
 	if err := os.Chown(dir, uid, gid); err != nil {
 		t.Fatalf("testdb: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get() // kept across restarts: not from the ephemeral range
 	if err != nil {
 		t.Fatalf("testdb: %v", err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	s := &Server{bin: filepath.Dir(bins[len(bins)-1]), dir: dir, port: port,
 		cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	s.run(t, "initdb", "-D", filepath.Join(dir, "data"), "-U", "postgres", "--auth=trust", "--no-sync")
