@@ -43,6 +43,9 @@ type Config struct {
 	StartTimeout time.Duration `env:"LAMBDA_TEMPORAL_START_TIMEOUT" envDefault:"5s"`
 	// IdempotencyTTL is how long an Idempotency-Key maps to its execution.
 	IdempotencyTTL time.Duration `env:"LAMBDA_IDEMPOTENCY_TTL" envDefault:"24h"`
+	// Eager starts a workflow with its first workflow task handed back to this process's
+	// worker (Temporal's eager workflow start), skipping the trip through matching.
+	Eager bool `env:"LAMBDA_ASYNC_EAGER" envDefault:"true"`
 	// Namespace is the Temporal namespace, for registering search attributes.
 	Namespace string `env:"LAMBDA_TEMPORAL_NAMESPACE" envDefault:"default"`
 }
@@ -158,7 +161,8 @@ func (d *Dispatcher) startWorkflow(ctx context.Context, ref workflows.ExecutionR
 			workflows.SearchLanguage.ValueSet(ref.Language),
 			workflows.SearchStatus.ValueSet(store.StatusQueued),
 		),
-		StaticSummary: fmt.Sprintf("%s v%d (%s)", ref.Function, ref.Version, ref.Language),
+		StaticSummary:    fmt.Sprintf("%s v%d (%s)", ref.Function, ref.Version, ref.Language),
+		EnableEagerStart: d.cfg.Eager,
 	}
 	for try := 0; ; try++ {
 		_, err := d.client.ExecuteWorkflow(ctx, opts, workflows.WorkflowName, ref)

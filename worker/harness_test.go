@@ -44,7 +44,7 @@ import (
 
 // Namespaces of the shared dev server: each test group has its own, so its worker only
 // ever sees its own executions (and its own database).
-var namespaces = []string{"inproc", "kill", "runtime", "bench", "pgrestart"}
+var namespaces = []string{"inproc", "kill", "runtime", "bench", "pgrestart", "eager", "apikill"}
 
 // requirement fails the test in CI and skips it elsewhere when a prerequisite is missing.
 
@@ -347,10 +347,20 @@ func (p *platform) registerSource(name, src string, timeoutMS, cacheTTL int) sto
 
 // startWorker runs an in-process worker for the platform's namespace.
 func (p *platform) startWorker() sdkworker.Worker {
+	return p.startWorkerOf(worker.New)
+}
+
+// startLocalWorker runs an in-process worker of workflow tasks and local activities only
+// (the api's eager-start worker).
+func (p *platform) startLocalWorker() sdkworker.Worker {
+	return p.startWorkerOf(worker.NewLocal)
+}
+
+func (p *platform) startWorkerOf(build func(client.Client, worker.Config, *activities.Activities) sdkworker.Worker) sdkworker.Worker {
 	p.t.Helper()
 	acts := activities.New(activities.Config{HeartbeatEvery: 200 * time.Millisecond}, p.core, p.store, p.cache,
 		metrics.NewWorkflow(prometheus.NewRegistry()), p.im, p.log)
-	w := worker.New(p.client, worker.Config{MaxActivities: 256, MaxWorkflowTasks: 64, HeartbeatThrottle: 500 * time.Millisecond,
+	w := build(p.client, worker.Config{MaxActivities: 256, MaxWorkflowTasks: 64, HeartbeatThrottle: 500 * time.Millisecond,
 		StopTimeout: time.Second}, acts)
 	require.NoError(p.t, w.Start())
 	p.cleanup = append(p.cleanup, w.Stop)
@@ -358,7 +368,12 @@ func (p *platform) startWorker() sdkworker.Worker {
 }
 
 func (p *platform) dispatcher(hb time.Duration) *dispatch.Dispatcher {
-	return dispatch.New(dispatch.Config{HeartbeatTimeout: hb, MaxAttempts: 5, StartTimeout: 5 * time.Second,
+	return p.dispatcherWith(hb, false)
+}
+
+// dispatcherWith starts workflows eagerly (on this process's worker) when eager is set.
+func (p *platform) dispatcherWith(hb time.Duration, eager bool) *dispatch.Dispatcher {
+	return dispatch.New(dispatch.Config{HeartbeatTimeout: hb, MaxAttempts: 5, StartTimeout: 5 * time.Second, Eager: eager,
 		LocalInvokeMax: 10 * time.Second, // the default: handlers with timeouts up to 10 s run as local activities
 		IdempotencyTTL: 24 * time.Hour, Namespace: p.ns}, p.client, p.core, p.store, p.im, p.log)
 }
@@ -419,9 +434,9 @@ func lambdaBin(t testing.TB) string {
 	return bin
 }
 
-// workerProcess is `lambda worker` as a separate process.
+// workerProcess is `lambda worker` (or `lambda api`) as a separate process.
 type workerProcess struct {
-	metrics string // its /metrics address
+	metrics string // a worker's /metrics address
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the process has exited
 }
@@ -429,19 +444,52 @@ type workerProcess struct {
 func (p *platform) startWorkerProcess(bin string) *workerProcess {
 	p.t.Helper()
 	metricsAddr := freeAddr(p.t)
-	cmd := exec.Command(bin, "worker")
+	w := p.startProcess(bin, "worker", "LAMBDA_METRICS_ADDR="+metricsAddr)
+	w.metrics = metricsAddr
+	return w
+}
+
+// startAPIProcess runs `lambda api` (with its eager-start worker) on a free port and
+// returns its base URL; the admin token is adminToken.
+func (p *platform) startAPIProcess(bin string) (string, *workerProcess) {
+	p.t.Helper()
+	addr := freeAddr(p.t)
+	w := p.startProcess(bin, "api", "LAMBDA_HTTP_ADDR="+addr, "LAMBDA_ADMIN_TOKEN="+adminToken, "LAMBDA_ASYNC_EAGER=true")
+	base := "http://" + addr
+	require.Eventually(p.t, func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Checks map[string]string `json:"checks"`
+		}
+		return json.NewDecoder(resp.Body).Decode(&r) == nil && r.Checks["temporal"] == "ok"
+	}, 30*time.Second, 100*time.Millisecond, "the api and its worker are up")
+	return base, w
+}
+
+const adminToken = "test-admin-token-0123456789"
+
+// startProcess runs `lambda <sub>` against the platform's PostgreSQL, Redis, fake
+// runtime and Temporal namespace; it is killed at cleanup and its log shown on failure.
+func (p *platform) startProcess(bin, sub string, env ...string) *workerProcess {
+	p.t.Helper()
+	cmd := exec.Command(bin, sub)
 	cmd.Env = append(os.Environ(),
 		"LAMBDA_DATABASE_URL="+p.dbURL, "LAMBDA_REDIS_URL="+p.redis, "LAMBDA_GATEWAY_URL="+p.fake.srv.URL,
 		"LAMBDA_TEMPORAL_ADDR="+temporalServer(p.t), "LAMBDA_TEMPORAL_NAMESPACE="+p.ns,
-		"LAMBDA_METRICS_ADDR="+metricsAddr, "LAMBDA_MIGRATE_ON_START=false",
+		"LAMBDA_MIGRATE_ON_START=false",
 		"LAMBDA_LOG_LEVEL=warn", "LAMBDA_LOG_FORMAT=console", "LAMBDA_HEARTBEAT_INTERVAL=200ms", "LAMBDA_HEARTBEAT_THROTTLE=500ms")
-	logPath := filepath.Join(p.t.TempDir(), "worker.log")
+	cmd.Env = append(cmd.Env, env...)
+	logPath := filepath.Join(p.t.TempDir(), sub+".log")
 	f, err := os.Create(logPath)
 	require.NoError(p.t, err)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(p.t, cmd.Start())
-	w := &workerProcess{metrics: metricsAddr, cmd: cmd, done: make(chan struct{})}
+	w := &workerProcess{cmd: cmd, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(w.done) }()
 	p.cleanup = append(p.cleanup, func() {
 		_ = cmd.Process.Kill()
@@ -449,7 +497,7 @@ func (p *platform) startWorkerProcess(bin string) *workerProcess {
 		_ = f.Close()
 		if p.t.Failed() {
 			out, _ := os.ReadFile(logPath)
-			p.t.Logf("worker %d log:\n%s", cmd.Process.Pid, out)
+			p.t.Logf("%s %d log:\n%s", sub, cmd.Process.Pid, out)
 		}
 	})
 	return w

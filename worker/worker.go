@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -116,7 +117,19 @@ func Register(r sdkworker.Registry, acts *activities.Activities) {
 // New returns a worker on the lambda-executions task queue with the workflow and acts
 // registered; Run or Start it.
 func New(c client.Client, cfg Config, acts *activities.Activities) sdkworker.Worker {
+	return newWorker(c, cfg, acts, false)
+}
+
+// NewLocal returns a worker that runs workflow tasks and local activities only (no
+// activity tasks): the api's worker, which takes the first workflow task of the
+// executions it starts eagerly.
+func NewLocal(c client.Client, cfg Config, acts *activities.Activities) sdkworker.Worker {
+	return newWorker(c, cfg, acts, true)
+}
+
+func newWorker(c client.Client, cfg Config, acts *activities.Activities, localOnly bool) sdkworker.Worker {
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{
+		LocalActivityWorkerOnly:                 localOnly,
 		MaxConcurrentActivityExecutionSize:      cfg.MaxActivities,
 		MaxConcurrentWorkflowTaskExecutionSize:  cfg.MaxWorkflowTasks,
 		MaxConcurrentLocalActivityExecutionSize: cfg.MaxWorkflowTasks * 2,
@@ -126,4 +139,66 @@ func New(c client.Client, cfg Config, acts *activities.Activities) sdkworker.Wor
 	})
 	Register(w, acts)
 	return w
+}
+
+// Background is a worker that StartWhenReachable keeps trying to start.
+type Background struct {
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	running sdkworker.Worker
+	stopped bool
+}
+
+// Running reports whether the worker has started (it polls its task queue).
+func (b *Background) Running() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.running != nil
+}
+
+// Stop stops the worker if it has started, and any further attempt to start it.
+func (b *Background) Stop() {
+	b.cancel()
+	b.mu.Lock()
+	b.stopped = true
+	w := b.running
+	b.running = nil
+	b.mu.Unlock()
+	if w != nil {
+		w.Stop()
+	}
+}
+
+// StartWhenReachable starts the worker build returns, retrying with a new one (a worker
+// starts only once) until Temporal answers or ctx ends, so its process can start while
+// Temporal is down.
+func StartWhenReachable(ctx context.Context, build func() sdkworker.Worker, log *zap.Logger) *Background {
+	ctx, cancel := context.WithCancel(ctx)
+	b := &Background{cancel: cancel}
+	go func() {
+		backoff := time.Second
+		for {
+			w := build()
+			err := w.Start()
+			if err == nil {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				if b.stopped {
+					w.Stop()
+					return
+				}
+				b.running = w
+				log.Info("worker started", zap.String("temporal.task_queue", workflows.TaskQueue))
+				return
+			}
+			log.Warn("worker not started; retrying", logging.Err(err), zap.Duration("backoff", backoff))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 30*time.Second)
+		}
+	}()
+	return b
 }

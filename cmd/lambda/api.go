@@ -13,8 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
 
+	"github.com/lambda-microservice/lambda/activities"
 	"github.com/lambda-microservice/lambda/api"
 	"github.com/lambda-microservice/lambda/auth"
 	"github.com/lambda-microservice/lambda/cache"
@@ -53,8 +55,10 @@ type apiConfig struct {
 	// LogWriters is the number of group commits in flight at once.
 	LogWriters int `env:"LAMBDA_LOG_WRITERS" envDefault:"2"`
 	// Temporal and Async configure async executions (Prefer: respond-async).
-	Temporal worker.TemporalConfig
-	Async    dispatch.Config
+	Temporal   worker.TemporalConfig
+	Async      dispatch.Config
+	Worker     worker.Config
+	Activities activities.Config
 }
 
 func (c apiConfig) validate() error {
@@ -244,11 +248,31 @@ func openAsync(cfg apiConfig, c *core, im *metrics.Invoke, reg *prometheus.Regis
 	}
 	cfg.Async.Namespace = cfg.Temporal.Namespace
 	d := dispatch.New(cfg.Async, tc, c.service, c.store, im, log)
+	stop := tc.Close
+	var local *worker.Background
+	if cfg.Async.Eager {
+		// The api's own worker takes the first workflow task of every execution it starts
+		// (eager start) and runs its local activities; regular activities (long functions)
+		// stay with the worker processes.
+		acts := activities.New(cfg.Activities, c.service, c.store, c.cache, metrics.NewWorkflow(reg), im, log)
+		local = worker.StartWhenReachable(context.Background(), func() sdkworker.Worker {
+			return worker.NewLocal(tc, cfg.Worker, acts)
+		}, log)
+		stop = func() {
+			local.Stop()
+			tc.Close()
+		}
+	}
 	check := api.Check{Name: "temporal", Required: false, Probe: func(ctx context.Context) error {
-		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
-		return err
+		if _, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			return err
+		}
+		if local != nil && !local.Running() {
+			return errors.New("the api's worker has not started yet: executions start without eager dispatch")
+		}
+		return nil
 	}}
-	return d, check, tc.Close, nil
+	return d, check, stop, nil
 }
 
 func newMigrateCmd(e Env, stdout, stderr io.Writer) *cobra.Command {
