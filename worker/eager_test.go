@@ -127,14 +127,7 @@ func TestAPIKilledDuringEagerExecutions(t *testing.T) {
 	api.kill9()
 	t0 := time.Now()
 
-	for i, id := range ids {
-		e := p.wait(id, 60*time.Second)
-		require.Equal(t, store.StatusSucceeded, e.Status, "%+v", e.Error)
-		require.JSONEq(t, fmt.Sprint(i+1), string(e.Result))
-		require.Equal(t, 2, e.Attempts, "the attempt on the worker process produced the result")
-		require.Equal(t, 2, p.fake.callsOf(id))
-		require.Equal(t, 1, p.rows(id), "recorded exactly once")
-	}
+	p.requireRanAgain(ids)
 	t.Logf("%d executions completed %s after the api was killed", n, time.Since(t0))
 }
 

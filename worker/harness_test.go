@@ -405,6 +405,21 @@ func (p *platform) wait(id string, within time.Duration) store.Execution {
 	}
 }
 
+// requireRanAgain checks executions whose first attempt died with its process (event
+// {A: i, B: 1} for ids[i]): each succeeded with i+1 on attempt 2, the handler called twice,
+// one row.
+func (p *platform) requireRanAgain(ids []string) {
+	p.t.Helper()
+	for i, id := range ids {
+		e := p.wait(id, 60*time.Second)
+		require.Equal(p.t, store.StatusSucceeded, e.Status, "%+v", e.Error)
+		require.JSONEq(p.t, fmt.Sprint(i+1), string(e.Result))
+		require.Equal(p.t, 2, e.Attempts, "the attempt in the surviving process produced the result")
+		require.Equal(p.t, 2, p.fake.callsOf(id))
+		require.Equal(p.t, 1, p.rows(id), "recorded exactly once")
+	}
+}
+
 // rows counts the request_logs rows of an execution id.
 func (p *platform) rows(id string) int {
 	p.t.Helper()

@@ -270,14 +270,7 @@ func TestWorkerKilled(t *testing.T) {
 	t0 := time.Now()
 	w2 := p.startWorkerProcess(bin)
 
-	for i, id := range ids {
-		e := p.wait(id, 60*time.Second)
-		require.Equal(t, store.StatusSucceeded, e.Status, "%+v", e.Error)
-		require.JSONEq(t, fmt.Sprint(i+1), string(e.Result))
-		require.Equal(t, 2, e.Attempts, "the attempt on the new worker produced the result")
-		require.Equal(t, 2, p.fake.callsOf(id))
-		require.Equal(t, 1, p.rows(id), "recorded exactly once")
-	}
+	p.requireRanAgain(ids)
 	t.Logf("20 executions completed %s after the kill", time.Since(t0))
 	e := p.wait(longID, 120*time.Second)
 	require.Equal(t, store.StatusSucceeded, e.Status, "%+v", e.Error)

@@ -63,22 +63,40 @@ func NewLazyClient(cfg TemporalConfig, log *zap.Logger, mh client.MetricsHandler
 
 // Dial connects to Temporal, retrying until it answers or ctx ends.
 func Dial(ctx context.Context, cfg TemporalConfig, log *zap.Logger, mh client.MetricsHandler) (client.Client, error) {
-	backoff := 200 * time.Millisecond
-	for {
+	var c client.Client
+	err := retry(ctx, 200*time.Millisecond, 5*time.Second, func() error {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		c, err := client.DialContext(dctx, clientOptions(cfg, log, mh))
-		cancel()
-		if err == nil {
-			return c, nil
-		}
+		defer cancel()
+		var err error
+		c, err = client.DialContext(dctx, clientOptions(cfg, log, mh))
+		return err
+	}, func(err error, backoff time.Duration) {
 		log.Warn("temporal unreachable; retrying", zap.String("temporal.address", cfg.Addr), logging.Err(err),
 			zap.Duration("backoff", backoff))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial temporal %s: %w", cfg.Addr, err)
+	}
+	return c, nil
+}
+
+// retry calls try until it succeeds or ctx ends, waiting first, then twice as long each
+// time up to most, between attempts; failed is told of each failure. It returns the last
+// error when ctx ends first.
+func retry(ctx context.Context, first, most time.Duration, try func() error, failed func(error, time.Duration)) error {
+	backoff := first
+	for {
+		err := try()
+		if err == nil {
+			return nil
+		}
+		failed(err, backoff)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("dial temporal %s: %w", cfg.Addr, err)
+			return err
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		backoff = min(backoff*2, most)
 	}
 }
 
@@ -176,29 +194,27 @@ func StartWhenReachable(ctx context.Context, build func() sdkworker.Worker, log 
 	ctx, cancel := context.WithCancel(ctx)
 	b := &Background{cancel: cancel}
 	go func() {
-		backoff := time.Second
-		for {
-			w := build()
-			err := w.Start()
-			if err == nil {
-				b.mu.Lock()
-				defer b.mu.Unlock()
-				if b.stopped {
-					w.Stop()
-					return
-				}
-				b.running = w
-				log.Info("worker started", zap.String("temporal.task_queue", workflows.TaskQueue))
-				return
-			}
+		var w sdkworker.Worker
+		err := retry(ctx, time.Second, 30*time.Second, func() error {
+			w = build()
+			return w.Start()
+		}, func(err error, backoff time.Duration) {
 			log.Warn("worker not started; retrying", logging.Err(err), zap.Duration("backoff", backoff))
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 30*time.Second)
+		})
+		if err != nil {
+			return
 		}
+		b.mu.Lock()
+		stopped := b.stopped
+		if !stopped {
+			b.running = w
+		}
+		b.mu.Unlock()
+		if stopped {
+			w.Stop()
+			return
+		}
+		log.Info("worker started", zap.String("temporal.task_queue", workflows.TaskQueue))
 	}()
 	return b
 }
