@@ -157,17 +157,10 @@ func providerCommand(s *Stack) (command, error) {
 	return command{path: s.binLambda, args: []string{"provider"}, env: env, dir: s.DataDir}, nil
 }
 
-// workerReady: the worker's /metrics answers, or it has stayed up for 5 s (a worker
-// without a metrics listener).
+// workerReady: the worker's /readyz answers 200 — it polls its task queue, and PostgreSQL
+// and Temporal answer (its /metrics listens earlier, before it has connected).
 func workerReady(s *Stack) func(context.Context) error {
-	t0 := time.Now()
-	check := httpOK("http://" + s.workerMetrics + "/metrics")
-	return func(ctx context.Context) error {
-		if err := check(ctx); err != nil && time.Since(t0) < 5*time.Second {
-			return err
-		}
-		return nil
-	}
+	return httpOK("http://" + s.workerMetrics + "/readyz")
 }
 
 // startGateway runs the real OpenFaaS gateway in front of the provider.
