@@ -47,6 +47,8 @@ func TestQuick(t *testing.T) {
 	}
 	require.Contains(t, md, "fdatasync on PostgreSQL's disk (a commit's WAL flush), paced", "scenario 0 measures the disk")
 	require.Contains(t, md, "Disk flush rows: a file in ", "the report says where the disk rows wrote")
+	require.Contains(t, md, "warm pool speed-up at p50 (watchdog ÷ runtime host)", "scenario 7 compares the runtime layers")
+	require.Contains(t, md, "whole stack speed-up at p50 (watchdog ÷ whole stack)", "scenario 7 compares the whole stack too")
 	require.Contains(t, stdout.String(), "| # | case |")
 }
 
