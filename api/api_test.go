@@ -77,7 +77,7 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...func(*api.Deps, *store.
 	st, err := store.Open(ctx, dbURL, 4)
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
-	c, err := cache.Open(redisURL)
+	c, err := cache.Open(redisURL, cache.Config{}) // no local copies: tests see Redis itself
 	require.NoError(t, err)
 	require.NoError(t, c.Ping(ctx), "Redis at %s is required", redisURL)
 	reg, err := runtimes.Load("testdata/runtimes.yaml")

@@ -1,6 +1,8 @@
 // Package cache keeps function results in Redis (go-redis v9) for functions registered
 // with cache_ttl_s > 0. A key is the version's sha256 plus the canonical form of the
-// event, so equal events in any key order hit the same entry.
+// event, so equal events in any key order hit the same entry. Each process also keeps a
+// short-lived copy of the entries it read or wrote (Config), so a hot key costs no Redis
+// round trip on most hits.
 package cache
 
 import (
@@ -24,6 +26,7 @@ import (
 // fast path nothing instead of a dial timeout per call.
 type Cache struct {
 	rdb       *redis.Client
+	local     *local       // nil when turned off
 	downUntil atomic.Int64 // unix nanos
 }
 
@@ -35,7 +38,7 @@ func (c *Cache) usable() bool { return time.Now().UnixNano() >= c.downUntil.Load
 func (c *Cache) failed() { c.downUntil.Store(time.Now().Add(retryAfter).UnixNano()) }
 
 // Open connects to the Redis at url (redis://host:port/db).
-func Open(url string) (*Cache, error) {
+func Open(url string, cfg Config) (*Cache, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("open cache: %w", err)
@@ -44,7 +47,7 @@ func Open(url string) (*Cache, error) {
 	opt.ReadTimeout = time.Second
 	opt.WriteTimeout = time.Second
 	opt.MaxRetries = 1
-	return &Cache{rdb: redis.NewClient(opt)}, nil
+	return &Cache{rdb: redis.NewClient(opt), local: newLocal(cfg)}, nil
 }
 
 // Client exposes the Redis client for other Redis users of the process (rate limits).
@@ -66,6 +69,11 @@ type Entry struct {
 	Result json.RawMessage `json:"result"`
 	Stdout string          `json:"stdout,omitempty"`
 	Stderr string          `json:"stderr,omitempty"`
+	// ExpiresAt is when the Redis entry ends (unix ms, set by Set): a process's local copy
+	// ends then too. Entries without it are never copied locally.
+	ExpiresAt int64 `json:"exp,omitempty"`
+	// Local says the hit came from the process's own copy, not from Redis.
+	Local bool `json:"-"`
 }
 
 // Key derives the cache key of (tenant, script sha256, event).
@@ -96,8 +104,14 @@ func Canonical(doc json.RawMessage) ([]byte, error) {
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
-// Get returns the entry under key, if any.
+// Get returns the entry under key, if any: from the process's copy while it lasts (even
+// when Redis is unreachable), otherwise from Redis.
 func (c *Cache) Get(ctx context.Context, key string) (Entry, bool, error) {
+	now := time.Now()
+	if e, ok := c.local.get(key, now); ok {
+		e.Local = true
+		return e, true, nil
+	}
 	if !c.usable() {
 		return Entry{}, false, fault.New(fault.Unavailable, "redis get: bypassed after a recent error")
 	}
@@ -113,11 +127,16 @@ func (c *Cache) Get(ctx context.Context, key string) (Entry, bool, error) {
 	if err := json.Unmarshal(raw, &e); err != nil {
 		return Entry{}, false, nil // a corrupt entry is a miss
 	}
+	if e.ExpiresAt > 0 {
+		c.local.put(key, e, time.UnixMilli(e.ExpiresAt), now)
+	}
 	return e, true, nil
 }
 
-// Set stores an entry for ttl.
+// Set stores an entry for ttl (and keeps a local copy once Redis has it).
 func (c *Cache) Set(ctx context.Context, key string, e Entry, ttl time.Duration) error {
+	now := time.Now()
+	e.ExpiresAt = now.Add(ttl).UnixMilli()
 	raw, err := json.Marshal(e)
 	if err != nil {
 		return err
@@ -129,5 +148,7 @@ func (c *Cache) Set(ctx context.Context, key string, e Entry, ttl time.Duration)
 		c.failed()
 		return fault.Wrap(fault.Unavailable, err, "redis set")
 	}
+	e.Local = false
+	c.local.put(key, e, time.UnixMilli(e.ExpiresAt), now)
 	return nil
 }

@@ -279,6 +279,9 @@ func (s *Service) CacheLookup(ctx context.Context, v store.Version, event json.R
 		return key, cache.Entry{}, false
 	case hit:
 		s.m.Cache.WithLabelValues("hit").Inc()
+		if entry.Local {
+			s.m.CacheLocal.Inc()
+		}
 	default:
 		s.m.Cache.WithLabelValues("miss").Inc()
 	}

@@ -49,6 +49,7 @@ type Invoke struct {
 	Duration    *prometheus.HistogramVec // runtime, path: core latency including cache, runtime call and log write
 	RuntimeCall *prometheus.HistogramVec // runtime: the call to the runtime function alone
 	Cache       *prometheus.CounterVec   // result: hit|miss|error
+	CacheLocal  prometheus.Counter       // hits served from the process's own copy
 	LogWrite    prometheus.Histogram     // seconds from enqueue to durable commit of a request log
 	LogBatch    prometheus.Histogram     // rows per group commit
 	Async       *prometheus.CounterVec   // runtime, event: started|deduplicated|canceled
@@ -71,6 +72,9 @@ func NewInvoke(reg prometheus.Registerer) *Invoke {
 		Cache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambda_cache_requests_total", Help: "Result cache lookups, by result (hit|miss|error).",
 		}, []string{"result"}),
+		CacheLocal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lambda_cache_local_hits_total", Help: "Result cache hits served from the process's own copy of the entry (also counted as result=hit).",
+		}),
 		LogWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "lambda_request_log_write_seconds", Help: "Time from enqueue to durable commit of a request log row.",
 			Buckets: latencyBuckets,
@@ -83,7 +87,7 @@ func NewInvoke(reg prometheus.Registerer) *Invoke {
 			Name: "lambda_async_requests_total", Help: "Async invoke requests, by runtime and event (started|deduplicated|canceled).",
 		}, []string{"runtime", "event"}),
 	}
-	reg.MustRegister(m.Invocations, m.Duration, m.RuntimeCall, m.Cache, m.LogWrite, m.LogBatch, m.Async)
+	reg.MustRegister(m.Invocations, m.Duration, m.RuntimeCall, m.Cache, m.CacheLocal, m.LogWrite, m.LogBatch, m.Async)
 	return m
 }
 

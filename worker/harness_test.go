@@ -294,7 +294,7 @@ func newPlatformOn(t testing.TB, ns, gatewayURL, dbURL string) *platform {
 	require.NoError(t, err)
 	p.store, err = store.Open(ctx, p.dbURL, 16)
 	require.NoError(t, err)
-	p.cache, err = cache.Open(p.redis)
+	p.cache, err = cache.Open(p.redis, cache.Config{})
 	require.NoError(t, err)
 	if err := p.cache.Ping(ctx); err != nil {
 		prereq.Missing(t, "Redis at %s: %v", p.redis, err)

@@ -40,6 +40,8 @@ type dataConfig struct {
 	RedisURL     string `env:"LAMBDA_REDIS_URL" envDefault:"redis://127.0.0.1:6379/0"`
 	RuntimesFile string `env:"LAMBDA_RUNTIMES_FILE"`
 	Migrate      bool   `env:"LAMBDA_MIGRATE_ON_START" envDefault:"true"`
+	// Cache tunes the result cache's in-process copies of recent hits.
+	Cache cache.Config
 }
 
 type apiConfig struct {
@@ -71,7 +73,7 @@ func (c apiConfig) validate() error {
 	if c.LogWriters < 1 {
 		return errors.New("LAMBDA_LOG_WRITERS must be at least 1")
 	}
-	return nil
+	return c.Data.Cache.Validate()
 }
 
 // core is what the api and the worker share: store, cache, runtime client, invocation core.
@@ -100,7 +102,7 @@ func openCore(ctx context.Context, data dataConfig, fc faas.Config, ic invoke.Co
 	if err != nil {
 		return nil, err
 	}
-	c, err := cache.Open(data.RedisURL)
+	c, err := cache.Open(data.RedisURL, data.Cache)
 	if err != nil {
 		st.Close()
 		return nil, err

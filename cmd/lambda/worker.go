@@ -49,7 +49,7 @@ func (c workerConfig) validate() error {
 	if c.Temporal.Addr == "" || c.Temporal.Namespace == "" {
 		return errors.New("LAMBDA_TEMPORAL_ADDR and LAMBDA_TEMPORAL_NAMESPACE must not be empty")
 	}
-	return nil
+	return c.Data.Cache.Validate()
 }
 
 func newWorkerCmd(e Env, stdout, stderr io.Writer) *cobra.Command {

@@ -1,0 +1,25 @@
+package main
+
+import (
+	"context"
+	"io"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// A bad setting stops a component before it connects to anything, with the setting's name.
+func TestBadCacheSettingsAreRefused(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range []string{"api", "worker"} {
+		for _, kv := range [][2]string{{"LAMBDA_CACHE_LOCAL_TTL", "-1s"}, {"LAMBDA_CACHE_LOCAL_BYTES", "-5"}} {
+			err := run(context.Background(), []string{cmd}, Env{kv[0]: kv[1]}, io.Discard, io.Discard)
+			require.Error(t, err, "%s with %s=%s", cmd, kv[0], kv[1])
+			require.Contains(t, err.Error(), kv[0])
+		}
+	}
+	var api apiConfig
+	require.NoError(t, Env{}.parse(&api))
+	require.NoError(t, api.validate(), "the defaults are valid")
+	require.Positive(t, api.Data.Cache.LocalTTL, "local copies are on by default")
+}
