@@ -37,6 +37,13 @@ type waiter struct {
 // request's key (warm), else the spare (pre-started, unassigned), else a new process while
 // below the bound, else a new process in place of the least recently used idle worker of
 // another key, else a place in a bounded queue for a bounded time.
+//
+// Where the runtime's workers can start before their script is known, a request that
+// needs a new process does not wait for that process alone: the process starts in the
+// background and the request queues, so it gets whichever comes first — a worker of its
+// key released by another request (a short handler frees one long before an interpreter
+// starts) or the new process. A burst of calls on a warm function thus grows the pool
+// without making its first calls wait for interpreter starts.
 type pool struct {
 	max       int
 	queueMax  int
@@ -53,6 +60,7 @@ type pool struct {
 	lru           list.List // idle workers, front = most recently used
 	spare         *worker
 	spareStarting bool
+	growing       int // processes starting in the background for queued requests
 	spareBackoff  time.Duration
 	waiters       list.List // *waiter, oldest first
 	closed        bool
@@ -96,21 +104,28 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 		p.mu.Unlock()
 		return w, true, nil
 	}
+	canWait := p.queueWait > 0 && p.waiters.Len() < p.queueMax
 	if p.live < p.max {
 		p.live++
-		p.busy++
-		p.gaugesLocked()
-		p.mu.Unlock()
-		return p.startNew(s)
-	}
-	if victim := p.evictLocked(); victim != nil {
-		p.busy++
-		p.gaugesLocked()
-		p.mu.Unlock()
-		victim.kill()
-		return p.startNew(s)
-	}
-	if p.waiters.Len() >= p.queueMax || p.queueWait <= 0 {
+		if p.prestart && canWait {
+			p.growLocked(nil)
+		} else {
+			p.busy++
+			p.gaugesLocked()
+			p.mu.Unlock()
+			return p.startNew(s)
+		}
+	} else if victim := p.evictLocked(); victim != nil {
+		if p.prestart && canWait {
+			p.growLocked(victim)
+		} else {
+			p.busy++
+			p.gaugesLocked()
+			p.mu.Unlock()
+			victim.kill()
+			return p.startNew(s)
+		}
+	} else if !canWait {
 		p.mu.Unlock()
 		return nil, false, fault.New(fault.Overloaded, "all %d workers are busy and the queue is full", p.max)
 	}
@@ -187,7 +202,8 @@ func (p *pool) release(w *worker, healthy bool) {
 			return
 		}
 	}
-	if e := p.waiters.Front(); e != nil { // someone needs another key: this slot is theirs
+	// Someone needs another key and no process is starting for them: this slot is theirs.
+	if e := p.waiters.Front(); e != nil && p.waiters.Len() > p.growing {
 		wt := p.waiters.Remove(e).(*waiter)
 		p.busy++
 		p.metrics.queue.Set(float64(p.waiters.Len()))
@@ -219,6 +235,56 @@ func (p *pool) exited(w *worker) {
 	p.live--
 	p.handoffLocked()
 	p.gaugesLocked()
+}
+
+// growLocked starts a process in the background in a slot the caller counted in live
+// (killing victim first when the slot was its): the oldest queued request gets it, unless a
+// worker was released to it first; with nobody left waiting it becomes the spare, or stops
+// when there is one.
+func (p *pool) growLocked(victim *worker) {
+	p.growing++
+	go func() {
+		if victim != nil {
+			victim.kill()
+		}
+		w, err := p.start(nil)
+		p.mu.Lock()
+		p.growing--
+		if err != nil {
+			p.live--
+			p.handoffWaiterOnlyLocked() // the oldest waiter starts one itself and sees the error
+			p.gaugesLocked()
+			p.mu.Unlock()
+			p.log.Warn("worker did not start", logging.Err(err))
+			return
+		}
+		if p.closed {
+			p.live--
+			p.mu.Unlock()
+			w.kill()
+			return
+		}
+		if e := p.waiters.Front(); e != nil {
+			wt := p.waiters.Remove(e).(*waiter)
+			p.busy++
+			p.metrics.queue.Set(float64(p.waiters.Len()))
+			p.metrics.coldStarts.Inc()
+			p.gaugesLocked()
+			p.mu.Unlock()
+			wt.ch <- grant{w: w}
+			return
+		}
+		if p.spare == nil {
+			p.spare = w
+			p.gaugesLocked()
+			p.mu.Unlock()
+			return
+		}
+		p.live--
+		p.gaugesLocked()
+		p.mu.Unlock()
+		w.kill()
+	}()
 }
 
 // handoffLocked passes a freed slot to the oldest waiter, or to a new spare.

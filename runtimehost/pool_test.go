@@ -2,6 +2,8 @@ package runtimehost_test
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -53,4 +55,58 @@ func TestPoolQueuesAndEvicts(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// slowStartRegistry is a registry with one runtime, "slowpy": the bundled Python bootstrap
+// behind a one-second start, so a request that waited for a new process would show it.
+// Its folder is under the test's temporary directory, which a sandboxed worker does not
+// see (it gets a private /tmp): run it with LAMBDA_SANDBOX=off.
+func slowStartRegistry(t *testing.T) string {
+	t.Helper()
+	bootstrap, err := os.ReadFile("../runtimes/python/bootstrap.py")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "slowpy"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "slowpy", "bootstrap.py"), bootstrap, 0o644))
+	path := filepath.Join(dir, "runtimes.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`runtimes:
+  - title: slowpy
+    function: runtime-slowpy
+    image: example/slowpy
+    source_file: handler.py
+    command: ["/usr/bin/python3", "-I", "-u", "-c", "import runpy, time; time.sleep(1); runpy.run_path('{runtime_dir}/bootstrap.py', run_name='__main__')"]
+`), 0o644))
+	return path
+}
+
+// A burst on a warm function is served by the warm worker as it frees up, not by
+// requests each waiting for an interpreter to start; the pool still grows behind it.
+func TestPoolBurstIsServedByReleasedWorkers(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, slowStartRegistry(t), "slowpy", "", map[string]string{
+		"LAMBDA_RUNTIME_WORKERS": "4", "LAMBDA_RUNTIME_QUEUE": "8", "LAMBDA_RUNTIME_QUEUE_WAIT": "10s",
+		"LAMBDA_SANDBOX": "off",
+	})
+	h.ok(t, "f", pySleep, map[string]int{}, "succeeded", nil) // binds the spare; the next spare takes 1 s
+	start := time.Now()
+	var wg sync.WaitGroup
+	cold := make(chan bool, 3)
+	for range 3 {
+		wg.Go(func() {
+			r := h.ok(t, "f", pySleep, map[string]int{"ms": 100}, "succeeded", nil)
+			cold <- r.Cold
+		})
+	}
+	wg.Wait()
+	close(cold)
+	for c := range cold {
+		require.False(t, c, "every call of the burst ran on the warm worker")
+	}
+	require.Less(t, time.Since(start), 900*time.Millisecond, "no call waited for a process start")
+	// The processes started behind the burst end up as the spare (or stop): another
+	// function's first call then binds the spare instead of waiting for a start.
+	time.Sleep(1500 * time.Millisecond)
+	start = time.Now()
+	h.ok(t, "g", pySleep, map[string]int{}, "succeeded", nil)
+	require.Less(t, time.Since(start), 900*time.Millisecond, "a spare was waiting")
 }

@@ -185,6 +185,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	}
 	loadBefore := loadAvg()
 	total0, steal0, ok0 := cpuTimes()
+	faults0, okF0 := majorFaults()
 	rep, err := r.Run(ctx)
 	if rep == nil {
 		return err
@@ -195,6 +196,9 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		if note := stealNote(total0, steal0, total1, steal1); note != "" {
 			rep.Notes = append(rep.Notes, note)
 		}
+	}
+	if faults1, okF1 := majorFaults(); okF0 && okF1 {
+		rep.Notes = append(rep.Notes, faultNote(faults1-faults0, rep.Finished.Sub(rep.Started)))
 	}
 	rep.Notes = append(rep.Notes, stackNotes(opts, temporalInMemory)...)
 	if diskNote != "" {
@@ -342,6 +346,28 @@ func stealNote(total0, steal0, total1, steal1 uint64) string {
 	}
 	return fmt.Sprintf("CPU time stolen by the hypervisor (other guests on the host) during the scenarios: %.1f %% "+
 		"(a busy VM host makes every row slower and noisier).", 100*float64(steal1-steal0)/float64(total1-total0))
+}
+
+// majorFaults reads the machine's count of major page faults (pgmajfault in /proc/vmstat).
+func majorFaults() (uint64, bool) {
+	b, err := os.ReadFile("/proc/vmstat")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "pgmajfault "); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
+}
+
+// faultNote reports the major page faults of a run: each one stalls a process for a disk
+// read (with no swap: program text or file pages the kernel had reclaimed).
+func faultNote(n uint64, d time.Duration) string {
+	return fmt.Sprintf("Major page faults on the machine during the scenarios: %d (%.1f/s) — each stalls the faulting process "+
+		"for a disk read; with no swap they are program or file pages the kernel had reclaimed.", n, float64(n)/max(d.Seconds(), 1))
 }
 
 // sameDisk says where scenario 0's disk-flush rows write (the stack's data directory) and

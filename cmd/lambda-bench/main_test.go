@@ -85,3 +85,9 @@ func TestStealNote(t *testing.T) {
 	require.Contains(t, stealNote(1000, 10, 2000, 60), ": 5.0 %")
 	require.Empty(t, stealNote(1000, 10, 1000, 10), "no time passed: no note")
 }
+
+func TestFaultNote(t *testing.T) {
+	_, ok := majorFaults()
+	require.True(t, ok, "/proc/vmstat has pgmajfault")
+	require.Contains(t, faultNote(120, time.Minute), "during the scenarios: 120 (2.0/s)")
+}
