@@ -2,6 +2,7 @@ package runtimehost
 
 import (
 	"container/list"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,7 +35,7 @@ type waiter struct {
 }
 
 // pool bounds the live worker processes and hands them to requests: an idle worker of the
-// request's key (warm), else the spare (pre-started, unassigned), else a new process while
+// request's key (warm), else a spare (pre-started, unassigned), else a new process while
 // below the bound, else a new process in place of the least recently used idle worker of
 // another key, else a place in a bounded queue for a bounded time.
 //
@@ -43,7 +44,8 @@ type waiter struct {
 // background and the request queues, so it gets whichever comes first — a worker of its
 // key released by another request (a short handler frees one long before an interpreter
 // starts) or the new process. A burst of calls on a warm function thus grows the pool
-// without making its first calls wait for interpreter starts.
+// without making its first calls wait for interpreter starts; a process that arrives when
+// nobody waits any more stays as a spare for the next call that finds its key busy.
 type pool struct {
 	max       int
 	queueMax  int
@@ -54,11 +56,11 @@ type pool struct {
 	metrics   *hostMetrics
 
 	mu            sync.Mutex
-	live          int // processes started or starting, the spare included
+	live          int // processes started or starting, spares included
 	busy          int
 	idle          map[poolKey][]*worker
 	lru           list.List // idle workers, front = most recently used
-	spare         *worker
+	spares        []*worker // started, unassigned; the newest last
 	spareStarting bool
 	growing       int // processes starting in the background for queued requests
 	spareBackoff  time.Duration
@@ -96,8 +98,8 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 		p.mu.Unlock()
 		return w, false, nil
 	}
-	if p.spare != nil {
-		w, p.spare = p.spare, nil
+	if n := len(p.spares); n > 0 {
+		w, p.spares = p.spares[n-1], p.spares[:n-1]
 		p.busy++
 		p.refillLocked(true)
 		p.gaugesLocked()
@@ -219,7 +221,7 @@ func (p *pool) release(w *worker, healthy bool) {
 	p.mu.Unlock()
 }
 
-// exited is called when a worker process ends; an idle worker or the spare leaves the pool
+// exited is called when a worker process ends; an idle worker or a spare leaves the pool
 // (a busy one is released as unhealthy by its request).
 func (p *pool) exited(w *worker) {
 	p.mu.Lock()
@@ -227,8 +229,8 @@ func (p *pool) exited(w *worker) {
 	switch {
 	case w.elem != nil:
 		p.removeIdleLocked(w)
-	case p.spare == w:
-		p.spare = nil
+	case slices.Contains(p.spares, w):
+		p.spares = slices.DeleteFunc(p.spares, func(s *worker) bool { return s == w })
 	default:
 		return
 	}
@@ -239,8 +241,10 @@ func (p *pool) exited(w *worker) {
 
 // growLocked starts a process in the background in a slot the caller counted in live
 // (killing victim first when the slot was its): the oldest queued request gets it, unless a
-// worker was released to it first; with nobody left waiting it becomes the spare, or stops
-// when there is one.
+// worker was released to it first; with nobody left waiting it joins the spares, and the
+// next call that finds its key's workers busy takes it (an init frame, not a process
+// start), so a key under sustained load still gains workers. Spares beyond one stop after
+// the idle timeout.
 func (p *pool) growLocked(victim *worker) {
 	p.growing++
 	go func() {
@@ -274,16 +278,10 @@ func (p *pool) growLocked(victim *worker) {
 			wt.ch <- grant{w: w}
 			return
 		}
-		if p.spare == nil {
-			p.spare = w
-			p.gaugesLocked()
-			p.mu.Unlock()
-			return
-		}
-		p.live--
+		w.lastUsed = time.Now()
+		p.spares = append(p.spares, w)
 		p.gaugesLocked()
 		p.mu.Unlock()
-		w.kill()
 	}()
 }
 
@@ -298,7 +296,7 @@ func (p *pool) handoffLocked() {
 // room by stopping the least recently used idle worker when the pool is full: a spare is
 // worth more than the coldest warm worker because it makes any new version's first call cheap.
 func (p *pool) refillLocked(evict bool) {
-	if !p.prestart || p.closed || p.spare != nil || p.spareStarting || p.spareBackoff < 0 {
+	if !p.prestart || p.closed || len(p.spares) > 0 || p.spareStarting || p.spareBackoff < 0 {
 		return
 	}
 	var victim *worker
@@ -358,7 +356,8 @@ func (p *pool) startSpare() {
 		p.mu.Unlock()
 		wt.ch <- grant{w: w}
 	} else {
-		p.spare = w
+		w.lastUsed = time.Now()
+		p.spares = append(p.spares, w)
 		p.gaugesLocked()
 		p.mu.Unlock()
 	}
@@ -426,6 +425,12 @@ func (p *pool) reap(ttl time.Duration) {
 		victims = append(victims, w)
 		e = prev
 	}
+	// Spares beyond the one the pool keeps (left by bursts) stop like idle workers.
+	for len(p.spares) > 1 && p.spares[0].lastUsed.Before(cutoff) {
+		victims = append(victims, p.spares[0])
+		p.spares = p.spares[1:]
+		p.live--
+	}
 	if len(victims) > 0 {
 		p.refillLocked(false)
 		p.gaugesLocked()
@@ -436,7 +441,7 @@ func (p *pool) reap(ttl time.Duration) {
 	}
 }
 
-// close kills every idle worker and the spare; busy ones are killed on release.
+// close kills every idle worker and spare; busy ones are killed on release.
 func (p *pool) close() {
 	p.mu.Lock()
 	p.closed = true
@@ -446,10 +451,8 @@ func (p *pool) close() {
 	}
 	p.lru.Init()
 	p.idle = map[poolKey][]*worker{}
-	if p.spare != nil {
-		victims = append(victims, p.spare)
-		p.spare = nil
-	}
+	victims = append(victims, p.spares...)
+	p.spares = nil
 	for e := p.waiters.Front(); e != nil; e = e.Next() {
 		close(e.Value.(*waiter).ch)
 	}

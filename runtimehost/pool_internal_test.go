@@ -42,3 +42,36 @@ func TestPoolFailedBackgroundStartReachesTheWaiter(t *testing.T) {
 	require.Zero(t, p.busy)
 	require.Zero(t, p.waiters.Len())
 }
+
+// Spares left by a burst stop after the idle timeout; the pool keeps one.
+func TestPoolReapsExtraSpares(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	gone := make(chan struct{})
+	close(gone)
+	p := newPool(8, 8, time.Minute, true, func(*script) (*worker, error) {
+		return nil, errors.New("not used")
+	}, newHostMetrics("t", metrics.NewRuntime(reg), metrics.NewHTTP(reg)), zap.NewNop())
+	t.Cleanup(p.close)
+	now := time.Now()
+	spare := func(age time.Duration) *worker { return &worker{exited: gone, lastUsed: now.Add(-age)} }
+	fresh := spare(0)
+	p.mu.Lock()
+	p.spares = []*worker{spare(time.Hour), spare(time.Hour), fresh}
+	p.live = 3
+	p.mu.Unlock()
+
+	p.reap(time.Minute)
+	p.mu.Lock()
+	require.Equal(t, []*worker{fresh}, p.spares, "the stale extra spares stopped")
+	require.Equal(t, 1, p.live)
+	p.spares = []*worker{spare(time.Hour), spare(time.Hour)}
+	p.live = 2
+	p.mu.Unlock()
+
+	p.reap(time.Minute)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	require.Len(t, p.spares, 1, "one spare stays however old")
+	require.Equal(t, 1, p.live)
+}

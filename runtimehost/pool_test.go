@@ -103,10 +103,26 @@ func TestPoolBurstIsServedByReleasedWorkers(t *testing.T) {
 		require.False(t, c, "every call of the burst ran on the warm worker")
 	}
 	require.Less(t, time.Since(start), 900*time.Millisecond, "no call waited for a process start")
-	// The processes started behind the burst end up as the spare (or stop): another
-	// function's first call then binds the spare instead of waiting for a start.
+	// The processes started behind the burst (and the regular spare) stay as spares: the
+	// next burst binds them instead of queueing on the one warm worker, so the function
+	// gains workers; a call that finds a spare never waits for a process start.
 	time.Sleep(1500 * time.Millisecond)
 	start = time.Now()
-	h.ok(t, "g", pySleep, map[string]int{}, "succeeded", nil)
-	require.Less(t, time.Since(start), 900*time.Millisecond, "a spare was waiting")
+	cold = make(chan bool, 4)
+	for range 4 {
+		wg.Go(func() {
+			r := h.ok(t, "f", pySleep, map[string]int{"ms": 300}, "succeeded", nil)
+			cold <- r.Cold
+		})
+	}
+	wg.Wait()
+	close(cold)
+	bound := 0
+	for c := range cold {
+		if c {
+			bound++
+		}
+	}
+	require.Equal(t, 3, bound, "one call on the warm worker, three on the spares the first burst left")
+	require.Less(t, time.Since(start), 900*time.Millisecond, "no call waited for a process start")
 }
