@@ -177,7 +177,7 @@ func New(o Options) (*Host, error) {
 	if h.builds.env == nil {
 		h.builds.env = BuildEnviron(o.Runtime, func(string) string { return "" })
 	}
-	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
+	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Config.StartTimeout, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
 	h.pool.onSpare = func() { h.spareUp.Store(true) }
 	if lr, ok := sp.(LayerReporter); ok {
 		layers := lr.Layers()

@@ -50,7 +50,8 @@ type pool struct {
 	max       int
 	queueMax  int
 	queueWait time.Duration
-	prestart  bool // the runtime's workers can start before their script is known
+	startWait time.Duration // how long a process may take to start (StartTimeout)
+	prestart  bool          // the runtime's workers can start before their script is known
 	start     func(s *script) (*worker, error)
 	log       *zap.Logger
 	metrics   *hostMetrics
@@ -69,9 +70,9 @@ type pool struct {
 	onSpare       func() // called once the first spare said hello
 }
 
-func newPool(max, queueMax int, queueWait time.Duration, prestart bool, start func(s *script) (*worker, error), m *hostMetrics, log *zap.Logger) *pool {
+func newPool(max, queueMax int, queueWait, startWait time.Duration, prestart bool, start func(s *script) (*worker, error), m *hostMetrics, log *zap.Logger) *pool {
 	return &pool{
-		max: max, queueMax: queueMax, queueWait: queueWait, prestart: prestart,
+		max: max, queueMax: queueMax, queueWait: queueWait, startWait: startWait, prestart: prestart,
 		start: start, metrics: m, log: log, idle: map[poolKey][]*worker{},
 	}
 }
@@ -107,10 +108,12 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 		return w, true, nil
 	}
 	canWait := p.queueWait > 0 && p.waiters.Len() < p.queueMax
+	wait := p.queueWait
 	if p.live < p.max {
 		p.live++
 		if p.prestart && canWait {
 			p.growLocked(nil)
+			wait = max(wait, p.startWait) // a process is on its way: wait for it too
 		} else {
 			p.busy++
 			p.gaugesLocked()
@@ -120,6 +123,7 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 	} else if victim := p.evictLocked(); victim != nil {
 		if p.prestart && canWait {
 			p.growLocked(victim)
+			wait = max(wait, p.startWait)
 		} else {
 			p.busy++
 			p.gaugesLocked()
@@ -136,7 +140,7 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 	p.metrics.queue.Set(float64(p.waiters.Len()))
 	p.mu.Unlock()
 
-	timer := time.NewTimer(p.queueWait)
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var g grant
 	select {
@@ -150,7 +154,7 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 			p.waiters.Remove(el)
 			p.metrics.queue.Set(float64(p.waiters.Len()))
 			p.mu.Unlock()
-			return nil, false, fault.New(fault.Overloaded, "no worker became free within %s", p.queueWait)
+			return nil, false, fault.New(fault.Overloaded, "no worker became free within %s", wait)
 		}
 	}
 	switch {
@@ -199,8 +203,8 @@ func (p *pool) release(w *worker, healthy bool) {
 			p.busy++
 			p.metrics.queue.Set(float64(p.waiters.Len()))
 			p.gaugesLocked()
+			wt.ch <- grant{w: w} // under the lock: a waiter timing out sees it (buffered)
 			p.mu.Unlock()
-			wt.ch <- grant{w: w}
 			return
 		}
 	}
@@ -210,9 +214,9 @@ func (p *pool) release(w *worker, healthy bool) {
 		p.busy++
 		p.metrics.queue.Set(float64(p.waiters.Len()))
 		p.gaugesLocked()
+		wt.ch <- grant{slot: true}
 		p.mu.Unlock()
 		w.kill()
-		wt.ch <- grant{slot: true}
 		return
 	}
 	p.idle[w.key] = append(p.idle[w.key], w)
@@ -247,6 +251,7 @@ func (p *pool) exited(w *worker) {
 // the idle timeout.
 func (p *pool) growLocked(victim *worker) {
 	p.growing++
+	p.gaugesLocked()
 	go func() {
 		if victim != nil {
 			victim.kill()
@@ -274,8 +279,8 @@ func (p *pool) growLocked(victim *worker) {
 			p.metrics.queue.Set(float64(p.waiters.Len()))
 			p.metrics.coldStarts.Inc()
 			p.gaugesLocked()
-			p.mu.Unlock()
 			wt.ch <- grant{w: w}
+			p.mu.Unlock()
 			return
 		}
 		w.lastUsed = time.Now()
@@ -301,7 +306,7 @@ func (p *pool) refillLocked(evict bool) {
 	}
 	var victim *worker
 	if p.live >= p.max {
-		if !evict || p.waiters.Len() > 0 {
+		if !evict || p.waiters.Len() > 0 || p.growing > 0 { // processes on their way become spares
 			return
 		}
 		if victim = p.evictLocked(); victim == nil {
@@ -353,8 +358,8 @@ func (p *pool) startSpare() {
 		p.busy++
 		p.metrics.queue.Set(float64(p.waiters.Len()))
 		p.gaugesLocked()
-		p.mu.Unlock()
 		wt.ch <- grant{w: w}
+		p.mu.Unlock()
 	} else {
 		w.lastUsed = time.Now()
 		p.spares = append(p.spares, w)

@@ -20,7 +20,7 @@ func TestPoolFailedBackgroundStartReachesTheWaiter(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
 	var starts atomic.Int32
-	p := newPool(4, 8, time.Minute, true, func(*script) (*worker, error) {
+	p := newPool(4, 8, time.Minute, time.Minute, true, func(*script) (*worker, error) {
 		starts.Add(1)
 		time.Sleep(20 * time.Millisecond)
 		return nil, errors.New("exec: no such file")
@@ -49,7 +49,7 @@ func TestPoolReapsExtraSpares(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	gone := make(chan struct{})
 	close(gone)
-	p := newPool(8, 8, time.Minute, true, func(*script) (*worker, error) {
+	p := newPool(8, 8, time.Minute, time.Minute, true, func(*script) (*worker, error) {
 		return nil, errors.New("not used")
 	}, newHostMetrics("t", metrics.NewRuntime(reg), metrics.NewHTTP(reg)), zap.NewNop())
 	t.Cleanup(p.close)
@@ -74,4 +74,27 @@ func TestPoolReapsExtraSpares(t *testing.T) {
 	defer p.mu.Unlock()
 	require.Len(t, p.spares, 1, "one spare stays however old")
 	require.Equal(t, 1, p.live)
+}
+
+// A request queued behind the process started for it waits for that start (its own bound,
+// StartTimeout), not only for the queue time: a slow start is not an "overloaded" 503.
+func TestPoolWaiterOutlastsQueueWaitForItsStart(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	gone := make(chan struct{})
+	close(gone)
+	p := newPool(4, 8, 50*time.Millisecond, 10*time.Second, true, func(*script) (*worker, error) {
+		time.Sleep(300 * time.Millisecond)
+		return &worker{exited: gone}, nil
+	}, newHostMetrics("t", metrics.NewRuntime(reg), metrics.NewHTTP(reg)), zap.NewNop())
+	t.Cleanup(p.close)
+	w, fresh, err := p.acquire(poolKey{sha: "a"}, &script{})
+	require.NoError(t, err)
+	require.NotNil(t, w)
+	require.True(t, fresh, "the new process comes unassigned")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	require.Equal(t, 1, p.live)
+	require.Equal(t, 1, p.busy)
+	require.Zero(t, p.growing)
 }
