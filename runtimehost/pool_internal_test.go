@@ -98,3 +98,19 @@ func TestPoolWaiterOutlastsQueueWaitForItsStart(t *testing.T) {
 	require.Equal(t, 1, p.busy)
 	require.Zero(t, p.growing)
 }
+
+// A worker that dies before its hello says why: the start error carries its stderr.
+func TestStartErrorCarriesTheWorkersStderr(t *testing.T) {
+	t.Parallel()
+	_, err := startWorker(&startSpec{
+		argv:        []string{"/usr/bin/python3", "-c", "import sys; sys.stderr.write('no bootstrap here\\n'); sys.exit(3)"},
+		tmpBase:     t.TempDir(),
+		outputLimit: 1 << 16,
+		limits:      Limits{OpenFiles: 64, Processes: 4096},
+		timeout:     10 * time.Second,
+		spawner:     ProcessSpawner{},
+	})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "exit status 3")
+	require.Contains(t, err.Error(), "no bootstrap here")
+}

@@ -1,6 +1,7 @@
 package runtimehost
 
 import (
+	"bytes"
 	"container/list"
 	"crypto/rand"
 	"encoding/hex"
@@ -151,8 +152,9 @@ func startWorker(s *startSpec) (*worker, error) {
 	}()
 	reply, err := w.read(time.Now().Add(s.timeout))
 	if err != nil {
+		err = w.describe(err)
 		w.kill()
-		return nil, fmt.Errorf("start worker %s: no hello: %w", s.argv[0], w.describe(err))
+		return nil, fmt.Errorf("start worker %s: no hello: %w%s", s.argv[0], err, w.stderrTail())
 	}
 	if reply.Type != "hello" {
 		w.kill()
@@ -165,6 +167,22 @@ func startWorker(s *startSpec) (*worker, error) {
 		}
 	}
 	return w, nil
+}
+
+// stderrTail is the end of what a worker that failed to start wrote on stderr (an
+// interpreter's own error: a missing bootstrap, a bad flag), for the start error.
+func (w *worker) stderrTail() string {
+	timer := time.NewTimer(200 * time.Millisecond)
+	defer timer.Stop()
+	seg, _ := w.stderr.take(timer.C)
+	msg := bytes.TrimSpace(seg.data)
+	if len(msg) == 0 {
+		return ""
+	}
+	if len(msg) > 500 {
+		msg = msg[len(msg)-500:]
+	}
+	return fmt.Sprintf("; stderr: %q", msg)
 }
 
 // killGroup SIGKILLs the worker's process group.
