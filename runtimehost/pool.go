@@ -267,27 +267,36 @@ func (p *pool) growLocked(victim *worker) {
 			p.log.Warn("worker did not start", logging.Err(err))
 			return
 		}
-		if p.closed {
-			p.live--
-			p.mu.Unlock()
-			w.kill()
-			return
+		placed, toWaiter := p.placeLocked(w)
+		if toWaiter {
+			p.metrics.coldStarts.Inc() // a request waited for this process
 		}
-		if e := p.waiters.Front(); e != nil {
-			wt := p.waiters.Remove(e).(*waiter)
-			p.busy++
-			p.metrics.queue.Set(float64(p.waiters.Len()))
-			p.metrics.coldStarts.Inc()
-			p.gaugesLocked()
-			wt.ch <- grant{w: w}
-			p.mu.Unlock()
-			return
-		}
-		w.lastUsed = time.Now()
-		p.spares = append(p.spares, w)
-		p.gaugesLocked()
 		p.mu.Unlock()
+		if !placed {
+			w.kill()
+		}
 	}()
+}
+
+// placeLocked puts a process that just started where it is needed: to the oldest waiter,
+// else among the spares. placed is false when the pool has closed (the caller kills w).
+func (p *pool) placeLocked(w *worker) (placed, toWaiter bool) {
+	if p.closed {
+		p.live--
+		return false, false
+	}
+	if e := p.waiters.Front(); e != nil {
+		wt := p.waiters.Remove(e).(*waiter)
+		p.busy++
+		p.metrics.queue.Set(float64(p.waiters.Len()))
+		p.gaugesLocked()
+		wt.ch <- grant{w: w} // under the lock: a waiter timing out sees it (buffered)
+		return true, true
+	}
+	w.lastUsed = time.Now()
+	p.spares = append(p.spares, w)
+	p.gaugesLocked()
+	return true, false
 }
 
 // handoffLocked passes a freed slot to the oldest waiter, or to a new spare.
@@ -347,24 +356,11 @@ func (p *pool) startSpare() {
 	p.spareBackoff = 0
 	onSpare := p.onSpare
 	p.onSpare = nil
-	if p.closed {
-		p.live--
-		p.mu.Unlock()
+	placed, _ := p.placeLocked(w)
+	p.mu.Unlock()
+	if !placed {
 		w.kill()
 		return
-	}
-	if e := p.waiters.Front(); e != nil {
-		wt := p.waiters.Remove(e).(*waiter)
-		p.busy++
-		p.metrics.queue.Set(float64(p.waiters.Len()))
-		p.gaugesLocked()
-		wt.ch <- grant{w: w}
-		p.mu.Unlock()
-	} else {
-		w.lastUsed = time.Now()
-		p.spares = append(p.spares, w)
-		p.gaugesLocked()
-		p.mu.Unlock()
 	}
 	if onSpare != nil {
 		onSpare()

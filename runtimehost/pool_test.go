@@ -88,41 +88,33 @@ func TestPoolBurstIsServedByReleasedWorkers(t *testing.T) {
 		"LAMBDA_SANDBOX": "off",
 	})
 	h.ok(t, "f", pySleep, map[string]int{}, "succeeded", nil) // binds the spare; the next spare takes 1 s
+	// burst runs n concurrent calls of f sleeping ms and counts those that bound a new worker.
+	burst := func(n, ms int) (bound int) {
+		var wg sync.WaitGroup
+		cold := make(chan bool, n)
+		for range n {
+			wg.Go(func() {
+				cold <- h.ok(t, "f", pySleep, map[string]int{"ms": ms}, "succeeded", nil).Cold
+			})
+		}
+		wg.Wait()
+		close(cold)
+		for c := range cold {
+			if c {
+				bound++
+			}
+		}
+		return bound
+	}
 	start := time.Now()
-	var wg sync.WaitGroup
-	cold := make(chan bool, 3)
-	for range 3 {
-		wg.Go(func() {
-			r := h.ok(t, "f", pySleep, map[string]int{"ms": 100}, "succeeded", nil)
-			cold <- r.Cold
-		})
-	}
-	wg.Wait()
-	close(cold)
-	for c := range cold {
-		require.False(t, c, "every call of the burst ran on the warm worker")
-	}
+	require.Zero(t, burst(3, 100), "every call of the burst ran on the warm worker")
 	require.Less(t, time.Since(start), 900*time.Millisecond, "no call waited for a process start")
 	// The processes started behind the burst (and the regular spare) stay as spares: the
 	// next burst binds them instead of queueing on the one warm worker, so the function
 	// gains workers; a call that finds a spare never waits for a process start.
 	time.Sleep(1500 * time.Millisecond)
 	start = time.Now()
-	cold = make(chan bool, 4)
-	for range 4 {
-		wg.Go(func() {
-			r := h.ok(t, "f", pySleep, map[string]int{"ms": 300}, "succeeded", nil)
-			cold <- r.Cold
-		})
-	}
-	wg.Wait()
-	close(cold)
-	bound := 0
-	for c := range cold {
-		if c {
-			bound++
-		}
-	}
+	bound := burst(4, 300)
 	require.Equal(t, 3, bound, "one call on the warm worker, three on the spares the first burst left")
 	require.Less(t, time.Since(start), 900*time.Millisecond, "no call waited for a process start")
 }
