@@ -148,7 +148,6 @@ func (c *Cache) Set(ctx context.Context, key string, e Entry, ttl time.Duration)
 		c.failed()
 		return fault.Wrap(fault.Unavailable, err, "redis set")
 	}
-	e.Local = false
 	c.local.put(key, e, time.UnixMilli(e.ExpiresAt), now)
 	return nil
 }
