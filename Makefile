@@ -58,8 +58,9 @@ test: build gateway temporal
 	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
 	$(if $(filter ./...,$(PKGS)),$(MAKE) fuzz)
 
-# Brief fuzzing of the invoke request parsing and the worker frame decoder (part of
-# `make test` when it runs every package; the seeds also run in every plain go test).
+# Brief fuzzing of the invoke request parsing, the worker frame decoder and the cache key's
+# canonical JSON (part of `make test` when it runs every package; the seeds also run in
+# every plain go test).
 # A count, not a duration: Go 1.26's fuzz coordinator can report a bare "context deadline
 # exceeded" failure when a duration ends while a slowed worker is mid-input (go.dev/issue/75804,
 # fixed in Go 1.27); a count has no deadline to race.
@@ -67,6 +68,7 @@ FUZZTIME ?= 100000x
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzInvokeRequest -fuzztime=$(FUZZTIME) ./runtimehost
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./frame
+	$(GO) test -run='^$$' -fuzz=FuzzCanonical -fuzztime=$(FUZZTIME) ./cache
 
 bench: build gateway temporal
 	$(GO) build -o $(BIN)/lambda-bench ./cmd/lambda-bench

@@ -6,7 +6,6 @@
 package cache
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -84,24 +83,6 @@ func Key(tenant, sha string, event json.RawMessage) (string, error) {
 	}
 	h := sha256.Sum256(canon)
 	return "lambda:result:" + tenant + ":" + sha + ":" + hex.EncodeToString(h[:]), nil
-}
-
-// Canonical re-encodes a JSON document with sorted object keys and no insignificant
-// whitespace; numbers keep their exact text.
-func Canonical(doc json.RawMessage) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, fault.Wrap(fault.Invalid, err, "event is not valid JSON")
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
 // Get returns the entry under key, if any: from the process's copy while it lasts (even

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +25,9 @@ import (
 	"github.com/lambda-microservice/lambda/runtimehost"
 	"github.com/lambda-microservice/lambda/runtimes"
 )
+
+// gcPercent is the garbage collector's target unless GOGC is set.
+const gcPercent = 400
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -71,6 +75,12 @@ func run(ctx context.Context, args []string, environment map[string]string, stdo
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+
+	// Fewer collections under load, unless the operator set GOGC: the host's live heap is
+	// small and every request allocates its decode and output buffers (BENCHMARKS.md, run 13).
+	if _, set := environment["GOGC"]; !set {
+		debug.SetGCPercent(gcPercent)
+	}
 
 	promReg := metrics.NewRegistry()
 	host, err := runtimehost.New(runtimehost.Options{

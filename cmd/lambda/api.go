@@ -171,6 +171,7 @@ func newAPICmd(e Env, stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer func() { _ = log.Sync() }()
+			e.defaultGC()
 			return runAPI(cmd.Context(), cfg, log)
 		},
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -40,6 +41,19 @@ func environ(kv []string) Env {
 // parse fills a component's config struct from the environment (caarlos0/env tags).
 func (e Env) parse(cfg any) error {
 	return env.ParseWithOptions(cfg, env.Options{Environment: e})
+}
+
+// GCPercent is the garbage collector's target for the serving processes (api, worker)
+// unless the operator sets GOGC: their live heap is a few MiB, so Go's default (100)
+// collects several times a second under load; 400 trades tens of MiB for fewer
+// collections (BENCHMARKS.md, run 13). GOMEMLIMIT, when set, still caps the heap.
+const GCPercent = 400
+
+// defaultGC applies GCPercent unless GOGC is set.
+func (e Env) defaultGC() {
+	if _, set := e["GOGC"]; !set {
+		debug.SetGCPercent(GCPercent)
+	}
 }
 
 // subcommands is filled by each subcommand's file (api.go, worker.go, ...).

@@ -70,6 +70,7 @@ func newWorkerCmd(e Env, stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			defer func() { _ = log.Sync() }()
+			e.defaultGC()
 			return runWorker(cmd.Context(), cfg, log)
 		},
 	}
