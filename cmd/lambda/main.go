@@ -43,16 +43,16 @@ func (e Env) parse(cfg any) error {
 	return env.ParseWithOptions(cfg, env.Options{Environment: e})
 }
 
-// GCPercent is the garbage collector's target for the serving processes (api, worker)
+// gcPercent is the garbage collector's target for the serving processes (api, worker)
 // unless the operator sets GOGC: their live heap is a few MiB, so Go's default (100)
 // collects several times a second under load; 400 trades tens of MiB for fewer
 // collections (BENCHMARKS.md, run 13). GOMEMLIMIT, when set, still caps the heap.
-const GCPercent = 400
+const gcPercent = 400
 
-// defaultGC applies GCPercent unless GOGC is set.
+// defaultGC applies gcPercent unless GOGC is set.
 func (e Env) defaultGC() {
 	if _, set := e["GOGC"]; !set {
-		debug.SetGCPercent(GCPercent)
+		debug.SetGCPercent(gcPercent)
 	}
 }
 
