@@ -97,16 +97,12 @@ func scanObject(doc []byte, i, depth int) (int, bool) {
 		if end >= len(doc) || doc[end] != ':' {
 			return 0, false
 		}
-		if i, ok = scanValue(doc, end+1, depth); !ok || i >= len(doc) {
+		if i, ok = scanValue(doc, end+1, depth); !ok {
 			return 0, false
 		}
-		switch doc[i] {
-		case '}':
-			return i + 1, true
-		case ',':
-			i++
-		default:
-			return 0, false
+		var done bool
+		if i, done, ok = closeOrComma(doc, i, '}'); !ok || done {
+			return i, ok
 		}
 	}
 }
@@ -119,19 +115,29 @@ func scanArray(doc []byte, i, depth int) (int, bool) {
 		return i + 1, true
 	}
 	for {
-		var ok bool
-		if i, ok = scanValue(doc, i, depth); !ok || i >= len(doc) {
+		var ok, done bool
+		if i, ok = scanValue(doc, i, depth); !ok {
 			return 0, false
 		}
-		switch doc[i] {
-		case ']':
-			return i + 1, true
-		case ',':
-			i++
-		default:
-			return 0, false
+		if i, done, ok = closeOrComma(doc, i, ']'); !ok || done {
+			return i, ok
 		}
 	}
+}
+
+// closeOrComma reads what follows a member of an object or array: closer ends it (done),
+// a comma leads to the next member.
+func closeOrComma(doc []byte, i int, closer byte) (next int, done, ok bool) {
+	if i >= len(doc) {
+		return 0, false, false
+	}
+	switch doc[i] {
+	case closer:
+		return i + 1, true, true
+	case ',':
+		return i + 1, false, true
+	}
+	return 0, false, false
 }
 
 // scanString checks a string's body from doc[i] (after the opening quote) and returns the

@@ -107,31 +107,28 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 		p.mu.Unlock()
 		return w, true, nil
 	}
+	// A slot for a new process: a free one, else the least recently used idle worker's.
+	slot, victim := p.live < p.max, (*worker)(nil)
+	if slot {
+		p.live++
+	} else if victim = p.evictLocked(); victim != nil {
+		slot = true
+	}
 	canWait := p.queueWait > 0 && p.waiters.Len() < p.queueMax
 	wait := p.queueWait
-	if p.live < p.max {
-		p.live++
-		if p.prestart && canWait {
-			p.growLocked(nil)
-			wait = max(wait, p.startWait) // a process is on its way: wait for it too
-		} else {
-			p.busy++
-			p.gaugesLocked()
-			p.mu.Unlock()
-			return p.startNew(s)
-		}
-	} else if victim := p.evictLocked(); victim != nil {
-		if p.prestart && canWait {
-			p.growLocked(victim)
-			wait = max(wait, p.startWait)
-		} else {
-			p.busy++
-			p.gaugesLocked()
-			p.mu.Unlock()
+	switch {
+	case slot && p.prestart && canWait:
+		p.growLocked(victim)
+		wait = max(wait, p.startWait) // a process is on its way: wait for it too
+	case slot:
+		p.busy++
+		p.gaugesLocked()
+		p.mu.Unlock()
+		if victim != nil {
 			victim.kill()
-			return p.startNew(s)
 		}
-	} else if !canWait {
+		return p.startNew(s)
+	case !canWait:
 		p.mu.Unlock()
 		return nil, false, fault.New(fault.Overloaded, "all %d workers are busy and the queue is full", p.max)
 	}
