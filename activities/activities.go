@@ -1,20 +1,17 @@
 // Package activities holds the Temporal activities of an async execution. They are
-// methods on one struct holding the invocation core and the store (workflows reference
-// them through a nil *Activities), and they are thin adapters over the same invocation
-// core and OpenFaaS call as the HTTP fast path.
+// methods on one struct holding the invocation core (workflows reference them through a
+// nil *Activities) and thin adapters over the core's execution steps (core.Pin,
+// CheckCache, RunAttempt, Finish): what they add is Temporal's — heartbeats while the
+// runtime call runs, and the one mapping of errors to retryability (classify).
 //
 // Activities pass references, never payloads: the event and the result live in the
 // execution's request_logs row (claim check), so a 6 MiB event never enters Temporal.
-//
-// Row lifecycle: the api writes the row as queued; Invoke marks it running (with the
-// attempt number) and stages the runtime's outcome in the row while it stays running;
-// Persist makes it final. The store never changes a final row, so however many
-// attempts of Invoke or Persist run, an execution is recorded exactly once.
+// The workflow hands them the version it pinned (core.Pinned) when its run was started
+// with one; runs started without it resolve the version per step, as they always did.
 package activities
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"time"
 
@@ -22,12 +19,11 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
-	"github.com/lambda-microservice/lambda/cache"
-	"github.com/lambda-microservice/lambda/fault"
-	"github.com/lambda-microservice/lambda/logging"
-	"github.com/lambda-microservice/lambda/metrics"
-	"github.com/lambda-microservice/lambda/runtimes"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/store"
 )
 
 // Error types of the application errors the activities return. A handler failure or a
@@ -37,23 +33,13 @@ const (
 	ErrHandlerTimeout = "HandlerTimeout"
 )
 
-// Core is what the activities need from the invocation core (*invoke.Service).
+// Core is what the activities need from the invocation core (*core.Service).
 type Core interface {
-	Resolve(ctx context.Context, tenant, name string, version int, title string) (store.Version, *runtimes.Runtime, error)
-	CacheLookup(ctx context.Context, v store.Version, event json.RawMessage) (string, cache.Entry, bool)
-	Run(ctx context.Context, v store.Version, rt *runtimes.Runtime, e *store.Execution, timeout time.Duration) error
-	Record(ctx context.Context, e *store.Execution) error
-}
-
-// Store is what the activities need from PostgreSQL (*store.Store).
-type Store interface {
-	GetExecution(ctx context.Context, tenant, id string, withPayload bool) (store.Execution, error)
-	MarkRunning(ctx context.Context, tenant, id string, attempt int) error
-}
-
-// ResultCache is the Redis result cache (*cache.Cache).
-type ResultCache interface {
-	Set(ctx context.Context, key string, e cache.Entry, ttl time.Duration) error
+	Pin(ctx context.Context, tenant, name string, version int, title string) (core.Pinned, error)
+	CheckCache(ctx context.Context, id string, p core.Pinned) (key string, hit bool, err error)
+	RunAttempt(ctx context.Context, id string, p core.Pinned, n int, timeout time.Duration, started func(n int)) (core.Attempt, error)
+	Finish(ctx context.Context, tenant, id string, f core.Final) (store.Execution, bool, error)
+	StoreResult(ctx context.Context, tenant, id, key string, ttl time.Duration) error
 }
 
 // Config tunes the activities.
@@ -65,21 +51,18 @@ type Config struct {
 
 // Activities are the activities of the ExecuteFunction workflow.
 type Activities struct {
-	cfg   Config
-	core  Core
-	store Store
-	cache ResultCache
-	m     *metrics.Workflow
-	im    *metrics.Invoke
-	log   *zap.Logger
+	cfg  Config
+	core Core
+	m    *metrics.Workflow
+	log  *zap.Logger
 }
 
 // New returns the activities over the invocation core.
-func New(cfg Config, core Core, st Store, c ResultCache, m *metrics.Workflow, im *metrics.Invoke, log *zap.Logger) *Activities {
+func New(cfg Config, c Core, m *metrics.Workflow, log *zap.Logger) *Activities {
 	if cfg.HeartbeatEvery <= 0 {
 		cfg.HeartbeatEvery = time.Second
 	}
-	return &Activities{cfg: cfg, core: core, store: st, cache: c, m: m, im: im, log: log}
+	return &Activities{cfg: cfg, core: c, m: m, log: log}
 }
 
 // Target names one execution.
@@ -96,22 +79,18 @@ type ResolveInput struct {
 	LanguageTitle string `json:"language_title"`
 }
 
-// Resolved is a version's identity and settings, which the workflow turns into
-// activity options.
+// Resolved is what the workflow needs of a version it resolved by number.
 type Resolved struct {
-	Version   int    `json:"version"`
-	SHA256    string `json:"sha256"`
-	Language  string `json:"language"`
-	Runtime   string `json:"runtime"` // the OpenFaaS function
-	TimeoutMS int    `json:"timeout_ms"`
-	MemoryMB  int    `json:"memory_mb"`
-	CacheTTLS int    `json:"cache_ttl_s"`
+	TimeoutMS int `json:"timeout_ms"`
+	CacheTTLS int `json:"cache_ttl_s"`
 }
 
-// CheckCacheInput names an execution and its version.
+// CheckCacheInput names an execution and its version: the pinned one, or (runs started
+// without it) the one to resolve.
 type CheckCacheInput struct {
 	Exec    Target       `json:"exec"`
 	Version ResolveInput `json:"version"`
+	Pinned  *core.Pinned `json:"pinned,omitempty"`
 }
 
 // CacheResult says whether the cache answered; on a hit the cached result is already
@@ -121,20 +100,19 @@ type CacheResult struct {
 	Key string `json:"key,omitempty"` // the cache key, for StoreCache after a miss
 }
 
-// InvokeInput names the execution to run.
+// InvokeInput names the execution to run and its version, as CheckCacheInput does.
 type InvokeInput struct {
 	Exec      Target       `json:"exec"`
 	Version   ResolveInput `json:"version"`
+	Pinned    *core.Pinned `json:"pinned,omitempty"`
 	TimeoutMS int          `json:"timeout_ms"`
 }
 
 // InvokeResult is the outcome of the runtime call, without its payload (staged in the
 // row). It is also the details of a HandlerFailed/HandlerTimeout application error.
 type InvokeResult struct {
-	Status     string  `json:"status"`
-	Attempt    int     `json:"attempt"`
-	DurationMS float64 `json:"duration_ms"`
-	Final      bool    `json:"final,omitempty"` // the row was already final (nothing ran)
+	Status  string `json:"status"`
+	Attempt int    `json:"attempt"`
 }
 
 // PersistInput makes an execution final.
@@ -147,7 +125,6 @@ type PersistInput struct {
 	// outcomes the runtime produced (already staged in the row).
 	ErrorType    string `json:"error_type,omitempty"`
 	ErrorMessage string `json:"error_message,omitempty"`
-	Language     string `json:"language,omitempty"` // metrics label
 }
 
 // PersistResult is the status the execution was recorded with: the row's own when it
@@ -180,80 +157,53 @@ func (a *Activities) track(name string) func(*error) {
 	}
 }
 
-// ResolveVersion pins the version an execution runs and returns its settings.
+// pinned is the version a step runs: the one the workflow pinned, else resolved now.
+func (a *Activities) pinned(ctx context.Context, p *core.Pinned, in ResolveInput) (core.Pinned, error) {
+	if p != nil {
+		return *p, nil
+	}
+	return a.core.Pin(ctx, in.Tenant, in.Function, in.Version, in.LanguageTitle)
+}
+
+// ResolveVersion resolves the version of an execution whose run was started without
+// it pinned, and returns its settings.
 func (a *Activities) ResolveVersion(ctx context.Context, in ResolveInput) (_ Resolved, err error) {
 	defer a.track("ResolveVersion")(&err)
-	v, rt, err := a.core.Resolve(ctx, in.Tenant, in.Function, in.Version, in.LanguageTitle)
+	p, err := a.core.Pin(ctx, in.Tenant, in.Function, in.Version, in.LanguageTitle)
 	if err != nil {
 		return Resolved{}, classify("resolve version", err)
 	}
-	return Resolved{Version: v.Version, SHA256: v.SHA256, Language: v.Language, Runtime: rt.Function,
-		TimeoutMS: v.TimeoutMS, MemoryMB: v.MemoryMB, CacheTTLS: v.CacheTTLS}, nil
+	return Resolved{TimeoutMS: p.TimeoutMS, CacheTTLS: p.CacheTTLS}, nil
 }
 
 // CheckCache looks the event up in the result cache. On a hit it stages the cached
 // result in the row (still running) for Persist; Redis errors are misses.
 func (a *Activities) CheckCache(ctx context.Context, in CheckCacheInput) (_ CacheResult, err error) {
 	defer a.track("CheckCache")(&err)
-	v, _, err := a.core.Resolve(ctx, in.Exec.Tenant, in.Version.Function, in.Version.Version, in.Version.LanguageTitle)
+	p, err := a.pinned(ctx, in.Pinned, in.Version)
 	if err != nil {
 		return CacheResult{}, classify("check cache", err)
 	}
-	e, err := a.store.GetExecution(ctx, in.Exec.Tenant, in.Exec.ID, true)
+	key, hit, err := a.core.CheckCache(ctx, in.Exec.ID, p)
 	if err != nil {
 		return CacheResult{}, classify("check cache", err)
 	}
-	if store.Finished(e.Status) {
-		return CacheResult{}, nil
-	}
-	key, entry, hit := a.core.CacheLookup(ctx, v, e.Payload)
-	if !hit {
-		return CacheResult{Key: key}, nil
-	}
-	now := time.Now().UTC()
-	e.Status, e.Result, e.Error, e.Stdout, e.Stderr, e.Cached = store.StatusRunning, entry.Result, nil, entry.Stdout, entry.Stderr, true
-	e.DurationMS = float64(now.Sub(e.CreatedAt).Microseconds()) / 1000
-	e.FinishedAt = &now
-	e.Payload = nil
-	if err := a.core.Record(ctx, &e); err != nil {
-		return CacheResult{}, classify("check cache", err)
-	}
-	return CacheResult{Hit: true, Key: key}, nil
+	return CacheResult{Hit: hit, Key: key}, nil
 }
 
 // Invoke runs the script on its runtime function, heartbeating while it waits, and
-// stages the outcome in the execution's row. A handler failure or timeout is a
-// non-retryable application error carrying the InvokeResult as details; a platform
-// fault (runtime unreachable, gateway 5xx, PostgreSQL down) is a retryable error.
-// When the row is already final (canceled, or persisted by an earlier run) nothing runs.
+// stages the outcome in the execution's row (core.Service.RunAttempt). A handler failure
+// or timeout is a non-retryable application error carrying the InvokeResult as details;
+// a platform fault (runtime unreachable, gateway 5xx, PostgreSQL down) is a retryable
+// error. When the row is already final (canceled, or persisted by an earlier run) nothing
+// runs.
 func (a *Activities) Invoke(ctx context.Context, in InvokeInput) (_ InvokeResult, err error) {
 	defer a.track("Invoke")(&err)
 	info := activity.GetInfo(ctx)
-
-	v, rt, err := a.core.Resolve(ctx, in.Exec.Tenant, in.Version.Function, in.Version.Version, in.Version.LanguageTitle)
+	p, err := a.pinned(ctx, in.Pinned, in.Version)
 	if err != nil {
 		return InvokeResult{}, classify("invoke", err)
 	}
-	e, err := a.store.GetExecution(ctx, in.Exec.Tenant, in.Exec.ID, true)
-	if err != nil {
-		return InvokeResult{}, classify("invoke", err)
-	}
-	if store.Finished(e.Status) {
-		return InvokeResult{Status: e.Status, Attempt: e.Attempts, DurationMS: e.DurationMS, Final: true}, nil
-	}
-	// The attempt counts across workers: a local activity starts again at 1 on the worker
-	// that replays the run after its first worker died, but the row knows the attempt
-	// that worker had started.
-	attempt := int(info.Attempt)
-	if e.Status == store.StatusRunning {
-		attempt = max(attempt, e.Attempts+1)
-	}
-	log := a.log.With(zap.String(logging.FieldExecutionID, in.Exec.ID), zap.String(logging.FieldFunction, in.Version.Function),
-		zap.Int("lambda.attempt", attempt))
-	if err := a.store.MarkRunning(ctx, in.Exec.Tenant, in.Exec.ID, attempt); err != nil {
-		return InvokeResult{}, classify("invoke", err)
-	}
-	e.Status, e.Attempts = store.StatusRunning, attempt
 
 	// Heartbeat while the runtime call is in flight: a dead worker stops heartbeating,
 	// the server times the attempt out after HeartbeatTimeout and retries it elsewhere;
@@ -265,23 +215,34 @@ func (a *Activities) Invoke(ctx context.Context, in InvokeInput) (_ InvokeResult
 	}
 	hbCtx, stopHB := context.WithCancel(ctx)
 	hbDone := make(chan struct{})
-	go func() {
-		defer close(hbDone)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-hbCtx.Done():
-				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx, attempt)
-			}
+	heartbeating := false
+	defer func() {
+		stopHB()
+		if heartbeating {
+			<-hbDone
 		}
 	}()
-	runErr := a.core.Run(ctx, v, rt, &e, time.Duration(in.TimeoutMS)*time.Millisecond)
-	stopHB()
-	<-hbDone
+	heartbeat := func(attempt int) {
+		heartbeating = true
+		go func() {
+			defer close(hbDone)
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-hbCtx.Done():
+					return
+				case <-t.C:
+					activity.RecordHeartbeat(ctx, attempt)
+				}
+			}
+		}()
+	}
+	timeout := time.Duration(in.TimeoutMS) * time.Millisecond
+	at, runErr := a.core.RunAttempt(ctx, in.Exec.ID, p, int(info.Attempt), timeout, heartbeat)
 	if runErr != nil {
+		log := a.log.With(zap.String(logging.FieldExecutionID, in.Exec.ID), zap.String(logging.FieldFunction, p.Function),
+			zap.Int("lambda.attempt", at.Number))
 		if ctx.Err() != nil {
 			log.Info("runtime call abandoned", logging.Err(ctx.Err()))
 			return InvokeResult{}, ctx.Err()
@@ -289,90 +250,44 @@ func (a *Activities) Invoke(ctx context.Context, in InvokeInput) (_ InvokeResult
 		log.Warn("runtime call failed", logging.Err(runErr))
 		return InvokeResult{}, classify("invoke", runErr)
 	}
-
-	// Stage the outcome: the row stays running until Persist makes it final.
-	outcome := e.Status
-	res := InvokeResult{Status: outcome, Attempt: attempt, DurationMS: e.DurationMS}
-	e.Status = store.StatusRunning
-	e.Payload = nil
-	if err := a.core.Record(ctx, &e); err != nil {
-		return InvokeResult{}, classify("invoke", err)
+	res := InvokeResult{Status: at.Status, Attempt: at.Number}
+	if at.Final {
+		return res, nil
 	}
-	switch outcome {
+	switch at.Status {
 	case store.StatusFailed:
 		msg := "the handler failed"
-		if e.Error != nil && e.Error.Message != "" {
-			msg = e.Error.Type + ": " + e.Error.Message
+		if at.Error != nil && at.Error.Message != "" {
+			msg = at.Error.Type + ": " + at.Error.Message
 		}
 		return res, temporal.NewNonRetryableApplicationError(msg, ErrHandlerFailed, nil, res)
 	case store.StatusTimeout:
-		return res, temporal.NewNonRetryableApplicationError("the handler timed out after "+
-			(time.Duration(in.TimeoutMS)*time.Millisecond).String(), ErrHandlerTimeout, nil, res)
+		return res, temporal.NewNonRetryableApplicationError("the handler timed out after "+timeout.String(), ErrHandlerTimeout, nil, res)
 	}
 	return res, nil
 }
 
-// Persist makes the execution final with in's status. The staged outcome (result,
-// error, output) stays; a platform failure or a cancel replaces it with in's error.
-// A row that is already final is left as it is and its status returned.
+// Persist makes the execution final with in's status (core.Service.Finish). A row that is
+// already final is left as it is and its status returned.
 func (a *Activities) Persist(ctx context.Context, in PersistInput) (_ PersistResult, err error) {
 	defer a.track("Persist")(&err)
-	e, err := a.store.GetExecution(ctx, in.Exec.Tenant, in.Exec.ID, false)
+	e, recorded, err := a.core.Finish(ctx, in.Exec.Tenant, in.Exec.ID, core.Final{Status: in.Status, Attempts: in.Attempts,
+		Cached: in.Cached, ErrorType: in.ErrorType, ErrorMessage: in.ErrorMessage})
 	if err != nil {
 		return PersistResult{}, classify("persist", err)
 	}
-	if store.Finished(e.Status) {
-		return PersistResult{Status: e.Status, Attempts: e.Attempts}, nil
-	}
-	now := time.Now().UTC()
-	e.Status = in.Status
-	if in.Attempts > 0 {
-		e.Attempts = in.Attempts
-	}
-	e.Cached = in.Cached
-	if in.ErrorType != "" {
-		e.Result, e.Stdout, e.Stderr, e.Truncated = nil, "", "", false
-		e.Error = &store.ExecError{Type: in.ErrorType, Message: in.ErrorMessage}
-		e.FinishedAt = nil
-	}
-	if e.Status != store.StatusSucceeded {
-		e.Result = nil
-	}
-	if e.FinishedAt == nil {
-		e.FinishedAt = &now
-		if e.DurationMS == 0 {
-			e.DurationMS = float64(now.Sub(e.CreatedAt).Microseconds()) / 1000
-		}
-	}
-	if err := a.core.Record(ctx, &e); err != nil {
-		return PersistResult{}, classify("persist", err)
-	}
-	if a.m != nil {
-		a.m.Completed.WithLabelValues(in.Language, e.Status).Inc()
-	}
-	if a.im != nil {
-		a.im.Invocations.WithLabelValues(in.Language, "workflow", e.Status).Inc()
-		a.im.Duration.WithLabelValues(in.Language, "workflow").Observe(now.Sub(e.CreatedAt).Seconds())
+	if recorded && a.m != nil {
+		a.m.Completed.WithLabelValues(e.Language, e.Status).Inc()
 	}
 	return PersistResult{Status: e.Status, Attempts: e.Attempts}, nil
 }
 
-// StoreCache saves a succeeded execution's result in the result cache.
+// StoreCache saves a succeeded execution's result in the result cache (runs started
+// without a pinned version; Invoke stores it for the others).
 func (a *Activities) StoreCache(ctx context.Context, in StoreCacheInput) (err error) {
 	defer a.track("StoreCache")(&err)
-	e, err := a.store.GetExecution(ctx, in.Exec.Tenant, in.Exec.ID, false)
-	if err != nil {
-		return classify("store cache", err)
-	}
-	if e.Status != store.StatusSucceeded || e.Cached {
-		return nil
-	}
-	err = a.cache.Set(ctx, in.Key, cache.Entry{Result: e.Result, Stdout: e.Stdout, Stderr: e.Stderr},
-		time.Duration(in.TTLS)*time.Second)
-	if err != nil {
-		return classify("store cache", err)
-	}
-	return nil
+	err = a.core.StoreResult(ctx, in.Exec.Tenant, in.Exec.ID, in.Key, time.Duration(in.TTLS)*time.Second)
+	return classify("store cache", err)
 }
 
 // classify is the one place that maps an error to retryability: platform faults

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/lambda-microservice/lambda/fault"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
 )
 
 func TestClassify(t *testing.T) {

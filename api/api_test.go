@@ -19,24 +19,26 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lambda-microservice/lambda/api"
-	"github.com/lambda-microservice/lambda/cache"
-	"github.com/lambda-microservice/lambda/faas"
-	"github.com/lambda-microservice/lambda/fault"
-	"github.com/lambda-microservice/lambda/invoke"
-	"github.com/lambda-microservice/lambda/metrics"
+	"github.com/lambda-microservice/lambda/internal/cache"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/faas"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/store"
+	"github.com/lambda-microservice/lambda/internal/testkit/db"
 	"github.com/lambda-microservice/lambda/runtimes"
-	"github.com/lambda-microservice/lambda/store"
-	"github.com/lambda-microservice/lambda/testdb"
 )
 
 // scriptedRunner stands in for the OpenFaaS call: the script's source picks the outcome.
 type scriptedRunner struct {
-	calls atomic.Int64
+	calls  atomic.Int64
+	builds sync.Map // sha256 → the version number it was built for
 }
 
 func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.Result, error) {
 	r.calls.Add(1)
 	if c.BuildOnly {
+		r.builds.Store(c.SHA256, c.Version)
 		if strings.Contains(c.Source, "syntax error") {
 			return faas.Result{}, fault.New(fault.Unprocessable, "SyntaxError: invalid syntax (handler.py, line 2)")
 		}
@@ -72,7 +74,7 @@ func newFixture(t *testing.T, opts ...func(*api.Deps, *store.Store, *cache.Cache
 // Redis at redisURL.
 func newFixtureOn(t *testing.T, redisURL string, opts ...func(*api.Deps, *store.Store, *cache.Cache)) *fixture {
 	t.Helper()
-	dbURL := testdb.New(t)
+	dbURL := db.New(t)
 	ctx := context.Background()
 	st, err := store.Open(ctx, dbURL, 4)
 	require.NoError(t, err)
@@ -88,12 +90,13 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...func(*api.Deps, *store.
 	t.Cleanup(cancel)
 	r := &scriptedRunner{}
 	mreg := metrics.NewRegistry()
-	core := invoke.New(invoke.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour, VersionCacheTTL: time.Second,
-		RuntimeCallSlack: time.Second}, st, c, r, logs, reg, metrics.NewInvoke(mreg), zap.NewNop())
+	svc := core.New(core.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour, VersionCacheTTL: time.Second,
+		RuntimeCallSlack: time.Second, Functions: core.FunctionLimits{MaxSourceBytes: 1024, DefaultTimeoutMS: 1000,
+			DefaultMemoryMB: 128, MaxTimeout: 15 * time.Minute}},
+		core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()})
 	deps := api.Deps{
-		Config: api.Config{MaxSourceBytes: 1024, MaxEventBytes: 2048, DefaultTimeoutMS: 1000, DefaultMemoryMB: 128,
-			MaxTimeout: 15 * time.Minute, MaxWait: 5 * time.Second},
-		Log: zap.NewNop(), Core: core, Store: st, Tenants: st, Metrics: metrics.NewHTTP(mreg), Gatherer: mreg,
+		Config: api.Config{MaxEventBytes: 2048, MaxWait: 5 * time.Second},
+		Log:    zap.NewNop(), Core: svc, Store: st, Tenants: st, Metrics: metrics.NewHTTP(mreg), Gatherer: mreg,
 		Checks: []api.Check{{Name: "postgres", Required: true, Probe: st.Ping}},
 	}
 	for _, o := range opts {
@@ -366,7 +369,7 @@ func TestLongPollWakesWhenTheExecutionFinishes(t *testing.T) {
 	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
 	ctx := context.Background()
 	now := time.Now().UTC()
-	e := store.Execution{ID: invoke.NewExecutionID(), Tenant: "default", Function: "add", Version: 1, Language: "python",
+	e := store.Execution{ID: core.NewExecutionID(), Tenant: "default", Function: "add", Version: 1, Language: "python",
 		LanguageTitle: "python", Mode: "async", Status: store.StatusQueued, Payload: json.RawMessage(`{}`), CreatedAt: now}
 	require.NoError(t, st.SaveExecution(ctx, &e))
 
@@ -408,9 +411,37 @@ func TestLongPollWakesWhenTheExecutionFinishes(t *testing.T) {
 
 	// An execution that does not finish is answered as it is when the wait ends.
 	q := e
-	q.ID, q.Status, q.Result, q.FinishedAt = invoke.NewExecutionID(), store.StatusQueued, nil, nil
+	q.ID, q.Status, q.Result, q.FinishedAt = core.NewExecutionID(), store.StatusQueued, nil, nil
 	require.NoError(t, st.SaveExecution(ctx, &q))
 	r := f.do(t, "GET", "/v1/executions/"+q.ID+"?wait=1s", "")
 	require.Equal(t, 200, r.status, r.raw)
 	require.Equal(t, "queued", r.body["status"], r.raw)
+}
+
+func TestConcurrentUpdatesBuildForTheVersionTheyGet(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	r := f.do(t, "POST", "/v1/functions", `{"name":"busy","language":"python","source":`+quote(addSource)+`}`)
+	require.Equal(t, http.StatusCreated, r.status, r.raw)
+	const n = 8
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := f.do(t, "PUT", "/v1/functions/busy", `{"source":`+quote(fmt.Sprintf("%s# edit %d\n", addSource, i))+`}`)
+			require.Equal(t, http.StatusCreated, r.status, r.raw)
+		}()
+	}
+	wg.Wait()
+	r = f.do(t, "GET", "/v1/functions/busy/versions", "")
+	require.Equal(t, http.StatusOK, r.status)
+	versions, _ := r.body["versions"].([]any)
+	require.Len(t, versions, n+1, "every update got its own version")
+	for _, v := range versions {
+		m := v.(map[string]any)
+		built, ok := f.runner.builds.Load(m["sha256"])
+		require.True(t, ok, "version %v was built", m["version"])
+		require.EqualValues(t, m["version"], built, "version %v was built for its own number", m["version"])
+	}
 }

@@ -10,10 +10,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lambda-microservice/lambda/api"
-	"github.com/lambda-microservice/lambda/auth"
-	"github.com/lambda-microservice/lambda/cache"
-	"github.com/lambda-microservice/lambda/ratelimit"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/auth"
+	"github.com/lambda-microservice/lambda/internal/cache"
+	"github.com/lambda-microservice/lambda/internal/ratelimit"
+	"github.com/lambda-microservice/lambda/internal/store"
 )
 
 const adminToken = "test-admin-token"

@@ -9,8 +9,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/lambda-microservice/lambda/fault"
-	"github.com/lambda-microservice/lambda/logging"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
 )
 
 // Problem is an RFC 9457 problem details body.

@@ -8,8 +8,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
-	"github.com/lambda-microservice/lambda/fault"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/store"
 )
 
 func (s *server) handleGetExecution() http.HandlerFunc {
@@ -77,7 +77,7 @@ func (s *server) handleListExecutions() http.HandlerFunc {
 		q := r.URL.Query()
 		f := store.ExecutionFilter{Tenant: tenantOf(r), Function: q.Get("function"), Status: q.Get("status"),
 			Limit: 50, Cursor: q.Get("cursor")}
-		if f.Function != "" && !nameRE.MatchString(f.Function) {
+		if f.Function != "" && !core.NameRE.MatchString(f.Function) {
 			s.writeError(w, r, invalid("invalid function name %q", f.Function))
 			return
 		}
@@ -109,15 +109,7 @@ func (s *server) handleListExecutions() http.HandlerFunc {
 func (s *server) handleCancelExecution() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := chi.URLParam(r, "id")
-		if s.Async == nil {
-			if _, err := s.Store.GetExecution(r.Context(), tenantOf(r), id, false); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			s.writeError(w, r, fault.New(fault.Conflict, "execution %s is not a running async execution", id))
-			return
-		}
-		if err := s.Async.Cancel(r.Context(), tenantOf(r), id); err != nil {
+		if err := s.Core.CancelExecution(r.Context(), tenantOf(r), id); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

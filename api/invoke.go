@@ -7,9 +7,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/lambda-microservice/lambda/fault"
-	"github.com/lambda-microservice/lambda/invoke"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/store"
 )
 
 // preferAsync reports whether the Prefer header asks for respond-async (RFC 7240).
@@ -41,7 +40,7 @@ func envelopeStatus(status string) int {
 
 func (s *server) handleInvoke() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		req := invoke.Request{
+		req := core.Request{
 			Tenant:         tenantOf(r),
 			Function:       chi.URLParam(r, "name"),
 			LanguageTitle:  r.Header.Get("Language-Title"),
@@ -85,12 +84,8 @@ func (s *server) handleInvoke() http.HandlerFunc {
 	}
 }
 
-func (s *server) invokeAsync(w http.ResponseWriter, r *http.Request, req invoke.Request) {
-	if s.Async == nil {
-		s.writeError(w, r, fault.New(fault.Unavailable, "async invocations are not enabled on this server"))
-		return
-	}
-	e, replayed, err := s.Async.Start(r.Context(), req)
+func (s *server) invokeAsync(w http.ResponseWriter, r *http.Request, req core.Request) {
+	e, replayed, err := s.Core.StartExecution(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -12,8 +12,9 @@ import (
 	"github.com/go-chi/chi/v5"
 	"go.uber.org/zap"
 
-	"github.com/lambda-microservice/lambda/fault"
-	"github.com/lambda-microservice/lambda/logging"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
 )
 
 var (
@@ -88,7 +89,8 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// instrument records request metrics by route pattern and logs slow or failed requests.
+// instrument records request metrics by route pattern and method, and logs every request
+// at debug level.
 func (s *server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -104,8 +106,9 @@ func (s *server) instrument(next http.Handler) http.Handler {
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
-		s.Metrics.Requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
-		s.Metrics.Duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+		method := metrics.Method(r.Method)
+		s.Metrics.Requests.WithLabelValues(route, method, strconv.Itoa(sw.status)).Inc()
+		s.Metrics.Duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
 		if ce := s.Log.Check(zap.DebugLevel, "request"); ce != nil {
 			ce.Write(zap.String("http.request.method", r.Method), zap.String("url.path", r.URL.Path),
 				zap.Int("http.response.status_code", sw.status), zap.Duration("event.duration", elapsed),
@@ -119,7 +122,5 @@ func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(http.StatusMethodNotAllowed)
-	_, _ = w.Write([]byte(`{"type":"urn:lambda:problem:method_not_allowed","title":"Method Not Allowed","status":405}` + "\n"))
+	s.writeError(w, r, fault.New(fault.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
 }

@@ -16,9 +16,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lambda-microservice/lambda/freeport"
-	"github.com/lambda-microservice/lambda/prereq"
-	"github.com/lambda-microservice/lambda/ratelimit"
+	"github.com/lambda-microservice/lambda/internal/platform/freeport"
+	"github.com/lambda-microservice/lambda/internal/ratelimit"
+	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
 )
 
 // privateRedis is a redis-server of the test's own on a free port, so it can be killed

@@ -5,6 +5,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lambda-microservice/lambda/internal/platform/health"
 )
 
 // routes lists every route of the API.
@@ -14,8 +16,8 @@ func (s *server) routes() http.Handler {
 	r.NotFound(s.notFound)
 	r.MethodNotAllowed(s.methodNotAllowed)
 
-	r.Get("/healthz", s.handleHealthz())
-	r.Get("/readyz", s.handleReadyz())
+	r.Get("/healthz", health.Live())
+	r.Get("/readyz", s.ready.Ready())
 	r.Handle("/metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
 
 	r.Route("/v1", func(r chi.Router) {

@@ -1,6 +1,7 @@
 // Package api is the public HTTP API (chi): functions CRUD, sync and async invoke,
-// executions, health and metrics. Handlers are thin adapters over the invocation core
-// and the store; every error leaves through one problem+json writer.
+// executions, tenants and keys, health and metrics. Handlers are thin adapters over the
+// core's use cases (package core) and the store's reads; every error leaves through one
+// problem+json writer.
 package api
 
 import (
@@ -11,19 +12,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/lambda-microservice/lambda/invoke"
-	"github.com/lambda-microservice/lambda/metrics"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/platform/health"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/store"
+	"github.com/lambda-microservice/lambda/runtimes"
 )
 
-// Config holds the API's limits and defaults.
+// Config holds the API's limits (a registration's are the core's, core.FunctionLimits).
 type Config struct {
 	Addr              string        `env:"LAMBDA_HTTP_ADDR" envDefault:"127.0.0.1:8000"`
-	MaxSourceBytes    int           `env:"LAMBDA_MAX_SOURCE_BYTES" envDefault:"262144"`
 	MaxEventBytes     int64         `env:"LAMBDA_MAX_EVENT_BYTES" envDefault:"6291456"`
-	DefaultTimeoutMS  int           `env:"LAMBDA_DEFAULT_TIMEOUT_MS" envDefault:"3000"`
-	DefaultMemoryMB   int           `env:"LAMBDA_DEFAULT_MEMORY_MB" envDefault:"128"`
-	MaxTimeout        time.Duration `env:"LAMBDA_MAX_TIMEOUT" envDefault:"15m"`
 	MaxWait           time.Duration `env:"LAMBDA_MAX_WAIT" envDefault:"60s"`
 	ReadHeaderTimeout time.Duration `env:"LAMBDA_HTTP_READ_HEADER_TIMEOUT" envDefault:"5s"`
 	ReadTimeout       time.Duration `env:"LAMBDA_HTTP_READ_TIMEOUT" envDefault:"30s"`
@@ -31,13 +30,22 @@ type Config struct {
 	IdleTimeout       time.Duration `env:"LAMBDA_HTTP_IDLE_TIMEOUT" envDefault:"120s"`
 }
 
-// Store is what the handlers need from PostgreSQL.
+// Core is what the handlers need from the invocation core (*core.Service): its use cases.
+type Core interface {
+	Config() core.Config
+	Runtime(title string) (*runtimes.Runtime, error)
+	RegisterFunction(ctx context.Context, spec core.FunctionSpec) (store.Function, error)
+	UpdateFunction(ctx context.Context, spec core.FunctionSpec) (store.Function, bool, error)
+	DeleteFunction(ctx context.Context, tenant, name string) error
+	Invoke(ctx context.Context, req core.Request) (store.Execution, bool, error)
+	StartExecution(ctx context.Context, req core.Request) (store.Execution, bool, error)
+	CancelExecution(ctx context.Context, tenant, id string) error
+}
+
+// Store is what the handlers read from PostgreSQL directly.
 type Store interface {
-	CreateFunction(ctx context.Context, v store.Version) (store.Function, error)
-	PutVersion(ctx context.Context, v store.Version) (store.Function, bool, error)
 	GetFunction(ctx context.Context, tenant, name string) (store.Function, error)
 	ListFunctions(ctx context.Context, tenant string) ([]store.Function, error)
-	DeleteFunction(ctx context.Context, tenant, name string) error
 	ListVersions(ctx context.Context, tenant, name string) ([]store.Version, error)
 	GetVersion(ctx context.Context, tenant, name string, version int) (store.Version, error)
 	GetExecution(ctx context.Context, tenant, id string, withPayload bool) (store.Execution, error)
@@ -50,26 +58,15 @@ type Finishes interface {
 	Listening() bool
 }
 
-// Async starts and cancels durable executions (the Temporal path).
-type Async interface {
-	Start(ctx context.Context, req invoke.Request) (store.Execution, bool, error)
-	Cancel(ctx context.Context, tenant, id string) error
-}
-
-// Check is one readiness check; Required checks make /readyz fail, others degrade it.
-type Check struct {
-	Name     string
-	Required bool
-	Probe    func(ctx context.Context) error
-}
+// Check is one readiness check of /readyz.
+type Check = health.Check
 
 // Deps are the server's collaborators.
 type Deps struct {
 	Config   Config
 	Log      *zap.Logger
-	Core     *invoke.Service
+	Core     Core
 	Store    Store
-	Async    Async         // nil: async invocations answer 503
 	Finishes Finishes      // nil: long-polls of an execution poll PostgreSQL only
 	Auth     Authenticator // nil: no authentication, every request acts for the default tenant
 	Limits   Limiter       // nil: no rate or concurrency limits
@@ -81,12 +78,13 @@ type Deps struct {
 
 type server struct {
 	Deps
-	ready *readiness
+	ready *health.Readiness
 }
 
 // NewServer returns the API's http.Handler.
 func NewServer(d Deps) http.Handler {
-	s := &server{Deps: d, ready: newReadiness(d.Checks)}
+	s := &server{Deps: d, ready: health.NewReadiness(true)}
+	s.ready.Set(d.Checks)
 	return s.routes()
 }
 

@@ -9,9 +9,10 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/lambda-microservice/lambda/auth"
-	"github.com/lambda-microservice/lambda/fault"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/auth"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	"github.com/lambda-microservice/lambda/internal/store"
 )
 
 // Authenticator resolves bearer tokens to principals.
@@ -100,7 +101,7 @@ func (s *server) handleCreateTenant() http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		if !nameRE.MatchString(req.Name) {
+		if !core.NameRE.MatchString(req.Name) {
 			s.writeError(w, r, invalid("invalid tenant name %q: want ^[a-z][a-z0-9-]{0,62}$", req.Name))
 			return
 		}

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
-	"github.com/lambda-microservice/lambda/logging"
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
 )
 
 // esProperty is one field of an Elasticsearch mapping.

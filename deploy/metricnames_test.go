@@ -10,7 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/lambda-microservice/lambda/metrics"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
 )
 
 // temporalMetrics are the Temporal Go SDK metrics (Prometheus tally reporter, histogram timer

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
-	"github.com/lambda-microservice/lambda/prereq"
+	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
 )
 
 // promtool returns the path of promtool (prereq.Missing when it is not installed).

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lambda-microservice/lambda/devstack"
+	"github.com/lambda-microservice/lambda/internal/devstack"
 )
 
 var stack *devstack.Stack

@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lambda-microservice/lambda/faas"
+	"github.com/lambda-microservice/lambda/internal/faas"
 )
 
 var gatewayInvocations = regexp.MustCompile(`gateway_function_invocation_total\{code="200",function_name="runtime-python\.openfaas-fn"\} (\d+)`)

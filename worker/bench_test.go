@@ -16,10 +16,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/lambda-microservice/lambda/activities"
-	"github.com/lambda-microservice/lambda/invoke"
-	"github.com/lambda-microservice/lambda/metrics"
-	"github.com/lambda-microservice/lambda/prereq"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/store"
+	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
 	"github.com/lambda-microservice/lambda/worker"
 	"github.com/lambda-microservice/lambda/workflows"
 )
@@ -92,7 +92,7 @@ func benchShape(b *testing.B, addr, shape string) {
 	defer c.Close()
 	p.client = c
 	p.register("bench", 5000, 0)
-	acts := activities.New(activities.Config{}, p.core, p.store, p.cache, metrics.NewWorkflow(prometheus.NewRegistry()), p.im, p.log)
+	acts := activities.New(activities.Config{}, p.core, metrics.NewWorkflow(prometheus.NewRegistry()), p.log)
 	w := sdkworker.New(c, workflows.TaskQueue, sdkworker.Options{})
 	worker.Register(w, acts)
 	w.RegisterWorkflowWithOptions(allRegular, workflow.RegisterOptions{Name: "all-regular"})
@@ -147,7 +147,7 @@ func benchShape(b *testing.B, addr, shape string) {
 // startVariant writes the queued row and starts a variant workflow, as the dispatcher
 // does for ExecuteFunction.
 func startVariant(b *testing.B, p *platform, name string) string {
-	id := invoke.NewExecutionID()
+	id := core.NewExecutionID()
 	e := store.Execution{ID: id, Tenant: p.tenant, Function: "bench", Version: 1, Language: "python", LanguageTitle: "python",
 		Mode: "async", Status: store.StatusQueued, Payload: []byte(`{"A":1,"B":2}`), CreatedAt: time.Now().UTC(),
 		WorkflowID: workflows.WorkflowID(id)}

@@ -18,9 +18,8 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/lambda-microservice/lambda/activities"
-	"github.com/lambda-microservice/lambda/dispatch"
-	"github.com/lambda-microservice/lambda/metrics"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/store"
 	"github.com/lambda-microservice/lambda/worker"
 	"github.com/lambda-microservice/lambda/workflows"
 )
@@ -57,7 +56,7 @@ func TestEagerStart(t *testing.T) {
 
 	t.Run("an eager start runs the first workflow task in the starting process", func(t *testing.T) {
 		for i := range 5 {
-			for _, d := range []*dispatch.Dispatcher{eager, plain} {
+			for _, d := range []*dispatcher{eager, plain} {
 				id := p.start(d, "add", fakeEvent{A: float64(i), B: 1}, "").ID
 				e := p.wait(id, 30*time.Second)
 				require.Equal(t, store.StatusSucceeded, e.Status, "%+v", e.Error)
@@ -176,7 +175,7 @@ func TestStartWhenReachable(t *testing.T) {
 	tc, err := worker.NewLazyClient(worker.TemporalConfig{Addr: g.ln.Addr().String(), Namespace: "eager"}, p.log, nil)
 	require.NoError(t, err)
 	defer tc.Close()
-	acts := activities.New(activities.Config{}, p.core, p.store, p.cache, metrics.NewWorkflow(prometheus.NewRegistry()), p.im, p.log)
+	acts := activities.New(activities.Config{}, p.core, metrics.NewWorkflow(prometheus.NewRegistry()), p.log)
 	var builds atomic.Int32
 	b := worker.StartWhenReachable(context.Background(), func() sdkworker.Worker {
 		builds.Add(1)

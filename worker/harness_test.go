@@ -29,17 +29,17 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lambda-microservice/lambda/activities"
-	"github.com/lambda-microservice/lambda/cache"
-	"github.com/lambda-microservice/lambda/dispatch"
-	"github.com/lambda-microservice/lambda/faas"
-	"github.com/lambda-microservice/lambda/invoke"
-	"github.com/lambda-microservice/lambda/logging"
-	"github.com/lambda-microservice/lambda/metrics"
-	"github.com/lambda-microservice/lambda/prereq"
+	"github.com/lambda-microservice/lambda/internal/cache"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/faas"
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/store"
+	"github.com/lambda-microservice/lambda/internal/testkit/db"
+	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
 	"github.com/lambda-microservice/lambda/runtimes"
-	"github.com/lambda-microservice/lambda/store"
-	"github.com/lambda-microservice/lambda/testdb"
 	"github.com/lambda-microservice/lambda/worker"
+	"github.com/lambda-microservice/lambda/workflows"
 )
 
 // Namespaces of the shared dev server: each test group has its own, so its worker only
@@ -247,20 +247,23 @@ func (f *fakeRuntime) serve(w http.ResponseWriter, r *http.Request) {
 
 // platform is one test group's PostgreSQL + Redis + invocation core + Temporal client.
 type platform struct {
-	t       testing.TB
-	dbURL   string
-	redis   string
-	ns      string
-	fake    *fakeRuntime
-	store   *store.Store
-	core    *invoke.Service
-	cache   *cache.Cache
-	client  client.Client
-	log     *zap.Logger
-	im      *metrics.Invoke
-	reg     *prometheus.Registry
-	tenant  string
-	cleanup []func()
+	t        testing.TB
+	dbURL    string
+	redis    string
+	ns       string
+	fake     *fakeRuntime
+	store    *store.Store
+	core     *core.Service
+	logs     *store.LogWriter
+	fx       *faas.Client
+	runtimes *runtimes.Registry
+	cache    *cache.Cache
+	client   client.Client
+	log      *zap.Logger
+	im       *metrics.Invoke
+	reg      *prometheus.Registry
+	tenant   string
+	cleanup  []func()
 }
 
 func redisURL() string {
@@ -279,7 +282,7 @@ func newPlatform(t testing.TB, ns string) *platform {
 // provider); empty means the fake runtime.
 func newPlatformWith(t testing.TB, ns, gatewayURL string) *platform {
 	t.Helper()
-	return newPlatformOn(t, ns, gatewayURL, testdb.New(t))
+	return newPlatformOn(t, ns, gatewayURL, db.New(t))
 }
 
 // newPlatformOn is newPlatformWith on the migrated database at dbURL.
@@ -312,8 +315,10 @@ func newPlatformOn(t testing.TB, ns, gatewayURL, dbURL string) *platform {
 	lctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); logs.Run(lctx) }()
-	p.core = invoke.New(invoke.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour,
-		VersionCacheTTL: time.Second, RuntimeCallSlack: 5 * time.Second}, p.store, p.cache, fx, logs, reg, p.im, p.log)
+	p.logs = logs
+	p.fx = fx
+	p.runtimes = reg
+	p.core = p.newCore(nil)
 	p.client, err = worker.Dial(ctx, worker.TemporalConfig{Addr: addr, Namespace: ns}, p.log, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -358,8 +363,8 @@ func (p *platform) startLocalWorker() sdkworker.Worker {
 
 func (p *platform) startWorkerOf(build func(client.Client, worker.Config, *activities.Activities) sdkworker.Worker) sdkworker.Worker {
 	p.t.Helper()
-	acts := activities.New(activities.Config{HeartbeatEvery: 200 * time.Millisecond}, p.core, p.store, p.cache,
-		metrics.NewWorkflow(prometheus.NewRegistry()), p.im, p.log)
+	acts := activities.New(activities.Config{HeartbeatEvery: 200 * time.Millisecond}, p.core,
+		metrics.NewWorkflow(prometheus.NewRegistry()), p.log)
 	w := build(p.client, worker.Config{MaxActivities: 256, MaxWorkflowTasks: 64, HeartbeatThrottle: 500 * time.Millisecond,
 		StopTimeout: time.Second}, acts)
 	require.NoError(p.t, w.Start())
@@ -367,22 +372,44 @@ func (p *platform) startWorkerOf(build func(client.Client, worker.Config, *activ
 	return w
 }
 
-func (p *platform) dispatcher(hb time.Duration) *dispatch.Dispatcher {
+// newCore returns the platform's invocation core; durable starts its async executions.
+func (p *platform) newCore(durable core.Durable) *core.Service {
+	return core.New(core.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour,
+		VersionCacheTTL: time.Second, RuntimeCallSlack: 5 * time.Second, Functions: core.FunctionLimits{
+			MaxSourceBytes: 1 << 18, DefaultTimeoutMS: 3000, DefaultMemoryMB: 128, MaxTimeout: 15 * time.Minute}},
+		core.Deps{Store: p.store, Cache: p.cache, Runner: p.fx, Logs: p.logs, Registry: p.runtimes, Durable: durable,
+			Metrics: p.im, Log: p.log})
+}
+
+// dispatcher starts and cancels async executions as the api does: the core over the
+// workflows' Starter.
+type dispatcher struct{ core *core.Service }
+
+func (d *dispatcher) Start(ctx context.Context, req core.Request) (store.Execution, bool, error) {
+	return d.core.StartExecution(ctx, req)
+}
+
+func (d *dispatcher) Cancel(ctx context.Context, tenant, id string) error {
+	return d.core.CancelExecution(ctx, tenant, id)
+}
+
+func (p *platform) dispatcher(hb time.Duration) *dispatcher {
 	return p.dispatcherWith(hb, false)
 }
 
 // dispatcherWith starts workflows eagerly (on this process's worker) when eager is set.
-func (p *platform) dispatcherWith(hb time.Duration, eager bool) *dispatch.Dispatcher {
-	return dispatch.New(dispatch.Config{HeartbeatTimeout: hb, MaxAttempts: 5, StartTimeout: 5 * time.Second, Eager: eager,
+func (p *platform) dispatcherWith(hb time.Duration, eager bool) *dispatcher {
+	return &dispatcher{core: p.newCore(workflows.NewStarter(workflows.StarterConfig{HeartbeatTimeout: hb, MaxAttempts: 5,
+		StartTimeout: 5 * time.Second, Eager: eager,
 		LocalInvokeMax: 10 * time.Second, // the default: handlers with timeouts up to 10 s run as local activities
-		IdempotencyTTL: 24 * time.Hour, Namespace: p.ns}, p.client, p.core, p.store, p.im, p.log)
+	}, p.client, p.ns))}
 }
 
-func (p *platform) start(d *dispatch.Dispatcher, fn string, event any, key string) store.Execution {
+func (p *platform) start(d *dispatcher, fn string, event any, key string) store.Execution {
 	p.t.Helper()
 	raw, err := json.Marshal(event)
 	require.NoError(p.t, err)
-	e, _, err := d.Start(context.Background(), invoke.Request{Tenant: p.tenant, Function: fn, LanguageTitle: "python",
+	e, _, err := d.Start(context.Background(), core.Request{Tenant: p.tenant, Function: fn, LanguageTitle: "python",
 		Event: raw, IdempotencyKey: key})
 	require.NoError(p.t, err)
 	return e
@@ -529,8 +556,8 @@ func (c countRequest) proto() *workflowservice.CountWorkflowExecutionsRequest {
 	return &workflowservice.CountWorkflowExecutionsRequest{Namespace: c.ns, Query: c.query}
 }
 
-func req(p *platform, fn string, event json.RawMessage, key string) invoke.Request {
-	return invoke.Request{Tenant: p.tenant, Function: fn, LanguageTitle: "python", Event: event, IdempotencyKey: key}
+func req(p *platform, fn string, event json.RawMessage, key string) core.Request {
+	return core.Request{Tenant: p.tenant, Function: fn, LanguageTitle: "python", Event: event, IdempotencyKey: key}
 }
 
 func pgCount(p *platform, n *int) error {

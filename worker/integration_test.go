@@ -19,9 +19,9 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/lambda-microservice/lambda/api"
-	"github.com/lambda-microservice/lambda/fault"
-	"github.com/lambda-microservice/lambda/metrics"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/store"
 	"github.com/lambda-microservice/lambda/workflows"
 )
 
@@ -190,9 +190,8 @@ func TestAsyncExecutions(t *testing.T) {
 	t.Run("HTTP: respond-async, Location, long-poll, cancel conflict", func(t *testing.T) {
 		t.Parallel()
 		p.register("http", 5000, 0)
-		srv := httptest.NewServer(api.NewServer(api.Deps{Config: api.Config{MaxEventBytes: 6 << 20, MaxWait: time.Minute,
-			MaxSourceBytes: 1 << 18, DefaultTimeoutMS: 3000, MaxTimeout: 15 * time.Minute},
-			Log: p.log, Core: p.core, Store: p.store, Async: d, Metrics: metrics.NewHTTP(prometheus.NewRegistry()),
+		srv := httptest.NewServer(api.NewServer(api.Deps{Config: api.Config{MaxEventBytes: 6 << 20, MaxWait: time.Minute},
+			Log: p.log, Core: d.core, Store: p.store, Metrics: metrics.NewHTTP(prometheus.NewRegistry()),
 			Gatherer: prometheus.NewRegistry()}))
 		defer srv.Close()
 		do := func(method, path, body string, hdr ...string) (*http.Response, map[string]any) {

@@ -9,10 +9,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lambda-microservice/lambda/fault"
-	"github.com/lambda-microservice/lambda/invoke"
-	"github.com/lambda-microservice/lambda/store"
-	"github.com/lambda-microservice/lambda/testdb"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	"github.com/lambda-microservice/lambda/internal/store"
+	"github.com/lambda-microservice/lambda/internal/testkit/db"
 )
 
 // TestPostgresDownDuringAsyncExecutions stops PostgreSQL (its own throwaway server) while
@@ -23,7 +23,7 @@ import (
 // refused instead of acknowledged.
 func TestPostgresDownDuringAsyncExecutions(t *testing.T) {
 	t.Parallel()
-	pg := testdb.Private(t)
+	pg := db.Private(t)
 	ctx := context.Background()
 	require.NoError(t, store.Migrate(ctx, pg.URL()))
 	p := newPlatformOn(t, "pgrestart", "", pg.URL())
@@ -53,7 +53,7 @@ func TestPostgresDownDuringAsyncExecutions(t *testing.T) {
 	pg.Stop(t)
 	t.Log("PostgreSQL stopped with every execution inside its runtime call")
 	time.Sleep(1100 * time.Millisecond) // past the version cache: the next invocation must reach the database
-	_, _, err := d.Start(ctx, invoke.Request{Tenant: p.tenant, Function: "short", LanguageTitle: "python",
+	_, _, err := d.Start(ctx, core.Request{Tenant: p.tenant, Function: "short", LanguageTitle: "python",
 		Event: json.RawMessage(`{"A":1,"B":2}`)})
 	require.Error(t, err, "an invocation while the database is down is not acknowledged")
 	require.True(t, fault.Is(err, fault.Unavailable), "refused as unavailable (503), not %v", err)

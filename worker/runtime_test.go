@@ -16,10 +16,10 @@ import (
 	sdk "github.com/openfaas/go-sdk"
 	"github.com/stretchr/testify/require"
 
-	"github.com/lambda-microservice/lambda/metrics"
-	"github.com/lambda-microservice/lambda/prereq"
-	"github.com/lambda-microservice/lambda/provider"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/provider"
+	"github.com/lambda-microservice/lambda/internal/store"
+	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
 )
 
 // childrenNamed lists the pids of this process's children whose command is name.

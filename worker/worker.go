@@ -20,7 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lambda-microservice/lambda/activities"
-	"github.com/lambda-microservice/lambda/logging"
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
 	"github.com/lambda-microservice/lambda/workflows"
 )
 

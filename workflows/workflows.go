@@ -1,13 +1,15 @@
-// Package workflows holds the durable async execution, ExecuteFunction. Workflow code
-// only orchestrates: it is deterministic (no I/O, clocks or randomness) and carries
-// references — execution id, function, version, sha256 — never the event or the result,
-// which stay in PostgreSQL (claim check).
+// Package workflows holds the durable async execution, ExecuteFunction, and how the
+// platform starts and cancels it (Starter, the Temporal side of core.Durable). Workflow
+// code only orchestrates: it is deterministic (no I/O, clocks or randomness) and carries
+// references — execution id, the pinned version and its settings — never the event, the
+// result or the script, which stay in PostgreSQL (claim check).
 //
-// Shape and latency. ResolveVersion, CheckCache, Persist and StoreCache are local
-// activities: each is a sub-millisecond PostgreSQL/Redis call, and as local activities
-// they run inside the workflow task instead of costing a server round trip and a task
-// queue hop each. Invoke depends on the function's timeout (ExecutionRef.LocalInvokeMax,
-// LAMBDA_ASYNC_LOCAL_INVOKE_MAX, default 10 s):
+// Shape. The run starts with the version its execution was accepted with (core.Pinned in
+// ExecutionRef), so no step resolves it again: CheckCache (when the version caches
+// results), Invoke, Persist. CheckCache and Persist are local activities: each is a
+// sub-millisecond PostgreSQL/Redis call that runs inside the workflow task instead of
+// costing a server round trip and a task-queue hop. Invoke depends on the function's
+// timeout (ExecutionRef.LocalInvokeMax, LAMBDA_ASYNC_LOCAL_INVOKE_MAX, default 10 s):
 //
 //   - up to it, a local activity too: the whole execution is one workflow task, and a
 //     worker that dies mid-call is noticed when that task times out (10 s, as the default
@@ -17,23 +19,13 @@
 //     worker is noticed by HeartbeatTimeout however long the handler may run.
 //
 // Local activities keep their own StartToCloseTimeout and RetryPolicy, and Persist is
-// idempotent, so retries and exactly-once recording hold on both paths. Runs started
-// before the choice existed replay their regular activity (workflow.GetVersion).
-//
-// Measured POST → result final in PostgreSQL, one at a time, trivial handler, in-memory
-// dev server on the 2-core dev machine (BenchmarkAsyncLatency in package worker), p50/p99 ms:
-//
-//	shape                                  server defaults   transferProcessorMaxPollRPS=10000
-//	locals + regular Invoke                151 / 242         42 / 87 (44 / 73 with eager activities)
-//	five regular activities                402 / 502         107 / 2097 (90 / 154 with eager activities)
-//	Invoke regular + Persist local only    151 / 222         36 / 65
-//	everything local, Invoke included      50 / 90           24 / 50
-//
-// And under load, the file-DB dev server as `make run` starts it, 25 executions/s
-// (BENCHMARKS.md, run 8): with Invoke regular the dev server took 0.92 cores and POST →
-// result was p50 72 ms / p99 606 ms; with Invoke local, 0.57 cores and 30 / 77 ms.
-// Eager workflow start would remove one more round trip but needs a worker in the
-// starting process (the api), which the platform does not run.
+// idempotent, so retries and exactly-once recording hold on both paths. The api starts
+// runs eagerly (Temporal's eager workflow start: the first workflow task comes back with
+// the start's answer and runs in the api's own worker). Runs started before a choice
+// existed replay their old shape (workflow.GetVersion): "local-invoke" (before it, Invoke
+// was always a regular activity) and "pinned-version" (before it, a run resolved its
+// version in a ResolveVersion step, CheckCache and Invoke resolved it again, and a
+// StoreCache step filled the cache after Persist). Measurements: BENCHMARKS.md.
 package workflows
 
 import (
@@ -45,7 +37,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/lambda-microservice/lambda/activities"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/store"
 )
 
 // TaskQueue is the task queue of the async executions.
@@ -93,6 +86,20 @@ type ExecutionRef struct {
 	// LocalInvokeMax: Invoke runs as a local activity when the version's timeout is at
 	// most this (0: always a regular, heartbeating activity).
 	LocalInvokeMax time.Duration `json:"local_invoke_max,omitempty"`
+	// The pinned version's settings (runs started without them resolve the version).
+	Runtime   string `json:"runtime,omitempty"` // the OpenFaaS function
+	TimeoutMS int    `json:"timeout_ms,omitempty"`
+	MemoryMB  int    `json:"memory_mb,omitempty"`
+	CacheTTLS int    `json:"cache_ttl_s,omitempty"`
+}
+
+// pinned is the version the run was started with, or nil for a run started without it.
+func (ref ExecutionRef) pinned() *core.Pinned {
+	if ref.Runtime == "" {
+		return nil
+	}
+	return &core.Pinned{Tenant: ref.Tenant, Function: ref.Function, Version: ref.Version, SHA256: ref.SHA256,
+		Language: ref.Language, Runtime: ref.Runtime, TimeoutMS: ref.TimeoutMS, MemoryMB: ref.MemoryMB, CacheTTLS: ref.CacheTTLS}
 }
 
 // Outcome is the workflow's result: the recorded status (the result itself is in
@@ -177,20 +184,28 @@ func localInvoke(ctx workflow.Context, ref ExecutionRef, timeoutMS int) bool {
 	return ref.LocalInvokeMax > 0 && time.Duration(timeoutMS)*time.Millisecond <= ref.LocalInvokeMax
 }
 
-// ExecuteFunction runs one async execution: resolve the version, answer from the
-// cache or invoke the runtime, persist the outcome, fill the cache. A handler failure
-// or timeout ends the workflow failed (non-retryable); a cancel records the execution
-// canceled unless it is already final.
+// ExecuteFunction runs one async execution: answer from the cache or invoke the
+// runtime, persist the outcome (and, for runs started without a pinned version, resolve
+// it first and fill the cache last). A handler failure or timeout ends the workflow failed
+// (non-retryable); a cancel records the execution canceled unless it is already final.
 func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 	target := activities.Target{ID: ref.ID, Tenant: ref.Tenant}
 	ver := activities.ResolveInput{Tenant: ref.Tenant, Function: ref.Function, Version: ref.Version, LanguageTitle: ref.LanguageTitle}
 
+	pinned := ref.pinned()
+	if pinned != nil && workflow.GetVersion(ctx, "pinned-version", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		pinned = nil
+	}
 	var v activities.Resolved
-	err := workflow.ExecuteLocalActivity(
-		workflow.WithLocalActivityOptions(ctx, localOptions(fmt.Sprintf("resolve %s v%d", ref.Function, ref.Version))),
-		a.ResolveVersion, ver).Get(ctx, &v)
-	if err != nil {
-		return finish(ctx, ref, platformFailure(ctx, target, ref, err))
+	if pinned != nil {
+		v = activities.Resolved{TimeoutMS: pinned.TimeoutMS, CacheTTLS: pinned.CacheTTLS}
+	} else {
+		err := workflow.ExecuteLocalActivity(
+			workflow.WithLocalActivityOptions(ctx, localOptions(fmt.Sprintf("resolve %s v%d", ref.Function, ref.Version))),
+			a.ResolveVersion, ver).Get(ctx, &v)
+		if err != nil {
+			return finish(ctx, platformFailure(ctx, target, err))
+		}
 	}
 
 	var cacheKey string
@@ -198,12 +213,12 @@ func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 		var c activities.CacheResult
 		err := workflow.ExecuteLocalActivity(
 			workflow.WithLocalActivityOptions(ctx, localOptions("check result cache")),
-			a.CheckCache, activities.CheckCacheInput{Exec: target, Version: ver}).Get(ctx, &c)
+			a.CheckCache, activities.CheckCacheInput{Exec: target, Version: ver, Pinned: pinned}).Get(ctx, &c)
 		switch {
 		case err != nil && canceled(ctx, err):
-			return finish(ctx, ref, platformFailure(ctx, target, ref, err))
+			return finish(ctx, platformFailure(ctx, target, err))
 		case err == nil && c.Hit:
-			return finish(ctx, ref, activities.PersistInput{Exec: target, Status: store.StatusSucceeded, Cached: true})
+			return finish(ctx, activities.PersistInput{Exec: target, Status: store.StatusSucceeded, Cached: true})
 		case err == nil:
 			cacheKey = c.Key
 		}
@@ -212,7 +227,8 @@ func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 
 	upsertStatus(ctx, store.StatusRunning)
 	var res activities.InvokeResult
-	in := activities.InvokeInput{Exec: target, Version: ver, TimeoutMS: v.TimeoutMS}
+	var err error
+	in := activities.InvokeInput{Exec: target, Version: ver, Pinned: pinned, TimeoutMS: v.TimeoutMS}
 	if localInvoke(ctx, ref, v.TimeoutMS) {
 		err = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, InvokeLocalOptions(ref, v.TimeoutMS)),
 			a.Invoke, in).Get(ctx, &res)
@@ -229,11 +245,12 @@ func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 		_ = appErr.Details(&res)
 		p = activities.PersistInput{Exec: target, Status: res.Status, Attempts: res.Attempt}
 	default:
-		p = platformFailure(ctx, target, ref, err)
+		p = platformFailure(ctx, target, err)
 	}
-	out, ferr := finish(ctx, ref, p)
-	if ferr == nil && out.Status == store.StatusSucceeded && cacheKey != "" && !out.Cached {
+	out, ferr := finish(ctx, p)
+	if pinned == nil && ferr == nil && out.Status == store.StatusSucceeded && cacheKey != "" && !out.Cached {
 		// Best effort: a result that could not be cached is still a succeeded execution.
+		// (Invoke stores the result itself when the run has its pinned version.)
 		sctx, _ := workflow.NewDisconnectedContext(ctx)
 		_ = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(sctx, localOptions("store result in cache")),
 			a.StoreCache, activities.StoreCacheInput{Exec: target, Key: cacheKey, TTLS: v.CacheTTLS}).Get(sctx, nil)
@@ -248,10 +265,10 @@ func canceled(ctx workflow.Context, err error) bool {
 
 // platformFailure turns a step's error into what Persist records: canceled when the
 // workflow was canceled, else failed with the error's type and message.
-func platformFailure(ctx workflow.Context, target activities.Target, ref ExecutionRef, err error) activities.PersistInput {
+func platformFailure(ctx workflow.Context, target activities.Target, err error) activities.PersistInput {
 	if canceled(ctx, err) {
 		return activities.PersistInput{Exec: target, Status: store.StatusCanceled, ErrorType: "Canceled",
-			ErrorMessage: "the execution was canceled", Language: ref.Language}
+			ErrorMessage: "the execution was canceled"}
 	}
 	typ, msg := "PlatformError", err.Error()
 	var appErr *temporal.ApplicationError
@@ -268,8 +285,7 @@ func platformFailure(ctx workflow.Context, target activities.Target, ref Executi
 // finish records the execution final (in a disconnected context, so a cancel cannot
 // abandon it), upserts LambdaStatus and ends the workflow with a matching state:
 // completed for succeeded, failed for failed/timeout, canceled for canceled.
-func finish(ctx workflow.Context, ref ExecutionRef, p activities.PersistInput) (Outcome, error) {
-	p.Language = ref.Language
+func finish(ctx workflow.Context, p activities.PersistInput) (Outcome, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	opts := localOptions("record " + p.Status)
 	opts.RetryPolicy, opts.ScheduleToCloseTimeout = persistRetry, 30*time.Minute

@@ -16,7 +16,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/lambda-microservice/lambda/activities"
-	"github.com/lambda-microservice/lambda/store"
+	"github.com/lambda-microservice/lambda/internal/store"
 	"github.com/lambda-microservice/lambda/workflows"
 )
 
@@ -48,7 +48,7 @@ func newHarness(t *testing.T, cacheTTL int, opts ...func(*harness)) *harness {
 	h.env.RegisterWorkflowWithOptions(workflows.ExecuteFunction, workflowRegisterOptions())
 	h.env.RegisterActivity(a)
 	h.env.OnActivity(a.ResolveVersion, mock.Anything, mock.Anything).Return(
-		activities.Resolved{Version: 3, SHA256: "abc", Language: "python", Runtime: "runtime-python", TimeoutMS: 1000, CacheTTLS: cacheTTL}, h.resolveErr)
+		activities.Resolved{TimeoutMS: 1000, CacheTTLS: cacheTTL}, h.resolveErr)
 	h.env.OnActivity(a.Persist, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.PersistInput) (activities.PersistResult, error) {
 			h.persisted = append(h.persisted, in)
@@ -337,4 +337,58 @@ func TestInvokeOptions(t *testing.T) {
 
 func workflowRegisterOptions() workflow.RegisterOptions {
 	return workflow.RegisterOptions{Name: workflows.WorkflowName}
+}
+
+// pinnedRef is a run started with its pinned version: no step resolves it again.
+var pinnedRef = func() workflows.ExecutionRef {
+	r := ref
+	r.Runtime, r.TimeoutMS, r.MemoryMB = "runtime-python", 1000, 128
+	return r
+}()
+
+func TestPinnedRunDoesNotResolveTheVersion(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0, func(h *harness) { h.ref = pinnedRef })
+	var got activities.InvokeInput
+	h.env.OnActivity(a.Invoke, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.InvokeInput) (activities.InvokeResult, error) {
+			got = in
+			return activities.InvokeResult{Status: store.StatusSucceeded, Attempt: 1}, nil
+		}).Once()
+	var resolved int
+	h.env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		if info.ActivityType.Name == "ResolveVersion" {
+			resolved++
+		}
+	})
+	out, err := h.run()
+	require.NoError(t, err)
+	require.Equal(t, workflows.Outcome{Status: store.StatusSucceeded, Attempts: 1}, out)
+	require.Zero(t, resolved, "the pinned version is not resolved again")
+	require.NotNil(t, got.Pinned)
+	require.Equal(t, "runtime-python", got.Pinned.Runtime)
+	require.Equal(t, 3, got.Pinned.Version)
+	require.Equal(t, 1000, got.TimeoutMS, "the pinned version's timeout")
+	require.Len(t, h.persisted, 1)
+}
+
+func TestPinnedRunCachesInInvoke(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 0, func(h *harness) {
+		h.ref = pinnedRef
+		h.ref.CacheTTLS = 60
+	})
+	var checked activities.CheckCacheInput
+	h.env.OnActivity(a.CheckCache, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CheckCacheInput) (activities.CacheResult, error) {
+			checked = in
+			return activities.CacheResult{Key: "k"}, nil
+		})
+	h.env.OnActivity(a.Invoke, mock.Anything, mock.Anything).Return(
+		activities.InvokeResult{Status: store.StatusSucceeded, Attempt: 1}, nil)
+	out, err := h.run()
+	require.NoError(t, err)
+	require.Equal(t, store.StatusSucceeded, out.Status)
+	require.NotNil(t, checked.Pinned, "CheckCache gets the pinned version")
+	require.Empty(t, h.cached, "Invoke stores the result itself: no StoreCache step")
 }

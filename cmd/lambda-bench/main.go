@@ -30,8 +30,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/lambda-microservice/lambda/bench"
-	"github.com/lambda-microservice/lambda/devstack"
+	"github.com/lambda-microservice/lambda/internal/bench"
+	"github.com/lambda-microservice/lambda/internal/devstack"
 )
 
 func main() {

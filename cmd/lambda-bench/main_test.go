@@ -11,9 +11,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lambda-microservice/lambda/bench"
-	"github.com/lambda-microservice/lambda/devstack"
-	"github.com/lambda-microservice/lambda/prereq"
+	"github.com/lambda-microservice/lambda/internal/bench"
+	"github.com/lambda-microservice/lambda/internal/devstack"
+	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
 )
 
 // TestQuick is `make bench-quick` end to end: the whole platform, every scenario with

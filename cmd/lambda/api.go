@@ -18,20 +18,19 @@ import (
 
 	"github.com/lambda-microservice/lambda/activities"
 	"github.com/lambda-microservice/lambda/api"
-	"github.com/lambda-microservice/lambda/auth"
-	"github.com/lambda-microservice/lambda/cache"
-	"github.com/lambda-microservice/lambda/dispatch"
-	"github.com/lambda-microservice/lambda/faas"
-	"github.com/lambda-microservice/lambda/invoke"
-	"github.com/lambda-microservice/lambda/logging"
-	"github.com/lambda-microservice/lambda/metrics"
-	"github.com/lambda-microservice/lambda/ratelimit"
+	"github.com/lambda-microservice/lambda/internal/auth"
+	"github.com/lambda-microservice/lambda/internal/cache"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/faas"
+	"github.com/lambda-microservice/lambda/internal/platform/health"
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/ratelimit"
+	"github.com/lambda-microservice/lambda/internal/store"
 	"github.com/lambda-microservice/lambda/runtimes"
-	"github.com/lambda-microservice/lambda/store"
 	"github.com/lambda-microservice/lambda/worker"
+	"github.com/lambda-microservice/lambda/workflows"
 )
-
-func init() { subcommands = append(subcommands, newAPICmd, newMigrateCmd) }
 
 // dataConfig locates PostgreSQL, Redis and the runtime registry; shared by api and worker.
 type dataConfig struct {
@@ -42,53 +41,58 @@ type dataConfig struct {
 	Migrate      bool   `env:"LAMBDA_MIGRATE_ON_START" envDefault:"true"`
 	// Cache tunes the result cache's in-process copies of recent hits.
 	Cache cache.Config
+	// Logs tunes the request log's group commit (LAMBDA_LOG_WRITERS commits in flight).
+	Logs store.LogWriterConfig
+}
+
+func (c dataConfig) validate() error {
+	if c.Logs.Writers < 1 {
+		return errors.New("LAMBDA_LOG_WRITERS must be at least 1")
+	}
+	return c.Cache.Validate()
 }
 
 type apiConfig struct {
 	API   api.Config
 	Auth  auth.Config
 	Limit ratelimit.Config
-	Core  invoke.Config
+	Core  core.Config
 	FaaS  faas.Config
 	Log   logging.Config
 	Data  dataConfig
 	// DebugAddr, when set, serves net/http/pprof there (keep it on loopback).
 	DebugAddr string `env:"LAMBDA_DEBUG_ADDR"`
-	// LogWriters is the number of group commits in flight at once.
-	LogWriters int `env:"LAMBDA_LOG_WRITERS" envDefault:"2"`
-	// Temporal and Async configure async executions (Prefer: respond-async).
+	// Temporal and Start configure async executions (Prefer: respond-async); Worker and
+	// Activities the api's own worker, which runs the executions it starts eagerly.
 	Temporal   worker.TemporalConfig
-	Async      dispatch.Config
+	Start      workflows.StarterConfig
 	Worker     worker.Config
 	Activities activities.Config
 }
 
 func (c apiConfig) validate() error {
-	if c.API.MaxSourceBytes < 1 || c.API.MaxEventBytes < 1 {
+	fl := c.Core.Functions
+	if fl.MaxSourceBytes < 1 || c.API.MaxEventBytes < 1 {
 		return errors.New("LAMBDA_MAX_SOURCE_BYTES and LAMBDA_MAX_EVENT_BYTES must be positive")
 	}
-	if c.API.DefaultTimeoutMS < 1 || time.Duration(c.API.DefaultTimeoutMS)*time.Millisecond > c.API.MaxTimeout {
+	if fl.DefaultTimeoutMS < 1 || time.Duration(fl.DefaultTimeoutMS)*time.Millisecond > fl.MaxTimeout {
 		return errors.New("LAMBDA_DEFAULT_TIMEOUT_MS must be between 1 and LAMBDA_MAX_TIMEOUT")
 	}
-	if c.LogWriters < 1 {
-		return errors.New("LAMBDA_LOG_WRITERS must be at least 1")
-	}
-	return c.Data.Cache.Validate()
+	return c.Data.validate()
 }
 
-// core is what the api and the worker share: store, cache, runtime client, invocation core.
-type core struct {
-	store   *store.Store
-	cache   *cache.Cache
-	faas    *faas.Client
-	reg     *runtimes.Registry
-	service *invoke.Service
-	logs    *store.LogWriter
-	close   func()
+// backends are what the api and the worker share: store, request log, cache, runtime
+// client and registry — the collaborators of the invocation core.
+type backends struct {
+	store *store.Store
+	logs  *store.LogWriter
+	cache *cache.Cache
+	faas  *faas.Client
+	reg   *runtimes.Registry
+	close func()
 }
 
-func openCore(ctx context.Context, data dataConfig, fc faas.Config, ic invoke.Config, writers int,
-	m *metrics.Invoke, log *zap.Logger) (*core, error) {
+func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metrics.Invoke, log *zap.Logger) (*backends, error) {
 	reg, err := runtimes.Load(data.RuntimesFile)
 	if err != nil {
 		return nil, err
@@ -112,7 +116,7 @@ func openCore(ctx context.Context, data dataConfig, fc faas.Config, ic invoke.Co
 		st.Close()
 		return nil, err
 	}
-	logs := st.NewLogWriter(store.LogWriterConfig{Writers: writers}, log, func(wait time.Duration, rows int) {
+	logs := st.NewLogWriter(data.Logs, log, func(wait time.Duration, rows int) {
 		if rows > 0 {
 			m.LogBatch.Observe(float64(rows))
 		} else {
@@ -125,8 +129,7 @@ func openCore(ctx context.Context, data dataConfig, fc faas.Config, ic invoke.Co
 		defer close(logsDone)
 		logs.Run(lctx)
 	}()
-	svc := invoke.New(ic, st, c, fx, logs, reg, m, log)
-	return &core{store: st, cache: c, faas: fx, reg: reg, service: svc, logs: logs, close: func() {
+	return &backends{store: st, logs: logs, cache: c, faas: fx, reg: reg, close: func() {
 		stopLogs()
 		<-logsDone // queued rows are written before the pool closes
 		st.Close()
@@ -134,12 +137,19 @@ func openCore(ctx context.Context, data dataConfig, fc faas.Config, ic invoke.Co
 	}}, nil
 }
 
+// core returns the invocation core over the backends; durable is nil in a process that
+// starts no async executions.
+func (b *backends) core(cfg core.Config, durable core.Durable, m *metrics.Invoke, log *zap.Logger) *core.Service {
+	return core.New(cfg, core.Deps{Store: b.store, Cache: b.cache, Runner: b.faas, Logs: b.logs, Registry: b.reg,
+		Durable: durable, Metrics: m, Log: log})
+}
+
 // runtimeChecks probe each registry runtime's function through the OpenFaaS gateway.
-func runtimeChecks(reg *runtimes.Registry, fx *faas.Client, namespace string) []api.Check {
-	var checks []api.Check
+func runtimeChecks(reg *runtimes.Registry, fx *faas.Client, namespace string) []health.Check {
+	var checks []health.Check
 	for _, rt := range reg.All() {
 		fn := rt.Function
-		checks = append(checks, api.Check{Name: "runtime:" + rt.Title, Required: true, Probe: func(ctx context.Context) error {
+		checks = append(checks, health.Check{Name: "runtime:" + rt.Title, Required: true, Probe: func(ctx context.Context) error {
 			st, err := fx.SDK().GetFunction(ctx, fn, namespace)
 			if err != nil {
 				return err
@@ -180,28 +190,28 @@ func newAPICmd(e Env, stdout, stderr io.Writer) *cobra.Command {
 func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 	reg := metrics.NewRegistry()
 	im := metrics.NewInvoke(reg)
-	c, err := openCore(ctx, cfg.Data, cfg.FaaS, cfg.Core, cfg.LogWriters, im, log)
+	b, err := openBackends(ctx, cfg.Data, cfg.FaaS, im, log)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer b.close()
 	// The finish feed wakes long-polls of async executions; it outlives the HTTP server's
 	// shutdown, which waits for those long-polls.
-	finishes := c.store.NewFinishFeed(log)
+	finishes := b.store.NewFinishFeed(log)
 	fctx, stopFinishes := context.WithCancel(context.Background())
 	defer stopFinishes()
 	go finishes.Run(fctx)
-	checks := append([]api.Check{
-		{Name: "postgres", Required: true, Probe: c.store.Ping},
-		{Name: "redis", Required: false, Probe: c.cache.Ping},
+	checks := append([]health.Check{
+		{Name: "postgres", Required: true, Probe: b.store.Ping},
+		{Name: "redis", Required: false, Probe: b.cache.Ping},
 		{Name: "finish_feed", Required: false, Probe: func(context.Context) error {
 			if !finishes.Listening() {
 				return errors.New("not listening: long-polls of executions fall back to polling PostgreSQL")
 			}
 			return nil
 		}},
-	}, runtimeChecks(c.reg, c.faas, cfg.FaaS.Namespace)...)
-	async, temporalCheck, closeTemporal, err := openAsync(cfg, c, im, reg, log)
+	}, runtimeChecks(b.reg, b.faas, cfg.FaaS.Namespace)...)
+	c, temporalCheck, closeTemporal, err := openAsync(cfg, b, im, reg, log)
 	if err != nil {
 		return err
 	}
@@ -211,10 +221,10 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 		log.Warn("LAMBDA_ADMIN_TOKEN is not set: only existing API keys can call /v1, and no tenant can be created")
 	}
 	h := api.NewServer(api.Deps{
-		Config: cfg.API, Log: log, Core: c.service, Store: c.store, Tenants: c.store, Checks: checks, Async: async,
+		Config: cfg.API, Log: log, Core: c, Store: b.store, Tenants: b.store, Checks: checks,
 		Finishes: finishes,
-		Auth:     auth.New(cfg.Auth, c.store),
-		Limits:   ratelimit.New(cfg.Limit, c.cache.Client(), log),
+		Auth:     auth.New(cfg.Auth, b.store),
+		Limits:   ratelimit.New(cfg.Limit, b.cache.Client(), log),
 		Metrics:  metrics.NewHTTP(reg), Gatherer: reg,
 	})
 	if cfg.DebugAddr != "" {
@@ -242,22 +252,22 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 }
 
 // openAsync wires async executions: a lazy Temporal client (it connects on first use, so
-// the api starts and serves sync calls while Temporal is down), the dispatcher, and a
-// non-required "temporal" readiness check (down → /readyz degraded, still 200).
-func openAsync(cfg apiConfig, c *core, im *metrics.Invoke, reg *prometheus.Registry, log *zap.Logger) (api.Async, api.Check, func(), error) {
+// the api starts and serves sync calls while Temporal is down), the core over the
+// workflows' Starter, the api's own worker for eager starts, and a non-required
+// "temporal" readiness check (down → /readyz degraded, still 200).
+func openAsync(cfg apiConfig, b *backends, im *metrics.Invoke, reg *prometheus.Registry, log *zap.Logger) (*core.Service, health.Check, func(), error) {
 	tc, err := worker.NewLazyClient(cfg.Temporal, log, worker.MetricsHandler(reg))
 	if err != nil {
-		return nil, api.Check{}, nil, err
+		return nil, health.Check{}, nil, err
 	}
-	cfg.Async.Namespace = cfg.Temporal.Namespace
-	d := dispatch.New(cfg.Async, tc, c.service, c.store, im, log)
+	c := b.core(cfg.Core, workflows.NewStarter(cfg.Start, tc, cfg.Temporal.Namespace), im, log)
 	stop := tc.Close
 	var local *worker.Background
-	if cfg.Async.Eager {
+	if cfg.Start.Eager {
 		// The api's own worker takes the first workflow task of every execution it starts
 		// (eager start) and runs its local activities; regular activities (long functions)
 		// stay with the worker processes.
-		acts := activities.New(cfg.Activities, c.service, c.store, c.cache, metrics.NewWorkflow(reg), im, log)
+		acts := activities.New(cfg.Activities, c, metrics.NewWorkflow(reg), log)
 		local = worker.StartWhenReachable(context.Background(), func() sdkworker.Worker {
 			return worker.NewLocal(tc, cfg.Worker, acts)
 		}, log)
@@ -266,7 +276,7 @@ func openAsync(cfg apiConfig, c *core, im *metrics.Invoke, reg *prometheus.Regis
 			tc.Close()
 		}
 	}
-	check := api.Check{Name: "temporal", Required: false, Probe: func(ctx context.Context) error {
+	check := health.Check{Name: "temporal", Required: false, Probe: func(ctx context.Context) error {
 		if _, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
 			return err
 		}
@@ -275,7 +285,7 @@ func openAsync(cfg apiConfig, c *core, im *metrics.Invoke, reg *prometheus.Regis
 		}
 		return nil
 	}}
-	return d, check, stop, nil
+	return c, check, stop, nil
 }
 
 func newMigrateCmd(e Env, stdout, stderr io.Writer) *cobra.Command {

@@ -10,10 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/lambda-microservice/lambda/devstack"
+	"github.com/lambda-microservice/lambda/internal/devstack"
 )
-
-func init() { subcommands = append(subcommands, newDevCmd) }
 
 func newDevCmd(e Env, stdout, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{

@@ -1,5 +1,6 @@
-// Command lambda is the platform binary: `lambda api`, `lambda worker`, `lambda provider`,
-// `lambda migrate` and `lambda dev` (the whole platform on one machine).
+// Command lambda is the platform binary. Its server commands run the platform's
+// processes: `lambda api`, `lambda worker`, `lambda provider`, `lambda migrate` and
+// `lambda dev` (the whole platform on one machine).
 package main
 
 import (
@@ -56,8 +57,19 @@ func (e Env) defaultGC() {
 	}
 }
 
-// subcommands is filled by each subcommand's file (api.go, worker.go, ...).
-var subcommands []func(e Env, stdout, stderr io.Writer) *cobra.Command
+// groupServer is the help group of the commands that run the platform's processes.
+const groupServer = "server"
+
+// serverCommands are the commands that run the platform's processes.
+func serverCommands(e Env, stdout, stderr io.Writer) []*cobra.Command {
+	return []*cobra.Command{
+		newAPICmd(e, stdout, stderr),
+		newWorkerCmd(e, stdout, stderr),
+		newProviderCmd(e, stdout, stderr),
+		newMigrateCmd(e, stdout, stderr),
+		newDevCmd(e, stdout, stderr),
+	}
+}
 
 func run(ctx context.Context, args []string, e Env, stdout, stderr io.Writer) error {
 	root := &cobra.Command{
@@ -66,8 +78,10 @@ func run(ctx context.Context, args []string, e Env, stdout, stderr io.Writer) er
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	for _, mk := range subcommands {
-		root.AddCommand(mk(e, stdout, stderr))
+	root.AddGroup(&cobra.Group{ID: groupServer, Title: "Server commands:"})
+	for _, c := range serverCommands(e, stdout, stderr) {
+		c.GroupID = groupServer
+		root.AddCommand(c)
 	}
 	root.SetArgs(args)
 	root.SetOut(stdout)

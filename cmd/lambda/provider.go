@@ -12,12 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
-	"github.com/lambda-microservice/lambda/logging"
-	"github.com/lambda-microservice/lambda/metrics"
-	"github.com/lambda-microservice/lambda/provider"
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/provider"
 )
-
-func init() { subcommands = append(subcommands, newProviderCmd) }
 
 func newProviderCmd(e Env, stdout, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{

@@ -16,8 +16,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/lambda-microservice/lambda/faas"
-	"github.com/lambda-microservice/lambda/testdb"
+	"github.com/lambda-microservice/lambda/internal/faas"
+	"github.com/lambda-microservice/lambda/internal/testkit/db"
 )
 
 // temporalTestLog collects a process's log lines from several goroutines.
@@ -68,7 +68,7 @@ func TestSyncWhileTemporalDown(t *testing.T) {
 		redisURL = "redis://127.0.0.1:6379/0"
 	}
 	env := Env{
-		"LAMBDA_DATABASE_URL": testdb.New(t), "LAMBDA_REDIS_URL": redisURL, "LAMBDA_GATEWAY_URL": gw.URL,
+		"LAMBDA_DATABASE_URL": db.New(t), "LAMBDA_REDIS_URL": redisURL, "LAMBDA_GATEWAY_URL": gw.URL,
 		"LAMBDA_HTTP_ADDR": apiAddr, "LAMBDA_TEMPORAL_ADDR": deadTemporal, "LAMBDA_TEMPORAL_START_TIMEOUT": "1s",
 		"LAMBDA_ADMIN_TOKEN": "test-admin-token", "LAMBDA_LOG_LEVEL": "warn",
 	}

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -17,18 +15,17 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lambda-microservice/lambda/activities"
-	"github.com/lambda-microservice/lambda/faas"
-	"github.com/lambda-microservice/lambda/invoke"
-	"github.com/lambda-microservice/lambda/logging"
-	"github.com/lambda-microservice/lambda/metrics"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/faas"
+	"github.com/lambda-microservice/lambda/internal/platform/health"
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
 	"github.com/lambda-microservice/lambda/worker"
 	"github.com/lambda-microservice/lambda/workflows"
 )
 
-func init() { subcommands = append(subcommands, newWorkerCmd) }
-
 type workerConfig struct {
-	Core       invoke.Config
+	Core       core.Config
 	FaaS       faas.Config
 	Log        logging.Config
 	Data       dataConfig
@@ -37,19 +34,15 @@ type workerConfig struct {
 	Activities activities.Config
 	// MetricsAddr serves /metrics (platform and Temporal SDK metrics), /healthz and /readyz.
 	MetricsAddr string `env:"LAMBDA_METRICS_ADDR" envDefault:"127.0.0.1:9101"`
-	LogWriters  int    `env:"LAMBDA_LOG_WRITERS" envDefault:"2"`
 	// DebugAddr, when set, serves net/http/pprof there (keep it on loopback).
 	DebugAddr string `env:"LAMBDA_WORKER_DEBUG_ADDR"`
 }
 
 func (c workerConfig) validate() error {
-	if c.LogWriters < 1 {
-		return errors.New("LAMBDA_LOG_WRITERS must be at least 1")
-	}
 	if c.Temporal.Addr == "" || c.Temporal.Namespace == "" {
 		return errors.New("LAMBDA_TEMPORAL_ADDR and LAMBDA_TEMPORAL_NAMESPACE must not be empty")
 	}
-	return c.Data.Cache.Validate()
+	return c.Data.validate()
 }
 
 func newWorkerCmd(e Env, stdout, stderr io.Writer) *cobra.Command {
@@ -86,31 +79,12 @@ func runWorker(ctx context.Context, cfg workerConfig, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("worker: listen %s: %w", cfg.MetricsAddr, err)
 	}
+	// Ready once the worker polls its task queue and PostgreSQL and Temporal answer.
+	ready := health.NewReadiness(false)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"status":"ok"}`)
-	})
-	// Ready once the worker polls its task queue and PostgreSQL and Temporal answer.
-	var ready atomic.Pointer[func(context.Context) error]
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		check := ready.Load()
-		if check == nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = io.WriteString(w, `{"status":"starting"}`)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := (*check)(ctx); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_ = json.NewEncoder(w).Encode(map[string]string{"status": "unready", "error": err.Error()})
-			return
-		}
-		_, _ = io.WriteString(w, `{"status":"ready"}`)
-	})
+	mux.Handle("GET /healthz", health.Live())
+	mux.Handle("GET /readyz", ready.Ready())
 	msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = msrv.Serve(ln) }()
 	defer func() { _ = msrv.Close() }()
@@ -119,11 +93,11 @@ func runWorker(ctx context.Context, cfg workerConfig, log *zap.Logger) error {
 		go serveDebug(cfg.DebugAddr, log)
 	}
 
-	c, err := openCore(ctx, cfg.Data, cfg.FaaS, cfg.Core, cfg.LogWriters, im, log)
+	b, err := openBackends(ctx, cfg.Data, cfg.FaaS, im, log)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer b.close()
 
 	tc, err := worker.Dial(ctx, cfg.Temporal, log, mh)
 	if err != nil {
@@ -131,26 +105,25 @@ func runWorker(ctx context.Context, cfg workerConfig, log *zap.Logger) error {
 	}
 	defer tc.Close()
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = worker.EnsureSearchAttributes(sctx, tc, cfg.Temporal.Namespace)
+	err = workflows.EnsureSearchAttributes(sctx, tc, cfg.Temporal.Namespace)
 	cancel()
 	if err != nil {
 		// Starts register them too; the worker can run without them.
 		log.Warn("search attributes not registered", logging.Err(err))
 	}
 
-	acts := activities.New(cfg.Activities, c.service, c.store, c.cache, wm, im, log)
+	acts := activities.New(cfg.Activities, b.core(cfg.Core, nil, im, log), wm, log)
 	w := worker.New(tc, cfg.Worker, acts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}
-	check := func(ctx context.Context) error {
-		if err := c.store.Ping(ctx); err != nil {
+	ready.Set([]health.Check{
+		{Name: "postgres", Required: true, Probe: b.store.Ping},
+		{Name: "temporal", Required: true, Probe: func(ctx context.Context) error {
+			_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
 			return err
-		}
-		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
-		return err
-	}
-	ready.Store(&check)
+		}},
+	})
 	log.Info("worker started", zap.String("temporal.address", cfg.Temporal.Addr),
 		zap.String("temporal.namespace", cfg.Temporal.Namespace), zap.String("temporal.task_queue", workflows.TaskQueue))
 	<-ctx.Done()

@@ -1,0 +1,146 @@
+// Package auth authenticates API callers. An API key reads "lmk_<id>_<secret>": the id
+// finds the key's record, the secret is compared as SHA-256 in constant time, and only
+// the hash is ever stored. The operator's admin token (LAMBDA_ADMIN_TOKEN) is never
+// stored at all. Validated keys are cached briefly so the hot path skips PostgreSQL.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	"github.com/lambda-microservice/lambda/internal/store"
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	Tenant string
+	KeyID  string
+	Admin  bool
+}
+
+// Keys is what the authenticator needs from the store.
+type Keys interface {
+	GetAPIKey(ctx context.Context, id string) (store.APIKey, error)
+}
+
+// Config configures authentication.
+type Config struct {
+	AdminToken  string        `env:"LAMBDA_ADMIN_TOKEN"`
+	AdminTenant string        `env:"LAMBDA_ADMIN_TENANT" envDefault:"default"`
+	CacheTTL    time.Duration `env:"LAMBDA_AUTH_CACHE_TTL" envDefault:"5s"`
+}
+
+// Authenticator checks bearer tokens.
+type Authenticator struct {
+	cfg   Config
+	keys  Keys
+	admin [32]byte
+	mu    sync.Mutex
+	cache map[string]cached // full token hash → principal
+}
+
+type cached struct {
+	p       Principal
+	expires time.Time
+}
+
+// New returns an authenticator over the key store.
+func New(cfg Config, keys Keys) *Authenticator {
+	a := &Authenticator{cfg: cfg, keys: keys, cache: map[string]cached{}}
+	if cfg.AdminToken != "" {
+		a.admin = sha256.Sum256([]byte(cfg.AdminToken))
+	}
+	return a
+}
+
+var errUnauthorized = fault.New(fault.Unauthorized, "a valid API key is required: Authorization: Bearer <key>")
+
+// Authenticate resolves an Authorization header value to a principal.
+func (a *Authenticator) Authenticate(ctx context.Context, header string) (Principal, error) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return Principal{}, errUnauthorized
+	}
+	token = strings.TrimSpace(token)
+	if token == "" || len(token) > 256 {
+		return Principal{}, errUnauthorized
+	}
+	sum := sha256.Sum256([]byte(token))
+	if a.cfg.AdminToken != "" && subtle.ConstantTimeCompare(sum[:], a.admin[:]) == 1 {
+		return Principal{Tenant: a.cfg.AdminTenant, KeyID: "admin", Admin: true}, nil
+	}
+	ck := string(sum[:])
+	now := time.Now()
+	a.mu.Lock()
+	c, hit := a.cache[ck]
+	a.mu.Unlock()
+	if hit && now.Before(c.expires) {
+		return c.p, nil
+	}
+	id, secret, ok := parseKey(token)
+	if !ok {
+		return Principal{}, errUnauthorized
+	}
+	k, err := a.keys.GetAPIKey(ctx, id)
+	if err != nil {
+		if fault.Is(err, fault.NotFound) {
+			return Principal{}, errUnauthorized
+		}
+		return Principal{}, err
+	}
+	secretSum := sha256.Sum256([]byte(secret))
+	if subtle.ConstantTimeCompare(secretSum[:], k.Hash) != 1 || k.RevokedAt != nil {
+		return Principal{}, errUnauthorized
+	}
+	p := Principal{Tenant: k.Tenant, KeyID: k.ID}
+	a.mu.Lock()
+	if len(a.cache) > 10000 {
+		a.cache = map[string]cached{}
+	}
+	a.cache[ck] = cached{p: p, expires: now.Add(a.cfg.CacheTTL)}
+	a.mu.Unlock()
+	return p, nil
+}
+
+// Forget drops cached principals of a key (after revocation in this process).
+func (a *Authenticator) Forget(keyID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, c := range a.cache {
+		if c.p.KeyID == keyID {
+			delete(a.cache, k)
+		}
+	}
+}
+
+// NewKey returns a fresh key's id, its full token, and the secret's hash to store.
+func NewKey() (id, token string, hash []byte) {
+	idb := make([]byte, 6)
+	sec := make([]byte, 32)
+	_, _ = rand.Read(idb)
+	_, _ = rand.Read(sec)
+	id = hex.EncodeToString(idb)
+	secret := base64.RawURLEncoding.EncodeToString(sec)
+	sum := sha256.Sum256([]byte(secret))
+	return id, "lmk_" + id + "_" + secret, sum[:]
+}
+
+func parseKey(token string) (id, secret string, ok bool) {
+	rest, ok := strings.CutPrefix(token, "lmk_")
+	if !ok {
+		return "", "", false
+	}
+	id, secret, ok = strings.Cut(rest, "_")
+	if !ok || len(id) != 12 || secret == "" {
+		return "", "", false
+	}
+	return id, secret, true
+}

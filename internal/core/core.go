@@ -1,0 +1,121 @@
+// Package core is the invocation core and the platform's use cases: registering and
+// updating functions, running an invocation on the fast path, accepting and canceling
+// durable (async) executions, and the steps a durable execution takes. The HTTP api and
+// the Temporal activities are thin adapters over it, and so is any later transport.
+//
+// The core declares what it needs from its collaborators (Store, ResultCache, Runner,
+// LogWriter) and from the durable side (Durable): the Temporal specifics — workflow IDs,
+// options, search attributes — live in package workflows, which implements Durable, so
+// the core never imports the async side.
+package core
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/internal/cache"
+	"github.com/lambda-microservice/lambda/internal/faas"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/store"
+	"github.com/lambda-microservice/lambda/runtimes"
+)
+
+// Store is what the core needs from PostgreSQL (*store.Store).
+type Store interface {
+	CreateFunction(ctx context.Context, v store.Version) (store.Function, error)
+	PutVersion(ctx context.Context, v store.Version) (store.Function, bool, error)
+	GetFunction(ctx context.Context, tenant, name string) (store.Function, error)
+	DeleteFunction(ctx context.Context, tenant, name string) error
+	GetVersion(ctx context.Context, tenant, name string, version int) (store.Version, error)
+	SaveExecution(ctx context.Context, e *store.Execution) error
+	GetExecution(ctx context.Context, tenant, id string, withPayload bool) (store.Execution, error)
+	StartAttempt(ctx context.Context, tenant, id string, attempt int) (store.Execution, error)
+	ClaimIdempotencyKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl time.Duration) (string, bool, error)
+	ReleaseIdempotencyKey(ctx context.Context, tenant, key, executionID string) error
+}
+
+// ResultCache is the Redis result cache (*cache.Cache).
+type ResultCache interface {
+	Get(ctx context.Context, key string) (cache.Entry, bool, error)
+	Set(ctx context.Context, key string, e cache.Entry, ttl time.Duration) error
+}
+
+// Runner calls a runtime function (*faas.Client).
+type Runner interface {
+	Run(ctx context.Context, fn string, call faas.Call) (faas.Result, error)
+}
+
+// LogWriter durably records an execution (group commit, *store.LogWriter).
+type LogWriter interface {
+	Write(ctx context.Context, e *store.Execution) error
+}
+
+// Durable runs executions durably; the Temporal side implements it (workflows.Starter).
+// RunID names the durable run of an execution before it starts (its row records it);
+// StartExecution starts one run per execution id however often it is called (a repeat
+// joins the run already started); CancelExecution answers a fault.NotFound error when the
+// execution's run is no longer there (it has finished).
+type Durable interface {
+	RunID(executionID string) string
+	StartExecution(ctx context.Context, x AsyncExecution) error
+	CancelExecution(ctx context.Context, executionID string) error
+}
+
+// Config holds the core's limits and defaults.
+type Config struct {
+	SyncTimeoutMax   time.Duration `env:"LAMBDA_SYNC_TIMEOUT_MAX" envDefault:"60s"`
+	IdempotencyTTL   time.Duration `env:"LAMBDA_IDEMPOTENCY_TTL" envDefault:"24h"`
+	VersionCacheTTL  time.Duration `env:"LAMBDA_VERSION_CACHE_TTL" envDefault:"1s"`
+	RuntimeCallSlack time.Duration `env:"LAMBDA_RUNTIME_CALL_SLACK" envDefault:"5s"`
+	// Functions bounds what a registration may ask for.
+	Functions FunctionLimits
+}
+
+// FunctionLimits are the limits and defaults of a function's registration.
+type FunctionLimits struct {
+	MaxSourceBytes   int           `env:"LAMBDA_MAX_SOURCE_BYTES" envDefault:"262144"`
+	DefaultTimeoutMS int           `env:"LAMBDA_DEFAULT_TIMEOUT_MS" envDefault:"3000"`
+	DefaultMemoryMB  int           `env:"LAMBDA_DEFAULT_MEMORY_MB" envDefault:"128"`
+	MaxTimeout       time.Duration `env:"LAMBDA_MAX_TIMEOUT" envDefault:"15m"`
+}
+
+// Deps are the core's collaborators.
+type Deps struct {
+	Store    Store
+	Cache    ResultCache
+	Runner   Runner
+	Logs     LogWriter
+	Registry *runtimes.Registry
+	Durable  Durable // nil: async executions are not enabled
+	Metrics  *metrics.Invoke
+	Log      *zap.Logger
+}
+
+// Service is the invocation core.
+type Service struct {
+	cfg      Config
+	store    Store
+	cache    ResultCache
+	runner   Runner
+	logs     LogWriter
+	reg      *runtimes.Registry
+	durable  Durable
+	m        *metrics.Invoke
+	log      *zap.Logger
+	versions sync.Map // versionKey → cachedVersion
+}
+
+// New returns the invocation core.
+func New(cfg Config, d Deps) *Service {
+	return &Service{cfg: cfg, store: d.Store, cache: d.Cache, runner: d.Runner, logs: d.Logs, reg: d.Registry,
+		durable: d.Durable, m: d.Metrics, log: d.Log}
+}
+
+// Config returns the core's configuration.
+func (s *Service) Config() Config { return s.cfg }
+
+// Registry returns the runtime registry.
+func (s *Service) Registry() *runtimes.Registry { return s.reg }

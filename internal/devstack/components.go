@@ -1,0 +1,345 @@
+package devstack
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/openfaas/faas-provider/types"
+	sdk "github.com/openfaas/go-sdk"
+
+	"github.com/lambda-microservice/lambda/internal/provider"
+	"github.com/lambda-microservice/lambda/runtimes"
+)
+
+// component is one entry of the start-up table: Start runs the entries in order and Stop
+// stops their processes in reverse. A plain process is one process(...) entry.
+type component struct {
+	name    string
+	enabled func(*Stack) bool
+	start   func(*Stack, context.Context) error
+	// job and metrics make the generated Prometheus configuration scrape the component.
+	job     string
+	metrics func(*Stack) string // host:port serving /metrics
+}
+
+// components is the platform, in start order. (A function, not a variable: the
+// Prometheus configuration is generated from the table.)
+func components() []component {
+	return []component{
+		{name: "postgres", start: (*Stack).ensurePostgres},
+		{name: "redis", start: (*Stack).ensureRedis},
+		process("temporal", func(s *Stack) bool { return !s.opts.SkipTemporal }, temporalCommand, temporalReady,
+			"temporal", func(s *Stack) string { return s.temporalMetrics }),
+		// Before the provider, which starts the runtime hosts that need them.
+		{name: "packages", start: (*Stack).ensurePackages},
+		process("provider", nil, providerCommand,
+			func(s *Stack) func(context.Context) error { return httpOK(s.ProviderURL + "/healthz") },
+			"lambda-provider", func(s *Stack) string { return s.providerAddr }),
+		// Before the gateway, which queries it; after the provider, its service discovery.
+		{name: "prometheus", enabled: (*Stack).prometheusWanted, start: (*Stack).startPrometheus,
+			job: "prometheus", metrics: func(s *Stack) string { return s.prometheusAddr }},
+		{name: "gateway", start: (*Stack).startGateway,
+			job: "openfaas-gateway", metrics: func(*Stack) string { return fmt.Sprintf("127.0.0.1:%d", GatewayMetricsPort) }},
+		{name: "runtimes", start: (*Stack).deployRuntimes},
+		{name: "migrate", enabled: func(s *Stack) bool { return !s.opts.SkipAPI }, start: func(s *Stack, ctx context.Context) error {
+			return s.runOnce(ctx, "migrate", command{path: s.binLambda, args: []string{"migrate"}, env: s.PlatformEnv()})
+		}},
+		process("api", func(s *Stack) bool { return !s.opts.SkipAPI },
+			func(s *Stack) (command, error) {
+				return command{path: s.binLambda, args: []string{"api"}, env: s.PlatformEnv()}, nil
+			},
+			func(s *Stack) func(context.Context) error { return httpOK(s.APIURL + "/readyz") },
+			"lambda-api", func(s *Stack) string { return s.apiAddr }),
+		process("worker", func(s *Stack) bool { return s.worker },
+			func(s *Stack) (command, error) {
+				return command{path: s.binLambda, args: []string{"worker"}, env: s.PlatformEnv()}, nil
+			},
+			workerReady,
+			"lambda-worker", func(s *Stack) string { return s.workerMetrics }),
+	}
+}
+
+// process is a component that runs one long-lived child and waits for ready.
+func process(name string, enabled func(*Stack) bool, cmd func(*Stack) (command, error),
+	ready func(*Stack) func(context.Context) error, job string, metrics func(*Stack) string) component {
+	return component{
+		name:    name,
+		enabled: enabled,
+		job:     job,
+		metrics: metrics,
+		start: func(s *Stack, ctx context.Context) error {
+			c, err := cmd(s)
+			if err != nil {
+				return err
+			}
+			p, err := s.spawn(name, c)
+			if err != nil {
+				return err
+			}
+			return s.waitUntil(ctx, p, s.opts.StartTimeout, "ready", ready(s))
+		},
+	}
+}
+
+// SearchAttributes are registered on the Temporal dev server (all Keyword).
+var SearchAttributes = []string{"LambdaFunction", "LambdaLanguage", "LambdaStatus"}
+
+func temporalCommand(s *Stack) (command, error) {
+	host, port, err := net.SplitHostPort(s.TemporalAddr)
+	if err != nil {
+		return command{}, fmt.Errorf("temporal address %q: %w", s.TemporalAddr, err)
+	}
+	args := []string{"server", "start-dev", "--ip", host, "--port", port,
+		"--metrics-port", portOf(s.temporalMetrics), "--log-level", "warn",
+		// The default (20) adds ~40 ms per queued step: notes/measured-floors.md.
+		"--dynamic-config-value", "history.transferProcessorMaxPollRPS=10000"}
+	if s.opts.TemporalHeadless {
+		args = append(args, "--headless")
+	} else {
+		args = append(args, "--ui-port", strconv.Itoa(s.temporalUIPort))
+	}
+	if !s.opts.TemporalInMemory {
+		// WAL with synchronous=normal: one fsync per checkpoint instead of several per
+		// transaction; survives a crash of the server (not of the OS). The dev server on
+		// this file DB sustained 19 workflows/s before, 31 after (BENCHMARKS.md, run 7).
+		args = append(args, "--db-filename", filepath.Join(s.DataDir, "temporal.db"),
+			"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
+	}
+	for _, a := range SearchAttributes {
+		args = append(args, "--search-attribute", a+"=Keyword")
+	}
+	// GOGC=400: the dev server spent ~10 % of its CPU in the garbage collector at
+	// 100 workflows/s; with a heap allowed to grow 5× it sustained 120/s where it had
+	// stalled (BENCHMARKS.md, run 11). Memory is cheap here, a core is not.
+	env := s.plainEnv(map[string]string{"GOGC": "400"})
+	return command{path: s.opts.TemporalBin, args: args, env: env, dir: s.DataDir}, nil
+}
+
+// temporalReady asks the frontend for its health with the CLI itself (no SDK needed here).
+func temporalReady(s *Stack) func(context.Context) error {
+	return func(ctx context.Context) error {
+		out, err := exec.CommandContext(ctx, s.opts.TemporalBin, "operator", "cluster", "health",
+			"--address", s.TemporalAddr).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("temporal operator cluster health: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+		if !strings.Contains(string(out), "SERVING") {
+			return fmt.Errorf("temporal operator cluster health: %s", strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+}
+
+func providerCommand(s *Stack) (command, error) {
+	env := s.plainEnv(map[string]string{
+		"LAMBDA_PROVIDER_ADDR": s.providerAddr,
+		"LAMBDA_RUNTIME_BIN":   s.binRuntime,
+		"LAMBDA_RUNTIMES_FILE": s.opts.RuntimesFile,
+		"LAMBDA_LOG_LEVEL":     s.opts.Log.Level,
+		"LAMBDA_LOG_FORMAT":    s.opts.Log.Format,
+	})
+	// The user's LAMBDA_PROVIDER_* tuning reaches the provider.
+	for k, v := range s.opts.Environ {
+		if len(k) > len("LAMBDA_PROVIDER_") && k[:len("LAMBDA_PROVIDER_")] == "LAMBDA_PROVIDER_" && k != "LAMBDA_PROVIDER_ADDR" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return command{path: s.binLambda, args: []string{"provider"}, env: env, dir: s.DataDir}, nil
+}
+
+// workerReady: the worker's /readyz answers 200 — it polls its task queue, and PostgreSQL
+// and Temporal answer (its /metrics listens earlier, before it has connected).
+func workerReady(s *Stack) func(context.Context) error {
+	return httpOK("http://" + s.workerMetrics + "/readyz")
+}
+
+// startGateway runs the real OpenFaaS gateway in front of the provider.
+func (s *Stack) startGateway(ctx context.Context) error {
+	if err := s.lockGatewayPorts(); err != nil {
+		return err
+	}
+	promAddr := s.prometheusAddr
+	if promAddr == "" {
+		// GET /system/functions through the gateway queries Prometheus and fails without one.
+		addr, err := s.startPrometheusStub()
+		if err != nil {
+			return err
+		}
+		promAddr = addr
+	}
+	promHost, promPort, _ := net.SplitHostPort(promAddr)
+	dir := filepath.Dir(s.opts.GatewayBin)
+	if st, err := os.Stat(filepath.Join(dir, "gateway-ui", "assets")); err == nil && st.IsDir() {
+		dir = filepath.Join(dir, "gateway-ui") // the gateway serves its UI from ./assets
+	}
+	env := s.plainEnv(map[string]string{
+		"functions_provider_url":  s.ProviderURL + "/",
+		"read_timeout":            "65s",
+		"write_timeout":           "65s",
+		"upstream_timeout":        "60s",
+		"faas_prometheus_host":    promHost,
+		"faas_prometheus_port":    promPort,
+		"max_idle_conns":          "1024",
+		"max_idle_conns_per_host": "1024",
+	})
+	p, err := s.spawn("gateway", command{path: s.opts.GatewayBin, env: env, dir: dir})
+	if err != nil {
+		return err
+	}
+	if err := s.waitUntil(ctx, p, s.opts.StartTimeout, "ready", httpOK(s.GatewayURL+"/healthz")); err != nil {
+		return err
+	}
+	// A gateway that lost the race for its ports exits at once: make sure ours is the one.
+	select {
+	case <-p.done:
+		return fmt.Errorf("exited right after start (%v); its log: %s%s", exitText(p.err), p.logPath, tailText(p.logPath, 10))
+	case <-time.After(150 * time.Millisecond):
+	}
+	return nil
+}
+
+// ensurePackages installs the Debian packages the deployed runtimes declare in the
+// registry (Rust's offline crate sources, say) and bubblewrap for the sandbox. A missing
+// runtime package fails the start now, with the command to run, rather than as a runtime
+// host that never gets ready; without bubblewrap the sandbox runs with fewer layers
+// (LAMBDA_SANDBOX=auto reports which), so that one is only a warning.
+func (s *Stack) ensurePackages(ctx context.Context) error {
+	deployed, err := s.deployed()
+	if err != nil {
+		return err
+	}
+	for _, rt := range deployed {
+		for _, pkg := range rt.Packages {
+			if pkg.Installed() {
+				continue
+			}
+			if err := s.install(ctx, pkg.Name, fmt.Sprintf("the %s runtime needs %s (no %s)", rt.Title, pkg.Name, pkg.Check)); err != nil {
+				return err
+			}
+			if !pkg.Installed() {
+				return fmt.Errorf("installed %s but %s is still missing", pkg.Name, pkg.Check)
+			}
+		}
+	}
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		if err := s.install(ctx, "bubblewrap", "no bubblewrap (bwrap) for the runtime sandbox"); err != nil {
+			s.printf("  %-12s warning: %v; language workers run with fewer sandbox layers\n", "", err)
+		}
+	}
+	return nil
+}
+
+// deployed lists the runtimes this stack deploys (Options.Runtimes, default all).
+func (s *Stack) deployed() ([]runtimes.Runtime, error) {
+	want := map[string]bool{}
+	for _, t := range s.opts.Runtimes {
+		rt, ok := s.registry.Lookup(t)
+		if !ok {
+			return nil, fmt.Errorf("runtime %q is not in the registry (%v)", t, s.registry.Titles())
+		}
+		want[rt.Title] = true
+	}
+	var out []runtimes.Runtime
+	for _, rt := range s.registry.All() {
+		if len(want) == 0 || want[rt.Title] {
+			out = append(out, rt)
+		}
+	}
+	return out, nil
+}
+
+// deployRuntimes deploys every runtime of the registry through the gateway's API and
+// waits until each has an available replica.
+func (s *Stack) deployRuntimes(ctx context.Context) error {
+	gw, _ := url.Parse(s.GatewayURL)
+	c := sdk.NewClient(gw, nil, &http.Client{Timeout: 30 * time.Second})
+	deployed, err := s.deployed()
+	if err != nil {
+		return err
+	}
+	var selected []string
+	for _, rt := range deployed {
+		labels := map[string]string{provider.LabelScaleMin: strconv.Itoa(s.opts.RuntimeReplicas)}
+		spec := types.FunctionDeployment{
+			Service: rt.Function,
+			Image:   rt.Image,
+			EnvVars: map[string]string{"LAMBDA_RUNTIME": rt.Title},
+			Labels:  &labels,
+		}
+		code, err := c.Deploy(ctx, spec)
+		if code == http.StatusConflict {
+			_, err = c.Update(ctx, spec)
+		}
+		if err != nil {
+			return fmt.Errorf("deploy %s through the gateway: %w", rt.Function, err)
+		}
+		selected = append(selected, rt.Function)
+	}
+	prov := s.procByName("provider")
+	for _, name := range selected {
+		err := s.waitUntil(ctx, prov, s.opts.RuntimeReadyTimeout, name+" available", func(ctx context.Context) error {
+			st, err := c.GetFunction(ctx, name, "")
+			if err != nil {
+				return err
+			}
+			if st.AvailableReplicas < 1 {
+				return fmt.Errorf("%s: %d of %d replicas available (replica output: %s)", name, st.AvailableReplicas, st.Replicas, filepath.Join(s.LogDir, "provider.log"))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		s.printf("  %-12s %s available\n", "", name)
+	}
+	s.Functions = selected
+	return nil
+}
+
+func (s *Stack) procByName(name string) *proc {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.procs {
+		if p.name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+var workerCmdRE = regexp.MustCompile(`(?m)^\s+worker\s`)
+
+// wantWorker decides whether `lambda worker` runs: on, off, or auto (when the lambda
+// binary has the subcommand and Temporal runs).
+func (s *Stack) wantWorker(ctx context.Context) (bool, error) {
+	switch s.opts.Worker {
+	case "off":
+		return false, nil
+	case "on":
+		if s.opts.SkipTemporal {
+			return false, fmt.Errorf("devstack: the worker needs Temporal (LAMBDA_DEV_SKIP_TEMPORAL is set)")
+		}
+		return true, nil
+	case "auto":
+		if s.opts.SkipTemporal || s.opts.SkipAPI {
+			return false, nil
+		}
+		out, err := exec.CommandContext(ctx, s.binLambda, "help").Output()
+		if err != nil {
+			return false, fmt.Errorf("devstack: %s help: %w", s.binLambda, err)
+		}
+		return workerCmdRE.Match(out), nil
+	default:
+		return false, fmt.Errorf("devstack: LAMBDA_DEV_WORKER=%q: want auto, on or off", s.opts.Worker)
+	}
+}

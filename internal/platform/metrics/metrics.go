@@ -1,0 +1,192 @@
+// Package metrics defines every Prometheus collector of the platform in one place. Names
+// carry the prefix lambda_ and labels stay low-cardinality: runtime (a registry title),
+// path (fast|workflow), outcome, route (a chi route pattern), never a function name or id.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// latencyBuckets spans 0.25 ms to 60 s: the fast path lives in the first half.
+var latencyBuckets = []float64{.00025, .0005, .001, .002, .003, .005, .0075, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// NewRegistry returns a registry with the Go runtime and process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// HTTP instruments an HTTP server (api, provider, runtime host).
+type HTTP struct {
+	Requests *prometheus.CounterVec   // route, method, code
+	Duration *prometheus.HistogramVec // route, method
+	InFlight prometheus.Gauge
+}
+
+// NewHTTP registers the HTTP server collectors.
+func NewHTTP(reg prometheus.Registerer) *HTTP {
+	m := &HTTP{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambda_http_requests_total", Help: "HTTP requests served, by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lambda_http_request_duration_seconds", Help: "HTTP request latency, by route pattern and method.",
+			Buckets: latencyBuckets,
+		}, []string{"route", "method"}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lambda_http_requests_in_flight", Help: "HTTP requests being served.",
+		}),
+	}
+	reg.MustRegister(m.Requests, m.Duration, m.InFlight)
+	return m
+}
+
+// Method is the method label of an HTTP request: the method when it is a standard one,
+// else "other", so a client cannot mint label values.
+func Method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
+
+// Invoke instruments the invocation core, shared by the fast path and the activities.
+type Invoke struct {
+	Invocations *prometheus.CounterVec   // runtime, path, outcome (succeeded|failed|timeout|canceled|error)
+	Duration    *prometheus.HistogramVec // runtime, path: core latency including cache, runtime call and log write
+	RuntimeCall *prometheus.HistogramVec // runtime: the call to the runtime function alone
+	Cache       *prometheus.CounterVec   // result: hit|miss|error
+	CacheLocal  prometheus.Counter       // hits served from the process's own copy
+	LogWrite    prometheus.Histogram     // seconds from enqueue to durable commit of a request log
+	LogBatch    prometheus.Histogram     // rows per group commit
+	Async       *prometheus.CounterVec   // runtime, event: started|deduplicated|canceled
+}
+
+// NewInvoke registers the invocation core collectors.
+func NewInvoke(reg prometheus.Registerer) *Invoke {
+	m := &Invoke{
+		Invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambda_invocations_total", Help: "Executions finished, by runtime, path (fast|workflow) and outcome.",
+		}, []string{"runtime", "path", "outcome"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lambda_invocation_duration_seconds", Help: "Execution latency inside the platform, by runtime and path.",
+			Buckets: latencyBuckets,
+		}, []string{"runtime", "path"}),
+		RuntimeCall: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lambda_runtime_call_duration_seconds", Help: "Latency of the call to the runtime function, by runtime.",
+			Buckets: latencyBuckets,
+		}, []string{"runtime"}),
+		Cache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambda_cache_requests_total", Help: "Result cache lookups, by result (hit|miss|error).",
+		}, []string{"result"}),
+		CacheLocal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lambda_cache_local_hits_total", Help: "Result cache hits served from the process's own copy of the entry (also counted as result=hit).",
+		}),
+		LogWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "lambda_request_log_write_seconds", Help: "Time from enqueue to durable commit of a request log row.",
+			Buckets: latencyBuckets,
+		}),
+		LogBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "lambda_request_log_batch_rows", Help: "Rows written per group commit.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+		}),
+		Async: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambda_async_requests_total", Help: "Async invoke requests, by runtime and event (started|deduplicated|canceled).",
+		}, []string{"runtime", "event"}),
+	}
+	reg.MustRegister(m.Invocations, m.Duration, m.RuntimeCall, m.Cache, m.CacheLocal, m.LogWrite, m.LogBatch, m.Async)
+	return m
+}
+
+// Runtime instruments a runtime host.
+type Runtime struct {
+	Workers    *prometheus.GaugeVec     // runtime, state: idle|busy
+	Executions *prometheus.CounterVec   // runtime, outcome
+	Duration   *prometheus.HistogramVec // runtime: handler execution time
+	ColdStarts *prometheus.CounterVec   // runtime
+	Builds     *prometheus.CounterVec   // runtime, outcome: ok|failed
+	BuildTime  *prometheus.HistogramVec // runtime
+	Sandbox    *prometheus.GaugeVec     // layer: 1 when active
+	Queue      *prometheus.GaugeVec     // runtime: requests waiting for a worker
+}
+
+// NewRuntime registers the runtime host collectors.
+func NewRuntime(reg prometheus.Registerer) *Runtime {
+	m := &Runtime{
+		Workers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lambda_runtime_pool_workers", Help: "Language worker processes in the pool, by state (idle|busy).",
+		}, []string{"runtime", "state"}),
+		Executions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambda_runtime_executions_total", Help: "Executions run by the runtime host, by outcome.",
+		}, []string{"runtime", "outcome"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lambda_runtime_execution_duration_seconds", Help: "Handler execution time inside the runtime host.",
+			Buckets: latencyBuckets,
+		}, []string{"runtime"}),
+		ColdStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambda_runtime_cold_starts_total", Help: "Worker processes started for a script version.",
+		}, []string{"runtime"}),
+		Builds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambda_runtime_builds_total", Help: "Script builds (compile/check), by outcome (ok|failed).",
+		}, []string{"runtime", "outcome"}),
+		BuildTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lambda_runtime_build_duration_seconds", Help: "Script build time.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2, 3, 5, 10, 30, 60},
+		}, []string{"runtime"}),
+		Sandbox: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lambda_runtime_sandbox_layer", Help: "Sandbox layers active for language workers (1 active, 0 missing).",
+		}, []string{"layer"}),
+		Queue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lambda_runtime_queue_depth", Help: "Requests waiting for a free worker.",
+		}, []string{"runtime"}),
+	}
+	reg.MustRegister(m.Workers, m.Executions, m.Duration, m.ColdStarts, m.Builds, m.BuildTime, m.Sandbox, m.Queue)
+	return m
+}
+
+// Provider instruments the local OpenFaaS provider.
+type Provider struct {
+	Replicas *prometheus.GaugeVec   // function: ready replicas
+	Restarts *prometheus.CounterVec // function: replica processes restarted after exiting
+}
+
+// NewProvider registers the provider collectors.
+func NewProvider(reg prometheus.Registerer) *Provider {
+	m := &Provider{
+		Replicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lambda_provider_replicas", Help: "Ready replicas of each deployed runtime function.",
+		}, []string{"function"}),
+		Restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambda_provider_restarts_total", Help: "Replica processes restarted after they exited.",
+		}, []string{"function"}),
+	}
+	reg.MustRegister(m.Replicas, m.Restarts)
+	return m
+}
+
+// Workflow instruments the Temporal worker.
+type Workflow struct {
+	Activities *prometheus.HistogramVec // activity, outcome
+	Completed  *prometheus.CounterVec   // runtime, status
+}
+
+// NewWorkflow registers the worker collectors.
+func NewWorkflow(reg prometheus.Registerer) *Workflow {
+	m := &Workflow{
+		Activities: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lambda_activity_duration_seconds", Help: "Activity execution time, by activity and outcome (ok|error).",
+			Buckets: latencyBuckets,
+		}, []string{"activity", "outcome"}),
+		Completed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambda_workflow_executions_total", Help: "Async executions finished by workflows, by runtime and status.",
+		}, []string{"runtime", "status"}),
+	}
+	reg.MustRegister(m.Activities, m.Completed)
+	return m
+}

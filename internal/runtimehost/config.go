@@ -1,0 +1,141 @@
+// Package runtimehost is the runtime host: the HTTP server every runtime image runs (the
+// OpenFaaS function on port 8080). It builds scripts once per sha256, keeps a bounded pool
+// of warm language worker processes (each bound to ONE script version for its whole life),
+// talks to them over framed pipes, and enforces timeouts, output caps and the worker
+// environment. Nothing here names a language: the runtime registry entry says how to build
+// and start a worker, the bootstrap in runtimes/<title>/ speaks the frame protocol.
+package runtimehost
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
+)
+
+// Config is the runtime host's configuration, read from the environment by cmd/lambda-runtime.
+type Config struct {
+	// Runtime is the registry title (or alias) this host serves.
+	Runtime string `env:"LAMBDA_RUNTIME"`
+	// RuntimesFile is the registry path; empty loads the registry bundled in the binary.
+	RuntimesFile string `env:"LAMBDA_RUNTIMES_FILE"`
+	// Addr is the listen address.
+	Addr string `env:"LAMBDA_RUNTIME_ADDR" envDefault:":8080"`
+	// Workers bounds the live worker processes, the spare included.
+	Workers int `env:"LAMBDA_RUNTIME_WORKERS" envDefault:"8"`
+	// CacheDir holds the per-sha256 build folders; empty means
+	// os.UserCacheDir()/lambda-microservice/builds/<title>.
+	CacheDir string `env:"LAMBDA_RUNTIME_CACHE_DIR"`
+	// OutputLimit caps the captured bytes of each of stdout and stderr per execution.
+	OutputLimit int `env:"LAMBDA_RUNTIME_OUTPUT_LIMIT" envDefault:"65536"`
+	// QueueLength bounds the requests waiting for a worker; more are refused (503).
+	QueueLength int `env:"LAMBDA_RUNTIME_QUEUE" envDefault:"256"`
+	// QueueWait bounds how long a request waits for a worker before 503.
+	QueueWait time.Duration `env:"LAMBDA_RUNTIME_QUEUE_WAIT" envDefault:"5s"`
+	// BuildTimeout bounds one build (a Rust compile, say).
+	BuildTimeout time.Duration `env:"LAMBDA_RUNTIME_BUILD_TIMEOUT" envDefault:"120s"`
+	// IdleTimeout stops a version's worker unused for this long (0 keeps it until evicted).
+	IdleTimeout time.Duration `env:"LAMBDA_RUNTIME_IDLE_TIMEOUT" envDefault:"10m"`
+	// StartTimeout bounds a worker's start until its hello frame.
+	StartTimeout time.Duration `env:"LAMBDA_RUNTIME_START_TIMEOUT" envDefault:"30s"`
+	// DefaultTimeout applies to requests without timeout_ms.
+	DefaultTimeout time.Duration `env:"LAMBDA_RUNTIME_DEFAULT_TIMEOUT" envDefault:"30s"`
+	// MaxTimeout caps a request's timeout_ms.
+	MaxTimeout time.Duration `env:"LAMBDA_RUNTIME_MAX_TIMEOUT" envDefault:"15m"`
+	// MaxBody bounds a request body (event plus source plus envelope).
+	MaxBody int64 `env:"LAMBDA_RUNTIME_MAX_BODY" envDefault:"8388608"`
+	// FileSizeLimit is the workers' RLIMIT_FSIZE in bytes.
+	FileSizeLimit uint64 `env:"LAMBDA_RUNTIME_FILE_SIZE_LIMIT" envDefault:"134217728"`
+
+	// Sandbox is off, auto (every isolation layer that works here) or strict (all layers,
+	// or the host refuses to start naming what is missing). See runtimes/README.md.
+	Sandbox string `env:"LAMBDA_SANDBOX" envDefault:"auto"`
+	// SandboxUIDBase and SandboxUIDs are the worker uid range: each live worker runs as its
+	// own uid from it (hosts sharing a machine coordinate through lock files).
+	SandboxUIDBase int `env:"LAMBDA_SANDBOX_UID_BASE" envDefault:"61000"`
+	SandboxUIDs    int `env:"LAMBDA_SANDBOX_UIDS" envDefault:"1000"`
+	// SandboxTmpMB is the size of each worker's private /tmp (a tmpfs, memory-backed).
+	SandboxTmpMB int `env:"LAMBDA_SANDBOX_TMP_MB" envDefault:"64"`
+	// SandboxPids bounds a worker's processes and threads (pids.max and RLIMIT_NPROC).
+	SandboxPids int `env:"LAMBDA_SANDBOX_PIDS" envDefault:"256"`
+	// SandboxMemoryMB is the memory of a worker whose request has no memory_mb.
+	SandboxMemoryMB int `env:"LAMBDA_SANDBOX_MEMORY_MB" envDefault:"256"`
+	// SandboxNetwork leaves workers the host's network (no network namespace).
+	SandboxNetwork bool `env:"LAMBDA_SANDBOX_NETWORK" envDefault:"false"`
+	// SandboxBwrap is the bubblewrap binary.
+	SandboxBwrap string `env:"LAMBDA_SANDBOX_BWRAP" envDefault:"bwrap"`
+
+	Log logging.Config
+}
+
+// Validate checks the configuration and fills derived defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Runtime == "" {
+		errs = append(errs, errors.New("LAMBDA_RUNTIME is required (a runtime registry title)"))
+	}
+	if c.Addr == "" {
+		errs = append(errs, errors.New("LAMBDA_RUNTIME_ADDR must not be empty"))
+	}
+	if c.Workers < 1 || c.Workers > 4096 {
+		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_WORKERS=%d: want 1..4096", c.Workers))
+	}
+	if c.OutputLimit < 0 {
+		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_OUTPUT_LIMIT=%d: want ≥ 0", c.OutputLimit))
+	}
+	if c.QueueLength < 0 {
+		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_QUEUE=%d: want ≥ 0", c.QueueLength))
+	}
+	for name, d := range map[string]time.Duration{
+		"LAMBDA_RUNTIME_BUILD_TIMEOUT": c.BuildTimeout, "LAMBDA_RUNTIME_START_TIMEOUT": c.StartTimeout,
+		"LAMBDA_RUNTIME_DEFAULT_TIMEOUT": c.DefaultTimeout, "LAMBDA_RUNTIME_MAX_TIMEOUT": c.MaxTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%s: want > 0", name, d))
+		}
+	}
+	if c.QueueWait < 0 || c.IdleTimeout < 0 {
+		errs = append(errs, errors.New("LAMBDA_RUNTIME_QUEUE_WAIT and LAMBDA_RUNTIME_IDLE_TIMEOUT must not be negative"))
+	}
+	switch c.Sandbox {
+	case SandboxOff, SandboxAuto, SandboxStrict:
+	default:
+		errs = append(errs, fmt.Errorf("LAMBDA_SANDBOX=%q: want off, auto or strict", c.Sandbox))
+	}
+	if c.Sandbox != SandboxOff {
+		if c.SandboxUIDBase < 1000 || c.SandboxUIDs < 1 || c.SandboxUIDBase+c.SandboxUIDs > 1<<31-2 {
+			errs = append(errs, fmt.Errorf("LAMBDA_SANDBOX_UID_BASE=%d, LAMBDA_SANDBOX_UIDS=%d: want an unprivileged range (base ≥ 1000)", c.SandboxUIDBase, c.SandboxUIDs))
+		}
+		if c.SandboxTmpMB < 1 || c.SandboxPids < 8 || c.SandboxMemoryMB < 16 {
+			errs = append(errs, errors.New("LAMBDA_SANDBOX_TMP_MB ≥ 1, LAMBDA_SANDBOX_PIDS ≥ 8 and LAMBDA_SANDBOX_MEMORY_MB ≥ 16 required"))
+		}
+	}
+	if c.MaxBody < 1024 {
+		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_MAX_BODY=%d: want ≥ 1024", c.MaxBody))
+	}
+	return errors.Join(errs...)
+}
+
+// sandboxConfig is the Sandbox configuration of the host.
+func (c *Config) sandboxConfig() SandboxConfig {
+	return SandboxConfig{
+		Mode: c.Sandbox, UIDBase: c.SandboxUIDBase, UIDCount: c.SandboxUIDs, TmpMB: c.SandboxTmpMB,
+		Pids: c.SandboxPids, MemoryMB: c.SandboxMemoryMB, Network: c.SandboxNetwork, Bwrap: c.SandboxBwrap,
+		MaxTimeout: c.MaxTimeout,
+	}
+}
+
+// cacheDir returns the build cache folder for the runtime titled title.
+func (c *Config) cacheDir(title string) (string, error) {
+	if c.CacheDir != "" {
+		return filepath.Abs(c.CacheDir)
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "lambda-microservice", "builds", title), nil
+}

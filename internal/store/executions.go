@@ -1,0 +1,181 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+)
+
+const execCols = `id, timestamp, language_title, status, coalesce(duration, 0), tenant, function, version,
+	mode, result, error, stdout, stderr, truncated, cached, attempts, coalesce(workflow_id, ''), finished_at, language`
+
+func scanExecution(row pgx.Row, withPayload bool) (Execution, error) {
+	var e Execution
+	var id uuid.UUID
+	var result, errJSON []byte
+	dest := []any{&id, &e.CreatedAt, &e.LanguageTitle, &e.Status, &e.DurationMS, &e.Tenant, &e.Function,
+		&e.Version, &e.Mode, &result, &errJSON, &e.Stdout, &e.Stderr, &e.Truncated, &e.Cached, &e.Attempts,
+		&e.WorkflowID, &e.FinishedAt, &e.Language}
+	if withPayload {
+		dest = append(dest, &e.Payload)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return Execution{}, err
+	}
+	e.ID = id.String()
+	if len(result) > 0 {
+		e.Result = result
+	}
+	if len(errJSON) > 0 {
+		e.Error = &ExecError{}
+		if err := json.Unmarshal(errJSON, e.Error); err != nil {
+			return Execution{}, err
+		}
+	}
+	return e, nil
+}
+
+// GetExecution returns one execution of a tenant (with its payload when withPayload).
+func (s *Store) GetExecution(ctx context.Context, tenant, id string, withPayload bool) (Execution, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return Execution{}, fault.New(fault.NotFound, "execution %q not found", id)
+	}
+	cols := execCols
+	if withPayload {
+		cols += ", payload"
+	}
+	e, err := scanExecution(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM request_logs
+		WHERE id = $1 AND tenant = $2`, uid, tenant), withPayload)
+	if err != nil {
+		return Execution{}, notFound(err, "get execution", "execution %q not found", id)
+	}
+	return e, nil
+}
+
+// ExecutionFilter selects executions for listing.
+type ExecutionFilter struct {
+	Tenant   string
+	Function string
+	Status   string
+	Limit    int
+	Cursor   string // opaque, from the previous page
+}
+
+type cursor struct {
+	T  time.Time `json:"t"`
+	ID string    `json:"i"`
+}
+
+// ListExecutions lists executions newest first; it returns the next page's cursor or "".
+func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execution, string, error) {
+	var where []string
+	args := []any{f.Tenant}
+	where = append(where, "tenant = $1")
+	if f.Function != "" {
+		args = append(args, f.Function)
+		where = append(where, fmt.Sprintf("function = $%d", len(args)))
+	}
+	if f.Status != "" {
+		args = append(args, f.Status)
+		where = append(where, fmt.Sprintf("status = $%d", len(args)))
+	}
+	if f.Cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+		var c cursor
+		if err == nil {
+			err = json.Unmarshal(raw, &c)
+		}
+		uid, uerr := uuid.Parse(c.ID)
+		if err != nil || uerr != nil {
+			return nil, "", fault.New(fault.Invalid, "invalid cursor")
+		}
+		args = append(args, c.T, uid)
+		where = append(where, fmt.Sprintf("(timestamp, id) < ($%d, $%d)", len(args)-1, len(args)))
+	}
+	args = append(args, f.Limit+1)
+	rows, err := s.pool.Query(ctx, `SELECT `+execCols+` FROM request_logs WHERE `+strings.Join(where, " AND ")+
+		fmt.Sprintf(` ORDER BY timestamp DESC, id DESC LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return nil, "", translate(err, "list executions")
+	}
+	defer rows.Close()
+	out := []Execution{}
+	for rows.Next() {
+		e, err := scanExecution(rows, false)
+		if err != nil {
+			return nil, "", translate(err, "list executions")
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", translate(err, "list executions")
+	}
+	next := ""
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+		last := out[len(out)-1]
+		raw, _ := json.Marshal(cursor{T: last.CreatedAt, ID: last.ID})
+		next = base64.RawURLEncoding.EncodeToString(raw)
+	}
+	return out, next, nil
+}
+
+// ClaimIdempotencyKey records key → executionID for a tenant unless the key is already
+// held (and younger than ttl); it returns the execution id that owns the key and whether
+// this call claimed it. A key reused with a different request hash is Unprocessable.
+func (s *Store) ClaimIdempotencyKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl time.Duration) (string, bool, error) {
+	var owner uuid.UUID
+	var hash string
+	var claimed bool
+	var err error
+	// A concurrent claim that commits after this statement's snapshot is seen by ON
+	// CONFLICT but not by the SELECT: that returns no row, and the next attempt sees it.
+	for attempt := 0; attempt < 3; attempt++ {
+		err = s.claimKey(ctx, tenant, key, executionID, requestHash, ttl, &owner, &hash, &claimed)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			break
+		}
+	}
+	if err != nil {
+		return "", false, translate(err, "claim idempotency key")
+	}
+	if !claimed && hash != requestHash {
+		return "", false, fault.New(fault.Unprocessable,
+			"Idempotency-Key %q was used with a different request", key)
+	}
+	return owner.String(), claimed, nil
+}
+
+func (s *Store) claimKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl time.Duration,
+	owner *uuid.UUID, hash *string, claimed *bool) error {
+	return s.pool.QueryRow(ctx, `WITH ins AS (
+			INSERT INTO idempotency_keys AS k (tenant, key, execution_id, request_hash)
+			VALUES ($1, $2, $3, $4)
+			ON CONFLICT (tenant, key) DO UPDATE
+			  SET execution_id = EXCLUDED.execution_id, request_hash = EXCLUDED.request_hash, created_at = now()
+			  WHERE k.created_at < now() - $5::interval
+			RETURNING execution_id, request_hash, true AS claimed)
+		SELECT execution_id, request_hash, claimed FROM ins
+		UNION ALL
+		SELECT execution_id, request_hash, false FROM idempotency_keys
+		WHERE tenant = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM ins)`,
+		tenant, key, executionID, requestHash, ttl.String()).Scan(owner, hash, claimed)
+}
+
+// ReleaseIdempotencyKey forgets a key whose execution could not be run, so a retry may
+// claim it again.
+func (s *Store) ReleaseIdempotencyKey(ctx context.Context, tenant, key, executionID string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE tenant = $1 AND key = $2 AND execution_id = $3`,
+		tenant, key, executionID)
+	return translate(err, "release idempotency key")
+}

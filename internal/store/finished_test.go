@@ -1,0 +1,132 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/internal/store"
+)
+
+func receives(ch <-chan struct{}, within time.Duration) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(within):
+		return false
+	}
+}
+
+// notified saves a finished async execution and reports whether its waiter was woken.
+func notified(ctx context.Context, t *testing.T, st *store.Store, feed *store.FinishFeed) bool {
+	t.Helper()
+	e := execution(uuid.NewString())
+	e.Mode = "async"
+	ch, unsubscribe := feed.Subscribe(e.ID)
+	defer unsubscribe()
+	require.NoError(t, st.SaveExecution(ctx, e))
+	return receives(ch, 5*time.Second)
+}
+
+// startFeed runs a finish feed on st until the test ends and waits until it listens.
+func startFeed(ctx context.Context, t *testing.T, st *store.Store, configure func(*store.FinishFeed)) (*store.FinishFeed, <-chan struct{}) {
+	t.Helper()
+	feed := st.NewFinishFeed(zap.NewNop())
+	if configure != nil {
+		configure(feed)
+	}
+	done := make(chan struct{})
+	go func() { feed.Run(ctx); close(done) }()
+	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
+	return feed, done
+}
+
+// feedBackends lists the PostgreSQL backends of the finish feed's connection.
+func feedBackends(ctx context.Context, t *testing.T, admin *pgx.Conn) []int {
+	t.Helper()
+	rows, err := admin.Query(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = $1`, store.FinishFeedApplication)
+	require.NoError(t, err)
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	require.NoError(t, err)
+	return pids
+}
+
+func TestFinishFeedWakesTheWaitersOfAFinishedAsyncExecution(t *testing.T) {
+	t.Parallel()
+	st, url := open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	feed, done := startFeed(ctx, t, st, nil)
+
+	async := execution(uuid.NewString())
+	async.Mode, async.Status, async.FinishedAt = "async", store.StatusQueued, nil
+	asyncCh, unsubscribe := feed.Subscribe(async.ID)
+	defer unsubscribe()
+	other, unsubscribeOther := feed.Subscribe(uuid.NewString())
+	defer unsubscribeOther()
+
+	require.NoError(t, st.SaveExecution(ctx, async))
+	require.NoError(t, st.MarkRunning(ctx, "default", async.ID, 1))
+	require.False(t, receives(asyncCh, 300*time.Millisecond), "queued and running rows are not finishes")
+
+	final := *async
+	now := time.Now().UTC()
+	final.Status, final.FinishedAt, final.Attempts = store.StatusSucceeded, &now, 1
+	require.NoError(t, newWriter(t, st).Write(ctx, &final), "the final row, group-committed like an activity's")
+	require.True(t, receives(asyncCh, 5*time.Second), "the waiter is woken when the final row commits")
+	require.False(t, receives(other, 100*time.Millisecond), "waiters of other executions are not")
+
+	// A sync execution never notifies: it is final before anyone can ask for it.
+	syncRow := execution(uuid.NewString())
+	syncCh, unsubscribeSync := feed.Subscribe(syncRow.ID)
+	defer unsubscribeSync()
+	require.NoError(t, st.SaveExecution(ctx, syncRow))
+	require.False(t, receives(syncCh, 300*time.Millisecond), "sync rows do not notify")
+
+	// The listening connection is killed: the feed reconnects, wakes every waiter (a finish
+	// may have been missed meanwhile) and delivers again.
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	pids := feedBackends(ctx, t, admin)
+	require.Len(t, pids, 1, "one LISTEN connection")
+	_, err = admin.Exec(ctx, "SELECT pg_terminate_backend($1)", pids[0])
+	require.NoError(t, err)
+	require.True(t, receives(other, 10*time.Second), "after a reconnect every waiter looks again")
+	require.Eventually(t, feed.Listening, 10*time.Second, 10*time.Millisecond)
+	require.True(t, notified(ctx, t, st, feed), "notifications flow again after the reconnect")
+
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	require.False(t, feed.Listening())
+}
+
+// A quiet feed checks its connection now and then; the check must leave the connection
+// listening (a timed-out wait does not break it).
+func TestFinishFeedStaysListeningAcrossIdleChecks(t *testing.T) {
+	t.Parallel()
+	st, url := open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	admin, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	feed, _ := startFeed(ctx, t, st, func(f *store.FinishFeed) { store.SetIdleCheck(f, 20*time.Millisecond) })
+
+	before := feedBackends(ctx, t, admin)
+	require.Len(t, before, 1)
+	time.Sleep(300 * time.Millisecond) // about fifteen idle checks
+	require.Equal(t, before, feedBackends(ctx, t, admin), "the same connection: the checks did not break it")
+	require.True(t, notified(ctx, t, st, feed), "notifications still arrive after idle checks")
+	require.True(t, feed.Listening())
+}

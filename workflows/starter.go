@@ -1,0 +1,141 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	"github.com/lambda-microservice/lambda/internal/store"
+)
+
+// StarterConfig tunes how async executions are started.
+type StarterConfig struct {
+	// HeartbeatTimeout is how soon a worker that died mid-call is noticed and the call
+	// retried on another worker.
+	HeartbeatTimeout time.Duration `env:"LAMBDA_ASYNC_HEARTBEAT_TIMEOUT" envDefault:"10s"`
+	// MaxAttempts bounds the attempts of a runtime call that meets platform faults.
+	MaxAttempts int `env:"LAMBDA_ASYNC_MAX_ATTEMPTS" envDefault:"5"`
+	// LocalInvokeMax: a function whose timeout is at most this runs its runtime call as a
+	// local activity (no activity task: about half the dev server's work per execution);
+	// a longer one as a heartbeating activity. 0 always uses the activity.
+	LocalInvokeMax time.Duration `env:"LAMBDA_ASYNC_LOCAL_INVOKE_MAX" envDefault:"10s"`
+	// StartTimeout bounds a call to Temporal that starts or cancels a run (Temporal down → 503).
+	StartTimeout time.Duration `env:"LAMBDA_TEMPORAL_START_TIMEOUT" envDefault:"5s"`
+	// Eager starts a workflow with its first workflow task handed back to this process's
+	// worker (Temporal's eager workflow start), skipping the trip through matching.
+	Eager bool `env:"LAMBDA_ASYNC_EAGER" envDefault:"true"`
+}
+
+// Starter starts and cancels ExecuteFunction runs: the Temporal side of core.Durable.
+type Starter struct {
+	cfg       StarterConfig
+	client    client.Client
+	namespace string
+}
+
+var _ core.Durable = (*Starter)(nil)
+
+// NewStarter returns a starter over a Temporal client (a lazy one is fine) of namespace.
+func NewStarter(cfg StarterConfig, c client.Client, namespace string) *Starter {
+	return &Starter{cfg: cfg, client: c, namespace: namespace}
+}
+
+// RunID is the workflow ID of execution id.
+func (s *Starter) RunID(id string) string { return WorkflowID(id) }
+
+// StartExecution starts workflow exec-{id} with the execution's references. An id runs
+// once: a workflow ID that was used (even by a run that has finished) is never started
+// again, and a start racing a running one joins it.
+func (s *Starter) StartExecution(ctx context.Context, x core.AsyncExecution) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	ref := ExecutionRef{
+		ID: x.ID, Tenant: x.Tenant, Function: x.Function, Version: x.Version, SHA256: x.SHA256, Language: x.Language,
+		LanguageTitle: x.LanguageTitle, HeartbeatTimeout: s.cfg.HeartbeatTimeout, MaxAttempts: s.cfg.MaxAttempts,
+		LocalInvokeMax: s.cfg.LocalInvokeMax,
+		Runtime:        x.Runtime, TimeoutMS: x.TimeoutMS, MemoryMB: x.MemoryMB, CacheTTLS: x.CacheTTLS,
+	}
+	opts := client.StartWorkflowOptions{
+		ID:                       WorkflowID(ref.ID),
+		TaskQueue:                TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		Memo:                     Memo(ref),
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			SearchFunction.ValueSet(ref.Function),
+			SearchLanguage.ValueSet(ref.Language),
+			SearchStatus.ValueSet(store.StatusQueued),
+		),
+		StaticSummary:    fmt.Sprintf("%s v%d (%s)", ref.Function, ref.Version, ref.Language),
+		EnableEagerStart: s.cfg.Eager,
+	}
+	for try := 0; ; try++ {
+		_, err := s.client.ExecuteWorkflow(ctx, opts, WorkflowName, ref)
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		switch {
+		case err == nil, errors.As(err, &started):
+			return nil
+		case try == 0 && unregisteredSearchAttribute(err):
+			// First use of a fresh namespace: register the attributes and try again.
+			if rerr := EnsureSearchAttributes(ctx, s.client, s.namespace); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+			continue
+		}
+		return err
+	}
+}
+
+func unregisteredSearchAttribute(err error) bool {
+	var inv *serviceerror.InvalidArgument
+	return errors.As(err, &inv) && strings.Contains(strings.ToLower(inv.Error()), "search attribute")
+}
+
+// CancelExecution requests the cancellation of execution id's run; a run that is no
+// longer there is fault.NotFound.
+func (s *Starter) CancelExecution(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	err := s.client.CancelWorkflow(ctx, WorkflowID(id), "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return fault.Wrap(fault.NotFound, err, "workflow %s not found", WorkflowID(id))
+	}
+	return err
+}
+
+// EnsureSearchAttributes registers LambdaFunction, LambdaLanguage and LambdaStatus
+// (Keyword) in namespace unless they exist.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	list, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes: %w", err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for _, name := range SearchAttributeNames {
+		if _, ok := list.GetCustomAttributes()[name]; !ok {
+			missing[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: missing,
+	})
+	var exists *serviceerror.AlreadyExists
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("add search attributes: %w", err)
+	}
+	return nil
+}
