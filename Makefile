@@ -3,7 +3,7 @@
 #   make build     bin/lambda and bin/lambda-runtime
 #   make run       everything (PostgreSQL, Redis, Temporal, gateway, provider, runtimes, api, worker)
 #   make test      builds what the integration tests need, then go test ./... and make fuzz
-#                  (make test PKGS=./provider/... TEST_FLAGS=-v for a part, without fuzzing)
+#                  (make test PKGS=./internal/provider/... TEST_FLAGS=-v for a part, without fuzzing)
 #   make fuzz      100,000 inputs per fuzz target, ~10 s each (FUZZTIME=1000000x for more)
 #   make bench     the whole platform under open-loop load; writes BENCHMARKS.md (~15 min)
 #   make bench-quick  the same scenarios with short durations (harness check; make test runs it)
@@ -66,9 +66,9 @@ test: build gateway temporal
 # fixed in Go 1.27); a count has no deadline to race.
 FUZZTIME ?= 100000x
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzInvokeRequest -fuzztime=$(FUZZTIME) ./runtimehost
-	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./frame
-	$(GO) test -run='^$$' -fuzz=FuzzCanonical -fuzztime=$(FUZZTIME) ./cache
+	$(GO) test -run='^$$' -fuzz=FuzzInvokeRequest -fuzztime=$(FUZZTIME) ./internal/runtimehost
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/platform/frame
+	$(GO) test -run='^$$' -fuzz=FuzzCanonical -fuzztime=$(FUZZTIME) ./internal/cache
 
 bench: build gateway temporal
 	$(GO) build -o $(BIN)/lambda-bench ./cmd/lambda-bench

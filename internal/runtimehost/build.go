@@ -17,6 +17,7 @@ import (
 
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
+	"github.com/lambda-microservice/lambda/internal/runtimehost/sandbox"
 	"github.com/lambda-microservice/lambda/runtimes"
 )
 
@@ -47,7 +48,7 @@ type builds struct {
 	dir      string
 	env      []string // environment of build and prepare commands
 	timeout  time.Duration
-	spawner  Spawner
+	spawner  sandbox.Spawner
 	metrics  *hostMetrics
 	log      *zap.Logger
 	mu       sync.RWMutex
@@ -159,7 +160,7 @@ func (b *builds) fail(s *script, diag string) *script {
 func (b *builds) run(argv []string, dir string) (string, error) {
 	var out limitedBuffer
 	out.limit = maxDiagnostics
-	proc, err := b.spawner.Spawn(Spec{Role: RoleBuild, Argv: argv, Dir: dir, Env: b.env, Stdout: &out, Stderr: &out})
+	proc, err := b.spawner.Spawn(sandbox.Spec{Role: sandbox.RoleBuild, Argv: argv, Dir: dir, Env: b.env, Stdout: &out, Stderr: &out})
 	if err != nil {
 		return "", err
 	}

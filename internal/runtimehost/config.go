@@ -3,7 +3,8 @@
 // of warm language worker processes (each bound to ONE script version for its whole life),
 // talks to them over framed pipes, and enforces timeouts, output caps and the worker
 // environment. Nothing here names a language: the runtime registry entry says how to build
-// and start a worker, the bootstrap in runtimes/<title>/ speaks the frame protocol.
+// and start a worker, the bootstrap in runtimes/<title>/ speaks the frame protocol. Every
+// process starts through the spawner seam of package sandbox (plain, or confined).
 package runtimehost
 
 import (
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
+	"github.com/lambda-microservice/lambda/internal/runtimehost/sandbox"
 )
 
 // Config is the runtime host's configuration, read from the environment by cmd/lambda-runtime.
@@ -101,11 +103,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("LAMBDA_RUNTIME_QUEUE_WAIT and LAMBDA_RUNTIME_IDLE_TIMEOUT must not be negative"))
 	}
 	switch c.Sandbox {
-	case SandboxOff, SandboxAuto, SandboxStrict:
+	case sandbox.Off, sandbox.Auto, sandbox.Strict:
 	default:
 		errs = append(errs, fmt.Errorf("LAMBDA_SANDBOX=%q: want off, auto or strict", c.Sandbox))
 	}
-	if c.Sandbox != SandboxOff {
+	if c.Sandbox != sandbox.Off {
 		if c.SandboxUIDBase < 1000 || c.SandboxUIDs < 1 || c.SandboxUIDBase+c.SandboxUIDs > 1<<31-2 {
 			errs = append(errs, fmt.Errorf("LAMBDA_SANDBOX_UID_BASE=%d, LAMBDA_SANDBOX_UIDS=%d: want an unprivileged range (base ≥ 1000)", c.SandboxUIDBase, c.SandboxUIDs))
 		}
@@ -120,8 +122,8 @@ func (c *Config) Validate() error {
 }
 
 // sandboxConfig is the Sandbox configuration of the host.
-func (c *Config) sandboxConfig() SandboxConfig {
-	return SandboxConfig{
+func (c *Config) sandboxConfig() sandbox.Config {
+	return sandbox.Config{
 		Mode: c.Sandbox, UIDBase: c.SandboxUIDBase, UIDCount: c.SandboxUIDs, TmpMB: c.SandboxTmpMB,
 		Pids: c.SandboxPids, MemoryMB: c.SandboxMemoryMB, Network: c.SandboxNetwork, Bwrap: c.SandboxBwrap,
 		MaxTimeout: c.MaxTimeout,

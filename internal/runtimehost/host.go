@@ -22,6 +22,7 @@ import (
 	"github.com/lambda-microservice/lambda/internal/platform/frame"
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/runtimehost/sandbox"
 	"github.com/lambda-microservice/lambda/runtimes"
 )
 
@@ -31,9 +32,6 @@ const (
 	statusFailed    = "failed"
 	statusTimeout   = "timeout"
 )
-
-// WorkerPath is the PATH of every worker; nothing else of the host's environment reaches it.
-const WorkerPath = "/usr/local/bin:/usr/bin:/bin"
 
 // collectGrace bounds the wait for an execution's output after its reply (or death).
 const collectGrace = 2 * time.Second
@@ -86,8 +84,8 @@ type Options struct {
 	// BuildEnv is the environment of build and prepare commands (see BuildEnviron).
 	BuildEnv []string
 	// Spawner starts workers and builds; nil means the sandbox Config.Sandbox asks for
-	// (ProcessSpawner when off).
-	Spawner Spawner
+	// (sandbox.Plain when off).
+	Spawner sandbox.Spawner
 	Metrics *metrics.Runtime
 	HTTP    *metrics.HTTP
 	Logger  *zap.Logger
@@ -99,7 +97,7 @@ type Host struct {
 	rt       *runtimes.Runtime
 	cacheDir string
 	tmpBase  string
-	spawner  Spawner
+	spawner  sandbox.Spawner
 	builds   *builds
 	pool     *pool
 	m        *hostMetrics
@@ -115,7 +113,7 @@ type Host struct {
 // BuildEnviron returns the environment of build and prepare commands: the worker allowlist
 // plus the host variables the runtime's build_env names.
 func BuildEnviron(rt *runtimes.Runtime, getenv func(string) string) []string {
-	env := []string{"PATH=" + WorkerPath, "LANG=C.UTF-8"}
+	env := []string{"PATH=" + sandbox.WorkerPath, "LANG=C.UTF-8"}
 	for _, name := range rt.BuildEnv {
 		if v := getenv(name); v != "" {
 			env = slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
@@ -141,17 +139,17 @@ func New(o Options) (*Host, error) {
 	mode := o.Config.Sandbox
 	if sp == nil {
 		if mode == "" {
-			mode = SandboxAuto
+			mode = sandbox.Auto
 		}
-		if mode == SandboxOff {
-			sp = ProcessSpawner{}
+		if mode == sandbox.Off {
+			sp = sandbox.Plain{}
 		} else {
-			sb, err := NewSandbox(o.Config.sandboxConfig())
+			sb, err := sandbox.New(o.Config.sandboxConfig())
 			if err != nil {
 				return nil, fmt.Errorf("runtimehost: %w", err)
 			}
 			sp = sb
-			if sb.Layers()[layerMountNS] {
+			if sb.PrivateMounts() {
 				// Spares see the whole cache: workers may open a script they know the sha256
 				// of, never list the others.
 				if err := os.Chmod(cacheDir, 0o711); err != nil {
@@ -179,13 +177,13 @@ func New(o Options) (*Host, error) {
 	}
 	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Config.StartTimeout, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
 	h.pool.onSpare = func() { h.spareUp.Store(true) }
-	if lr, ok := sp.(LayerReporter); ok {
+	if lr, ok := sp.(sandbox.LayerReporter); ok {
 		layers := lr.Layers()
 		for layer, on := range layers {
 			h.m.sandbox.WithLabelValues(layer).Set(b2f(on))
 		}
 		var missing map[string]string
-		if sb, ok := sp.(*Sandbox); ok {
+		if sb, ok := sp.(*sandbox.Sandbox); ok {
 			missing = sb.Missing()
 		}
 		h.sandboxDoc = sandboxJSON(mode, layers, missing)
@@ -313,7 +311,7 @@ func (h *Host) startWorker(s *script) (*worker, error) {
 		argv:        h.rt.ExpandVars(h.rt.Command, vars),
 		tmpBase:     h.tmpBase,
 		outputLimit: h.cfg.OutputLimit,
-		limits:      Limits{FileSize: h.cfg.FileSizeLimit, OpenFiles: 1024, Processes: 4096},
+		limits:      sandbox.Limits{FileSize: h.cfg.FileSizeLimit, OpenFiles: 1024, Processes: 4096},
 		memory:      memory,
 		readOnly:    readOnly,
 		timeout:     h.cfg.StartTimeout,
@@ -488,7 +486,7 @@ func (h *Host) initWorker(w *worker, key poolKey, req *Request, s *script, deadl
 	b = append(b, "}}"...)
 	frame.End(b, start)
 	w.wbuf = b
-	if c, ok := w.proc.(Confiner); ok {
+	if c, ok := w.proc.(sandbox.Confiner); ok {
 		if err := c.Confine(req.MemoryMB); err != nil {
 			w.kill()
 			return false, fault.New(fault.Unavailable, "cannot confine the worker: %v", err)
@@ -577,7 +575,7 @@ func (h *Host) exec(w *worker, req *Request, deadline time.Time, out *Outcome) {
 	out.Stdout, out.Stderr, ok = w.collect(h.expiry(out, collectGrace))
 	out.timer.Stop()
 	if ok && out.healthy {
-		if c, isCleaner := w.proc.(Cleaner); isCleaner && !c.Clean() {
+		if c, isCleaner := w.proc.(sandbox.Cleaner); isCleaner && !c.Clean() {
 			ok = false // the call left processes behind: they go with the worker
 		}
 	}

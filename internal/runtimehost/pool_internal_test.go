@@ -12,6 +12,7 @@ import (
 
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/runtimehost/sandbox"
 )
 
 // A request that queued behind a background start that fails is not left waiting for its
@@ -106,9 +107,9 @@ func TestStartErrorCarriesTheWorkersStderr(t *testing.T) {
 		argv:        []string{"/usr/bin/python3", "-c", "import sys; sys.stderr.write('no bootstrap here\\n'); sys.exit(3)"},
 		tmpBase:     t.TempDir(),
 		outputLimit: 1 << 16,
-		limits:      Limits{OpenFiles: 64, Processes: 4096},
+		limits:      sandbox.Limits{OpenFiles: 64, Processes: 4096},
 		timeout:     10 * time.Second,
-		spawner:     ProcessSpawner{},
+		spawner:     sandbox.Plain{},
 	})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "exit status 3")

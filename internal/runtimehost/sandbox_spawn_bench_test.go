@@ -4,13 +4,15 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/lambda-microservice/lambda/internal/runtimehost/sandbox"
 )
 
 // BenchmarkSandboxSpawn measures starting a Python worker until its hello frame (what a
 // spare costs in the background, and a Rust worker on a first call) with the plain
 // spawner and in the sandbox.
 func BenchmarkSandboxSpawn(b *testing.B) {
-	sb, err := NewSandbox(SandboxConfig{Mode: SandboxAuto, UIDBase: 61000, UIDCount: 1000, TmpMB: 64, Pids: 256, MemoryMB: 256, MaxTimeout: 15 * time.Minute})
+	sb, err := sandbox.New(sandbox.Config{Mode: sandbox.Auto, UIDBase: 61000, UIDCount: 1000, TmpMB: 64, Pids: 256, MemoryMB: 256, MaxTimeout: 15 * time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -21,13 +23,13 @@ func BenchmarkSandboxSpawn(b *testing.B) {
 	}
 	for _, c := range []struct {
 		name string
-		sp   Spawner
-	}{{"plain", ProcessSpawner{}}, {"sandbox", sb}} {
+		sp   sandbox.Spawner
+	}{{"plain", sandbox.Plain{}}, {"sandbox", sb}} {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				w, err := startWorker(&startSpec{
 					argv: []string{"/usr/bin/python3", "-I", "-u", bootstrap}, tmpBase: b.TempDir(),
-					outputLimit: 1024, limits: Limits{FileSize: 1 << 27, OpenFiles: 1024, Processes: 4096},
+					outputLimit: 1024, limits: sandbox.Limits{FileSize: 1 << 27, OpenFiles: 1024, Processes: 4096},
 					readOnly: []string{b.TempDir()}, timeout: 10 * time.Second, spawner: c.sp,
 				})
 				if err != nil {
@@ -45,7 +47,7 @@ func BenchmarkSandboxSpawn(b *testing.B) {
 // BenchmarkSandboxConfine measures what the sandbox adds to a new version's first call:
 // confining the spare (cgroups joined, memory limit) before its init frame.
 func BenchmarkSandboxConfine(b *testing.B) {
-	sb, err := NewSandbox(SandboxConfig{Mode: SandboxAuto, UIDBase: 61000, UIDCount: 1000, TmpMB: 64, Pids: 256, MemoryMB: 256, MaxTimeout: 15 * time.Minute})
+	sb, err := sandbox.New(sandbox.Config{Mode: sandbox.Auto, UIDBase: 61000, UIDCount: 1000, TmpMB: 64, Pids: 256, MemoryMB: 256, MaxTimeout: 15 * time.Minute})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -58,13 +60,13 @@ func BenchmarkSandboxConfine(b *testing.B) {
 		b.StopTimer()
 		w, err := startWorker(&startSpec{
 			argv: []string{"/usr/bin/python3", "-I", "-u", bootstrap}, tmpBase: b.TempDir(), outputLimit: 1024,
-			limits: Limits{FileSize: 1 << 27, OpenFiles: 1024}, readOnly: []string{b.TempDir()}, timeout: 10 * time.Second, spawner: sb,
+			limits: sandbox.Limits{FileSize: 1 << 27, OpenFiles: 1024}, readOnly: []string{b.TempDir()}, timeout: 10 * time.Second, spawner: sb,
 		})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if err := w.proc.(Confiner).Confine(128); err != nil {
+		if err := w.proc.(sandbox.Confiner).Confine(128); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/platform/frame"
+	"github.com/lambda-microservice/lambda/internal/runtimehost/sandbox"
 )
 
 // A worker is one language process. It starts unassigned (a spare, or about to be bound),
@@ -22,7 +23,7 @@ import (
 type worker struct {
 	key      poolKey // zero until assigned
 	assigned bool
-	proc     Process
+	proc     sandbox.Process
 	req      *os.File // fd 3 of the worker: host → worker frames
 	resp     *os.File // fd 4 of the worker: worker → host frames
 	rd       *frame.Reader
@@ -60,11 +61,11 @@ type startSpec struct {
 	argv        []string
 	tmpBase     string
 	outputLimit int
-	limits      Limits
+	limits      sandbox.Limits
 	memory      int
-	readOnly    []string // host paths the worker reads (Spec.ReadOnly)
+	readOnly    []string // host paths the worker reads (sandbox.Spec.ReadOnly)
 	timeout     time.Duration
-	spawner     Spawner
+	spawner     sandbox.Spawner
 	onExit      func(*worker) // called once the process has exited
 }
 
@@ -105,8 +106,8 @@ func startWorker(s *startSpec) (*worker, error) {
 	if err != nil {
 		return fail(err)
 	}
-	proc, err := s.spawner.Spawn(Spec{
-		Role:       RoleWorker,
+	proc, err := s.spawner.Spawn(sandbox.Spec{
+		Role:       sandbox.RoleWorker,
 		Argv:       s.argv,
 		Dir:        tmp,
 		Env:        []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "HOME=" + tmp, "TMPDIR=" + tmp},
@@ -160,7 +161,7 @@ func startWorker(s *startSpec) (*worker, error) {
 		w.kill()
 		return nil, fmt.Errorf("start worker %s: first frame %q, want hello", s.argv[0], reply.Type)
 	}
-	if st, ok := proc.(Settler); ok {
+	if st, ok := proc.(sandbox.Settler); ok {
 		if err := st.Settle(); err != nil {
 			w.kill()
 			return nil, fmt.Errorf("start worker %s: %w", s.argv[0], err)

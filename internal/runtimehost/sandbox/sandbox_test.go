@@ -1,4 +1,4 @@
-package runtimehost
+package sandbox
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ func testSandbox(t *testing.T) *Sandbox {
 	if os.Geteuid() != 0 {
 		prereq.Missing(t, "the worker sandbox tests need root (CI runs them as root)")
 	}
-	sb, err := NewSandbox(SandboxConfig{Mode: SandboxStrict, UIDBase: 61000, UIDCount: 1000, TmpMB: 8, Pids: 64, MemoryMB: 128, MaxTimeout: time.Minute})
+	sb, err := New(Config{Mode: Strict, UIDBase: 61000, UIDCount: 1000, TmpMB: 8, Pids: 64, MemoryMB: 128, MaxTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package runtimehost
+package sandbox
 
 import (
 	"encoding/binary"

@@ -1,4 +1,17 @@
-package runtimehost
+// Package sandbox starts the runtime host's processes, through one seam (Spawner, in
+// spawn.go): Plain starts them as plain processes (allowlisted environment, own process
+// group, rlimits); Sandbox confines language workers as well (runtimes/README.md,
+// "Sandbox"). Workers start through bubblewrap, run as root by the host, which builds for
+// each worker new pid, net, mount, ipc and uts namespaces, a read-only view of the system
+// (/usr, /lib*, /bin, an allowlisted /etc, the runtime's own files and the script's
+// folder; no /run, /var, /home, /root), a private size-capped tmpfs as /tmp, a fresh
+// /proc and a minimal /dev, and a seccomp filter. Inside, setpriv drops to the worker's
+// own unprivileged uid (one per live worker) with no capabilities and no_new_privs before
+// the language runtime starts. The host puts the worker in its own cgroups (memory, pids,
+// cgroup.kill) and sets its rlimits before the init frame, that is before any user code
+// runs. Builds (the platform's own toolchain, cargo) are not sandboxed; the programs they
+// produce are.
+package sandbox
 
 import (
 	"fmt"
@@ -17,22 +30,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The sandbox of language workers (runtimes/README.md, "Sandbox"). Workers start through
-// bubblewrap, run as root by the host, which builds for each worker new pid, net, mount,
-// ipc and uts namespaces, a read-only view of the system (/usr, /lib*, /bin, an allowlisted
-// /etc, the runtime's own files and the script's folder; no /run, /var, /home, /root), a
-// private size-capped tmpfs as /tmp, a fresh /proc and a minimal /dev, and a seccomp filter.
-// Inside, setpriv drops to the worker's own unprivileged uid (one per live worker) with no
-// capabilities and no_new_privs before the language runtime starts. The host puts the
-// worker in its own cgroups (memory, pids, cgroup.kill) and sets its rlimits before the
-// init frame, that is before any user code runs. Builds (the platform's own toolchain,
-// cargo) are not sandboxed; the programs they produce are.
-
 // Sandbox modes (LAMBDA_SANDBOX).
 const (
-	SandboxOff    = "off"    // plain processes: allowlisted env, process group, rlimits
-	SandboxAuto   = "auto"   // every layer that works on this machine
-	SandboxStrict = "strict" // every layer, or the host refuses to start
+	Off    = "off"    // plain processes: allowlisted env, process group, rlimits
+	Auto   = "auto"   // every layer that works on this machine
+	Strict = "strict" // every layer, or the host refuses to start
 )
 
 // Layer names, as reported on /_/ready and by lambda_runtime_sandbox_layer{layer}.
@@ -60,8 +62,8 @@ var allLayers = []string{
 	layerUTSNS, layerReadOnlyFS, layerPrivateTmp, layerSeccomp, layerCgroupMemory, layerCgroupPids, layerCgroupKill,
 }
 
-// SandboxConfig configures a Sandbox.
-type SandboxConfig struct {
+// Config configures a Sandbox.
+type Config struct {
 	Mode          string
 	UIDBase       int           // first worker uid
 	UIDCount      int           // size of the worker uid range
@@ -76,7 +78,7 @@ type SandboxConfig struct {
 
 // Sandbox is the Spawner of sandboxed workers (builds run as plain processes).
 type Sandbox struct {
-	cfg      SandboxConfig
+	cfg      Config
 	layers   map[string]bool
 	why      map[string]string
 	bwrap    string
@@ -92,10 +94,10 @@ type Sandbox struct {
 	rootGone atomic.Bool
 }
 
-// SandboxProblem is the error of a strict sandbox missing layers.
-type SandboxProblem struct{ Missing map[string]string }
+// Problem is the error of a strict sandbox missing layers.
+type Problem struct{ Missing map[string]string }
 
-func (e *SandboxProblem) Error() string {
+func (e *Problem) Error() string {
 	var parts []string
 	for _, l := range allLayers {
 		if why, ok := e.Missing[l]; ok {
@@ -105,11 +107,11 @@ func (e *SandboxProblem) Error() string {
 	return "LAMBDA_SANDBOX=strict: sandbox layers missing: " + strings.Join(parts, ", ")
 }
 
-// NewSandbox probes which layers work here. In strict mode a missing layer is an error
-// (*SandboxProblem) naming it.
-func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
-	if cfg.Mode != SandboxAuto && cfg.Mode != SandboxStrict {
-		return nil, fmt.Errorf("sandbox mode %q: want auto or strict (off uses ProcessSpawner)", cfg.Mode)
+// New probes which layers work here. In strict mode a missing layer is an error
+// (*Problem) naming it.
+func New(cfg Config) (*Sandbox, error) {
+	if cfg.Mode != Auto && cfg.Mode != Strict {
+		return nil, fmt.Errorf("sandbox mode %q: want auto or strict (off uses Plain)", cfg.Mode)
 	}
 	s := &Sandbox{cfg: cfg, layers: map[string]bool{}, why: map[string]string{}}
 	for _, l := range allLayers {
@@ -129,15 +131,19 @@ func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
 	if cfg.Network {
 		s.why[layerNetNS] = "LAMBDA_SANDBOX_NETWORK=true"
 	}
-	if cfg.Mode == SandboxStrict && len(missing) > 0 {
+	if cfg.Mode == Strict && len(missing) > 0 {
 		s.Close()
-		return nil, &SandboxProblem{Missing: missing}
+		return nil, &Problem{Missing: missing}
 	}
 	return s, nil
 }
 
 // Layers reports each layer's state.
 func (s *Sandbox) Layers() map[string]bool { return copyLayers(s.layers) }
+
+// PrivateMounts reports whether workers see only the host paths the sandbox binds (a
+// mount namespace works here).
+func (s *Sandbox) PrivateMounts() bool { return s.layers[layerMountNS] }
 
 // Missing explains each inactive layer.
 func (s *Sandbox) Missing() map[string]string {
@@ -308,7 +314,7 @@ func systemArgs() (args, bound []string) {
 
 // probeBwrap finds what bubblewrap can do here by running it: the whole sandbox first
 // (one run when everything works), then layer by layer to name what is missing.
-func probeBwrap(cfg SandboxConfig, uids *uidSlots) *probeResult {
+func probeBwrap(cfg Config, uids *uidSlots) *probeResult {
 	r := &probeResult{ok: map[string]bool{}, why: map[string]string{}}
 	bwrapLayers := []string{layerPidNS, layerNetNS, layerMountNS, layerIPCNS, layerUTSNS, layerReadOnlyFS, layerPrivateTmp, layerSeccomp, layerUID}
 	fail := func(why string) *probeResult {
@@ -531,7 +537,7 @@ func (s *Sandbox) usesBwrap() bool { return s.layers[layerMountNS] && s.bwrap !=
 // Spawn starts spec: a worker in the sandbox, a build as a plain process.
 func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 	if spec.Role != RoleWorker {
-		return ProcessSpawner{}.Spawn(spec)
+		return Plain{}.Spawn(spec)
 	}
 	if len(spec.Argv) == 0 {
 		return nil, fmt.Errorf("spawn: empty command")

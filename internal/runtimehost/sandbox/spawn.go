@@ -1,4 +1,4 @@
-package runtimehost
+package sandbox
 
 import (
 	"fmt"
@@ -11,9 +11,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// This file is the one seam through which the host starts processes (workers and builds).
-// The sandbox (sandbox.go: bubblewrap namespaces, per-worker uids, cgroups, seccomp) is
-// another Spawner; the pool and the build cache never call os/exec themselves.
+// This file is the one seam through which the host starts processes (workers and builds):
+// Plain and the Sandbox (sandbox.go: bubblewrap namespaces, per-worker uids, cgroups,
+// seccomp) are its Spawners; the host's pool and build cache never call os/exec themselves.
+
+// WorkerPath is the PATH of every worker; nothing else of the host's environment reaches it.
+const WorkerPath = "/usr/local/bin:/usr/bin:/bin"
 
 // Role says what a spawned process is for.
 type Role int
@@ -91,12 +94,12 @@ type LayerReporter interface {
 	Layers() map[string]bool
 }
 
-// ProcessSpawner starts plain child processes: own process group (so a timeout kills the
+// Plain starts plain child processes: own process group (so a timeout kills the
 // whole tree), SIGKILL when the host dies, no core dumps, and the Spec's rlimits.
-type ProcessSpawner struct{}
+type Plain struct{}
 
 // Layers reports the isolation this spawner provides.
-func (ProcessSpawner) Layers() map[string]bool {
+func (Plain) Layers() map[string]bool {
 	m := map[string]bool{}
 	for _, l := range allLayers {
 		m[l] = l == layerEnv || l == layerProcessGroup || l == layerRlimits
@@ -106,7 +109,7 @@ func (ProcessSpawner) Layers() map[string]bool {
 
 // Spawn starts spec. Resource limits are applied with prlimit right after the start, before
 // the host sends the worker anything: a worker runs no user code until its init frame.
-func (ProcessSpawner) Spawn(spec Spec) (Process, error) {
+func (Plain) Spawn(spec Spec) (Process, error) {
 	if len(spec.Argv) == 0 {
 		return nil, fmt.Errorf("spawn: empty command")
 	}
