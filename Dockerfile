@@ -8,7 +8,7 @@
 #   docker build --target local-provider -t ghcr.io/lambda-microservice/lambda-local-provider:dev .
 #
 # The default (last) stage is distroless and runs as uid 65532 with no shell; /bin/healthcheck
-# (deploy/healthcheck) is its HTTP probe for docker-compose health checks. The
+# (cmd/healthcheck) is its HTTP probe for docker-compose health checks. The
 # `local-provider` stage is only for docker-compose: `lambda provider` starts runtime-host
 # processes itself, so that image also carries lambda-runtime and the language toolchains.
 
@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     set -eux; \
     mkdir -p /out/bin; \
     GOOS=$TARGETOS GOARCH=$TARGETARCH go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/bin/lambda ./cmd/lambda; \
-    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -ldflags "-s -w" -o /out/bin/healthcheck ./deploy/healthcheck; \
+    GOOS=$TARGETOS GOARCH=$TARGETARCH go build -ldflags "-s -w" -o /out/bin/healthcheck ./cmd/healthcheck; \
     if ls cmd/lambda-runtime/*.go >/dev/null 2>&1; then \
       GOOS=$TARGETOS GOARCH=$TARGETARCH go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/bin/lambda-runtime ./cmd/lambda-runtime; \
     fi

@@ -2,8 +2,10 @@
 #
 #   make build     bin/lambda and bin/lambda-runtime
 #   make run       everything (PostgreSQL, Redis, Temporal, gateway, provider, runtimes, api, worker)
-#   make test      builds what the integration tests need, then go test ./... and make fuzz
-#                  (make test PKGS=./internal/provider/... TEST_FLAGS=-v for a part, without fuzzing)
+#   make test      builds what the integration tests need, then go test ./..., make test-deploy
+#                  and make fuzz (make test PKGS=./internal/provider/... TEST_FLAGS=-v for a part,
+#                  without the others)
+#   make test-deploy  the deployment configuration's checks (module deploy/, its own go.mod)
 #   make fuzz      100,000 inputs per fuzz target, ~10 s each (FUZZTIME=1000000x for more)
 #   make bench     the whole platform under open-loop load; writes BENCHMARKS.md (~15 min)
 #   make bench-quick  the same scenarios with short durations (harness check; make test runs it)
@@ -26,7 +28,7 @@ export LAMBDA_BIN_DIR      := $(BIN)
 export LAMBDA_GATEWAY_BIN  := $(BIN)/gateway
 export LAMBDA_TEMPORAL_BIN := $(TEMPORAL_BIN)
 
-.PHONY: build run test fuzz vet fmt clean temporal gateway bench bench-quick images deploy-k8s
+.PHONY: build run test test-deploy fuzz vet fmt clean temporal gateway bench bench-quick images deploy-k8s
 
 build:
 	$(GO) build -o $(BIN)/lambda ./cmd/lambda
@@ -56,7 +58,13 @@ run: build gateway temporal
 
 test: build gateway temporal
 	$(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) $(PKGS)
-	$(if $(filter ./...,$(PKGS)),$(MAKE) fuzz)
+	$(if $(filter ./...,$(PKGS)),$(MAKE) test-deploy fuzz)
+
+# The deployment files are checked by their tools' own parsers (Kubernetes, kustomize,
+# compose, Envoy, actionlint, promtool) in a module of their own, so the platform's go.mod
+# does not carry those libraries.
+test-deploy:
+	cd deploy && $(GO) test -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 # Brief fuzzing of the invoke request parsing, the worker frame decoder and the cache key's
 # canonical JSON (part of `make test` when it runs every package; the seeds also run in
@@ -98,6 +106,7 @@ deploy-k8s:
 
 vet:
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 
 fmt:
 	gofmt -s -w $$(find . -name '*.go' -not -path './.data/*' -not -path './bin/*')
