@@ -2,10 +2,7 @@ package worker_test
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +16,7 @@ import (
 	"github.com/lambda-microservice/lambda/internal/core"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
 	"github.com/lambda-microservice/lambda/internal/store"
-	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
+	devtemporal "github.com/lambda-microservice/lambda/internal/testkit/temporal"
 	"github.com/lambda-microservice/lambda/worker"
 	"github.com/lambda-microservice/lambda/workflows"
 )
@@ -50,37 +47,8 @@ func BenchmarkAsyncLatency(b *testing.B) {
 }
 
 func startBenchServer(b *testing.B, extra []string) string {
-	bin := temporalBin()
-	if _, err := os.Stat(bin); err != nil {
-		prereq.Missing(b, "the Temporal CLI at %s: %v", bin, err)
-	}
-	addr := freeAddr(b)
-	args := append([]string{"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", port(addr),
-		"--http-port", port(freeAddr(b)), "--metrics-port", port(freeAddr(b)), "--log-level", "error",
-		"--namespace", "bench"}, extra...)
-	for _, sa := range workflows.SearchAttributeNames {
-		args = append(args, "--search-attribute", sa+"=Keyword")
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := client.Dial(client.Options{HostPort: addr, Namespace: "bench", Logger: quiet{}})
-		if err == nil {
-			_, err = c.CheckHealth(context.Background(), &client.CheckHealthRequest{})
-			c.Close()
-			if err == nil {
-				return addr
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	b.Fatalf("dev server on %s did not start", addr)
-	return ""
+	return devtemporal.Start(b, devtemporal.Options{Namespaces: []string{"bench"},
+		SearchAttributes: workflows.SearchAttributeNames, Args: extra})
 }
 
 func benchShape(b *testing.B, addr, shape string) {

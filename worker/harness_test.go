@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -32,11 +31,13 @@ import (
 	"github.com/lambda-microservice/lambda/internal/cache"
 	"github.com/lambda-microservice/lambda/internal/core"
 	"github.com/lambda-microservice/lambda/internal/faas"
+	"github.com/lambda-microservice/lambda/internal/platform/freeport"
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
 	"github.com/lambda-microservice/lambda/internal/store"
 	"github.com/lambda-microservice/lambda/internal/testkit/db"
 	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
+	devtemporal "github.com/lambda-microservice/lambda/internal/testkit/temporal"
 	"github.com/lambda-microservice/lambda/runtimes"
 	"github.com/lambda-microservice/lambda/worker"
 	"github.com/lambda-microservice/lambda/workflows"
@@ -46,88 +47,20 @@ import (
 // ever sees its own executions (and its own database).
 var namespaces = []string{"inproc", "kill", "runtime", "bench", "pgrestart", "eager", "apikill"}
 
-// requirement fails the test in CI and skips it elsewhere when a prerequisite is missing.
-
+// freeAddr is a free loopback address for a process the test starts.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
-func port(addr string) string {
-	_, p, _ := net.SplitHostPort(addr)
-	return p
-}
-
-// devServer is the Temporal dev server the package's tests share.
-type devServer struct {
-	addr string
-	cmd  *exec.Cmd
-	err  error
-}
-
-var (
-	serverOnce sync.Once
-	server     devServer
-)
-
-func temporalBin() string {
-	if p := os.Getenv("LAMBDA_TEMPORAL_BIN"); p != "" {
-		return p
-	}
-	cacheHome := os.Getenv("XDG_CACHE_HOME")
-	if cacheHome == "" {
-		home, _ := os.UserHomeDir()
-		cacheHome = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(cacheHome, "lambda-microservice", "temporal-v1.5.1", "temporal")
-}
-
-// temporalServer starts (once) a headless, in-memory dev server on free ports with the
-// search attributes registered and the dynamic config the platform runs with.
+// temporalServer is the dev server the package's tests share, with every test group's
+// namespace, the search attributes and the dynamic config the platform runs with.
 func temporalServer(t testing.TB) string {
 	t.Helper()
-	bin := temporalBin()
-	if _, err := os.Stat(bin); err != nil {
-		prereq.Missing(t, "the Temporal CLI at %s (make temporal, or LAMBDA_TEMPORAL_BIN): %v", bin, err)
-	}
-	serverOnce.Do(func() {
-		server.addr = freeAddr(t)
-		args := []string{"server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", port(server.addr),
-			"--http-port", port(freeAddr(t)), "--metrics-port", port(freeAddr(t)), "--log-level", "error"}
-		args = append(args, serverDynamicConfig()...)
-		for _, ns := range namespaces {
-			args = append(args, "--namespace", ns)
-		}
-		for _, sa := range []string{"LambdaFunction", "LambdaLanguage", "LambdaStatus"} {
-			args = append(args, "--search-attribute", sa+"=Keyword")
-		}
-		server.cmd = exec.Command(bin, args...)
-		server.cmd.Stdout, server.cmd.Stderr = os.Stderr, os.Stderr
-		server.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if server.err = server.cmd.Start(); server.err != nil {
-			return
-		}
-		deadline := time.Now().Add(60 * time.Second)
-		for time.Now().Before(deadline) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			c, err := client.DialContext(ctx, client.Options{HostPort: server.addr, Namespace: "inproc", Logger: quiet{}})
-			if err == nil {
-				_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
-				c.Close()
-			}
-			cancel()
-			if err == nil {
-				return
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-		server.err = fmt.Errorf("temporal dev server did not answer on %s within 60s", server.addr)
-	})
-	require.NoError(t, server.err)
-	return server.addr
+	return devtemporal.Shared(t, devtemporal.Options{Namespaces: namespaces,
+		SearchAttributes: workflows.SearchAttributeNames, Args: serverDynamicConfig()})
 }
 
 // serverDynamicConfig is the dev server's tuning (notes/measured-floors.md): the
@@ -141,19 +74,9 @@ func serverDynamicConfig() []string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if server.cmd != nil && server.cmd.Process != nil {
-		_ = syscall.Kill(-server.cmd.Process.Pid, syscall.SIGKILL)
-		_ = server.cmd.Wait()
-	}
+	devtemporal.StopShared()
 	os.Exit(code)
 }
-
-type quiet struct{}
-
-func (quiet) Debug(string, ...any) {}
-func (quiet) Info(string, ...any)  {}
-func (quiet) Warn(string, ...any)  {}
-func (quiet) Error(string, ...any) {}
 
 // fakeRuntime stands in for the OpenFaaS gateway and a runtime function: it answers
 // the runtime host's contract, with behaviour chosen by the event.

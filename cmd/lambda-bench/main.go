@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/lambda-microservice/lambda/internal/bench"
 	"github.com/lambda-microservice/lambda/internal/devstack"
+	"github.com/lambda-microservice/lambda/internal/platform/freeport"
 )
 
 func main() {
@@ -135,7 +135,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	if opts.TemporalBin == "" {
 		opts.TemporalBin = devstack.DefaultTemporalBin(environ)
 	}
-	debugAddr, err := freeAddr()
+	debugAddr, err := freeport.Addr() // the pool the stack's own ports come from: never handed out twice
 	if err != nil {
 		return err
 	}
@@ -270,22 +270,6 @@ func profile(ctx context.Context, d time.Duration, debugURL, lambdaBin, dir stri
 	}
 	fmt.Fprintf(&b, "\nTop functions by flat time:\n\n```\n%s\n```\n\nTop by cumulative time:\n\n```\n%s\n```\n", flat, cum)
 	return b.String()
-}
-
-// freeAddr picks a free loopback port below the kernel's ephemeral range (32768+), where
-// the stack's own free ports (":0") come from: the api's debug port is chosen before the
-// stack starts, so a port from the same range could be handed to another component too.
-func freeAddr() (string, error) {
-	base := 20000 + int(time.Now().UnixNano()%10000)
-	for i := range 200 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+(base-20000+i*37)%12000)
-		l, err := net.Listen("tcp", addr)
-		if err == nil {
-			l.Close()
-			return addr, nil
-		}
-	}
-	return "", errors.New("no free port for the api's pprof")
 }
 
 // gitRevision describes the checkout the binaries were (presumably) built from.

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lambda-microservice/lambda/internal/faas"
+	"github.com/lambda-microservice/lambda/internal/platform/freeport"
 	"github.com/lambda-microservice/lambda/internal/testkit/db"
 )
 
@@ -145,8 +146,7 @@ func TestSyncWhileTemporalDown(t *testing.T) {
 
 func temporalTestFreeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }

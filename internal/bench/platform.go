@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/faas"
-	"github.com/lambda-microservice/lambda/internal/provider"
 )
 
 // Platform is a running stack as the benchmark sees it: its public API (with a bearer
@@ -164,7 +163,7 @@ func finished(status string) bool {
 // Replicas are the ready replica base URLs of a runtime function (e.g. runtime-python),
 // from the provider's GET /system/endpoints/{name}.
 func (p *Platform) Replicas(ctx context.Context, function string) ([]string, error) {
-	return provider.FetchEndpoints(ctx, http.DefaultClient, p.ProviderURL, function)
+	return faas.FetchEndpoints(ctx, http.DefaultClient, p.ProviderURL, function)
 }
 
 // DirectRequest calls a runtime host replica directly with the host's own request format

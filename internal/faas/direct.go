@@ -2,12 +2,9 @@ package faas
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,34 +89,12 @@ func (r *resolver) forget(fn string) {
 }
 
 func (r *resolver) fetch(ctx context.Context, fn string, rs *replicas) {
-	urls, err := r.get(ctx, fn)
+	urls, err := FetchEndpoints(ctx, r.client, r.list, fn)
 	if err != nil {
 		urls = []string{} // unknown: the gateway route until the next refresh
 	}
 	rs.urls.Store(&urls)
 	rs.fetched.Store(time.Now().UnixNano())
-}
-
-func (r *resolver) get(ctx context.Context, fn string) ([]string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.list+"/system/endpoints/"+url.PathEscape(fn), nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("endpoints of %s: status %d", fn, resp.StatusCode)
-	}
-	var body struct {
-		Endpoints []string `json:"endpoints"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, err
-	}
-	return body.Endpoints, nil
 }
 
 // dialFailed reports an error raised before the request left this process, so retrying

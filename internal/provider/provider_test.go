@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
 	"github.com/lambda-microservice/lambda/internal/provider"
 )
@@ -224,7 +225,7 @@ func TestProviderLifecycle(t *testing.T) {
 	}
 	require.Len(t, pids, 2, "calls are spread over both replicas: %v", pids)
 
-	eps, err := provider.FetchEndpoints(ctx, http.DefaultClient, srv.URL, name)
+	eps, err := faas.FetchEndpoints(ctx, http.DefaultClient, srv.URL, name)
 	require.NoError(t, err)
 	require.Len(t, eps, 2)
 	for _, ep := range eps {
@@ -271,7 +272,7 @@ func TestProviderLifecycle(t *testing.T) {
 	// Scale down to 1, then delete: every process is gone.
 	require.NoError(t, client.ScaleFunction(ctx, name, "", 1))
 	waitFor(t, 10*time.Second, "1 replica", func() bool {
-		eps, err := provider.FetchEndpoints(ctx, http.DefaultClient, srv.URL, name)
+		eps, err := faas.FetchEndpoints(ctx, http.DefaultClient, srv.URL, name)
 		return err == nil && len(eps) == 1
 	})
 	var last fakeAnswer
@@ -453,7 +454,7 @@ func TestProviderProbes(t *testing.T) {
 	_, err := client.Deploy(ctx, types.FunctionDeployment{Service: "probed", Image: "x", EnvVars: map[string]string{fakeReplicaEnv: "1"}})
 	require.NoError(t, err)
 	endpoints := func() []string {
-		eps, err := provider.FetchEndpoints(ctx, http.DefaultClient, srv.URL, "probed")
+		eps, err := faas.FetchEndpoints(ctx, http.DefaultClient, srv.URL, "probed")
 		require.NoError(t, err)
 		return eps
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	"github.com/stretchr/testify/require"
 
-	"github.com/lambda-microservice/lambda/internal/provider"
+	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
 )
 
@@ -59,7 +59,7 @@ func TestProviderRealRuntimeHost(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%v", out)
 	require.Equal(t, map[string]any{"sum": 3.0}, out["result"], "%v", out)
 
-	eps, err := provider.FetchEndpoints(ctx, http.DefaultClient, srv.URL, "runtime-python")
+	eps, err := faas.FetchEndpoints(ctx, http.DefaultClient, srv.URL, "runtime-python")
 	require.NoError(t, err)
 	require.Len(t, eps, 1)
 	hr, err := http.Get(eps[0] + "/_/health")
