@@ -150,11 +150,6 @@ func (r *Registry) Titles() []string {
 	return out
 }
 
-// Expand substitutes the placeholders of a build or run command.
-func (rt *Runtime) Expand(args []string, workdir string) []string {
-	return rt.ExpandVars(args, Vars{Workdir: workdir})
-}
-
 // Vars are the values of the placeholders of a command.
 type Vars struct {
 	Workdir  string // {workdir}, and {source} inside it

@@ -1,19 +1,17 @@
-// Package worker builds the Temporal side of the platform: the client (with the zap
-// logger and Prometheus metrics handed to the SDK), the worker on task queue
-// lambda-executions running the ExecuteFunction workflow and its activities, and the
-// registration of the custom search attributes the Web UI filters by.
+// Package worker builds the Temporal side of the platform's processes: the client (with
+// the zap logger and Prometheus metrics handed to the SDK) and the worker on task queue
+// lambda-executions running the ExecuteFunction workflow and its activities — in the
+// worker process, and in the api for the runs it starts eagerly (a worker that starts in
+// the background once Temporal answers). The search attributes the Web UI filters by are
+// the workflows' (workflows.EnsureSearchAttributes).
 package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/operatorservice/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -98,32 +96,6 @@ func retry(ctx context.Context, first, most time.Duration, try func() error, fai
 		}
 		backoff = min(backoff*2, most)
 	}
-}
-
-// EnsureSearchAttributes registers LambdaFunction, LambdaLanguage and LambdaStatus
-// (Keyword) in namespace unless they exist.
-func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
-	list, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
-	if err != nil {
-		return fmt.Errorf("list search attributes: %w", err)
-	}
-	missing := map[string]enumspb.IndexedValueType{}
-	for _, name := range workflows.SearchAttributeNames {
-		if _, ok := list.GetCustomAttributes()[name]; !ok {
-			missing[name] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
-		Namespace: namespace, SearchAttributes: missing,
-	})
-	var exists *serviceerror.AlreadyExists
-	if err != nil && !errors.As(err, &exists) {
-		return fmt.Errorf("add search attributes: %w", err)
-	}
-	return nil
 }
 
 // Register registers the workflow and the activities on r.

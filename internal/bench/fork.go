@@ -39,16 +39,6 @@ func forkRun(ctx context.Context, python, program string, event []byte) ([]byte,
 	return result, nil
 }
 
-// ForkOp runs a Python handler with one fresh interpreter per call (`python -c
-// <program>`), in the load generator's own process: the bare cost of forking, no HTTP.
-func ForkOp(python, handlerSource string, event []byte) Op {
-	program := forkProgram(handlerSource)
-	return func(ctx context.Context) error {
-		_, err := forkRun(ctx, python, program, event)
-		return err
-	}
-}
-
 // Watchdog is a function server of the classic OpenFaaS watchdog's design: every HTTP
 // request starts a fresh interpreter with the request body on stdin and answers with its
 // stdout (500 with its stderr when it fails). It is the fork-per-request baseline the

@@ -116,6 +116,3 @@ func New(cfg Config, d Deps) *Service {
 
 // Config returns the core's configuration.
 func (s *Service) Config() Config { return s.cfg }
-
-// Registry returns the runtime registry.
-func (s *Service) Registry() *runtimes.Registry { return s.reg }

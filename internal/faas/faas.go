@@ -1,8 +1,10 @@
-// Package faas calls the runtime functions (runtime-python, runtime-node, ...) through
-// OpenFaaS with github.com/openfaas/go-sdk. It speaks the runtime host's HTTP contract
-// (runtimes/README.md): send the script's sha256 without its source, resend with the
-// source when the host answers 428 (cold), and translate every answer into a Result or
-// a fault kind.
+// Package faas calls the runtime functions (runtime-python, runtime-node, ...): through
+// the OpenFaaS gateway with github.com/openfaas/go-sdk, or on the direct route straight to
+// a replica (its own HTTP/1.1 client, h1.go; the replica list from the provider's
+// endpoints API, FetchEndpoints), the gateway as fallback. It speaks the runtime host's
+// HTTP contract (runtimes/README.md): send the script's sha256 without its source, resend
+// with the source when the host answers 428 (cold), and translate every answer into a
+// Result or a fault kind.
 package faas
 
 import (

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -637,6 +636,3 @@ func errorDocExit(message string, code int) []byte {
 }
 
 func isEPIPE(err error) bool { return errors.Is(err, syscall.EPIPE) }
-
-// scriptDir is where a script's build folder lives (for tests and diagnostics).
-func (h *Host) scriptDir(sha string) string { return filepath.Join(h.cacheDir, sha) }

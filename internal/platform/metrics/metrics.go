@@ -1,6 +1,7 @@
 // Package metrics defines every Prometheus collector of the platform in one place. Names
 // carry the prefix lambda_ and labels stay low-cardinality: runtime (a registry title),
-// path (fast|workflow), outcome, route (a chi route pattern), never a function name or id.
+// path (fast|workflow), outcome, route (a chi route pattern), method (a standard HTTP
+// method or "other", Method), never a function name or id.
 package metrics
 
 import (
