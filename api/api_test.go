@@ -445,3 +445,20 @@ func TestConcurrentUpdatesBuildForTheVersionTheyGet(t *testing.T) {
 		require.EqualValues(t, m["version"], built, "version %v was built for its own number", m["version"])
 	}
 }
+
+func TestMethodNotAllowedIsAProblemAndItsMethodNoLabel(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	for _, method := range []string{"PATCH", "BREW"} {
+		r := f.do(t, method, "/v1/functions", "")
+		require.Equal(t, http.StatusMethodNotAllowed, r.status, r.raw)
+		require.Equal(t, "application/problem+json", r.header.Get("Content-Type"))
+		require.Equal(t, "urn:lambda:problem:method_not_allowed", r.body["type"])
+		require.EqualValues(t, 405, r.body["status"])
+		require.Equal(t, r.header.Get("X-Request-Id"), r.body["request_id"])
+	}
+	m := f.do(t, "GET", "/metrics", "")
+	require.Contains(t, m.raw, `method="PATCH"`)
+	require.Contains(t, m.raw, `method="other"`, "a method the server does not know is no label value")
+	require.NotContains(t, m.raw, `method="BREW"`)
+}
