@@ -240,6 +240,9 @@ func (a *Activities) Invoke(ctx context.Context, in InvokeInput) (_ InvokeResult
 	}
 	timeout := time.Duration(in.TimeoutMS) * time.Millisecond
 	at, runErr := a.core.RunAttempt(ctx, in.Exec.ID, p, int(info.Attempt), timeout, heartbeat)
+	if runErr != nil && at.Number == 0 {
+		return InvokeResult{}, classify("invoke", runErr) // before the attempt started
+	}
 	if runErr != nil {
 		log := a.log.With(zap.String(logging.FieldExecutionID, in.Exec.ID), zap.String(logging.FieldFunction, p.Function),
 			zap.Int("lambda.attempt", at.Number))

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/cache"
@@ -94,7 +95,7 @@ func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, ti
 	e.Status = store.StatusRunning
 	e.Payload = nil
 	if err := s.logs.Write(ctx, &e); err != nil {
-		return a, err
+		return a, fmt.Errorf("stage the outcome: %w", err)
 	}
 	return a, nil
 }
