@@ -70,6 +70,8 @@ type apiConfig struct {
 	Activities activities.Config
 }
 
+func (c apiConfig) logConfig() logging.Config { return c.Log }
+
 func (c apiConfig) validate() error {
 	fl := c.Core.Functions
 	if fl.MaxSourceBytes < 1 || c.API.MaxEventBytes < 1 {
@@ -168,22 +170,7 @@ func newAPICmd(e Env, stdout, stderr io.Writer) *cobra.Command {
 		Use:   "api",
 		Short: "Serve the public HTTP API (functions, invoke, executions)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var cfg apiConfig
-			if err := e.parse(&cfg); err != nil {
-				return err
-			}
-			if err := cfg.validate(); err != nil {
-				return err
-			}
-			log, err := logging.New(cfg.Log, "api", stderr)
-			if err != nil {
-				return err
-			}
-			defer func() { _ = log.Sync() }()
-			e.defaultGC()
-			return runAPI(cmd.Context(), cfg, log)
-		},
+		RunE:  serve(e, stderr, "api", runAPI),
 	}
 }
 

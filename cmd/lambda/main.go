@@ -15,6 +15,9 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
 )
 
 func main() {
@@ -54,6 +57,33 @@ const gcPercent = 400
 func (e Env) defaultGC() {
 	if _, set := e["GOGC"]; !set {
 		debug.SetGCPercent(gcPercent)
+	}
+}
+
+// serving is the configuration of a serving process (api, worker).
+type serving interface {
+	validate() error
+	logConfig() logging.Config
+}
+
+// serve is the RunE of a serving process: it reads the process's configuration from the
+// environment, validates it, builds its logger, applies the GC default and runs it.
+func serve[C serving](e Env, stderr io.Writer, name string, run func(context.Context, C, *zap.Logger) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		var cfg C
+		if err := e.parse(&cfg); err != nil {
+			return fmt.Errorf("%s config: %w", name, err)
+		}
+		if err := cfg.validate(); err != nil {
+			return err
+		}
+		log, err := logging.New(cfg.logConfig(), name, stderr)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = log.Sync() }()
+		e.defaultGC()
+		return run(cmd.Context(), cfg, log)
 	}
 }
 

@@ -38,6 +38,8 @@ type workerConfig struct {
 	DebugAddr string `env:"LAMBDA_WORKER_DEBUG_ADDR"`
 }
 
+func (c workerConfig) logConfig() logging.Config { return c.Log }
+
 func (c workerConfig) validate() error {
 	if c.Temporal.Addr == "" || c.Temporal.Namespace == "" {
 		return errors.New("LAMBDA_TEMPORAL_ADDR and LAMBDA_TEMPORAL_NAMESPACE must not be empty")
@@ -50,22 +52,7 @@ func newWorkerCmd(e Env, stdout, stderr io.Writer) *cobra.Command {
 		Use:   "worker",
 		Short: "Run the Temporal worker of async executions (task queue " + workflows.TaskQueue + ")",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			var cfg workerConfig
-			if err := e.parse(&cfg); err != nil {
-				return fmt.Errorf("worker config: %w", err)
-			}
-			if err := cfg.validate(); err != nil {
-				return err
-			}
-			log, err := logging.New(cfg.Log, "worker", stderr)
-			if err != nil {
-				return err
-			}
-			defer func() { _ = log.Sync() }()
-			e.defaultGC()
-			return runWorker(cmd.Context(), cfg, log)
-		},
+		RunE:  serve(e, stderr, "worker", runWorker),
 	}
 }
 
