@@ -55,6 +55,15 @@ func envs() (*cel.Env, *cel.Env, error) {
 	return baseEnv, itemEnv, envErr
 }
 
+// compileMu serialises CEL compilation. cel-go v0.33.3's checker fills its symbol catalog
+// lazily (checker.Env.Catalog, under a sync.Once) when it reports an undeclared reference,
+// while another Compile on the same environment copies that field without the Once
+// (cloneWithDecls, entering a comprehension's scope): a data race the race detector
+// reports when two definitions are validated at once. Compiling happens at registration
+// and once per version in a process (the sync path caches *Compiled), so serialising it
+// costs nothing that matters; evaluation is not affected.
+var compileMu sync.Mutex
+
 // Expr is a compiled CEL expression. It is immutable and safe for concurrent use.
 type Expr struct {
 	src       string
@@ -97,6 +106,8 @@ func compileExpr(env *cel.Env, src string, kind exprKind) (*Expr, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, errors.New("expression is empty")
 	}
+	compileMu.Lock()
+	defer compileMu.Unlock()
 	ast, iss := env.Compile(src)
 	if iss != nil && iss.Err() != nil {
 		msgs := make([]string, 0, len(iss.Errors()))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -229,4 +230,28 @@ func mustCompile(t testing.TB, src string) *Compiled {
 	p, err := Compile(d)
 	require.NoError(t, err)
 	return p
+}
+
+// TestValidateConcurrently validates definitions at once, as concurrent registrations
+// do; with -race it guards compileMu (cel-go's checker races otherwise).
+func TestValidateConcurrently(t *testing.T) {
+	t.Parallel()
+	srcs := []string{
+		`{"name":"p","steps":[{"id":"a","function":"f","if":"undeclared_thing > 1"}]}`,
+		`{"name":"p","steps":[{"id":"a","function":"f","if":"[1, 2].exists(x, x > input.n)"}]}`,
+	}
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			d, err := Parse([]byte(srcs[i%2]))
+			require.NoError(t, err)
+			err = Validate(d, testCatalog)
+			if i%2 == 0 {
+				require.Error(t, err)
+			} else {
+				require.NoError(t, err)
+			}
+		})
+	}
+	wg.Wait()
 }
