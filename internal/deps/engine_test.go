@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -397,5 +398,45 @@ func BenchmarkInstallCacheHit(b *testing.B) {
 			b.Fatal(err)
 		}
 		in.Release()
+	}
+}
+
+// A caller waiting to install while others hold the finished directory (shared, for as
+// long as their workers run) must not wait for the exclusive lock forever: it takes the
+// directory as soon as it exists.
+func TestToyWaiterTakesDirectoryHeldByOthers(t *testing.T) {
+	s := toySpec(t)
+	e := newEngine(t, nil, nil)
+	lock, err := e.Resolve(context.Background(), s, map[string]string{"held": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder, err := flockWait(context.Background(), filepath.Join(e.Config().Dir, "locks", lock.Hash), syscall.LOCK_SH, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	done := make(chan error, 1)
+	var in *Installed
+	go func() {
+		var err error
+		in, err = e.Install(context.Background(), s, lock)
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // Install is now waiting for the exclusive lock
+	// Another process finishes the install (and holds it: the holder above).
+	final := filepath.Join(e.Config().Dir, "installs", lock.Hash)
+	mustWrite(t, filepath.Join(final, markerName), []byte(`{"title":"toy","hash":"`+lock.Hash+`","size":1}`))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Release()
+		if !in.Cached || e.InstallRuns() != 0 {
+			t.Fatalf("%+v, %d runs", in, e.InstallRuns())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter is stuck behind the holders' shared lock")
 	}
 }

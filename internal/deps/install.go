@@ -76,7 +76,7 @@ func (e *Engine) Install(ctx context.Context, spec *Spec, lock *Lock) (*Installe
 	installed := false
 	for attempt := 0; ; attempt++ {
 		// Shared: the directory exists and stays while held.
-		f, err := flockWait(ctx, lockPath, syscall.LOCK_SH)
+		f, err := flockWait(ctx, lockPath, syscall.LOCK_SH, nil)
 		if err != nil {
 			return nil, e.waitErr(parent, spec, err)
 		}
@@ -97,8 +97,13 @@ func (e *Engine) Install(ctx context.Context, spec *Spec, lock *Lock) (*Installe
 		if attempt >= 3 {
 			return nil, fmt.Errorf("deps: %s install %s: the directory vanished after install %d times (cache too small?)", spec.Title, lock.Hash, attempt)
 		}
-		// Exclusive: install unless another caller did meanwhile.
-		f, err = flockWait(ctx, lockPath, syscall.LOCK_EX)
+		// Exclusive: install unless another caller did meanwhile. Callers holding the
+		// finished directory (shared) would keep the exclusive lock away forever: the wait
+		// ends as soon as the directory exists, and the loop takes it shared.
+		f, err = flockWait(ctx, lockPath, syscall.LOCK_EX, func() bool { return exists(final) })
+		if errors.Is(err, errReady) {
+			continue
+		}
 		if err != nil {
 			return nil, e.waitErr(parent, spec, err)
 		}
@@ -215,8 +220,17 @@ func readMarker(dir string) (marker, error) {
 	return m, json.Unmarshal(b, &m)
 }
 
-// flockWait opens path and takes a flock of kind, polling until ctx ends.
-func flockWait(ctx context.Context, path string, kind int) (*os.File, error) {
+// errReady ends a flockWait whose ready condition became true.
+var errReady = errors.New("deps: ready")
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// flockWait opens path and takes a flock of kind, polling until ctx ends or, while it
+// waits, ready (when not nil) returns true (errReady).
+func flockWait(ctx context.Context, path string, kind int, ready func() bool) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("deps: %w", err)
@@ -230,6 +244,10 @@ func flockWait(ctx context.Context, path string, kind int) (*os.File, error) {
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			f.Close()
 			return nil, fmt.Errorf("deps: flock %s: %w", path, err)
+		}
+		if ready != nil && ready() {
+			f.Close()
+			return nil, errReady
 		}
 		select {
 		case <-ctx.Done():
