@@ -1,0 +1,143 @@
+package deps
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Lock is a resolved dependency set: the files an installer needs to reproduce it exactly
+// (package.json + package-lock.json, a requirements list pinned with sha256 hashes,
+// Cargo.toml + Cargo.lock). It is stored with a function version and is part of its hash.
+type Lock struct {
+	Title string            `json:"title"`
+	Files map[string][]byte `json:"files"`
+	// Hash is the hex sha256 of the canonical form (see HashFiles); it names the install.
+	Hash string `json:"hash"`
+	// Packages is how many packages the lock holds (the entry's count pattern).
+	Packages int `json:"packages"`
+}
+
+// HashFiles is the sha256 of a lock's canonical form: a version tag, the language title
+// and each file in name order as name, length and content, separated by NUL bytes.
+func HashFiles(title string, files map[string][]byte) string {
+	h := sha256.New()
+	h.Write([]byte("lambda-deps-lock/1\x00" + title + "\x00"))
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		h.Write([]byte(n + "\x00" + strconv.Itoa(len(files[n])) + "\x00"))
+		h.Write(files[n])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Verify checks that the lock belongs to spec, names exactly the entry's lock files and
+// matches its hash (a lock read back from storage is trusted only after this).
+func (l *Lock) Verify(spec *Spec) error {
+	if l == nil {
+		return errors.New("deps: no lock")
+	}
+	if l.Title != spec.Title {
+		return fmt.Errorf("deps: a %s lock given to the %s installer", l.Title, spec.Title)
+	}
+	if len(l.Files) != len(spec.Lock) {
+		return fmt.Errorf("deps: %s lock: %d files, the entry names %d", spec.Title, len(l.Files), len(spec.Lock))
+	}
+	for _, name := range spec.Lock {
+		if _, ok := l.Files[name]; !ok {
+			return fmt.Errorf("deps: %s lock: %s missing", spec.Title, name)
+		}
+	}
+	if got := HashFiles(l.Title, l.Files); got != l.Hash {
+		return fmt.Errorf("deps: %s lock: hash %s does not match its files (%s)", spec.Title, l.Hash, got)
+	}
+	return nil
+}
+
+// Resolve turns requested dependencies (package → version spec) into a Lock, running the
+// entry's resolve commands in a temporary project. No dependencies: a nil Lock, nil error.
+// Errors: *InvalidError (a name or spec the entry refuses), *LimitError, *InstallerError
+// (the installer's own message: unknown package or version, no wheel), or an internal
+// error (a missing tool, a full disk).
+func (e *Engine) Resolve(ctx context.Context, spec *Spec, deps map[string]string) (*Lock, error) {
+	if len(deps) == 0 {
+		return nil, nil
+	}
+	if len(deps) > e.cfg.MaxDeps {
+		return nil, &LimitError{Title: spec.Title, Limit: LimitDependencies, Max: int64(e.cfg.MaxDeps), Got: int64(len(deps))}
+	}
+	list, err := spec.Validate(deps)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(filepath.Join(e.cfg.Dir, "work"), "resolve-"+spec.Title+"-")
+	if err != nil {
+		return nil, fmt.Errorf("deps: %w", err)
+	}
+	defer removeAll(dir)
+	d, err := e.data(spec, list, dir, "")
+	if err != nil {
+		return nil, err
+	}
+	files, err := spec.renderMap("files", spec.Files, d)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFiles(dir, files); err != nil {
+		return nil, fmt.Errorf("deps: %w", err)
+	}
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ResolveTimeout)
+	defer cancel()
+	st := stepEnv{spec: spec, step: "resolve", data: d, limit: LimitResolveTime, max: e.cfg.ResolveTimeout}
+	if err := e.run(ctx, st, dir); err != nil {
+		if parent.Err() != nil {
+			return nil, parent.Err() // the caller gave up (or its own deadline came first)
+		}
+		return nil, err
+	}
+	lock := &Lock{Title: spec.Title, Files: map[string][]byte{}}
+	var all strings.Builder
+	for _, name := range spec.Lock {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+		if err != nil {
+			return nil, fmt.Errorf("deps: %s resolve wrote no %s: %w", spec.Title, name, err)
+		}
+		lock.Files[name] = b
+		all.Write(b)
+		all.WriteByte('\n')
+	}
+	lock.Packages = len(spec.countRE.FindAllStringIndex(all.String(), -1))
+	if lock.Packages > e.cfg.MaxPackages {
+		return nil, &LimitError{Title: spec.Title, Limit: LimitPackages, Max: int64(e.cfg.MaxPackages), Got: int64(lock.Packages)}
+	}
+	lock.Hash = HashFiles(lock.Title, lock.Files)
+	return lock, nil
+}
+
+// data is the template data of a step in dir.
+func (e *Engine) data(spec *Spec, list []Dep, dir, final string) (*tmplData, error) {
+	cache := filepath.Join(e.cfg.Dir, "downloads", spec.Title)
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, fmt.Errorf("deps: %w", err)
+	}
+	m := make(map[string]string, len(list))
+	for _, d := range list {
+		m[d.Name] = d.Version
+	}
+	if list == nil {
+		list = []Dep{}
+	}
+	return &tmplData{Deps: list, DepsMap: m, Var: e.vars(spec), Dir: dir, Final: final, Cache: cache}, nil
+}
