@@ -25,6 +25,7 @@ const (
 
 // exitCodesHelp is appended to every command's long help.
 const exitCodesHelp = `
+
 Exit codes: 0 ok; 1 the execution or run failed or timed out; 2 usage (bad flags,
 input or profile; nothing sent); 3 platform or network error.`
 

@@ -215,7 +215,7 @@ const (
 
 func fnJSON(name, language string, version int) map[string]any {
 	return map[string]any{"name": name, "language": language, "version": version,
-		"sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+		"sha256":     "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
 		"timeout_ms": 3000, "memory_mb": 128, "cache_ttl_s": 0, "env": nil,
 		"created_at": "2026-12-01T10:00:00Z", "function_created_at": "2026-11-30T09:00:00Z"}
 }

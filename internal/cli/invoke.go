@@ -81,6 +81,9 @@ looked up first, unless --language gives it.` + exitCodesHelp,
 			return nil
 		}
 		if !e.Finished() {
+			if e.Function == "" {
+				e.Function, e.Version = args[0], version // for the live view until the first poll
+			}
 			if e, err = a.watchExecution(ctx, cl, e); err != nil {
 				return err
 			}

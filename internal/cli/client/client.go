@@ -119,8 +119,10 @@ type response struct {
 }
 
 func (c *Client) do(ctx context.Context, r request) (*response, error) {
+	// r.path holds escaped segments (url.PathEscape): keep them as sent.
 	u := *c.base
-	u.Path = c.base.Path + r.path
+	u.RawPath = c.base.EscapedPath() + r.path
+	u.Path, _ = url.PathUnescape(u.RawPath)
 	u.RawQuery = r.query.Encode()
 	var body io.Reader
 	if r.body != nil {

@@ -46,8 +46,11 @@ type RunView struct{ Styles }
 
 // Live is the run's line and its steps' table, durations counted up to now.
 func (v RunView) Live(r client.Run, spin string, elapsed time.Duration) string {
-	head := strings.Join([]string{strings.TrimSpace(spin), "run", FunctionVersion(r.Pipeline, r.Version), v.Status(r.Status),
-		" " + Elapsed(elapsed), " " + v.Faint(r.ID)}, " ")
+	parts := []string{strings.TrimSpace(spin), "run"}
+	if r.Pipeline != "" {
+		parts = append(parts, FunctionVersion(r.Pipeline, r.Version))
+	}
+	head := strings.Join(append(parts, v.Status(r.Status), " "+Elapsed(elapsed), " "+v.Faint(r.ID)), " ")
 	if len(r.Steps) == 0 {
 		return head
 	}
