@@ -79,8 +79,9 @@ func isTerminal(v any) bool {
 }
 
 // Mount adds the "User commands" group (unless the root has it) and the commands to
-// root. The root should set SilenceErrors and SilenceUsage, and its main should end
-// with PrintError and os.Exit(ExitCode(err)).
+// root. The root should set SilenceErrors and SilenceUsage (the commands' errors are
+// printed by PrintError), and its main should end with os.Exit(Execute(ctx, root,
+// os.Stderr)), or PrintError and os.Exit(ExitCode(err)) after its own ExecuteContext.
 func Mount(root *cobra.Command, opts Options) {
 	if !root.ContainsGroup(GroupID) {
 		root.AddGroup(Group())

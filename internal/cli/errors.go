@@ -14,7 +14,7 @@ import (
 	"github.com/lambda-microservice/lambda/internal/cli/client"
 )
 
-// Exit codes, as documented in each command's help and the README.
+// Exit codes, as each command's help documents them.
 const (
 	ExitOK       = 0   // the command did what it was asked; an execution or run succeeded
 	ExitFailed   = 1   // the execution or run failed, timed out or was canceled

@@ -18,6 +18,12 @@ import (
 // user's shell would, and returns everything the terminal received.
 func runInPTY(t *testing.T, e env, args ...string) (string, int) {
 	t.Helper()
+	return runInPTYFor(t, 20*time.Second, e, args...)
+}
+
+// runInPTYFor is runInPTY interrupted (its context canceled) after d.
+func runInPTYFor(t *testing.T, d time.Duration, e env, args ...string) (string, int) {
+	t.Helper()
 	ptmx, tty, err := pty.Open()
 	require.NoError(t, err)
 	defer ptmx.Close()
@@ -34,8 +40,8 @@ func runInPTY(t *testing.T, e env, args ...string) (string, int) {
 	root := &cobra.Command{Use: "lambda", SilenceErrors: true, SilenceUsage: true}
 	Mount(root, Options{In: strings.NewReader(""), Out: tty, Err: tty, Getenv: e.get, ConfigDir: t.TempDir()})
 	root.SetArgs(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer time.AfterFunc(d, cancel).Stop() // as Ctrl-C does through signal.NotifyContext
 	code := Execute(ctx, root, tty)
 	require.NoError(t, tty.Close())
 	<-copied
@@ -104,4 +110,17 @@ func TestTTYRunStepTable(t *testing.T) {
 	require.Equal(t, 1, strings.Count(got, "output:"), got)
 	require.Equal(t, 1, strings.Count(got, `"sum": 385`), got)
 	require.Equal(t, 1, strings.Count(got, "total "), "the last step appears only in the final table: %q", got)
+}
+
+func TestTTYInterrupted(t *testing.T) {
+	t.Parallel()
+	f := newFake(t).on("GET /v1/executions/{id}", reply(200, execJSON("running", nil)))
+	e := on(f).env
+	e["TERM"] = "xterm-256color"
+	start := time.Now()
+	got, code := runInPTYFor(t, 700*time.Millisecond, e, "exec", "watch", execID)
+	require.Equal(t, ExitSignal, code, got)
+	require.Less(t, time.Since(start), 5*time.Second, "the watch stops with its context")
+	require.Contains(t, got, "running")
+	require.True(t, strings.HasSuffix(got, "error: interrupted\r\n"), "%q", got)
 }
