@@ -170,7 +170,8 @@ func contentType(p string) string {
 }
 
 // csp allows only this origin's scripts, styles, images and API; styles may also come
-// from <style> elements carrying the response's nonce (CodeMirror's themes).
+// from <style> elements carrying the response's nonce (CodeMirror's themes), and images
+// from data: URLs (CodeMirror's themes draw lint underlines and tab markers with them).
 func csp(nonce string) string {
 	style := "style-src 'self'"
 	if nonce != "" {

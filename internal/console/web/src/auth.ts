@@ -31,6 +31,8 @@ export function signIn(key: string) {
 export function signOut(message = "") {
   memoryKey = "";
   storage()?.removeItem(storageKey);
+  // The notebook's session belongs to the key's tenant: the next key starts afresh.
+  storage()?.removeItem("lambda.console.notebook");
   notice = message;
   listeners.forEach((f) => f());
 }

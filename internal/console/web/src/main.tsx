@@ -22,6 +22,10 @@ const sections: [string, string][] = [
 function Page() {
   const { parts, query } = useRoute();
   const [a, b, c] = parts;
+  useEffect(() => {
+    const what = sections.find(([s]) => s === a)?.[1] ?? (a === "runs" ? "Run" : "");
+    document.title = [b && b !== "new" ? b : "", what, "lambda console"].filter(Boolean).join(" · ");
+  }, [a, b]);
   switch (a) {
     case "functions":
       if (b === undefined) return <FunctionList />;
@@ -65,7 +69,7 @@ function App() {
 
   if (!key) {
     return (
-      <main id="main" class="signin-main">
+      <main id="main" class="signin-main" tabIndex={-1}>
         <SignIn />
       </main>
     );

@@ -174,7 +174,7 @@ export function NewFunction() {
           </div>
         </div>
         <Settings {...s} set={(k, v) => setS({ ...s, [k]: v })} />
-        <label id="fn-source-label">Source</label>
+        <div class="label" id="fn-source-label">Source</div>
         <Editor value={source} onChange={setSource} language={language} label="function source" testid="fn-source" id="fn-source" minHeight="260px" onSave={create} />
         <p class="muted">Ctrl/⌘+S creates the function.</p>
         <div class="actions">
@@ -300,7 +300,7 @@ function SourceTab({ fn, onSaved }: { fn: FunctionMeta; onSaved: () => void }) {
   return (
     <div>
       <Settings {...s} set={(k, v) => setS({ ...s, [k]: v })} />
-      <label id="fn-source-label">Source (version {fn.version})</label>
+      <div class="label" id="fn-source-label">Source (version {fn.version})</div>
       <Editor value={source} onChange={setSource} language={fn.language} label={`${fn.name} source`} testid="fn-source" id="fn-source" minHeight="300px" onSave={save} />
       <div class="actions">
         <button type="button" data-testid="fn-save" onClick={save} disabled={busy}>
@@ -422,7 +422,7 @@ function InvokeTab({ fn }: { fn: FunctionMeta }) {
           <input id="invoke-idempotency" data-testid="invoke-idempotency" value={idem} onInput={(e) => setIdem((e.target as HTMLInputElement).value)} />
         </div>
       </div>
-      <label id="invoke-event-label">Event (JSON)</label>
+      <div class="label" id="invoke-event-label">Event (JSON)</div>
       <Editor value={event} onChange={setEvent} language="json" label="event JSON" testid="invoke-event" id="invoke-event" minHeight="90px" onRun={invoke} />
       <div class="actions">
         <button type="button" data-testid="invoke-submit" onClick={invoke} disabled={busy}>

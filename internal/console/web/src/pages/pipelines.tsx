@@ -218,7 +218,7 @@ export function PipelinePage({ name }: { name: string }) {
           </div>
           <div>
             <h2>Start a run</h2>
-            <label id="pipeline-input-label">Input (JSON)</label>
+            <div class="label" id="pipeline-input-label">Input (JSON)</div>
             <Editor value={input} onChange={setInput} language="json" label="run input JSON" testid="pipeline-input" id="pipeline-input" minHeight="90px" onRun={start} />
             <div class="actions">
               <button type="button" data-testid="pipeline-run" onClick={start}>
@@ -388,7 +388,7 @@ export function RunPage({ id }: { id: string }) {
           </div>
           {run.status === "waiting" && (
             <div class="signal-payload">
-              <label id="run-signal-payload-label">Signal payload (JSON)</label>
+              <div class="label" id="run-signal-payload-label">Signal payload (JSON)</div>
               <Editor value={payload} onChange={setPayload} language="json" label="signal payload JSON" testid="run-signal-payload" minHeight="40px" onRun={sendSignal} />
             </div>
           )}
