@@ -166,6 +166,17 @@ func shiftEnter() chromedp.Action[chromedp.Void] {
 	})
 }
 
+// setDoc replaces an editor's document through the EditorView its wrapper exposes, once
+// the editor is mounted.
+func setDoc(testid, doc string) chromedp.Action[chromedp.Void] {
+	return chromedp.PollFunction[chromedp.Void](`(id, doc) => {
+		const v = document.querySelector('[data-testid="' + id + '"]')?.cmView;
+		if (!v) return false;
+		v.dispatch({changes: {from: 0, to: v.state.doc.length, insert: doc}});
+		return true;
+	}`, chromedp.WithPollingArgs(testid, doc))
+}
+
 func tid(id string) chromedp.CSS { return chromedp.CSS(`[data-testid="` + id + `"]`) }
 
 func text(t *testing.T, ctx context.Context, sel chromedp.CSS) string {
@@ -259,7 +270,7 @@ func TestBrowserPages(t *testing.T) {
 	do("invoke",
 		chromedp.Click(tid("fn-tab-invoke")),
 		chromedp.WaitVisible(tid("invoke-event")),
-		chromedp.Evaluate[chromedp.Void](`(v => v.dispatch({changes: {from: 0, to: v.state.doc.length, insert: '{"a": 2, "b": 40}'}}))(document.querySelector('[data-testid="invoke-event"]').cmView)`),
+		setDoc("invoke-event", `{"a": 2, "b": 40}`),
 		chromedp.Click(tid("invoke-submit")),
 		waitText(tid("result-value"), `"sum": 42`),
 		waitText(tid("result-stdout"), "adding"),
@@ -291,6 +302,10 @@ func TestBrowserPages(t *testing.T) {
 	do("executions",
 		chromedp.Click(tid("nav-executions")),
 		chromedp.WaitVisible(tid("execution-row-e-async")),
+		waitText(chromedp.CSS(`[data-testid="execution-row-e-sync"] [data-testid="execution-row-status"]`), "succeeded"),
+	)
+	screenshot(t, ctx, "executions")
+	do("execution",
 		chromedp.Click(chromedp.CSS(`[data-testid="execution-row-e-async"] a`)),
 		waitText(tid("execution-result"), "succeeded"),
 		chromedp.WaitVisible(tid("execution-temporal-link")),
@@ -329,6 +344,41 @@ func TestBrowserPages(t *testing.T) {
 		waitText(tid("notebook-promote-result"), "doubler"),
 	)
 	screenshot(t, ctx, "notebook")
+
+	do("notebook error",
+		chromedp.Click(tid("notebook-add-cell")),
+		chromedp.WaitVisible(tid("cell-editor-3")),
+		setDoc("cell-editor-3", "y"),
+		chromedp.Click(tid("cell-run-3")),
+		waitText(tid("cell-error-3"), "NameError"),
+		waitText(tid("cell-error-3"), "Traceback"),
+	)
+
+	// The refused registration is a 409 the page expects; Chrome logs that failed load, so
+	// the console is checked before it and forgotten after it.
+	check()
+	do("new function refused",
+		chromedp.Navigate(base+"#/functions/new"),
+		chromedp.WaitVisible(tid("fn-source")),
+		chromedp.SetValue(tid("fn-language"), "node"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector('[data-testid="fn-language"]').dispatchEvent(new Event("change", {bubbles: true}))`),
+		waitText(chromedp.CSS(`[data-testid="fn-source"] .cm-content`), "exports.handler"),
+		chromedp.SendKeys(tid("fn-name"), "add"),
+		chromedp.Click(tid("fn-create")),
+		waitText(tid("error"), "already exists"),
+		waitText(tid("error"), "HTTP 409"),
+	)
+	screenshot(t, ctx, "function-new-conflict")
+	forget()
+
+	do("pipelines",
+		chromedp.Click(tid("nav-pipelines")),
+		chromedp.Click(chromedp.CSS(`[data-testid="pipeline-row-approval"] a`)),
+		waitText(chromedp.CSS(`[data-testid="pipeline-definition"] .cm-content`), `"wait_for"`),
+		chromedp.WaitVisible(chromedp.CSS(`[data-testid="pipeline-graph"] [data-testid="step-approve"]`)),
+		chromedp.WaitVisible(tid("run-row-r-1")),
+	)
+	screenshot(t, ctx, "pipeline")
 
 	do("pipeline run graph",
 		chromedp.Navigate(base+"#/runs/r-1"),

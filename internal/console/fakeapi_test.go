@@ -70,6 +70,15 @@ func (f *fakeAPI) routes() http.Handler {
 	mux.HandleFunc("GET /v1/functions", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"functions": []any{fn}})
 	})
+	mux.HandleFunc("POST /v1/functions", func(w http.ResponseWriter, r *http.Request) {
+		var req struct{ Name string }
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if req.Name == "add" {
+			problem(w, 409, "Conflict", `function "add" already exists; PUT /v1/functions/add adds a version`)
+			return
+		}
+		writeJSON(w, 201, map[string]any{"name": req.Name, "language": "node", "version": 1})
+	})
 	mux.HandleFunc("GET /v1/functions/add", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, fn) })
 	mux.HandleFunc("GET /v1/functions/add/versions", func(w http.ResponseWriter, r *http.Request) {
 		a, b := version(1, ""), version(2, "")

@@ -123,11 +123,15 @@ export function RunGraph(p: {
   states: Map<string, StepState>;
   runStatus: string;
   selected?: string;
-  onSelect: (id: string) => void;
+  onSelect?: (id: string) => void;
+  /** The definition's shape only: no statuses, nothing to select. */
+  plain?: boolean;
+  testid?: string;
 }) {
   const g = layout(p.steps);
   const final = ["succeeded", "failed", "canceled"].includes(p.runStatus);
   const statusOf = (n: GNode) => {
+    if (p.plain) return "none";
     if (n.kind === "start") return "succeeded";
     if (n.kind === "end") return final ? p.runStatus : "pending";
     return p.states.get(n.key)?.status ?? "pending";
@@ -155,8 +159,8 @@ export function RunGraph(p: {
         height={g.height}
         viewBox={`0 0 ${g.width} ${g.height}`}
         role="group"
-        aria-label="pipeline run steps"
-        data-testid="run-graph"
+        aria-label={p.plain ? "pipeline steps" : "pipeline run steps"}
+        data-testid={p.testid ?? "run-graph"}
       >
         <defs>
           <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
@@ -181,6 +185,20 @@ export function RunGraph(p: {
               </g>
             );
           }
+          if (p.plain) {
+            return (
+              <g key={n.key} class="node plain" transform={`translate(${x},${y})`} data-testid={`step-${n.key}`}>
+                <title>{`${n.key}: ${n.sub}`}</title>
+                <rect width={W} height={H} rx={6} />
+                <text x={10} y={26} class="label">
+                  {n.label.length > 19 ? n.label.slice(0, 18) + "…" : n.label}
+                </text>
+                <text x={10} y={45} class="sub">
+                  {n.sub.length > 21 ? n.sub.slice(0, 20) + "…" : n.sub}
+                </text>
+              </g>
+            );
+          }
           return (
             <g
               key={n.key}
@@ -192,11 +210,11 @@ export function RunGraph(p: {
               aria-pressed={p.selected === n.key}
               data-testid={`run-step-${n.key}`}
               data-status={st}
-              onClick={() => p.onSelect(n.key)}
+              onClick={() => p.onSelect?.(n.key)}
               onKeyDown={(e) => {
                 if (e.key === "Enter" || e.key === " ") {
                   e.preventDefault();
-                  p.onSelect(n.key);
+                  p.onSelect?.(n.key);
                 }
               }}
             >

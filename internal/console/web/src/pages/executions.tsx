@@ -229,7 +229,7 @@ export function ExecutionPage({ id }: { id: string }) {
             <dt>Attempts</dt>
             <dd>{e.attempts ?? "—"}</dd>
           </dl>
-          <ExecutionResult e={e} testid="execution-result" />
+          <ExecutionResult e={e} testid="execution-result" link={false} />
           <details data-testid="execution-envelope">
             <summary>Envelope (JSON)</summary>
             <JsonBlock value={e} testid="execution-envelope-json" label="execution envelope" />

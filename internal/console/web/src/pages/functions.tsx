@@ -315,7 +315,7 @@ function SourceTab({ fn, onSaved }: { fn: FunctionMeta; onSaved: () => void }) {
 }
 
 /** An execution envelope as a result panel. */
-export function ExecutionResult({ e, testid = "invoke-result" }: { e: Execution; testid?: string }) {
+export function ExecutionResult({ e, testid = "invoke-result", link = true }: { e: Execution; testid?: string; link?: boolean }) {
   return (
     <section class="result" data-testid={testid} aria-live="polite">
       <div class="result-head">
@@ -327,7 +327,7 @@ export function ExecutionResult({ e, testid = "invoke-result" }: { e: Execution;
         {e.attempts !== undefined && e.attempts > 1 && <span>attempt {e.attempts}</span>}
         {e.truncated && <span class="tag">output truncated</span>}
         <span class="spacer" />
-        {e.id && (
+        {link && e.id && (
           <a href={href(`/executions/${enc(e.id)}`)} data-testid="result-execution-link">
             execution {e.id}
           </a>

@@ -183,6 +183,7 @@ export function PipelinePage({ name }: { name: string }) {
       </div>
       <Problem error={pl.error} />
       {msg && <Notice>{msg}</Notice>}
+      {p && p.steps && <RunGraph steps={p.steps} states={new Map()} runStatus="" plain testid="pipeline-graph" />}
       {p && (
         <div class="two-col">
           <div>
