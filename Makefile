@@ -28,11 +28,16 @@ export LAMBDA_BIN_DIR      := $(BIN)
 export LAMBDA_GATEWAY_BIN  := $(BIN)/gateway
 export LAMBDA_TEMPORAL_BIN := $(TEMPORAL_BIN)
 
-.PHONY: build run test test-deploy fuzz vet fmt clean temporal gateway bench bench-quick images deploy-k8s
+.PHONY: console build run test test-deploy fuzz vet fmt clean temporal gateway bench bench-quick images deploy-k8s
 
-build:
+# The web console's bundle (internal/console/dist, embedded in bin/lambda) is built first
+# from internal/console/web with npm and esbuild.
+build: console
 	$(GO) build -o $(BIN)/lambda ./cmd/lambda
 	$(GO) build -o $(BIN)/lambda-runtime ./cmd/lambda-runtime
+
+console:
+	sh internal/console/build.sh
 
 # The real OpenFaaS gateway, pinned in tools/gateway/go.mod. It serves its UI from ./assets
 # relative to its working directory, so the assets go to bin/gateway-ui/assets and the

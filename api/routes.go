@@ -19,6 +19,11 @@ func (s *server) routes() http.Handler {
 	r.Get("/healthz", health.Live())
 	r.Get("/readyz", s.ready.Ready())
 	r.Handle("/metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+	if s.Console != nil {
+		r.Get("/", http.RedirectHandler("/console/", http.StatusFound).ServeHTTP)
+		r.Handle("/console", s.Console)
+		r.Handle("/console/*", s.Console)
+	}
 
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(s.authenticate)

@@ -74,6 +74,9 @@ type Deps struct {
 	Checks   []Check
 	Metrics  *metrics.HTTP
 	Gatherer prometheus.Gatherer
+	// Console is the web console, served at /console/ without authentication (the page
+	// signs in with an API key and calls /v1 like any client); nil: no console.
+	Console http.Handler
 }
 
 type server struct {

@@ -20,6 +20,7 @@ import (
 	"github.com/lambda-microservice/lambda/api"
 	"github.com/lambda-microservice/lambda/internal/auth"
 	"github.com/lambda-microservice/lambda/internal/cache"
+	"github.com/lambda-microservice/lambda/internal/console"
 	"github.com/lambda-microservice/lambda/internal/core"
 	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/platform/health"
@@ -62,6 +63,8 @@ type apiConfig struct {
 	Data  dataConfig
 	// DebugAddr, when set, serves net/http/pprof there (keep it on loopback).
 	DebugAddr string `env:"LAMBDA_DEBUG_ADDR"`
+	// TemporalUI is where the console links a run's workflow (the Temporal Web UI).
+	TemporalUI string `env:"LAMBDA_TEMPORAL_UI_URL" envDefault:"http://127.0.0.1:8233"`
 	// Temporal and Start configure async executions (Prefer: respond-async); Worker and
 	// Activities the api's own worker, which runs the executions it starts eagerly.
 	Temporal   worker.TemporalConfig
@@ -213,6 +216,7 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 		Auth:     auth.New(cfg.Auth, b.store),
 		Limits:   ratelimit.New(cfg.Limit, b.cache.Client(), log),
 		Metrics:  metrics.NewHTTP(reg), Gatherer: reg,
+		Console: console.Handler(console.WithTemporalUI(cfg.TemporalUI, cfg.Temporal.Namespace)),
 	})
 	if cfg.DebugAddr != "" {
 		go serveDebug(cfg.DebugAddr, log)

@@ -13,7 +13,7 @@ func TestBadCacheSettingsAreRefused(t *testing.T) {
 	t.Parallel()
 	for _, cmd := range []string{"api", "worker"} {
 		for _, kv := range [][2]string{{"LAMBDA_CACHE_LOCAL_TTL", "-1s"}, {"LAMBDA_CACHE_LOCAL_BYTES", "-5"}} {
-			err := run(context.Background(), []string{cmd}, Env{kv[0]: kv[1]}, io.Discard, io.Discard)
+			err := run(context.Background(), []string{cmd}, Env{kv[0]: kv[1]}, nil, io.Discard, io.Discard)
 			require.Error(t, err, "%s with %s=%s", cmd, kv[0], kv[1])
 			require.Contains(t, err.Error(), kv[0])
 		}

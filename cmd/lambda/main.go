@@ -1,6 +1,7 @@
 // Command lambda is the platform binary. Its server commands run the platform's
 // processes: `lambda api`, `lambda worker`, `lambda provider`, `lambda migrate` and
-// `lambda dev` (the whole platform on one machine).
+// `lambda dev` (the whole platform on one machine); its user commands (package cli)
+// deploy, invoke and watch functions, pipelines and schedules over the public API.
 package main
 
 import (
@@ -17,16 +18,16 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/lambda-microservice/lambda/internal/cli"
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], environ(os.Environ()), os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "lambda:", err)
-		os.Exit(1)
-	}
+	err := run(ctx, os.Args[1:], environ(os.Environ()), os.Stdin, os.Stdout, os.Stderr)
+	cli.PrintError(os.Stderr, err)
+	os.Exit(cli.ExitCode(err))
 }
 
 // Env is the process environment, read only in run and handed to each subcommand.
@@ -101,7 +102,7 @@ func serverCommands(e Env, stdout, stderr io.Writer) []*cobra.Command {
 	}
 }
 
-func run(ctx context.Context, args []string, e Env, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, e Env, stdin io.Reader, stdout, stderr io.Writer) error {
 	root := &cobra.Command{
 		Use:           "lambda",
 		Short:         "lambda-microservice: register scripts over HTTP and run them fast or durably",
@@ -113,6 +114,8 @@ func run(ctx context.Context, args []string, e Env, stdout, stderr io.Writer) er
 		c.GroupID = groupServer
 		root.AddCommand(c)
 	}
+	// The user commands (a client of the public API) share the binary.
+	cli.Mount(root, cli.Options{In: stdin, Out: stdout, Err: stderr, Getenv: func(k string) string { return e[k] }})
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

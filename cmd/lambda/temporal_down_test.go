@@ -77,7 +77,7 @@ func TestSyncWhileTemporalDown(t *testing.T) {
 	logs := &temporalTestLog{}
 	done := make(chan error, 1)
 	t0 := time.Now()
-	go func() { done <- run(ctx, []string{"api"}, env, io.Discard, logs) }()
+	go func() { done <- run(ctx, []string{"api"}, env, nil, io.Discard, logs) }()
 	defer func() {
 		cancel()
 		require.NoError(t, <-done)
