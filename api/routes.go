@@ -44,6 +44,8 @@ func (s *server) routes() http.Handler {
 		r.Get("/executions", s.handleListExecutions())
 		r.Get("/executions/{id}", s.handleGetExecution())
 		r.Delete("/executions/{id}", s.handleCancelExecution())
+
+		r.Get("/stats/functions/{name}", s.handleFunctionStats())
 	})
 	return r
 }

@@ -40,6 +40,7 @@ type Core interface {
 	Invoke(ctx context.Context, req core.Request) (store.Execution, bool, error)
 	StartExecution(ctx context.Context, req core.Request) (store.Execution, bool, error)
 	CancelExecution(ctx context.Context, tenant, id string) error
+	FunctionStats(ctx context.Context, req core.StatsRequest) (core.FunctionStats, error)
 }
 
 // Store is what the handlers read from PostgreSQL directly.

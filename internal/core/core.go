@@ -35,6 +35,7 @@ type Store interface {
 	StartAttempt(ctx context.Context, tenant, id string, attempt int) (store.Execution, error)
 	ClaimIdempotencyKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl time.Duration) (string, bool, error)
 	ReleaseIdempotencyKey(ctx context.Context, tenant, key, executionID string) error
+	FunctionStats(ctx context.Context, q store.StatsQuery) ([]store.StatsBucket, error)
 }
 
 // ResultCache is the Redis result cache (*cache.Cache).
