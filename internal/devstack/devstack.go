@@ -47,7 +47,8 @@ type Options struct {
 	// TemporalBin is the Temporal CLI (make temporal).
 	// Default: ${XDG_CACHE_HOME:-$HOME/.cache}/lambda-microservice/temporal-v1.5.1/temporal.
 	TemporalBin string `env:"LAMBDA_TEMPORAL_BIN"`
-	// PrometheusBin is started when it exists; otherwise a stub answers the gateway's queries.
+	// PrometheusBin is started unless SkipPrometheus; when missing, the prometheus package is
+	// installed (AllowInstall, as root), else a stub answers the gateway's queries.
 	PrometheusBin string `env:"LAMBDA_PROMETHEUS_BIN" envDefault:"/usr/bin/prometheus"`
 	// RulesDir holds Prometheus rule files (*.yml) loaded when the folder exists.
 	RulesDir string `env:"LAMBDA_PROMETHEUS_RULES" envDefault:"deploy/prometheus/rules"`
@@ -110,7 +111,8 @@ type Options struct {
 	RuntimeReadyTimeout time.Duration `env:"LAMBDA_DEV_RUNTIME_READY_TIMEOUT" envDefault:"5m"`
 	// StopGrace is the time between SIGTERM and SIGKILL for each child.
 	StopGrace time.Duration `env:"LAMBDA_DEV_STOP_GRACE" envDefault:"10s"`
-	// AllowInstall lets a root process `apt-get install` PostgreSQL or Redis when missing.
+	// AllowInstall lets a root process `apt-get install` PostgreSQL, Redis, Prometheus,
+	// bubblewrap and the runtimes' packages when missing.
 	AllowInstall bool `env:"LAMBDA_DEV_ALLOW_INSTALL" envDefault:"true"`
 
 	// Out receives progress lines, children's error lines and the summary (nil: discard).
@@ -448,6 +450,7 @@ func (s *Stack) platformVars() map[string]string {
 		"LAMBDA_ENDPOINTS_URL":    s.ProviderURL,
 		"LAMBDA_INVOKE_ROUTE":     s.opts.InvokeRoute,
 		"LAMBDA_TEMPORAL_ADDR":    s.TemporalAddr,
+		"LAMBDA_TEMPORAL_UI_URL":  s.TemporalUIURL, // where the console links workflows
 		"LAMBDA_METRICS_ADDR":     s.workerMetrics,
 		"LAMBDA_RUNTIMES_FILE":    s.opts.RuntimesFile,
 		"LAMBDA_LOG_LEVEL":        s.opts.Log.Level,

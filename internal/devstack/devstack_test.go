@@ -258,6 +258,7 @@ func TestStartFullStack(t *testing.T) {
 	})
 	require.NotEmpty(t, st.Functions)
 	require.Contains(t, st.Summary(), st.APIURL)
+	require.Contains(t, st.Summary(), st.APIURL+"/console/")
 
 	call := func(method, path, body string) (int, map[string]any) {
 		req, err := http.NewRequestWithContext(ctx, method, st.APIURL+path, strings.NewReader(body))
@@ -336,4 +337,25 @@ func TestEnsurePackages(t *testing.T) {
 
 	s.opts.Runtimes = []string{"cobol"}
 	require.ErrorContains(t, s.ensurePackages(context.Background()), `runtime "cobol" is not in the registry`)
+}
+
+// TestEnsurePrometheus: a missing binary that cannot be installed is a warning and no
+// Prometheus (the gateway gets the stub); a taken address moves to a free port.
+func TestEnsurePrometheus(t *testing.T) {
+	t.Parallel()
+	s := bareStack(t, Options{PrometheusBin: filepath.Join(t.TempDir(), "prometheus"), AllowInstall: false})
+	s.prometheusAddr, s.PrometheusURL = "127.0.0.1:9", "http://127.0.0.1:9"
+	require.False(t, s.ensurePrometheus(context.Background()))
+	require.Empty(t, s.prometheusAddr)
+	require.Empty(t, s.PrometheusURL)
+	require.Contains(t, s.Summary(), "not running")
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	s = bareStack(t, Options{PrometheusBin: "/bin/true"})
+	s.prometheusAddr = taken.Addr().String()
+	require.True(t, s.ensurePrometheus(context.Background()))
+	require.NotEqual(t, taken.Addr().String(), s.prometheusAddr)
+	require.Equal(t, "http://"+s.prometheusAddr, s.PrometheusURL)
 }

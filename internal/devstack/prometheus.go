@@ -11,14 +11,44 @@ import (
 	"time"
 )
 
-func (s *Stack) prometheusWanted() bool {
-	return !s.opts.SkipPrometheus && isExecutable(s.opts.PrometheusBin)
+// prometheusWanted: Prometheus runs unless skipped; when its binary is missing,
+// startPrometheus installs the Debian package first (the console's charts and the
+// gateway's function list want one).
+func (s *Stack) prometheusWanted() bool { return !s.opts.SkipPrometheus }
+
+// ensurePrometheus installs the prometheus package when the binary is missing. It
+// reports whether Prometheus can start; when it cannot, the stack goes on without it
+// (a stub answers the gateway's queries) after a warning. A package that starts its
+// own service on our address (systemd) moves ours to a free port.
+func (s *Stack) ensurePrometheus(ctx context.Context) bool {
+	if !isExecutable(s.opts.PrometheusBin) {
+		if err := s.install(ctx, "prometheus", "no Prometheus ("+s.opts.PrometheusBin+")"); err != nil || !isExecutable(s.opts.PrometheusBin) {
+			if err == nil {
+				err = fmt.Errorf("installed prometheus but %s is still missing", s.opts.PrometheusBin)
+			}
+			s.printf("  %-12s warning: %v; going on without Prometheus\n", "", err)
+			s.prometheusAddr, s.PrometheusURL = "", ""
+			return false
+		}
+	}
+	if checkFree(s.prometheusAddr) != nil {
+		addr, err := freeAddr()
+		if err != nil {
+			return false
+		}
+		s.printf("  %-12s %s is taken (the package's own service?); using %s\n", "", s.prometheusAddr, addr)
+		s.prometheusAddr, s.PrometheusURL = addr, "http://"+addr
+	}
+	return true
 }
 
 // startPrometheus writes DataDir/prometheus/prometheus.yml, scraping every component of
 // the table that serves /metrics plus the runtime replicas (HTTP service discovery from
 // the provider), with the rule files of RulesDir, and runs Prometheus on it.
 func (s *Stack) startPrometheus(ctx context.Context) error {
+	if !s.ensurePrometheus(ctx) {
+		return nil
+	}
 	dir := filepath.Join(s.DataDir, "prometheus")
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		return err

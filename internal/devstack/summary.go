@@ -19,6 +19,7 @@ func (s *Stack) Summary() string {
 		} else {
 			row("admin token", "from LAMBDA_ADMIN_TOKEN", "")
 		}
+		row("console", s.APIURL+"/console/", "sign in with the admin token or a tenant's API key")
 	}
 	row("OpenFaaS gateway", s.GatewayURL, "UI "+s.GatewayUIURL+"  metrics "+s.GatewayMetricsURL)
 	row("provider", s.ProviderURL, "functions: "+strings.Join(s.Functions, ", "))
@@ -37,7 +38,7 @@ func (s *Stack) Summary() string {
 	if s.PrometheusURL != "" {
 		row("Prometheus", s.PrometheusURL, "targets: "+s.PrometheusURL+"/targets")
 	} else {
-		row("Prometheus", "-", "not running (install the prometheus package)")
+		row("Prometheus", "-", "not running (LAMBDA_DEV_SKIP_PROMETHEUS, or the prometheus package could not be installed)")
 	}
 	row("PostgreSQL", redact(s.DatabaseURL), s.pgNote)
 	row("Redis", redact(s.RedisURL), s.redisNote)
