@@ -11,7 +11,8 @@
 #   make bench-quick  the same scenarios with short durations (harness check; make test runs it)
 #
 # Integration tests find the binaries through LAMBDA_BIN_DIR, LAMBDA_GATEWAY_BIN and
-# LAMBDA_TEMPORAL_BIN, which `make test` exports.
+# LAMBDA_TEMPORAL_BIN, which `make test` exports; the console's browser tests save their
+# screenshots under LAMBDA_CONSOLE_SCREENSHOTS (bin/console-screenshots).
 
 GO           ?= go
 BIN          := $(CURDIR)/bin
@@ -27,6 +28,7 @@ PKGS         ?= ./...
 export LAMBDA_BIN_DIR      := $(BIN)
 export LAMBDA_GATEWAY_BIN  := $(BIN)/gateway
 export LAMBDA_TEMPORAL_BIN := $(TEMPORAL_BIN)
+export LAMBDA_CONSOLE_SCREENSHOTS ?= $(BIN)/console-screenshots
 
 .PHONY: console build run test test-deploy fuzz vet fmt clean temporal gateway bench bench-quick images deploy-k8s
 
