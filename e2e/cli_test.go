@@ -55,7 +55,9 @@ func newCLIUser(t *testing.T, tenant string) *cliUser {
 	return u
 }
 
-func (u *cliUser) configFile() string { return filepath.Join(u.home, ".config", "lambda", "config.yaml") }
+func (u *cliUser) configFile() string {
+	return filepath.Join(u.home, ".config", "lambda", "config.yaml")
+}
 
 // environ is a plain user's environment: none of the test process's LAMBDA_* settings
 // (LAMBDA_API or LAMBDA_TOKEN would override the profile), no colours; extra is KEY=VALUE.
@@ -171,7 +173,7 @@ var cliSources = map[string]string{
 	"hello.js": "exports.handler = async (event, context) => {\n  console.log('hello', event.name);\n  return { hello: event.name, fn: context.functionName };\n};\n",
 	"square.rs": "use serde_json::{json, Value};\nfn handler(event: Value, _ctx: &Context) -> Result<Value, String> {\n" +
 		"    let n = event[\"n\"].as_i64().ok_or(\"n must be an integer\")?;\n    Ok(json!({\"square\": n * n}))\n}\n",
-	"slow.py":  "import time\ndef handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    print('slept', event.get('sleep', 0))\n    return 'done'\n",
+	"slow.py":   "import time\ndef handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    print('slept', event.get('sleep', 0))\n    return 'done'\n",
 	"notes.txt": "not a function\n",
 }
 
