@@ -49,6 +49,7 @@ func run(m *testing.M) int {
 	opts.RuntimesFile = reg
 	opts.RulesDir = ""
 	opts.Worker = "on"
+	opts.TemporalHeadless = false // the console links executions to the Temporal UI
 	if opts.TemporalBin == "" {
 		opts.TemporalBin = devstack.DefaultTemporalBin(environ)
 	}
