@@ -1,8 +1,11 @@
 // Package e2e runs the whole platform (devstack: PostgreSQL, Redis, Temporal dev server, the
 // real OpenFaaS gateway, the local provider, the runtime hosts, the api and the worker) on
-// free ports with a fresh database, and drives it only through its public HTTP API, the
-// way a user would. The registry adds a fourth language (Perl, from runtimes/testdata) next
-// to the bundled three, without any Go change.
+// free ports with a fresh database, and drives it only the ways a user would: its public
+// HTTP API, the real bin/lambda CLI (cli_test.go: newCLIUser) and the web console in
+// headless Chromium (console_test.go: signInConsole). Every test of the package shares the
+// one platform; a feature adds its checks as tests here, each with a tenant of its own. The
+// registry adds a fourth language (Perl, from runtimes/testdata) next to the bundled three,
+// without any Go change.
 package e2e
 
 import (
