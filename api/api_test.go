@@ -3,6 +3,8 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,6 +35,13 @@ import (
 type scriptedRunner struct {
 	calls  atomic.Int64
 	builds sync.Map // sha256 → the version number it was built for
+	// gate holds the calls of a script that says "block" until it is closed (or the
+	// call's context ends, as the OpenFaaS call does).
+	gate chan struct{}
+	// The first call of a script that says "hang" never returns (until the test ends):
+	// the api making it is as good as dead.
+	hung atomic.Bool
+	stop chan struct{}
 }
 
 func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.Result, error) {
@@ -46,7 +55,20 @@ func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.
 	}
 	var ev map[string]any
 	_ = json.Unmarshal(c.Event, &ev)
+	if strings.Contains(c.Source, "hang") && r.hung.CompareAndSwap(false, true) {
+		<-r.stop
+		return faas.Result{}, context.Canceled
+	}
+	if strings.Contains(c.Source, "block") {
+		select {
+		case <-r.gate:
+		case <-ctx.Done():
+			return faas.Result{}, ctx.Err()
+		}
+	}
 	switch {
+	case strings.Contains(c.Source, "bigresult"):
+		return faas.Result{Status: "succeeded", Result: json.RawMessage(`"` + strings.Repeat("x", 7<<20) + `"`)}, nil
 	case strings.Contains(c.Source, "raise"):
 		return faas.Result{Status: "failed", Error: &faas.Error{Type: "ValueError", Message: "boom", Stack: "line 1"}}, nil
 	case strings.Contains(c.Source, "sleep"):
@@ -65,14 +87,22 @@ type fixture struct {
 	dbURL  string
 }
 
-func newFixture(t *testing.T, opts ...func(*api.Deps, *store.Store, *cache.Cache)) *fixture {
+// fixtureOption changes the server's collaborators before it is built.
+type fixtureOption = func(*api.Deps, *store.Store, *cache.Cache)
+
+// coreOption changes the invocation core's configuration.
+type coreOption func(*core.Config)
+
+// newFixture serves the API over the real store and cache with a scripted runner; opts
+// are fixtureOption and coreOption values.
+func newFixture(t *testing.T, opts ...any) *fixture {
 	t.Helper()
 	return newFixtureOn(t, "redis://127.0.0.1:6379/0", opts...)
 }
 
 // newFixtureOn is newFixture with the result cache (and the limiter of withAuth) on the
 // Redis at redisURL.
-func newFixtureOn(t *testing.T, redisURL string, opts ...func(*api.Deps, *store.Store, *cache.Cache)) *fixture {
+func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 	t.Helper()
 	dbURL := db.New(t)
 	ctx := context.Background()
@@ -88,11 +118,17 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...func(*api.Deps, *store.
 	lctx, cancel := context.WithCancel(ctx)
 	go logs.Run(lctx)
 	t.Cleanup(cancel)
-	r := &scriptedRunner{}
+	r := &scriptedRunner{gate: make(chan struct{}), stop: make(chan struct{})}
 	mreg := metrics.NewRegistry()
-	svc := core.New(core.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour, VersionCacheTTL: time.Second,
+	cfg := core.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour, VersionCacheTTL: time.Second,
 		RuntimeCallSlack: time.Second, Functions: core.FunctionLimits{MaxSourceBytes: 1024, DefaultTimeoutMS: 1000,
-			DefaultMemoryMB: 128, MaxTimeout: 15 * time.Minute}},
+			DefaultMemoryMB: 128, MaxTimeout: 15 * time.Minute}}
+	for _, o := range opts {
+		if o, ok := o.(coreOption); ok {
+			o(&cfg)
+		}
+	}
+	svc := core.New(cfg,
 		core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()})
 	deps := api.Deps{
 		Config: api.Config{MaxEventBytes: 2048, MaxWait: 5 * time.Second},
@@ -100,11 +136,18 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...func(*api.Deps, *store.
 		Checks: []api.Check{{Name: "postgres", Required: true, Probe: st.Ping}},
 	}
 	for _, o := range opts {
-		o(&deps, st, c)
+		switch o := o.(type) {
+		case fixtureOption:
+			o(&deps, st, c)
+		case coreOption:
+		default:
+			t.Fatalf("unknown fixture option %T", o)
+		}
 	}
 	h := api.NewServer(deps)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(r.stop) }) // before the server's Close, which waits for every call
 	return &fixture{srv: srv, runner: r, dbURL: dbURL}
 }
 
@@ -440,7 +483,10 @@ func TestConcurrentUpdatesBuildForTheVersionTheyGet(t *testing.T) {
 	require.Len(t, versions, n+1, "every update got its own version")
 	for _, v := range versions {
 		m := v.(map[string]any)
-		built, ok := f.runner.builds.Load(m["sha256"])
+		// The runtime builds a version by its source's hash (its sha256 covers settings too).
+		src := f.do(t, "GET", fmt.Sprintf("/v1/functions/busy/versions/%v", m["version"]), "").body["source"].(string)
+		sum := sha256.Sum256([]byte(src))
+		built, ok := f.runner.builds.Load(hex.EncodeToString(sum[:]))
 		require.True(t, ok, "version %v was built", m["version"])
 		require.EqualValues(t, m["version"], built, "version %v was built for its own number", m["version"])
 	}

@@ -1,6 +1,7 @@
 // Package cache keeps function results in Redis (go-redis v9) for functions registered
-// with cache_ttl_s > 0. A key is the version's sha256 plus the canonical form of the
-// event, so equal events in any key order hit the same entry. Each process also keeps a
+// with cache_ttl_s > 0. A key is the function version (its sha256 covers everything that
+// changes its answer) plus the canonical form of the event, so equal events in any key
+// order hit the same entry. Each process also keeps a
 // short-lived copy of the entries it read or wrote (Config), so a hot key costs no Redis
 // round trip on most hits.
 package cache
@@ -75,14 +76,16 @@ type Entry struct {
 	Local bool `json:"-"`
 }
 
-// Key derives the cache key of (tenant, script sha256, event).
-func Key(tenant, sha string, event json.RawMessage) (string, error) {
+// Key derives the cache key of (tenant, version, event): version names what answers —
+// the core passes the function's name, version number and sha256, which covers the
+// version's source, settings and env — and the event counts in its canonical form.
+func Key(tenant, version string, event json.RawMessage) (string, error) {
 	canon, err := Canonical(event)
 	if err != nil {
 		return "", err
 	}
 	h := sha256.Sum256(canon)
-	return "lambda:result:" + tenant + ":" + sha + ":" + hex.EncodeToString(h[:]), nil
+	return "lambda:result:" + tenant + ":" + version + ":" + hex.EncodeToString(h[:]), nil
 }
 
 // Get returns the entry under key, if any: from the process's copy while it lasts (even

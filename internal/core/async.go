@@ -46,9 +46,11 @@ func errAsyncOff() error {
 }
 
 // StartExecution accepts an async invocation: it pins the version, records the execution
-// queued (the row holds the event) and has Durable start it. With an Idempotency-Key
-// already used it returns that key's execution (replayed) and starts nothing. A start
-// that fails leaves the execution recorded failed and the key free for a retry.
+// queued (the row holds the event) and has Durable start it. The row, the Idempotency-Key's
+// claim and the tenant's cap (AsyncPerTenant, RateLimited beyond) are one transaction.
+// With a key already used it returns that key's execution (replayed) and starts nothing.
+// A start that fails leaves the execution recorded failed and the key free for a retry;
+// a start that never happens (the api died after the row) is the sweeper's to finish.
 func (s *Service) StartExecution(ctx context.Context, req Request) (store.Execution, bool, error) {
 	if s.durable == nil {
 		return store.Execution{}, false, errAsyncOff()
@@ -63,20 +65,23 @@ func (s *Service) StartExecution(ctx context.Context, req Request) (store.Execut
 		LanguageTitle: req.LanguageTitle, Mode: "async", Status: store.StatusQueued, Payload: req.Event,
 		CreatedAt: time.Now().UTC(), WorkflowID: s.durable.RunID(x.ID),
 	}
+	a := store.Admission{MaxOpen: s.cfg.AsyncPerTenant}
 	if req.IdempotencyKey != "" {
-		hash := requestHash("async", req.Function, req.Version, rt.Title, req.Event)
-		// The key's owner writes its row right after its claim: wait a moment for it.
-		prev, replayed, err := s.claim(ctx, req.Tenant, req.IdempotencyKey, x.ID, hash, time.Second)
-		if replayed {
-			s.countAsync(rt.Title, "deduplicated")
-		}
-		if err != nil || replayed {
-			return prev, replayed, err
-		}
+		a.Key, a.KeyTTL = req.IdempotencyKey, s.cfg.IdempotencyTTL
+		a.RequestHash = requestHash("async", req.Function, req.Version, rt.Title, req.Event)
 	}
-	if err := s.store.SaveExecution(ctx, &e); err != nil {
-		s.release(req.Tenant, req.IdempotencyKey, x.ID)
+	owner, created, err := s.store.EnqueueExecution(ctx, &e, a)
+	if err != nil {
 		return store.Execution{}, false, err
+	}
+	if !created {
+		s.countAsync(rt.Title, "deduplicated")
+		prev, err := s.store.GetExecution(ctx, req.Tenant, owner, false)
+		if fault.Is(err, fault.NotFound) {
+			// A claim made before claims and rows were written together.
+			return store.Execution{}, false, inProgress(req.IdempotencyKey)
+		}
+		return prev, err == nil, err
 	}
 	if err := s.durable.StartExecution(ctx, x); err != nil {
 		s.log.Error("start durable execution", logging.Err(err), zap.String(logging.FieldExecutionID, x.ID))

@@ -34,6 +34,8 @@ type Store interface {
 	GetExecution(ctx context.Context, tenant, id string, withPayload bool) (store.Execution, error)
 	StartAttempt(ctx context.Context, tenant, id string, attempt int) (store.Execution, error)
 	ClaimIdempotencyKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl time.Duration) (string, bool, error)
+	ClaimPendingIdempotencyKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl, pending time.Duration) (string, bool, error)
+	EnqueueExecution(ctx context.Context, e *store.Execution, a store.Admission) (string, bool, error)
 	ReleaseIdempotencyKey(ctx context.Context, tenant, key, executionID string) error
 	FunctionStats(ctx context.Context, q store.StatsQuery) ([]store.StatsBucket, error)
 }
@@ -71,6 +73,17 @@ type Config struct {
 	IdempotencyTTL   time.Duration `env:"LAMBDA_IDEMPOTENCY_TTL" envDefault:"24h"`
 	VersionCacheTTL  time.Duration `env:"LAMBDA_VERSION_CACHE_TTL" envDefault:"1s"`
 	RuntimeCallSlack time.Duration `env:"LAMBDA_RUNTIME_CALL_SLACK" envDefault:"5s"`
+	// IdempotencyPendingMargin: the Idempotency-Key of a sync call whose api died mid-call
+	// is free again after the function's timeout, the runtime slack and this margin (the
+	// request log's write retries included); held for IdempotencyTTL once its row exists.
+	IdempotencyPendingMargin time.Duration `env:"LAMBDA_IDEMPOTENCY_PENDING_MARGIN" envDefault:"1m"`
+	// MaxResultBytes caps a handler's result (its JSON text): a larger one fails the
+	// execution with ResultTooLarge and is neither stored, cached nor returned. ≤ 0 means
+	// the default, 6 MiB: there is always a cap.
+	MaxResultBytes int `env:"LAMBDA_MAX_RESULT_BYTES" envDefault:"6291456"`
+	// AsyncPerTenant caps a tenant's async executions queued or running at once: one more
+	// is refused 429 (0: no cap).
+	AsyncPerTenant int `env:"LAMBDA_TENANT_ASYNC_MAX" envDefault:"1000"`
 	// Functions bounds what a registration may ask for.
 	Functions FunctionLimits
 }
@@ -113,6 +126,17 @@ type Service struct {
 func New(cfg Config, d Deps) *Service {
 	return &Service{cfg: cfg, store: d.Store, cache: d.Cache, runner: d.Runner, logs: d.Logs, reg: d.Registry,
 		durable: d.Durable, m: d.Metrics, log: d.Log}
+}
+
+// DefaultMaxResultBytes is the result cap when Config.MaxResultBytes is not set.
+const DefaultMaxResultBytes = 6 << 20
+
+// maxResult is the result cap in force.
+func (s *Service) maxResult() int {
+	if s.cfg.MaxResultBytes > 0 {
+		return s.cfg.MaxResultBytes
+	}
+	return DefaultMaxResultBytes
 }
 
 // Config returns the core's configuration.

@@ -6,8 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,7 +104,7 @@ func (s *Service) UpdateFunction(ctx context.Context, spec FunctionSpec) (store.
 				"function %q is %s; a new version cannot change its language to %s", v.Name, cur.Language, v.Language)
 		}
 		v.Version = cur.Version.Version + 1
-		if v.SHA256 != cur.SHA256 || v.MemoryMB != cur.MemoryMB || !maps.Equal(v.Env, cur.Env) {
+		if v.Build() != cur.Build() || v.MemoryMB != cur.MemoryMB || !maps.Equal(v.Env, cur.Env) {
 			if err := s.build(ctx, v); err != nil {
 				return store.Function{}, false, err
 			}
@@ -179,9 +182,45 @@ func (s *Service) newVersion(spec FunctionSpec) (store.Version, error) {
 	if size > 4096 {
 		return store.Version{}, invalid("env is %d bytes; the limit is 4096", size)
 	}
-	sum := sha256.Sum256([]byte(v.Source))
-	v.SHA256 = hex.EncodeToString(sum[:])
+	seal(&v)
 	return v, nil
+}
+
+// seal sets a version's two hashes from everything it is made of. It is the one place
+// they are computed: an input added to versions (dependencies, say) goes into buildHash
+// when the runtime host must build it, and into versionHash in any case.
+func seal(v *store.Version) {
+	v.BuildSHA256 = buildHash(*v)
+	v.SHA256 = versionHash(*v)
+}
+
+// buildHash is what a runtime host builds and caches a version by, and checks its source
+// against: the hex sha256 of the source.
+func buildHash(v store.Version) string {
+	sum := sha256.Sum256([]byte(v.Source))
+	return hex.EncodeToString(sum[:])
+}
+
+// versionHash is a version's sha256: everything that may change what it answers for an
+// event — its build, its language and every setting, env included (keys in order). The
+// result cache is keyed on it, so a version that only changed its env misses the cache.
+// Each field is written with its length, so no two versions share an encoding.
+func versionHash(v store.Version) string {
+	h := sha256.New()
+	field := func(name, value string) {
+		fmt.Fprintf(h, "%s:%d:%s\n", name, len(value), value)
+	}
+	field("lambda-version", "2")
+	field("build", buildHash(v))
+	field("language", v.Language)
+	field("timeout_ms", strconv.Itoa(v.TimeoutMS))
+	field("memory_mb", strconv.Itoa(v.MemoryMB))
+	field("cache_ttl_s", strconv.Itoa(v.CacheTTLS))
+	for _, k := range slices.Sorted(maps.Keys(v.Env)) {
+		field("env", k)
+		field("=", v.Env[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // build checks that a script builds on its runtime (syntax check, Rust compile) before it
@@ -194,7 +233,7 @@ func (s *Service) build(ctx context.Context, v store.Version) error {
 		return err
 	}
 	_, err = s.runner.Run(ctx, rt.Function, faas.Call{
-		ExecutionID: "build-" + v.SHA256[:12], Tenant: v.Tenant, Function: v.Name, Version: v.Version, SHA256: v.SHA256,
+		ExecutionID: "build-" + v.SHA256[:12], Tenant: v.Tenant, Function: v.Name, Version: v.Version, SHA256: v.Build(),
 		Source: v.Source, Event: json.RawMessage("null"), TimeoutMS: v.TimeoutMS, MemoryMB: v.MemoryMB, Env: v.Env,
 		BuildOnly: true,
 	})

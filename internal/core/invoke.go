@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -116,35 +117,45 @@ func requestHash(mode, name string, version int, title string, event json.RawMes
 // errInProgress is the cause of a Conflict for a key whose execution is not recorded yet.
 var errInProgress = errors.New("in progress")
 
-// claim claims an Idempotency-Key for a new execution id. When the key is already held
-// it returns the execution recorded under it instead (replayed=true). The holder writes
-// its row right after its claim (an async start) or once it has run (a sync call): a
-// repeat waits up to wait for that row, then answers Conflict while the first request is
-// still in progress.
-func (s *Service) claim(ctx context.Context, tenant, key, id, hash string, wait time.Duration) (store.Execution, bool, error) {
-	owner, claimed, err := s.store.ClaimIdempotencyKey(ctx, tenant, key, id, hash, s.cfg.IdempotencyTTL)
-	if err != nil || claimed {
-		return store.Execution{}, false, err
-	}
-	deadline := time.Now().Add(wait)
+// inProgress is the Conflict answered while a key's execution has no row yet.
+func inProgress(key string) error {
+	return fault.Wrap(fault.Conflict, errInProgress, "a request with Idempotency-Key %q is still in progress", key)
+}
+
+// claimSync claims an Idempotency-Key for a sync call that may take up to timeout. The
+// claim is pending until the call's row is written: should the api die mid-call, the key
+// is free again once the call could no longer be running (timeout, runtime slack, margin).
+// While another call holds the key, claimSync waits for that call's row — up to as long
+// as the call may still take — and returns it (replayed=true); Conflict when it is still
+// running by then. It claims the key itself when the holder released it meanwhile.
+func (s *Service) claimSync(ctx context.Context, tenant, key, id, hash string, timeout time.Duration) (store.Execution, bool, error) {
+	pending := timeout + s.cfg.RuntimeCallSlack + s.cfg.IdempotencyPendingMargin
+	deadline := time.Now().Add(timeout + s.cfg.RuntimeCallSlack)
+	poll := 20 * time.Millisecond
 	for {
+		owner, claimed, err := s.store.ClaimPendingIdempotencyKey(ctx, tenant, key, id, hash, s.cfg.IdempotencyTTL, pending)
+		if err != nil || claimed {
+			return store.Execution{}, false, err
+		}
 		e, err := s.store.GetExecution(ctx, tenant, owner, false)
 		if !fault.Is(err, fault.NotFound) {
 			return e, err == nil, err
 		}
-		if !time.Now().Before(deadline) {
-			return store.Execution{}, false, fault.Wrap(fault.Conflict, errInProgress,
-				"a request with Idempotency-Key %q is still in progress", key)
+		left := time.Until(deadline)
+		if left <= 0 {
+			return store.Execution{}, false, inProgress(key)
 		}
 		select {
 		case <-ctx.Done():
 			return store.Execution{}, false, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(min(poll, left)):
 		}
+		poll = min(2*poll, 250*time.Millisecond)
 	}
 }
 
-// release frees a key whose execution never ran (platform failure), so a retry runs.
+// release frees a key whose execution never ran (platform failure), so a retry runs. It
+// is called only once nothing runs for the key any more: the runtime call has returned.
 func (s *Service) release(tenant, key, id string) {
 	if key == "" {
 		return
@@ -159,6 +170,10 @@ func (s *Service) release(tenant, key, id string) {
 // Invoke runs a synchronous invocation on the fast path and returns the recorded
 // execution. Handler failures and timeouts are executions, not errors; an error means
 // the platform could not run or record it.
+//
+// With an Idempotency-Key the call runs to its end and is recorded even when its caller
+// goes away (a client that timed out): the key stays claimed until then, and a retry with
+// it waits for this execution instead of running the script a second time.
 func (s *Service) Invoke(ctx context.Context, req Request) (store.Execution, bool, error) {
 	start := time.Now()
 	v, rt, err := s.resolve(ctx, req.Tenant, req.Function, req.Version, req.LanguageTitle)
@@ -169,14 +184,18 @@ func (s *Service) Invoke(ctx context.Context, req Request) (store.Execution, boo
 		ID: NewExecutionID(), Tenant: req.Tenant, Function: v.Name, Version: v.Version, Language: v.Language,
 		LanguageTitle: req.LanguageTitle, Mode: "sync", Payload: req.Event, CreatedAt: start.UTC(),
 	}
+	timeout := min(time.Duration(v.TimeoutMS)*time.Millisecond, s.cfg.SyncTimeoutMax)
 	if req.IdempotencyKey != "" {
 		hash := requestHash("sync", req.Function, req.Version, rt.Title, req.Event)
-		prev, replayed, err := s.claim(ctx, req.Tenant, req.IdempotencyKey, e.ID, hash, 0)
+		prev, replayed, err := s.claimSync(ctx, req.Tenant, req.IdempotencyKey, e.ID, hash, timeout)
 		if err != nil || replayed {
 			return prev, replayed, err
 		}
+		// The runtime call is bounded by timeout + slack in run, the write by the log
+		// writer's retry window.
+		ctx = context.WithoutCancel(ctx)
 	}
-	err = s.execute(ctx, v, rt, &e)
+	err = s.execute(ctx, v, rt, &e, timeout)
 	if err == nil {
 		err = s.logs.Write(ctx, &e)
 	}
@@ -190,13 +209,13 @@ func (s *Service) Invoke(ctx context.Context, req Request) (store.Execution, boo
 	return e, false, nil
 }
 
-// execute fills e from the cache or by running the script (sync path).
-func (s *Service) execute(ctx context.Context, v store.Version, rt *runtimes.Runtime, e *store.Execution) error {
+// execute fills e from the cache or by running the script within timeout (sync path).
+func (s *Service) execute(ctx context.Context, v store.Version, rt *runtimes.Runtime, e *store.Execution, timeout time.Duration) error {
 	var key string
 	if v.CacheTTLS > 0 {
 		var hit bool
 		var entry cache.Entry
-		key, entry, hit = s.cacheLookup(ctx, v.Tenant, v.SHA256, e.Payload)
+		key, entry, hit = s.cacheLookup(ctx, v.Tenant, resultScope(v.Name, v.Version, v.SHA256), e.Payload)
 		if hit {
 			now := time.Now().UTC()
 			e.Status, e.Result, e.Stdout, e.Stderr, e.Cached, e.Attempts = store.StatusSucceeded, entry.Result, entry.Stdout, entry.Stderr, true, 0
@@ -205,7 +224,6 @@ func (s *Service) execute(ctx context.Context, v store.Version, rt *runtimes.Run
 			return nil
 		}
 	}
-	timeout := min(time.Duration(v.TimeoutMS)*time.Millisecond, s.cfg.SyncTimeoutMax)
 	if err := s.run(ctx, v, rt.Function, rt.Title, e, timeout); err != nil {
 		return err
 	}
@@ -216,9 +234,17 @@ func (s *Service) execute(ctx context.Context, v store.Version, rt *runtimes.Run
 	return nil
 }
 
-// cacheLookup checks the result cache for (script, event); Redis errors are misses.
-func (s *Service) cacheLookup(ctx context.Context, tenant, sha string, event json.RawMessage) (string, cache.Entry, bool) {
-	key, err := cache.Key(tenant, sha, event)
+// resultScope names what a cached result belongs to: the function's version — its name
+// and number reach the handler in its context — and the version's sha256, which covers
+// its build and every setting (versionHash).
+func resultScope(function string, version int, sha string) string {
+	return function + ":" + strconv.Itoa(version) + ":" + sha
+}
+
+// cacheLookup checks the result cache for (version scope, event); Redis errors are
+// misses, and so is an entry over the result cap (stored before the cap was lowered).
+func (s *Service) cacheLookup(ctx context.Context, tenant, scope string, event json.RawMessage) (string, cache.Entry, bool) {
+	key, err := cache.Key(tenant, scope, event)
 	if err != nil {
 		return "", cache.Entry{}, false
 	}
@@ -227,6 +253,9 @@ func (s *Service) cacheLookup(ctx context.Context, tenant, sha string, event jso
 	case err != nil:
 		s.m.Cache.WithLabelValues("error").Inc()
 		s.log.Warn("result cache unavailable; running the script", logging.Err(err))
+		return key, cache.Entry{}, false
+	case hit && len(entry.Result) > s.maxResult():
+		s.m.Cache.WithLabelValues("miss").Inc()
 		return key, cache.Entry{}, false
 	case hit:
 		s.m.Cache.WithLabelValues("hit").Inc()
@@ -258,8 +287,9 @@ func (s *Service) run(ctx context.Context, v store.Version, fn, title string, e 
 	defer cancel()
 	t0 := time.Now()
 	res, err := s.runner.Run(callCtx, fn, faas.Call{
-		ExecutionID: e.ID, Tenant: e.Tenant, Function: v.Name, Version: v.Version, SHA256: v.SHA256, Source: v.Source,
+		ExecutionID: e.ID, Tenant: e.Tenant, Function: v.Name, Version: v.Version, SHA256: v.Build(), Source: v.Source,
 		Event: e.Payload, TimeoutMS: int(timeout / time.Millisecond), MemoryMB: v.MemoryMB, Env: v.Env,
+		MaxResultBytes: s.maxResult(),
 	})
 	s.m.RuntimeCall.WithLabelValues(title).Observe(time.Since(t0).Seconds())
 	now := time.Now().UTC()
@@ -290,22 +320,46 @@ func (s *Service) run(ctx context.Context, v store.Version, fn, title string, e 
 	default:
 		return fault.New(fault.Unavailable, "runtime %s answered an unknown status %q", fn, res.Status)
 	}
+	e.Result, e.Error = nil, nil
 	if res.Status == store.StatusSucceeded {
 		e.Result = res.Result
 		if e.Result == nil {
 			e.Result = json.RawMessage("null")
 		}
-	} else {
-		e.Result = nil
 	}
 	if res.Error != nil {
-		e.Error = &store.ExecError{Type: clean(res.Error.Type), Message: clean(res.Error.Message), Stack: clean(res.Error.Stack)}
+		e.Error = &store.ExecError{Type: clip(clean(res.Error.Type), 256), Message: clip(clean(res.Error.Message), maxErrorText),
+			Stack: clip(clean(res.Error.Stack), maxErrorText)}
+	}
+	// The one place an outcome's size is checked, for every path (sync, async, pipeline
+	// steps): nothing larger is stored, cached or answered. The runtime host may refuse
+	// it first (faas.ResultTooLarge, the same outcome).
+	if n := len(e.Result); n > s.maxResult() {
+		e.Status, e.Result = store.StatusFailed, nil
+		e.Error = &store.ExecError{Type: faas.ResultTooLarge,
+			Message: fmt.Sprintf("the result is %d bytes; the limit is %d (LAMBDA_MAX_RESULT_BYTES)", n, s.maxResult())}
 	}
 	e.Stdout, e.Stderr = clean(res.Stdout), clean(res.Stderr)
 	e.Truncated = res.StdoutTruncated || res.StderrTruncated
 	e.DurationMS = res.DurationMS
 	e.FinishedAt = &now
 	return nil
+}
+
+// maxErrorText bounds a handler error's message and its stack each.
+const maxErrorText = 64 << 10
+
+// clip cuts s to at most n bytes, on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "\n[truncated]"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 // clean makes captured text storable: valid UTF-8 and no NUL bytes (PostgreSQL text).

@@ -36,7 +36,7 @@ func (s *Service) CheckCache(ctx context.Context, id string, p Pinned) (key stri
 	if store.Finished(e.Status) {
 		return "", false, nil
 	}
-	key, entry, hit := s.cacheLookup(ctx, p.Tenant, p.SHA256, e.Payload)
+	key, entry, hit := s.cacheLookup(ctx, p.Tenant, resultScope(p.Function, p.Version, p.SHA256), e.Payload)
 	if !hit {
 		return key, false, nil
 	}
@@ -88,7 +88,7 @@ func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, ti
 	// Stage the outcome: the row stays running until Finish makes it final.
 	a.Status, a.Error = e.Status, e.Error
 	if a.Status == store.StatusSucceeded && p.CacheTTLS > 0 {
-		if key, err := cache.Key(p.Tenant, p.SHA256, e.Payload); err == nil {
+		if key, err := cache.Key(p.Tenant, resultScope(p.Function, p.Version, p.SHA256), e.Payload); err == nil {
 			s.cacheStore(key, time.Duration(p.CacheTTLS)*time.Second, &e)
 		}
 	}

@@ -37,7 +37,18 @@ type Call struct {
 	MemoryMB    int               `json:"memory_mb"`
 	Env         map[string]string `json:"env,omitempty"`
 	BuildOnly   bool              `json:"build_only,omitempty"`
+	// MaxResultBytes is the platform's result cap: a host may refuse a larger result
+	// itself (failed, error type ResultTooLarge); the client reads no answer much larger.
+	MaxResultBytes int `json:"max_result_bytes,omitempty"`
 }
+
+// ResultTooLarge is the error type of an execution whose result is over the cap, whether
+// the runtime host or the platform found it so.
+const ResultTooLarge = "ResultTooLarge"
+
+// answerSlack is what an answer may hold beside its result: the captured output (capped
+// by the host, then JSON-escaped), the error and the envelope's fields.
+const answerSlack = 2 << 20
 
 // Result is the runtime host's answer for one execution.
 type Result struct {
@@ -148,7 +159,19 @@ func (c *Client) post(ctx context.Context, fn string, call *Call) (Result, int, 
 		return Result{}, 0, fault.Wrap(fault.Unavailable, err, "runtime %s unreachable", fn)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
+	answer := io.Reader(resp.Body)
+	limit := int64(-1)
+	if call.MaxResultBytes > 0 {
+		limit = int64(call.MaxResultBytes) + answerSlack
+		answer = io.LimitReader(resp.Body, limit+1)
+	}
+	raw, err := io.ReadAll(answer)
+	if err == nil && limit >= 0 && int64(len(raw)) > limit {
+		// Not read any further, not decoded: an execution failed with its result too large.
+		return Result{Status: "failed", Error: &Error{Type: ResultTooLarge,
+			Message: fmt.Sprintf("the runtime's answer is larger than %d bytes; the result limit is %d (LAMBDA_MAX_RESULT_BYTES)",
+				limit, call.MaxResultBytes)}}, http.StatusOK, nil
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return Result{}, 0, ctx.Err()

@@ -132,8 +132,29 @@ func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execut
 
 // ClaimIdempotencyKey records key → executionID for a tenant unless the key is already
 // held (and younger than ttl); it returns the execution id that owns the key and whether
-// this call claimed it. A key reused with a different request hash is Unprocessable.
+// this call claimed it. A key reused with a different request hash is Unprocessable. The
+// claim holds for the whole ttl: make it in the transaction that writes its execution's
+// row (EnqueueExecution does), or use ClaimPendingIdempotencyKey.
 func (s *Store) ClaimIdempotencyKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl time.Duration) (string, bool, error) {
+	return claimIdempotencyKey(ctx, s.pool, tenant, key, executionID, requestHash, ttl, 0)
+}
+
+// ClaimPendingIdempotencyKey is ClaimIdempotencyKey for an execution whose row is written
+// only once it has run (a sync call): until then the claim is pending, and once pending
+// has passed with still no row for its execution — the api that claimed it died mid-call
+// — the key may be claimed again. With its row the claim holds for ttl.
+func (s *Store) ClaimPendingIdempotencyKey(ctx context.Context, tenant, key, executionID, requestHash string,
+	ttl, pending time.Duration) (string, bool, error) {
+	return claimIdempotencyKey(ctx, s.pool, tenant, key, executionID, requestHash, ttl, pending)
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func claimIdempotencyKey(ctx context.Context, q querier, tenant, key, executionID, requestHash string,
+	ttl, pending time.Duration) (string, bool, error) {
 	var owner uuid.UUID
 	var hash string
 	var claimed bool
@@ -141,7 +162,7 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, tenant, key, executionI
 	// A concurrent claim that commits after this statement's snapshot is seen by ON
 	// CONFLICT but not by the SELECT: that returns no row, and the next attempt sees it.
 	for attempt := 0; attempt < 3; attempt++ {
-		err = s.claimKey(ctx, tenant, key, executionID, requestHash, ttl, &owner, &hash, &claimed)
+		err = claimKey(ctx, q, tenant, key, executionID, requestHash, ttl, pending, &owner, &hash, &claimed)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			break
 		}
@@ -156,20 +177,28 @@ func (s *Store) ClaimIdempotencyKey(ctx context.Context, tenant, key, executionI
 	return owner.String(), claimed, nil
 }
 
-func (s *Store) claimKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl time.Duration,
+// claimKey takes the key when it is free, expired (older than ttl), or pending past its
+// time with no row for its execution. A pending of 0 claims for the whole ttl.
+func claimKey(ctx context.Context, q querier, tenant, key, executionID, requestHash string, ttl, pending time.Duration,
 	owner *uuid.UUID, hash *string, claimed *bool) error {
-	return s.pool.QueryRow(ctx, `WITH ins AS (
-			INSERT INTO idempotency_keys AS k (tenant, key, execution_id, request_hash)
-			VALUES ($1, $2, $3, $4)
+	var pendingFor any
+	if pending > 0 {
+		pendingFor = pending.String()
+	}
+	return q.QueryRow(ctx, `WITH ins AS (
+			INSERT INTO idempotency_keys AS k (tenant, key, execution_id, request_hash, pending_until)
+			VALUES ($1, $2, $3, $4, now() + $6::interval)
 			ON CONFLICT (tenant, key) DO UPDATE
-			  SET execution_id = EXCLUDED.execution_id, request_hash = EXCLUDED.request_hash, created_at = now()
+			  SET execution_id = EXCLUDED.execution_id, request_hash = EXCLUDED.request_hash, created_at = now(),
+			      pending_until = EXCLUDED.pending_until
 			  WHERE k.created_at < now() - $5::interval
+			     OR (k.pending_until < now() AND NOT EXISTS (SELECT 1 FROM request_logs r WHERE r.id = k.execution_id))
 			RETURNING execution_id, request_hash, true AS claimed)
 		SELECT execution_id, request_hash, claimed FROM ins
 		UNION ALL
 		SELECT execution_id, request_hash, false FROM idempotency_keys
 		WHERE tenant = $1 AND key = $2 AND NOT EXISTS (SELECT 1 FROM ins)`,
-		tenant, key, executionID, requestHash, ttl.String()).Scan(owner, hash, claimed)
+		tenant, key, executionID, requestHash, ttl.String(), pendingFor).Scan(owner, hash, claimed)
 }
 
 // ReleaseIdempotencyKey forgets a key whose execution could not be run, so a retry may

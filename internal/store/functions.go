@@ -11,13 +11,13 @@ import (
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 )
 
-const versionCols = `v.tenant, v.name, v.version, v.language, v.sha256, v.timeout_ms, v.memory_mb,
+const versionCols = `v.tenant, v.name, v.version, v.language, v.sha256, v.build_sha256, v.timeout_ms, v.memory_mb,
 	v.cache_ttl_s, v.env, v.created_at`
 
 func scanVersion(row pgx.Row, withSource bool, extra ...any) (Version, error) {
 	var v Version
 	var env []byte
-	dest := []any{&v.Tenant, &v.Name, &v.Version, &v.Language, &v.SHA256, &v.TimeoutMS, &v.MemoryMB,
+	dest := []any{&v.Tenant, &v.Name, &v.Version, &v.Language, &v.SHA256, &v.BuildSHA256, &v.TimeoutMS, &v.MemoryMB,
 		&v.CacheTTLS, &env, &v.CreatedAt}
 	if withSource {
 		dest = append(dest, &v.Source)
@@ -36,11 +36,14 @@ func insertVersion(ctx context.Context, tx pgx.Tx, v Version) (Version, error) {
 	if err != nil {
 		return Version{}, err
 	}
+	// A version without a build hash of its own is built by its sha256 (versions made
+	// before the two were told apart: the sha256 of their source).
+	build := v.Build()
 	row := tx.QueryRow(ctx, `INSERT INTO function_versions AS v
-		(tenant, name, version, language, source, sha256, timeout_ms, memory_mb, cache_ttl_s, env)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)
+		(tenant, name, version, language, source, sha256, build_sha256, timeout_ms, memory_mb, cache_ttl_s, env)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
 		RETURNING `+versionCols+`, v.source`,
-		v.Tenant, v.Name, v.Version, v.Language, v.Source, v.SHA256, v.TimeoutMS, v.MemoryMB, v.CacheTTLS, env)
+		v.Tenant, v.Name, v.Version, v.Language, v.Source, v.SHA256, build, v.TimeoutMS, v.MemoryMB, v.CacheTTLS, env)
 	return scanVersion(row, true)
 }
 
@@ -98,7 +101,9 @@ func (s *Store) PutVersion(ctx context.Context, v Version) (Function, bool, erro
 		if err != nil {
 			return err
 		}
-		if cur.SHA256 == v.SHA256 && cur.TimeoutMS == v.TimeoutMS && cur.MemoryMB == v.MemoryMB &&
+		// The build and every setting compared one by one, not the sha256: versions stored
+		// before it covered the settings have a sha256 of their source alone.
+		if cur.BuildSHA256 == v.Build() && cur.TimeoutMS == v.TimeoutMS && cur.MemoryMB == v.MemoryMB &&
 			cur.CacheTTLS == v.CacheTTLS && maps.Equal(nonNil(cur.Env), nonNil(v.Env)) {
 			out.Version = cur
 			return nil

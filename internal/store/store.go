@@ -102,10 +102,23 @@ type Version struct {
 	Name     string `json:"name"`
 	Language string `json:"language"`
 	Version  int    `json:"version"`
-	SHA256   string `json:"sha256"`
-	Source   string `json:"source,omitempty"`
+	// SHA256 identifies what the version answers: its build, language and settings, env
+	// included (core's versionHash). BuildSHA256 is what a runtime host builds and caches
+	// it by: its source (and, with dependencies, its lock).
+	SHA256      string `json:"sha256"`
+	BuildSHA256 string `json:"-"`
+	Source      string `json:"source,omitempty"`
 	Settings
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// Build is the hash a runtime host builds v by: BuildSHA256, or the sha256 of a version
+// that has none of its own (made before the two were told apart, or by a test).
+func (v Version) Build() string {
+	if v.BuildSHA256 != "" {
+		return v.BuildSHA256
+	}
+	return v.SHA256
 }
 
 // Function is a function's metadata with its latest version.

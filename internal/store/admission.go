@@ -1,0 +1,126 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+)
+
+// Admission says how an accepted async execution is admitted: with its Idempotency-Key's
+// claim, and under its tenant's cap on async work queued or running.
+type Admission struct {
+	Key         string // the Idempotency-Key; "" for none
+	RequestHash string
+	KeyTTL      time.Duration
+	// MaxOpen is how many async executions the tenant may have queued or running; one
+	// more is RateLimited. 0: no cap.
+	MaxOpen int
+}
+
+// EnqueueExecution writes an accepted async execution's queued row, its key's claim and
+// the check of its tenant's cap in one transaction, so a key never names an execution
+// that was not written, whatever fails or crashes in between. When the key is already
+// claimed it writes nothing and returns the owner's id (created=false); when the tenant
+// is at its cap it writes nothing and answers RateLimited.
+func (s *Store) EnqueueExecution(ctx context.Context, e *Execution, a Admission) (owner string, created bool, err error) {
+	args, err := executionArgs(e)
+	if err != nil {
+		return "", false, err
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if a.MaxOpen > 0 {
+			if err := lockAdmissions(ctx, tx, e.Tenant); err != nil {
+				return err
+			}
+		}
+		if a.Key != "" {
+			id, claimed, err := claimIdempotencyKey(ctx, tx, e.Tenant, a.Key, e.ID, a.RequestHash, a.KeyTTL, 0)
+			if err != nil || !claimed {
+				owner = id
+				return err
+			}
+		}
+		if a.MaxOpen > 0 {
+			n, err := openAsync(ctx, tx, e.Tenant, a.MaxOpen)
+			if err != nil {
+				return err
+			}
+			if n >= a.MaxOpen {
+				return fault.New(fault.RateLimited,
+					"the tenant has %d async executions queued or running, its limit (LAMBDA_TENANT_ASYNC_MAX); retry once some finish", n)
+			}
+		}
+		if _, err := tx.Exec(ctx, upsertExecution, args...); err != nil {
+			return err
+		}
+		owner, created = e.ID, true
+		return nil
+	})
+	if err != nil {
+		if fault.KindOf(err) != fault.Internal {
+			return "", false, err
+		}
+		return "", false, translate(err, "enqueue execution")
+	}
+	return owner, created, nil
+}
+
+// admissionLocks is the advisory lock space (pg_advisory_xact_lock's first key) of the
+// per-tenant admission of async work.
+const admissionLocks = 0x4c4d4144 // "LMAD"
+
+// lockAdmissions serialises a tenant's admissions of async work until tx ends, so the
+// count openAsync takes is exact. Whatever admits async work for a tenant (an execution,
+// a pipeline run) takes it before counting.
+func lockAdmissions(ctx context.Context, tx pgx.Tx, tenant string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, admissionLocks, tenant)
+	return err
+}
+
+// openAsync counts a tenant's async work queued or running, up to limit: its async
+// executions (request_logs, partial index request_logs_async_open). Pipeline runs are
+// async work of the tenant too: their count belongs here.
+func openAsync(ctx context.Context, tx pgx.Tx, tenant string, limit int) (int, error) {
+	var n int
+	err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM request_logs
+		WHERE tenant = $1 AND mode = 'async' AND status IN ('queued', 'running') LIMIT $2) o`, tenant, limit).Scan(&n)
+	return n, err
+}
+
+// OpenAsync is an async execution that is not final: what the sweeper looks at.
+type OpenAsync struct {
+	ID            string
+	Tenant        string
+	Function      string
+	Version       int
+	LanguageTitle string
+	Status        string
+	CreatedAt     time.Time
+}
+
+// OpenAsyncExecutions lists async executions queued or running that were accepted before
+// before, oldest first, at most limit.
+func (s *Store) OpenAsyncExecutions(ctx context.Context, before time.Time, limit int) ([]OpenAsync, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, tenant, function, version, language_title, status, timestamp
+		FROM request_logs WHERE mode = 'async' AND status IN ('queued', 'running') AND timestamp < $1
+		ORDER BY timestamp LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, translate(err, "list open async executions")
+	}
+	defer rows.Close()
+	var out []OpenAsync
+	for rows.Next() {
+		var o OpenAsync
+		var id uuid.UUID
+		if err := rows.Scan(&id, &o.Tenant, &o.Function, &o.Version, &o.LanguageTitle, &o.Status, &o.CreatedAt); err != nil {
+			return nil, translate(err, "list open async executions")
+		}
+		o.ID = id.String()
+		out = append(out, o)
+	}
+	return out, translate(rows.Err(), "list open async executions")
+}
