@@ -45,7 +45,8 @@ import (
 
 // Namespaces of the shared dev server: each test group has its own, so its worker only
 // ever sees its own executions (and its own database).
-var namespaces = []string{"inproc", "kill", "runtime", "bench", "pgrestart", "eager", "apikill"}
+var namespaces = []string{"inproc", "kill", "runtime", "bench", "pgrestart", "eager", "apikill",
+	"harden-result", "harden-crash", "harden-sweep", "harden-cap"}
 
 // freeAddr is a free loopback address for a process the test starts.
 func freeAddr(t testing.TB) string {
@@ -96,6 +97,7 @@ type fakeEvent struct {
 	DieOnce   bool   `json:"die_once"`   // the runtime dies mid-call on the first attempt
 	Gateway5x bool   `json:"gateway_5x"` // the gateway answers 502 on the first attempt
 	Pad       string `json:"pad"`
+	Size      int    `json:"size"` // op "big": a string result of this many bytes
 }
 
 func newFakeRuntime(t testing.TB) *fakeRuntime {
@@ -160,6 +162,8 @@ func (f *fakeRuntime) serve(w http.ResponseWriter, r *http.Request) {
 		res = faas.Result{Status: store.StatusTimeout, Error: &faas.Error{Type: "Timeout", Message: "handler exceeded its timeout"}}
 	case "len":
 		res.Result = json.RawMessage(strconv.Itoa(len(ev.Pad)))
+	case "big":
+		res.Result = json.RawMessage(`"` + strings.Repeat("x", ev.Size) + `"`)
 	default:
 		res.Result = json.RawMessage(strconv.FormatFloat(ev.A+ev.B, 'f', -1, 64))
 		res.Stdout = "adding\n"
@@ -416,10 +420,11 @@ func (p *platform) startWorkerProcess(bin string) *workerProcess {
 
 // startAPIProcess runs `lambda api` (with its eager-start worker) on a free port and
 // returns its base URL; the admin token is adminToken.
-func (p *platform) startAPIProcess(bin string) (string, *workerProcess) {
+func (p *platform) startAPIProcess(bin string, env ...string) (string, *workerProcess) {
 	p.t.Helper()
 	addr := freeAddr(p.t)
-	w := p.startProcess(bin, "api", "LAMBDA_HTTP_ADDR="+addr, "LAMBDA_ADMIN_TOKEN="+adminToken, "LAMBDA_ASYNC_EAGER=true")
+	w := p.startProcess(bin, "api", append([]string{"LAMBDA_HTTP_ADDR=" + addr, "LAMBDA_ADMIN_TOKEN=" + adminToken,
+		"LAMBDA_ASYNC_EAGER=true"}, env...)...)
 	base := "http://" + addr
 	require.Eventually(p.t, func() bool {
 		resp, err := http.Get(base + "/readyz")

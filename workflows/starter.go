@@ -43,7 +43,10 @@ type Starter struct {
 	namespace string
 }
 
-var _ core.Durable = (*Starter)(nil)
+var (
+	_ core.Durable   = (*Starter)(nil)
+	_ core.Inspector = (*Starter)(nil)
+)
 
 // NewStarter returns a starter over a Temporal client (a lazy one is fine) of namespace.
 func NewStarter(cfg StarterConfig, c client.Client, namespace string) *Starter {
@@ -112,6 +115,24 @@ func (s *Starter) CancelExecution(ctx context.Context, id string) error {
 		return fault.Wrap(fault.NotFound, err, "workflow %s not found", WorkflowID(id))
 	}
 	return err
+}
+
+// ExecutionRunState tells whether execution id's run is open, closed or missing (never
+// started, or gone past the namespace's retention): the sweeper's core.Inspector.
+func (s *Starter) ExecutionRunState(ctx context.Context, id string) (core.RunState, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	d, err := s.client.DescribeWorkflowExecution(ctx, WorkflowID(id), "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		return core.RunMissing, nil
+	case err != nil:
+		return 0, err
+	case d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return core.RunOpen, nil
+	}
+	return core.RunClosed, nil
 }
 
 // EnsureSearchAttributes registers LambdaFunction, LambdaLanguage and LambdaStatus

@@ -32,6 +32,10 @@ type workerConfig struct {
 	Temporal   worker.TemporalConfig
 	Worker     worker.Config
 	Activities activities.Config
+	// Start is how the sweeper starts an execution left queued again; Sweep how often
+	// and after how long it looks.
+	Start workflows.StarterConfig
+	Sweep worker.SweepConfig
 	// MetricsAddr serves /metrics (platform and Temporal SDK metrics), /healthz and /readyz.
 	MetricsAddr string `env:"LAMBDA_METRICS_ADDR" envDefault:"127.0.0.1:9101"`
 	// DebugAddr, when set, serves net/http/pprof there (keep it on loopback).
@@ -99,11 +103,28 @@ func runWorker(ctx context.Context, cfg workerConfig, log *zap.Logger) error {
 		log.Warn("search attributes not registered", logging.Err(err))
 	}
 
-	acts := activities.New(cfg.Activities, b.core(cfg.Core, nil, im, log), wm, log)
+	start := cfg.Start
+	start.Eager = false
+	starter := workflows.NewStarter(start, tc, cfg.Temporal.Namespace)
+	c := b.core(cfg.Core, starter, im, log)
+	acts := activities.New(cfg.Activities, c, wm, log)
 	w := worker.New(tc, cfg.Worker, acts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}
+	// One worker at a time (a PostgreSQL advisory lock) finishes or restarts async
+	// executions a crash left queued with no workflow.
+	swctx, stopSweeper := context.WithCancel(context.Background())
+	sweeperDone := make(chan struct{})
+	go func() {
+		defer close(sweeperDone)
+		worker.NewSweeper(cfg.Sweep, b.store, []worker.SweepTask{{Name: "executions",
+			Sweep: func(ctx context.Context, olderThan time.Duration) (int, error) {
+				out, err := c.SweepExecutions(ctx, starter, olderThan, 100)
+				return out.Restarted + out.Failed, err
+			}}}, log).Run(swctx)
+	}()
+	defer func() { stopSweeper(); <-sweeperDone }()
 	ready.Set([]health.Check{
 		{Name: "postgres", Required: true, Probe: b.store.Ping},
 		{Name: "temporal", Required: true, Probe: func(ctx context.Context) error {

@@ -36,6 +36,7 @@ type Store interface {
 	ClaimIdempotencyKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl time.Duration) (string, bool, error)
 	ClaimPendingIdempotencyKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl, pending time.Duration) (string, bool, error)
 	EnqueueExecution(ctx context.Context, e *store.Execution, a store.Admission) (string, bool, error)
+	OpenAsyncExecutions(ctx context.Context, before time.Time, limit int) ([]store.OpenAsync, error)
 	ReleaseIdempotencyKey(ctx context.Context, tenant, key, executionID string) error
 	FunctionStats(ctx context.Context, q store.StatsQuery) ([]store.StatsBucket, error)
 }

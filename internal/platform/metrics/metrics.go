@@ -66,7 +66,7 @@ type Invoke struct {
 	CacheLocal  prometheus.Counter       // hits served from the process's own copy
 	LogWrite    prometheus.Histogram     // seconds from enqueue to durable commit of a request log
 	LogBatch    prometheus.Histogram     // rows per group commit
-	Async       *prometheus.CounterVec   // runtime, event: started|deduplicated|canceled
+	Async       *prometheus.CounterVec   // runtime, event: started|deduplicated|canceled|restarted
 }
 
 // NewInvoke registers the invocation core collectors.
@@ -98,7 +98,7 @@ func NewInvoke(reg prometheus.Registerer) *Invoke {
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
 		}),
 		Async: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "lambda_async_requests_total", Help: "Async invoke requests, by runtime and event (started|deduplicated|canceled).",
+			Name: "lambda_async_requests_total", Help: "Async invoke requests, by runtime and event (started|deduplicated|canceled|restarted: by the sweeper).",
 		}, []string{"runtime", "event"}),
 	}
 	reg.MustRegister(m.Invocations, m.Duration, m.RuntimeCall, m.Cache, m.CacheLocal, m.LogWrite, m.LogBatch, m.Async)
