@@ -35,8 +35,8 @@ import (
 type scriptedRunner struct {
 	calls  atomic.Int64
 	builds sync.Map // sha256 → the version number it was built for
-	// gate holds the calls of a script that says "block" until it is closed (or the
-	// call's context ends, as the OpenFaaS call does).
+	// gate holds the calls of a script that says "block" (its builds: "slowbuild") until
+	// it is closed (or the call's context ends, as the OpenFaaS call does).
 	gate chan struct{}
 	// The first call of a script that says "hang" never returns (until the test ends):
 	// the api making it is as good as dead.
@@ -48,6 +48,13 @@ func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.
 	r.calls.Add(1)
 	if c.BuildOnly {
 		r.builds.Store(c.SHA256, c.Version)
+		if strings.Contains(c.Source, "slowbuild") {
+			select {
+			case <-r.gate:
+			case <-ctx.Done():
+				return faas.Result{}, ctx.Err()
+			}
+		}
 		if strings.Contains(c.Source, "syntax error") {
 			return faas.Result{}, fault.New(fault.Unprocessable, "SyntaxError: invalid syntax (handler.py, line 2)")
 		}

@@ -15,7 +15,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/lambda-microservice/lambda/api"
 	"github.com/lambda-microservice/lambda/internal/cache"
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/ratelimit"
+	"github.com/lambda-microservice/lambda/internal/store"
 )
 
 // TestResultOverTheCapFails: a 7 MiB result (over the 6 MiB default) fails the execution
@@ -119,4 +123,126 @@ func TestCacheKeyNamesTheVersion(t *testing.T) {
 	k, err := cache.Key("default", "twin-a:1:x", json.RawMessage(`{"b":2,"a":1}`))
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(k, "lambda:result:default:twin-a:1:x:"))
+}
+
+// TestTenantBudgetIsSharedByItsKeys: a tenant that mints more keys gets no more rate:
+// its keys draw on one tenant budget besides their own.
+func TestTenantBudgetIsSharedByItsKeys(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, withAuth(ratelimit.Config{Rate: 5, Burst: 5, TenantRate: 8, TenantBurst: 8}))
+	first := f.tenant(t, fmt.Sprintf("minter-%d", time.Now().UnixNano()%100000))
+	keys := []string{first}
+	for range 3 {
+		r := f.do(t, "POST", "/v1/keys", "", bearer(first)...)
+		require.Equal(t, 201, r.status, r.raw)
+		keys = append(keys, r.body["api_key"].(string))
+	}
+	ok, limited := 0, 0
+	var last reply
+	for i := range 20 {
+		r := f.do(t, "GET", "/v1/functions", "", bearer(keys[i%len(keys)])...)
+		switch r.status {
+		case 200:
+			ok++
+		case 429:
+			limited++
+			last = r
+		default:
+			t.Fatalf("unexpected status %d: %s", r.status, r.raw)
+		}
+	}
+	// Four keys of 5 each would allow 17 more; the tenant's 8 (3 spent minting) allow 5,
+	// and a little refill.
+	require.LessOrEqual(t, ok, 7, "the tenant's keys share one budget")
+	require.GreaterOrEqual(t, limited, 13)
+	require.Contains(t, last.body["detail"], "tenant")
+	require.NotEmpty(t, last.header.Get("Retry-After"))
+}
+
+// TestKeyMintingIsBounded: a tenant holds at most LAMBDA_TENANT_MAX_KEYS active keys; a
+// revoked one makes room.
+func TestKeyMintingIsBounded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, withAuth(ratelimit.Config{}), fixtureOption(func(d *api.Deps, _ *store.Store, _ *cache.Cache) {
+		d.Config.MaxKeys = 3
+	}))
+	key := f.tenant(t, "keyring") // the first of three
+	var second string
+	for i := range 2 {
+		r := f.do(t, "POST", "/v1/keys", "", bearer(key)...)
+		require.Equal(t, 201, r.status, r.raw)
+		if i == 0 {
+			second = r.body["api_key"].(string)
+		}
+	}
+	r := f.do(t, "POST", "/v1/keys", "", bearer(key)...)
+	require.Equal(t, http.StatusConflict, r.status, r.raw)
+	require.Equal(t, "application/problem+json", r.header.Get("Content-Type"))
+	require.Contains(t, r.body["detail"], "LAMBDA_TENANT_MAX_KEYS")
+	require.Len(t, f.do(t, "GET", "/v1/keys", "", bearer(key)...).body["keys"], 3, "nothing was stored")
+
+	require.Equal(t, 204, f.do(t, "DELETE", "/v1/keys/"+second[len("lmk_"):len("lmk_")+12], "", bearer(key)...).status)
+	require.Equal(t, 201, f.do(t, "POST", "/v1/keys", "", bearer(key)...).status, "a revoked key makes room")
+}
+
+// TestRegistrationsAreLimited: registrations and new versions count against the tenant's
+// registrations per minute (429 beyond, nothing stored) and, while they build, against
+// its in-flight limit.
+func TestRegistrationsAreLimited(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, withAuth(ratelimit.Config{Registrations: 3}))
+	key := f.tenant(t, fmt.Sprintf("builder-%d", time.Now().UnixNano()%100000))
+	for i := range 2 {
+		r := f.do(t, "POST", "/v1/functions", register(fmt.Sprintf("f%d", i), addSource), bearer(key)...)
+		require.Equal(t, 201, r.status, r.raw)
+	}
+	r := f.do(t, "PUT", "/v1/functions/f0", `{"source":`+quote(addSource+"# v2\n")+`}`, bearer(key)...)
+	require.Equal(t, 201, r.status, r.raw)
+	functions := f.count(t, "function_versions")
+	r = f.do(t, "POST", "/v1/functions", register("f9", addSource), bearer(key)...)
+	require.Equal(t, http.StatusTooManyRequests, r.status, r.raw)
+	require.Contains(t, r.body["detail"], "LAMBDA_TENANT_REGISTRATIONS_PER_MINUTE")
+	require.NotEmpty(t, r.header.Get("Retry-After"))
+	require.Equal(t, functions, f.count(t, "function_versions"), "a refused registration stores nothing")
+	require.Equal(t, 200, f.do(t, "GET", "/v1/functions", "", bearer(key)...).status, "other requests go on")
+
+	// A registration whose build takes long holds one of the tenant's in-flight slots.
+	g := newFixture(t, withAuth(ratelimit.Config{Concurrency: 1}))
+	key = g.tenant(t, "slowbuild")
+	src := fmt.Sprintf("# slowbuild %d\n%s", time.Now().UnixNano(), addSource)
+	building := make(chan reply, 1)
+	go func() { building <- g.do(t, "POST", "/v1/functions", register("slow", src), bearer(key)...) }()
+	require.Eventually(t, func() bool { return g.runner.calls.Load() == 1 }, 2*time.Second, 5*time.Millisecond)
+	r = g.do(t, "POST", "/v1/functions", register("other", addSource), bearer(key)...)
+	require.Equal(t, http.StatusTooManyRequests, r.status, r.raw)
+	close(g.runner.gate)
+	require.Equal(t, 201, (<-building).status)
+}
+
+// TestLongPollsAreCapped: a tenant's long-polls in flight are bounded (429 beyond); a
+// plain read is not a long-poll.
+func TestLongPollsAreCapped(t *testing.T) {
+	t.Parallel()
+	var st *store.Store
+	f := newFixture(t, withAuth(ratelimit.Config{LongPolls: 2}), fixtureOption(func(_ *api.Deps, s *store.Store, _ *cache.Cache) {
+		st = s
+	}))
+	key := f.tenant(t, "poller")
+	now := time.Now().UTC()
+	e := store.Execution{ID: core.NewExecutionID(), Tenant: "poller", Function: "add", Version: 1, Language: "python",
+		LanguageTitle: "python", Mode: "async", Status: store.StatusQueued, Payload: json.RawMessage(`{}`), CreatedAt: now}
+	require.NoError(t, st.SaveExecution(context.Background(), &e))
+
+	held := make(chan int, 2)
+	for range 2 {
+		go func() { held <- f.do(t, "GET", "/v1/executions/"+e.ID+"?wait=2s", "", bearer(key)...).status }()
+	}
+	time.Sleep(300 * time.Millisecond) // both are waiting now
+	r := f.do(t, "GET", "/v1/executions/"+e.ID+"?wait=2s", "", bearer(key)...)
+	require.Equal(t, http.StatusTooManyRequests, r.status, r.raw)
+	require.Contains(t, r.body["detail"], "LAMBDA_TENANT_LONG_POLLS")
+	require.Equal(t, 200, f.do(t, "GET", "/v1/executions/"+e.ID, "", bearer(key)...).status, "a read without wait")
+	require.Equal(t, 200, <-held)
+	require.Equal(t, 200, <-held)
+	require.Equal(t, 200, f.do(t, "GET", "/v1/executions/"+e.ID+"?wait=10ms", "", bearer(key)...).status, "slots come back")
 }

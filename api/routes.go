@@ -32,17 +32,17 @@ func (s *server) routes() http.Handler {
 		r.Get("/keys", s.handleListKeys())
 		r.Delete("/keys/{id}", s.handleRevokeKey())
 
-		r.Post("/functions", s.handleCreateFunction())
+		r.With(s.limitRegistrations).Post("/functions", s.handleCreateFunction())
 		r.Get("/functions", s.handleListFunctions())
 		r.Get("/functions/{name}", s.handleGetFunction())
-		r.Put("/functions/{name}", s.handlePutFunction())
+		r.With(s.limitRegistrations).Put("/functions/{name}", s.handlePutFunction())
 		r.Delete("/functions/{name}", s.handleDeleteFunction())
 		r.Get("/functions/{name}/versions", s.handleListVersions())
 		r.Get("/functions/{name}/versions/{version}", s.handleGetVersion())
 		r.With(s.limitConcurrency).Post("/functions/{name}/invoke", s.handleInvoke())
 
 		r.Get("/executions", s.handleListExecutions())
-		r.Get("/executions/{id}", s.handleGetExecution())
+		r.With(s.limitLongPolls).Get("/executions/{id}", s.handleGetExecution())
 		r.Delete("/executions/{id}", s.handleCancelExecution())
 
 		r.Get("/stats/functions/{name}", s.handleFunctionStats())

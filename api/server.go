@@ -28,6 +28,8 @@ type Config struct {
 	ReadTimeout       time.Duration `env:"LAMBDA_HTTP_READ_TIMEOUT" envDefault:"30s"`
 	WriteTimeout      time.Duration `env:"LAMBDA_HTTP_WRITE_TIMEOUT" envDefault:"90s"`
 	IdleTimeout       time.Duration `env:"LAMBDA_HTTP_IDLE_TIMEOUT" envDefault:"120s"`
+	// MaxKeys bounds a tenant's active (unrevoked) API keys; 0: no bound.
+	MaxKeys int `env:"LAMBDA_TENANT_MAX_KEYS" envDefault:"100"`
 }
 
 // Core is what the handlers need from the invocation core (*core.Service): its use cases.

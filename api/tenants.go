@@ -21,16 +21,20 @@ type Authenticator interface {
 	Forget(keyID string)
 }
 
-// Limiter applies per-key rate limits and per-tenant concurrency limits.
+// Limiter applies the rate limits (per API key, per tenant, registrations per tenant) and
+// the per-tenant concurrency limits (invocations and registrations, long-polls).
 type Limiter interface {
 	Allow(ctx context.Context, key string) (bool, time.Duration)
+	AllowTenant(ctx context.Context, tenant string) (bool, time.Duration)
+	AllowRegistration(ctx context.Context, tenant string) (bool, time.Duration)
 	Acquire(tenant string) (release func(), ok bool)
+	AcquireLongPoll(tenant string) (release func(), ok bool)
 }
 
 // Tenants is what the tenant and key handlers need from the store.
 type Tenants interface {
 	CreateTenant(ctx context.Context, name string) error
-	CreateAPIKey(ctx context.Context, tenant, id string, hash []byte) (store.APIKey, error)
+	CreateAPIKey(ctx context.Context, tenant, id string, hash []byte, maxActive int) (store.APIKey, error)
 	ListAPIKeys(ctx context.Context, tenant string) ([]store.APIKey, error)
 	RevokeAPIKey(ctx context.Context, tenant, id string) error
 }
@@ -43,8 +47,9 @@ func principalOf(r *http.Request) auth.Principal {
 }
 
 // authenticate requires a valid API key on every /v1 route, scopes the request to the
-// key's tenant and applies the key's rate limit. Without an Authenticator (tests of the
-// HTTP contract) every request acts for the default tenant.
+// key's tenant and applies the key's rate limit and its tenant's, which all the tenant's
+// keys share. Without an Authenticator (tests of the HTTP contract) every request acts
+// for the default tenant.
 func (s *server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.Auth == nil {
@@ -58,8 +63,11 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 		}
 		if s.Limits != nil {
 			if ok, wait := s.Limits.Allow(r.Context(), p.KeyID); !ok {
-				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(wait.Seconds(), 1)))))
-				s.writeError(w, r, fault.New(fault.RateLimited, "rate limit exceeded for this API key"))
+				s.refuse(w, r, wait, "rate limit exceeded for this API key")
+				return
+			}
+			if ok, wait := s.Limits.AllowTenant(r.Context(), p.Tenant); !ok {
+				s.refuse(w, r, wait, "rate limit exceeded for this tenant (all its API keys together)")
 				return
 			}
 		}
@@ -69,7 +77,14 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// limitConcurrency caps a tenant's invocations in flight on this replica.
+// refuse answers 429 with a Retry-After of at least a second.
+func (s *server) refuse(w http.ResponseWriter, r *http.Request, wait time.Duration, detail string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(wait.Seconds(), 1)))))
+	s.writeError(w, r, fault.New(fault.RateLimited, "%s", detail))
+}
+
+// limitConcurrency caps a tenant's invocations (sync calls, async starts, sync runs) and
+// registrations in flight on this replica.
 func (s *server) limitConcurrency(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.Limits == nil {
@@ -78,12 +93,54 @@ func (s *server) limitConcurrency(next http.Handler) http.Handler {
 		}
 		release, ok := s.Limits.Acquire(tenantOf(r))
 		if !ok {
-			s.writeError(w, r, fault.New(fault.RateLimited, "too many invocations in flight for this tenant"))
+			s.writeError(w, r, fault.New(fault.RateLimited, "too many invocations and registrations in flight for this tenant"))
 			return
 		}
 		defer release()
 		next.ServeHTTP(w, r)
 	})
+}
+
+// limitRegistrations applies a tenant's registration rate (each registration or new
+// version builds its script on a runtime) before its in-flight limit.
+func (s *server) limitRegistrations(next http.Handler) http.Handler {
+	limited := s.limitConcurrency(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Limits != nil {
+			if ok, wait := s.Limits.AllowRegistration(r.Context(), tenantOf(r)); !ok {
+				s.refuse(w, r, wait, "too many registrations for this tenant (LAMBDA_TENANT_REGISTRATIONS_PER_MINUTE)")
+				return
+			}
+		}
+		limited.ServeHTTP(w, r)
+	})
+}
+
+// limitLongPolls caps a tenant's long-polls (?wait= on a GET of an execution or a run)
+// held open on this replica; a plain read is not one.
+func (s *server) limitLongPolls(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Limits == nil || !longPoll(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		release, ok := s.Limits.AcquireLongPoll(tenantOf(r))
+		if !ok {
+			s.refuse(w, r, 0, "too many long-polls in flight for this tenant (LAMBDA_TENANT_LONG_POLLS)")
+			return
+		}
+		defer release()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// longPoll reports whether a GET asks to wait (?wait= other than 0).
+func longPoll(r *http.Request) bool {
+	switch q := r.URL.Query().Get("wait"); q {
+	case "", "0", "0s":
+		return false
+	}
+	return true
 }
 
 type tenantRequest struct {
@@ -118,9 +175,11 @@ func (s *server) handleCreateTenant() http.HandlerFunc {
 	}
 }
 
+// newKey mints a key for tenant, up to the tenant's active keys' limit (Conflict beyond:
+// revoking one makes room).
 func (s *server) newKey(ctx context.Context, tenant string) (store.APIKey, string, error) {
 	id, token, hash := auth.NewKey()
-	k, err := s.Tenants.CreateAPIKey(ctx, tenant, id, hash)
+	k, err := s.Tenants.CreateAPIKey(ctx, tenant, id, hash, s.Config.MaxKeys)
 	return k, token, err
 }
 

@@ -1,7 +1,9 @@
-// Package ratelimit enforces per-API-key request rates (GCRA in Redis, shared by every
-// api replica, via redis_rate) and a per-tenant limit on invocations in flight (per api
-// replica, in process). When Redis is unreachable the rate limit does not fail open: each
-// replica falls back to an in-process token bucket with the same rate until Redis is back.
+// Package ratelimit enforces request rates — per API key, per tenant (one budget shared by
+// all of a tenant's keys, so minting keys buys no extra rate) and per tenant for
+// registrations — as GCRA in Redis, shared by every api replica (redis_rate), and
+// per-tenant limits on invocations and long-polls in flight (per api replica, in
+// process). When Redis is unreachable the rates do not fail open: each replica falls back
+// to an in-process token bucket with the same rate until Redis is back.
 package ratelimit
 
 import (
@@ -19,9 +21,29 @@ import (
 
 // Config sets the limits; zero disables a limit.
 type Config struct {
-	Rate        int `env:"LAMBDA_RATE_LIMIT" envDefault:"5000"`        // requests per second per API key
-	Burst       int `env:"LAMBDA_RATE_BURST" envDefault:"10000"`       // bucket size per API key
-	Concurrency int `env:"LAMBDA_TENANT_CONCURRENCY" envDefault:"512"` // invocations in flight per tenant (per replica)
+	Rate        int `env:"LAMBDA_RATE_LIMIT" envDefault:"5000"`         // requests per second per API key
+	Burst       int `env:"LAMBDA_RATE_BURST" envDefault:"10000"`        // bucket size per API key
+	TenantRate  int `env:"LAMBDA_TENANT_RATE_LIMIT" envDefault:"10000"` // requests per second per tenant, all its keys
+	TenantBurst int `env:"LAMBDA_TENANT_RATE_BURST" envDefault:"20000"` // bucket size per tenant
+	Concurrency int `env:"LAMBDA_TENANT_CONCURRENCY" envDefault:"512"`  // invocations and registrations in flight per tenant (per replica)
+	LongPolls   int `env:"LAMBDA_TENANT_LONG_POLLS" envDefault:"256"`   // long-polls in flight per tenant (per replica)
+	// Registrations bounds a tenant's registrations and new versions per minute (each
+	// builds its script on a runtime), with a burst of as many.
+	Registrations int `env:"LAMBDA_TENANT_REGISTRATIONS_PER_MINUTE" envDefault:"120"`
+}
+
+// limit is one rate: rate per period, with burst.
+type limit struct {
+	rate, burst int
+	period      time.Duration
+}
+
+func (l limit) off() bool { return l.rate <= 0 }
+
+func (c Config) keyLimit() limit    { return limit{c.Rate, max(c.Burst, 1), time.Second} }
+func (c Config) tenantLimit() limit { return limit{c.TenantRate, max(c.TenantBurst, 1), time.Second} }
+func (c Config) registrationLimit() limit {
+	return limit{c.Registrations, max(c.Registrations, 1), time.Minute}
 }
 
 // Limiter applies the rate and concurrency limits.
@@ -32,7 +54,7 @@ type Limiter struct {
 
 	mu      sync.Mutex
 	local   map[string]*rate.Limiter
-	running map[string]int
+	running map[string]int // "invoke:"/"poll:" + tenant → slots taken
 	leases  map[string]lease
 	warned  time.Time
 	// redisDownUntil skips Redis for a while after a failure, so an outage costs each
@@ -52,38 +74,53 @@ func New(cfg Config, rdb *redis.Client, log *zap.Logger) *Limiter {
 	return l
 }
 
-// Allow takes one request from key's budget; when refused it says how long to wait.
+// Allow takes one request from an API key's budget; when refused it says how long to
+// wait.
+func (l *Limiter) Allow(ctx context.Context, key string) (bool, time.Duration) {
+	return l.allow(ctx, "lambda:rate:"+key, l.cfg.keyLimit())
+}
+
+// AllowTenant takes one request from a tenant's budget, which all its keys share.
+func (l *Limiter) AllowTenant(ctx context.Context, tenant string) (bool, time.Duration) {
+	return l.allow(ctx, "lambda:rate:tenant:"+tenant, l.cfg.tenantLimit())
+}
+
+// AllowRegistration takes one registration (or new version) from a tenant's budget.
+func (l *Limiter) AllowRegistration(ctx context.Context, tenant string) (bool, time.Duration) {
+	return l.allow(ctx, "lambda:rate:registrations:"+tenant, l.cfg.registrationLimit())
+}
+
+// allow takes one request from bucket's budget under lim.
 //
 // Redis is asked for a lease of several tokens at once (up to 1 % of the per-second rate,
 // at most 32) and the replica spends them locally, so a busy key costs one Redis round trip
 // per lease instead of one per request. A replica may thus run ahead of the shared budget by
 // at most one lease; at low rates the lease is a single token and the limit is exact.
-func (l *Limiter) Allow(ctx context.Context, key string) (bool, time.Duration) {
-	if l.cfg.Rate <= 0 {
+func (l *Limiter) allow(ctx context.Context, bucket string, lim limit) (bool, time.Duration) {
+	if lim.off() {
 		return true, 0
 	}
 	if l.redis != nil && l.redisUsable() {
-		if l.takeLeased(key) {
+		if l.takeLeased(bucket) {
 			return true, 0
 		}
-		limit := redis_rate.Limit{Rate: l.cfg.Rate, Burst: max(l.cfg.Burst, 1), Period: time.Second}
-		n := l.leaseSize()
-		res, err := l.redis.AllowN(ctx, "lambda:rate:"+key, limit, n)
+		rl := redis_rate.Limit{Rate: lim.rate, Burst: lim.burst, Period: lim.period}
+		n := leaseSize(lim)
+		res, err := l.redis.AllowN(ctx, bucket, rl, n)
 		if err == nil && res.Allowed < n && n > 1 {
 			// Not a whole lease left: fall back to one token.
-			res, err = l.redis.AllowN(ctx, "lambda:rate:"+key, limit, 1)
+			res, err = l.redis.AllowN(ctx, bucket, rl, 1)
 		}
 		if err == nil {
 			if res.Allowed == 0 {
 				return false, res.RetryAfter
 			}
-			l.addLeased(key, res.Allowed-1)
+			l.addLeased(bucket, res.Allowed-1)
 			return true, 0
 		}
 		l.warn(err)
 	}
-	lim := l.localLimiter(key)
-	r := lim.Reserve()
+	r := l.localLimiter(bucket, lim).Reserve()
 	if d := r.Delay(); d > 0 {
 		r.Cancel()
 		return false, d
@@ -91,9 +128,13 @@ func (l *Limiter) Allow(ctx context.Context, key string) (bool, time.Duration) {
 	return true, 0
 }
 
-// leaseSize is how many tokens one Redis call takes.
-func (l *Limiter) leaseSize() int {
-	return max(1, min(32, l.cfg.Rate/100, max(l.cfg.Burst, 1)/4))
+// leaseSize is how many tokens one Redis call takes: 1 % of a per-second rate, at most 32
+// and a quarter of the burst; a single token for slower rates.
+func leaseSize(lim limit) int {
+	if lim.period != time.Second {
+		return 1
+	}
+	return max(1, min(32, lim.rate/100, lim.burst/4))
 }
 
 // lease is a replica's unspent share of a key's budget; it expires so idle leases do not
@@ -127,15 +168,18 @@ func (l *Limiter) addLeased(key string, n int) {
 	l.leases[key] = lease{tokens: n, expires: time.Now().Add(time.Second)}
 }
 
-func (l *Limiter) localLimiter(key string) *rate.Limiter {
+func (l *Limiter) localLimiter(bucket string, lim limit) *rate.Limiter {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim, ok := l.local[key]
+	rl, ok := l.local[bucket]
 	if !ok {
-		lim = rate.NewLimiter(rate.Limit(l.cfg.Rate), max(l.cfg.Burst, 1))
-		l.local[key] = lim
+		if len(l.local) > 100000 {
+			clear(l.local)
+		}
+		rl = rate.NewLimiter(rate.Limit(float64(lim.rate)/lim.period.Seconds()), lim.burst)
+		l.local[bucket] = rl
 	}
-	return lim
+	return rl
 }
 
 func (l *Limiter) redisUsable() bool {
@@ -154,24 +198,34 @@ func (l *Limiter) warn(err error) {
 	}
 }
 
-// Acquire takes one of the tenant's in-flight slots; release must be called when done.
+// Acquire takes one of the tenant's slots for invocations and registrations in flight;
+// release must be called when done.
 func (l *Limiter) Acquire(tenant string) (release func(), ok bool) {
-	if l.cfg.Concurrency <= 0 {
+	return l.acquire("invoke:"+tenant, l.cfg.Concurrency)
+}
+
+// AcquireLongPoll takes one of the tenant's long-poll slots; release must be called.
+func (l *Limiter) AcquireLongPoll(tenant string) (release func(), ok bool) {
+	return l.acquire("poll:"+tenant, l.cfg.LongPolls)
+}
+
+func (l *Limiter) acquire(slot string, limit int) (release func(), ok bool) {
+	if limit <= 0 {
 		return func() {}, true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.running[tenant] >= l.cfg.Concurrency {
+	if l.running[slot] >= limit {
 		return nil, false
 	}
-	l.running[tenant]++
+	l.running[slot]++
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			l.mu.Lock()
-			l.running[tenant]--
-			if l.running[tenant] == 0 {
-				delete(l.running, tenant)
+			l.running[slot]--
+			if l.running[slot] == 0 {
+				delete(l.running, slot)
 			}
 			l.mu.Unlock()
 		})

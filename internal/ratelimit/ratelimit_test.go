@@ -82,3 +82,45 @@ func TestLeasesKeepTheSharedLimit(t *testing.T) {
 	require.GreaterOrEqual(t, allowed, cfg.Burst, "the burst is available")
 	require.LessOrEqual(t, allowed, cfg.Burst+refill+2*32, "replicas run ahead by one lease at most")
 }
+
+// TestTenantRegistrationAndLongPollLimits: the tenant budget, the registrations per
+// minute and the long-poll slots are limits of their own, per tenant.
+func TestTenantRegistrationAndLongPollLimits(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer rdb.Close()
+	require.NoError(t, rdb.Ping(context.Background()).Err(), "Redis on 127.0.0.1:6379 is required")
+	l := ratelimit.New(ratelimit.Config{TenantRate: 10, TenantBurst: 10, Registrations: 3, LongPolls: 1}, rdb, zap.NewNop())
+	ctx := context.Background()
+	tenant := fmt.Sprintf("tenant-%d", time.Now().UnixNano())
+	allowed := 0
+	for range 30 {
+		if ok, _ := l.AllowTenant(ctx, tenant); ok {
+			allowed++
+		}
+	}
+	require.InDelta(t, 10, allowed, 1)
+	allowed = 0
+	for range 5 {
+		if ok, _ := l.AllowRegistration(ctx, tenant); ok {
+			allowed++
+		}
+	}
+	require.Equal(t, 3, allowed)
+	ok, wait := l.AllowRegistration(ctx, tenant)
+	require.False(t, ok)
+	require.Greater(t, wait, 10*time.Second, "the next registration is a third of a minute away")
+	ok, _ = l.AllowRegistration(ctx, tenant+"-other")
+	require.True(t, ok, "another tenant's registrations are counted apart")
+
+	release, ok := l.AcquireLongPoll(tenant)
+	require.True(t, ok)
+	_, ok = l.AcquireLongPoll(tenant)
+	require.False(t, ok)
+	inv, ok := l.Acquire(tenant)
+	require.True(t, ok, "long-polls do not take invocation slots")
+	inv()
+	release()
+	_, ok = l.AcquireLongPoll(tenant)
+	require.True(t, ok)
+}

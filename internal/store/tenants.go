@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 )
 
@@ -25,11 +27,29 @@ func (s *Store) CreateTenant(ctx context.Context, name string) error {
 	return translate(err, "create tenant")
 }
 
-// CreateAPIKey stores a key's id and secret hash for a tenant.
-func (s *Store) CreateAPIKey(ctx context.Context, tenant, id string, hash []byte) (APIKey, error) {
+// CreateAPIKey stores a key's id and secret hash for a tenant, unless the tenant already
+// has maxActive keys that are not revoked (Conflict; 0: no bound). The tenant's row is
+// locked meanwhile, so concurrent mints cannot pass the bound together.
+func (s *Store) CreateAPIKey(ctx context.Context, tenant, id string, hash []byte, maxActive int) (APIKey, error) {
 	k := APIKey{ID: id, Tenant: tenant, Hash: hash}
-	err := s.pool.QueryRow(ctx, `INSERT INTO api_keys (id, tenant, hash) VALUES ($1, $2, $3) RETURNING created_at`,
-		id, tenant, hash).Scan(&k.CreatedAt)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if maxActive > 0 {
+			var active int
+			if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM api_keys WHERE tenant = t.name AND revoked_at IS NULL)
+				FROM tenants t WHERE t.name = $1 FOR UPDATE`, tenant).Scan(&active); err != nil {
+				return err
+			}
+			if active >= maxActive {
+				return fault.New(fault.Conflict,
+					"the tenant has %d active API keys, its limit (LAMBDA_TENANT_MAX_KEYS); revoke one to mint another", active)
+			}
+		}
+		return tx.QueryRow(ctx, `INSERT INTO api_keys (id, tenant, hash) VALUES ($1, $2, $3) RETURNING created_at`,
+			id, tenant, hash).Scan(&k.CreatedAt)
+	})
+	if fault.KindOf(err) == fault.Conflict {
+		return APIKey{}, err
+	}
 	return k, translate(err, "create api key")
 }
 
