@@ -246,3 +246,42 @@ func TestLongPollsAreCapped(t *testing.T) {
 	require.Equal(t, 200, <-held)
 	require.Equal(t, 200, f.do(t, "GET", "/v1/executions/"+e.ID+"?wait=10ms", "", bearer(key)...).status, "slots come back")
 }
+
+// TestMetricLabelsAreBounded: request metrics are labelled only with known methods and
+// route patterns — an unknown method is "other", a path no route matches is the one
+// route "unmatched" — so no request can make a new series.
+func TestMetricLabelsAreBounded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tag := fmt.Sprintf("zz%d", time.Now().UnixNano())
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/" + tag},
+		{"GET", "/v1/" + tag},
+		{"POST", "/v1/" + tag + "/x/y"},
+		{"GET", "/v1/functions/" + tag + "/nothing/here"},
+		{tag, "/v1/functions"},
+		{tag, "/" + tag},
+		{"PATCH", "/v1/executions/" + tag},
+		{"GET", "/v1/executions/" + tag},
+	} {
+		f.do(t, c.method, c.path, "")
+	}
+	m := f.do(t, "GET", "/metrics", "").raw
+	require.NotContains(t, m, tag, "no label holds a value from the request")
+	routes := map[string]bool{}
+	for _, line := range strings.Split(m, "\n") {
+		if !strings.HasPrefix(line, "lambda_http_requests_total{") {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, `route="`)
+		route, _, _ := strings.Cut(rest, `"`)
+		routes[route] = true
+	}
+	require.True(t, routes["unmatched"], "%v", routes)
+	require.True(t, routes["/v1/executions/{id}"], "%v", routes)
+	for r := range routes {
+		require.True(t, r == "unmatched" || strings.HasPrefix(r, "/"), "route label %q", r)
+		require.NotContains(t, r, "*", "a catch-all is no route: %q", r)
+	}
+	require.Contains(t, m, `method="other"`)
+}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -89,18 +90,23 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// instrument records request metrics by route pattern and method, and logs every request
-// at debug level.
+// unmatchedKey marks, in a request's context, where notFound and methodNotAllowed record
+// that no route matched (a sub-router's catch-all pattern, such as /v1/*, is no route).
+type unmatchedKey struct{}
+
+// instrument records request metrics by route pattern and method — label values from
+// the routes and the known methods only — and logs every request at debug level.
 func (s *server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		s.Metrics.InFlight.Inc()
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
+		unmatched := false
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), unmatchedKey{}, &unmatched)))
 		s.Metrics.InFlight.Dec()
 		elapsed := time.Since(start)
 		route := chi.RouteContext(r.Context()).RoutePattern()
-		if route == "" {
+		if route == "" || unmatched {
 			route = "unmatched"
 		}
 		if sw.status == 0 {
@@ -118,9 +124,16 @@ func (s *server) instrument(next http.Handler) http.Handler {
 }
 
 func (s *server) notFound(w http.ResponseWriter, r *http.Request) {
+	if unmatched, ok := r.Context().Value(unmatchedKey{}).(*bool); ok {
+		*unmatched = true
+	}
 	s.writeError(w, r, fault.New(fault.NotFound, "no route %s %s", r.Method, r.URL.Path))
 }
 
 func (s *server) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	// No route has this method (the router may not even have found the path's route).
+	if unmatched, ok := r.Context().Value(unmatchedKey{}).(*bool); ok {
+		*unmatched = true
+	}
 	s.writeError(w, r, fault.New(fault.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
 }
