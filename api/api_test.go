@@ -89,6 +89,7 @@ func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.
 }
 
 type fixture struct {
+	h      http.Handler // the API, for a test that serves it itself
 	srv    *httptest.Server
 	runner *scriptedRunner
 	dbURL  string
@@ -155,7 +156,7 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(r.stop) }) // before the server's Close, which waits for every call
-	return &fixture{srv: srv, runner: r, dbURL: dbURL}
+	return &fixture{h: h, srv: srv, runner: r, dbURL: dbURL}
 }
 
 type reply struct {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -50,6 +51,12 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if kind == fault.Unauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="lambda"`)
 	}
+	linger := kind == fault.TooLarge && bodyMayFollow(r)
+	if linger {
+		// Read the body on after the answer (below) and close the connection then.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		w.Header().Set("Connection", "close")
+	}
 	p := Problem{
 		Type:      "urn:lambda:problem:" + kind.String(),
 		Title:     http.StatusText(status),
@@ -62,6 +69,37 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(p)
+	if linger {
+		drainBody(w, r)
+	}
+}
+
+// A 413 is answered before the body has been read. Closing the connection then, with
+// the rest of the body unread, resets it — and a client that writes its whole body before
+// it reads the answer (Python's urllib and requests) sees the reset, not the 413. So the
+// body is read on and discarded after the answer, up to drainBytes and drainTime, before
+// the connection closes.
+const (
+	drainBytes = 64 << 20
+	drainTime  = 5 * time.Second
+)
+
+// bodyMayFollow reports whether the client may still be sending a body: not when it asked
+// for 100-continue with a length we refused before reading (it waits for our answer and
+// sends nothing).
+func bodyMayFollow(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	return !(strings.EqualFold(r.Header.Get("Expect"), "100-continue") && r.ContentLength > 0)
+}
+
+// drainBody sends what was written and discards the rest of the body, within bounds.
+func drainBody(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	_ = rc.SetReadDeadline(time.Now().Add(drainTime))
+	_, _ = io.CopyN(io.Discard, r.Body, drainBytes)
 }
 
 // decode reads a JSON object body of at most limit bytes into v, strictly: unknown
@@ -71,6 +109,9 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	// multipart upload is the one clear mistake worth naming.
 	if strings.HasPrefix(strings.ToLower(r.Header.Get("Content-Type")), "multipart/") {
 		return fault.New(fault.Invalid, "the request body must be JSON, not a multipart form")
+	}
+	if r.ContentLength > limit { // refused before a byte is read (a 100-continue is not sent)
+		return fault.New(fault.TooLarge, "request body is larger than %d bytes", limit)
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
