@@ -17,7 +17,7 @@ func (s *server) routes() http.Handler {
 	r.MethodNotAllowed(s.methodNotAllowed)
 
 	r.Get("/healthz", health.Live())
-	r.Get("/readyz", s.ready.Ready())
+	r.Get("/readyz", s.ready.ReadyFor(s.isAdmin))
 	r.Handle("/metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
 	if s.Console != nil {
 		r.Get("/", http.RedirectHandler("/console/", http.StatusFound).ServeHTTP)

@@ -83,6 +83,16 @@ func (s *server) refuse(w http.ResponseWriter, r *http.Request, wait time.Durati
 	s.writeError(w, r, fault.New(fault.RateLimited, "%s", detail))
 }
 
+// isAdmin reports whether a request carries the operator's admin token (outside /v1,
+// where authenticate does not run).
+func (s *server) isAdmin(r *http.Request) bool {
+	if s.Auth == nil || r.Header.Get("Authorization") == "" {
+		return false
+	}
+	p, err := s.Auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
+	return err == nil && p.Admin
+}
+
 // limitConcurrency caps a tenant's invocations (sync calls, async starts, sync runs) and
 // registrations in flight on this replica.
 func (s *server) limitConcurrency(next http.Handler) http.Handler {

@@ -191,12 +191,22 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 	fctx, stopFinishes := context.WithCancel(context.Background())
 	defer stopFinishes()
 	go finishes.Run(fctx)
+	// A key revoked on any replica leaves this one's cache of verified keys at once.
+	authn := auth.New(cfg.Auth, b.store)
+	revocations := b.store.NewRevocationFeed(log, authn.Forget, authn.ForgetAll)
+	go revocations.Run(fctx)
 	checks := append([]health.Check{
 		{Name: "postgres", Required: true, Probe: b.store.Ping},
 		{Name: "redis", Required: false, Probe: b.cache.Ping},
 		{Name: "finish_feed", Required: false, Probe: func(context.Context) error {
 			if !finishes.Listening() {
 				return errors.New("not listening: long-polls of executions fall back to polling PostgreSQL")
+			}
+			return nil
+		}},
+		{Name: "key_revocations", Required: false, Probe: func(context.Context) error {
+			if !revocations.Listening() {
+				return errors.New("not listening: a key revoked on another replica is honoured here until LAMBDA_AUTH_CACHE_TTL")
 			}
 			return nil
 		}},
@@ -213,7 +223,7 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 	h := api.NewServer(api.Deps{
 		Config: cfg.API, Log: log, Core: c, Store: b.store, Tenants: b.store, Checks: checks,
 		Finishes: finishes,
-		Auth:     auth.New(cfg.Auth, b.store),
+		Auth:     authn,
 		Limits:   ratelimit.New(cfg.Limit, b.cache.Client(), log),
 		Metrics:  metrics.NewHTTP(reg), Gatherer: reg,
 		Console: console.Handler(console.WithTemporalUI(cfg.TemporalUI, cfg.Temporal.Namespace)),

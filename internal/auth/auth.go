@@ -1,7 +1,9 @@
 // Package auth authenticates API callers. An API key reads "lmk_<id>_<secret>": the id
 // finds the key's record, the secret is compared as SHA-256 in constant time, and only
 // the hash is ever stored. The operator's admin token (LAMBDA_ADMIN_TOKEN) is never
-// stored at all. Validated keys are cached briefly so the hot path skips PostgreSQL.
+// stored at all. Validated keys are cached briefly so the hot path skips PostgreSQL; a
+// revocation reaches every replica's cache at once (Forget, through the store's
+// revocation feed), the cache's TTL being the backstop while that feed is down.
 package auth
 
 import (
@@ -33,9 +35,11 @@ type Keys interface {
 
 // Config configures authentication.
 type Config struct {
-	AdminToken  string        `env:"LAMBDA_ADMIN_TOKEN"`
-	AdminTenant string        `env:"LAMBDA_ADMIN_TENANT" envDefault:"default"`
-	CacheTTL    time.Duration `env:"LAMBDA_AUTH_CACHE_TTL" envDefault:"5s"`
+	AdminToken  string `env:"LAMBDA_ADMIN_TOKEN"`
+	AdminTenant string `env:"LAMBDA_ADMIN_TENANT" envDefault:"default"`
+	// CacheTTL bounds how long a verified key is honoured without a look at PostgreSQL:
+	// the backstop for revocations while the revocation feed is down.
+	CacheTTL time.Duration `env:"LAMBDA_AUTH_CACHE_TTL" envDefault:"5s"`
 }
 
 // Authenticator checks bearer tokens.
@@ -110,7 +114,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 	return p, nil
 }
 
-// Forget drops cached principals of a key (after revocation in this process).
+// Forget drops cached principals of a key: after its revocation here, or anywhere (the
+// store's revocation feed calls it on every replica).
 func (a *Authenticator) Forget(keyID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -119,6 +124,13 @@ func (a *Authenticator) Forget(keyID string) {
 			delete(a.cache, k)
 		}
 	}
+}
+
+// ForgetAll drops every cached principal (a revocation may have been missed).
+func (a *Authenticator) ForgetAll() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	clear(a.cache)
 }
 
 // NewKey returns a fresh key's id, its full token, and the secret's hash to store.

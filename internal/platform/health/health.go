@@ -108,10 +108,33 @@ func (rd *Readiness) Run(ctx context.Context) (int, Report) {
 
 // Ready is the /readyz handler.
 func (rd *Readiness) Ready() http.HandlerFunc {
+	return rd.ReadyFor(func(*http.Request) bool { return true })
+}
+
+// ReadyFor is the /readyz handler that answers each check's details (its error) only to
+// the requests details accepts (an operator); everyone else reads ok, degraded or down per
+// check and no error text, which could name hosts, addresses or versions.
+func (rd *Readiness) ReadyFor(details func(*http.Request) bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		status, report := rd.Run(r.Context())
+		if !details(r) {
+			report = report.Summary()
+		}
 		write(w, status, report)
 	}
+}
+
+// Summary is the report without details: each check's word (ok, degraded, down) only.
+func (r Report) Summary() Report {
+	out := Report{Status: r.Status}
+	if r.Checks != nil {
+		out.Checks = make(map[string]string, len(r.Checks))
+		for name, result := range r.Checks {
+			word, _, _ := strings.Cut(result, ":")
+			out.Checks[name] = word
+		}
+	}
+	return out
 }
 
 // Live is the /healthz handler: the process answers.
