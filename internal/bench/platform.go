@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -29,8 +31,10 @@ type Function struct {
 	Name     string
 	Language string // runtime title (python, node, rust)
 	Version  int
-	SHA256   string
-	Source   string
+	// SHA256 is the hash a runtime host builds the version by (its source's sha256), not
+	// the version's sha256, which covers its settings too.
+	SHA256 string
+	Source string
 }
 
 func (p *Platform) client() *Client {
@@ -72,13 +76,13 @@ func (p *Platform) Register(ctx context.Context, name, language, source string, 
 		return Function{}, fmt.Errorf("register %s: %w", name, StatusError(status, resp))
 	}
 	var out struct {
-		Version int    `json:"version"`
-		SHA256  string `json:"sha256"`
+		Version int `json:"version"`
 	}
 	if err := json.Unmarshal(resp, &out); err != nil {
 		return Function{}, fmt.Errorf("register %s: %w", name, err)
 	}
-	return Function{Name: name, Language: language, Version: out.Version, SHA256: out.SHA256, Source: source}, nil
+	sum := sha256.Sum256([]byte(source))
+	return Function{Name: name, Language: language, Version: out.Version, SHA256: hex.EncodeToString(sum[:]), Source: source}, nil
 }
 
 // InvokeRequest is a sync invocation of f's version through the whole stack.
