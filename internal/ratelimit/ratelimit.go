@@ -26,7 +26,7 @@ type Config struct {
 	TenantRate  int `env:"LAMBDA_TENANT_RATE_LIMIT" envDefault:"10000"` // requests per second per tenant, all its keys
 	TenantBurst int `env:"LAMBDA_TENANT_RATE_BURST" envDefault:"20000"` // bucket size per tenant
 	Concurrency int `env:"LAMBDA_TENANT_CONCURRENCY" envDefault:"512"`  // invocations and registrations in flight per tenant (per replica)
-	LongPolls   int `env:"LAMBDA_TENANT_LONG_POLLS" envDefault:"256"`   // long-polls in flight per tenant (per replica)
+	LongPolls   int `env:"LAMBDA_TENANT_LONG_POLLS" envDefault:"1024"`  // long-polls in flight per tenant (per replica)
 	// Registrations bounds a tenant's registrations and new versions per minute (each
 	// builds its script on a runtime), with a burst of as many.
 	Registrations int `env:"LAMBDA_TENANT_REGISTRATIONS_PER_MINUTE" envDefault:"120"`
