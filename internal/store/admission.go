@@ -31,6 +31,12 @@ func (s *Store) EnqueueExecution(ctx context.Context, e *Execution, a Admission)
 	if err != nil {
 		return "", false, err
 	}
+	if a.Key == "" && a.MaxOpen <= 0 { // one statement: no transaction needed
+		if _, err := s.pool.Exec(ctx, upsertExecution, args...); err != nil {
+			return "", false, translate(err, "enqueue execution")
+		}
+		return e.ID, true, nil
+	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if a.MaxOpen > 0 {
 			if err := lockAdmissions(ctx, tx, e.Tenant); err != nil {
