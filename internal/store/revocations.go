@@ -13,7 +13,7 @@ import (
 )
 
 // revokedChannel is the channel api_keys' trigger notifies with the id of a key the
-// moment its revocation commits (migration 00009), whoever revoked it.
+// moment its revocation commits (migration 00005), whoever revoked it.
 const revokedChannel = "lambda_key_revoked"
 
 // RevocationFeedApplication is the application_name of the feed's connection.
