@@ -147,10 +147,16 @@ func providerCommand(s *Stack) (command, error) {
 		"LAMBDA_RUNTIMES_FILE": s.opts.RuntimesFile,
 		"LAMBDA_LOG_LEVEL":     s.opts.Log.Level,
 		"LAMBDA_LOG_FORMAT":    s.opts.Log.Format,
+		// Every replica gets the invoke secret's file from the provider.
+		"LAMBDA_RUNTIME_SECRET_FILE": s.RuntimeSecretFile,
 	})
-	// The user's LAMBDA_PROVIDER_* tuning reaches the provider.
+	// The user's LAMBDA_PROVIDER_* tuning and the replicas' sandbox and tenant settings
+	// (LAMBDA_SANDBOX*, LAMBDA_RUNTIME_TENANT*) reach the provider, which hands the latter
+	// to every replica.
 	for k, v := range s.opts.Environ {
-		if len(k) > len("LAMBDA_PROVIDER_") && k[:len("LAMBDA_PROVIDER_")] == "LAMBDA_PROVIDER_" && k != "LAMBDA_PROVIDER_ADDR" {
+		switch {
+		case strings.HasPrefix(k, "LAMBDA_PROVIDER_") && k != "LAMBDA_PROVIDER_ADDR",
+			strings.HasPrefix(k, "LAMBDA_SANDBOX"), strings.HasPrefix(k, "LAMBDA_RUNTIME_TENANT"):
 			env = append(env, k+"="+v)
 		}
 	}
@@ -191,6 +197,10 @@ func (s *Stack) startGateway(ctx context.Context) error {
 		"faas_prometheus_port":    promPort,
 		"max_idle_conns":          "1024",
 		"max_idle_conns_per_host": "1024",
+		// The management API (/system/*) and the UI need the credentials of
+		// DataDir/secrets, as the real gateway's Kubernetes secret provides them.
+		"basic_auth":        "true",
+		"secret_mount_path": s.SecretsDir,
 	})
 	p, err := s.spawn("gateway", command{path: s.opts.GatewayBin, env: env, dir: dir})
 	if err != nil {
@@ -262,7 +272,7 @@ func (s *Stack) deployed() ([]runtimes.Runtime, error) {
 // waits until each has an available replica.
 func (s *Stack) deployRuntimes(ctx context.Context) error {
 	gw, _ := url.Parse(s.GatewayURL)
-	c := sdk.NewClient(gw, nil, &http.Client{Timeout: 30 * time.Second})
+	c := sdk.NewClient(gw, s.gatewayAuth(), &http.Client{Timeout: 30 * time.Second})
 	deployed, err := s.deployed()
 	if err != nil {
 		return err
@@ -304,6 +314,13 @@ func (s *Stack) deployRuntimes(ctx context.Context) error {
 	}
 	s.Functions = selected
 	return nil
+}
+
+// gatewayAuth is the gateway's basic-auth credentials from the secret files.
+func (s *Stack) gatewayAuth() *sdk.BasicAuth {
+	user, _ := os.ReadFile(s.GatewayUserFile)
+	pass, _ := os.ReadFile(s.GatewayPassFile)
+	return &sdk.BasicAuth{Username: strings.TrimSpace(string(user)), Password: strings.TrimSpace(string(pass))}
 }
 
 func (s *Stack) procByName(name string) *proc {

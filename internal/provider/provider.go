@@ -50,7 +50,15 @@ const (
 	EnvRuntimesFile = "LAMBDA_RUNTIMES_FILE"
 	EnvLogLevel     = "LAMBDA_LOG_LEVEL"
 	EnvLogFormat    = "LAMBDA_LOG_FORMAT"
+	EnvSecretFile   = "LAMBDA_RUNTIME_SECRET_FILE"
 )
+
+// reservedEnv are the prefixes of variables a deployment may not set: the replica's
+// isolation, authentication, address and files are the provider's (its operator's)
+// choice, never the caller's of PUT /system/functions. Variables of PassEnv are
+// reserved as well.
+var reservedEnv = []string{"LAMBDA_SANDBOX", "LAMBDA_RUNTIME_SECRET", "LAMBDA_RUNTIME_AUTH", "LAMBDA_RUNTIME_TENANT",
+	EnvRuntimeAddr, EnvRuntimesFile, "LAMBDA_RUNTIME_CACHE_DIR", "LAMBDA_RUNTIME_BIN", "LAMBDA_LOG_", "LD_", "GODEBUG", "GOMAXPROCS", "PATH"}
 
 // Config is the provider's configuration.
 type Config struct {
@@ -89,7 +97,12 @@ type Config struct {
 	// PassEnv names the variables of the provider's own environment that replicas inherit.
 	// Everything else a replica sees comes from its deployment's EnvVars: never the
 	// provider's secrets (database URL, tokens).
-	PassEnv []string `env:"LAMBDA_PROVIDER_PASS_ENV" envSeparator:"," envDefault:"PATH,HOME,USER,LANG,LC_ALL,TZ,TMPDIR,XDG_CACHE_HOME,RUSTUP_HOME,CARGO_HOME"`
+	// A name ending in * passes every variable with that prefix. The sandbox settings
+	// (LAMBDA_SANDBOX*) are the operator's: they come from here, never from a deployment.
+	PassEnv []string `env:"LAMBDA_PROVIDER_PASS_ENV" envSeparator:"," envDefault:"PATH,HOME,USER,LANG,LC_ALL,TZ,TMPDIR,XDG_CACHE_HOME,RUSTUP_HOME,CARGO_HOME,LAMBDA_SANDBOX*,LAMBDA_RUNTIME_TENANT*"`
+	// RuntimeSecretFile is handed to every replica as LAMBDA_RUNTIME_SECRET_FILE: the
+	// secret a runtime host requires of each call (the api reads the same file).
+	RuntimeSecretFile string `env:"LAMBDA_RUNTIME_SECRET_FILE"`
 	// Environ is the provider's own environment, from which PassEnv is copied.
 	Environ map[string]string `env:"-"`
 	// Log is handed on to replicas as LAMBDA_LOG_LEVEL and LAMBDA_LOG_FORMAT.
@@ -304,6 +317,11 @@ func (p *Provider) checkSpec(spec *types.FunctionDeployment) error {
 	if spec.Service == "" {
 		return fault.New(fault.Invalid, "service (function name) is required")
 	}
+	for k := range spec.EnvVars {
+		if p.reserved(k) {
+			return fault.New(fault.Invalid, "envVars: %s is set by the provider's operator, not by a deployment", k)
+		}
+	}
 	if spec.Namespace != "" && spec.Namespace != Namespace {
 		return fault.New(fault.Invalid, "namespace %s does not exist (the local provider has only %s)", spec.Namespace, Namespace)
 	}
@@ -312,6 +330,21 @@ func (p *Provider) checkSpec(spec *types.FunctionDeployment) error {
 		return fault.New(fault.Invalid, "label %s=%d is above the replica limit", LabelScaleMin, n)
 	}
 	return nil
+}
+
+// reserved reports whether a deployment may not set the variable k.
+func (p *Provider) reserved(k string) bool {
+	for _, r := range reservedEnv {
+		if strings.HasPrefix(k, r) {
+			return true
+		}
+	}
+	for _, pass := range p.cfg.PassEnv {
+		if prefix, ok := strings.CutSuffix(pass, "*"); ok && strings.HasPrefix(k, prefix) || k == pass {
+			return true
+		}
+	}
+	return false
 }
 
 // scaleLabel reads a non-negative integer label, or def.
@@ -334,10 +367,20 @@ func scaleLabel(labels *map[string]string, key string, def int) int {
 // environment, the deployment's EnvVars, and what the provider must set.
 func (p *Provider) replicaEnv(spec *types.FunctionDeployment, addr string) []string {
 	env := map[string]string{}
+	maps.Copy(env, spec.EnvVars) // checked by checkSpec: nothing below can be overridden
 	for _, k := range p.cfg.PassEnv {
-		if v, ok := p.cfg.Environ[k]; ok {
+		if prefix, ok := strings.CutSuffix(k, "*"); ok {
+			for name, v := range p.cfg.Environ {
+				if strings.HasPrefix(name, prefix) {
+					env[name] = v
+				}
+			}
+		} else if v, ok := p.cfg.Environ[k]; ok {
 			env[k] = v
 		}
+	}
+	if p.cfg.RuntimeSecretFile != "" {
+		env[EnvSecretFile] = p.cfg.RuntimeSecretFile
 	}
 	if p.cfg.RuntimesFile != "" {
 		env[EnvRuntimesFile] = p.cfg.RuntimesFile
@@ -348,7 +391,6 @@ func (p *Provider) replicaEnv(spec *types.FunctionDeployment, addr string) []str
 	if p.cfg.Log.Format != "" {
 		env[EnvLogFormat] = p.cfg.Log.Format
 	}
-	maps.Copy(env, spec.EnvVars)
 	env[EnvRuntimeAddr] = addr
 	out := make([]string, 0, len(env))
 	for k, v := range env {

@@ -480,3 +480,42 @@ func TestProviderProbes(t *testing.T) {
 	require.False(t, alive(before.PID), "the sick process was stopped")
 	require.GreaterOrEqual(t, providerRestarts(t, srv.URL, "probed"), 1.0)
 }
+
+// A deployment cannot choose a replica's isolation, authentication or files: PUT and POST
+// /system/functions with such a variable are 400 and change nothing; the operator's
+// LAMBDA_SANDBOX* and the invoke secret's file reach every replica from the provider.
+func TestDeploymentCannotSetReservedVariables(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := fakeConfig(t)
+	cfg.PassEnv = append(cfg.PassEnv, "LAMBDA_SANDBOX*")
+	cfg.Environ["LAMBDA_SANDBOX"] = "strict"
+	cfg.Environ["LAMBDA_SANDBOX_PIDS"] = "64"
+	cfg.RuntimeSecretFile = "/run/secrets/lambda/runtime-secret"
+	_, srv, client := newProvider(t, cfg)
+	const name = "runtime-reserved"
+	spec := types.FunctionDeployment{Service: name, Image: "x", EnvVars: map[string]string{fakeReplicaEnv: "1", "LAMBDA_RUNTIME": "fake"}}
+	for _, k := range []string{"LAMBDA_SANDBOX", "LAMBDA_SANDBOX_NETWORK", "LAMBDA_RUNTIME_AUTH", "LAMBDA_RUNTIME_SECRET_FILE", "LD_PRELOAD", "PATH", "HOME"} {
+		bad := spec
+		bad.EnvVars = map[string]string{fakeReplicaEnv: "1", k: "off"}
+		_, err := client.Deploy(ctx, bad)
+		require.ErrorContains(t, err, k, "deploy with %s", k)
+	}
+	_, err := client.Deploy(ctx, spec)
+	require.NoError(t, err)
+	waitFor(t, 10*time.Second, "1 available replica", func() bool {
+		st, err := client.GetFunction(ctx, name, "")
+		return err == nil && st.AvailableReplicas == 1
+	})
+	bad := spec
+	bad.EnvVars = map[string]string{fakeReplicaEnv: "1", "LAMBDA_SANDBOX": "off"}
+	_, err = client.Update(ctx, bad)
+	require.ErrorContains(t, err, "LAMBDA_SANDBOX")
+
+	code, ans, raw := invoke(t, srv.URL, name, nil, `{}`)
+	require.Equal(t, http.StatusOK, code, raw)
+	env := strings.Join(ans.Env, "\n")
+	require.Contains(t, env, "LAMBDA_SANDBOX=strict\n")
+	require.Contains(t, env, "LAMBDA_SANDBOX_PIDS=64")
+	require.Contains(t, env, "LAMBDA_RUNTIME_SECRET_FILE=/run/secrets/lambda/runtime-secret")
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 	"github.com/lambda-microservice/lambda/internal/runtimehost/sandbox"
 )
 
@@ -70,6 +71,16 @@ type Config struct {
 	// SandboxBwrap is the bubblewrap binary.
 	SandboxBwrap string `env:"LAMBDA_SANDBOX_BWRAP" envDefault:"bwrap"`
 
+	// SecretFile holds the deployment's invoke secret (a Kubernetes Secret's file); Secret
+	// is the same value given inline. POST / answers 401 and runs nothing unless the call
+	// carries it in the X-Lambda-Runtime-Secret header (the api sends it). Auth=none turns
+	// the check off explicitly (a trusted test bench); a host with neither refuses to start.
+	SecretFile string `env:"LAMBDA_RUNTIME_SECRET_FILE"`
+	Secret     string `env:"LAMBDA_RUNTIME_SECRET"`
+	Auth       string `env:"LAMBDA_RUNTIME_AUTH" envDefault:"secret"`
+
+	secret []byte // the invoke secret, loaded by Validate
+
 	Log logging.Config
 }
 
@@ -115,11 +126,31 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("LAMBDA_SANDBOX_TMP_MB ≥ 1, LAMBDA_SANDBOX_PIDS ≥ 8 and LAMBDA_SANDBOX_MEMORY_MB ≥ 16 required"))
 		}
 	}
+	switch c.Auth {
+	case AuthSecret:
+		secret, err := platformsecret.Load(c.Secret, c.SecretFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_SECRET(_FILE): %w", err))
+		} else if secret == "" {
+			errs = append(errs, errors.New("LAMBDA_RUNTIME_SECRET_FILE (or LAMBDA_RUNTIME_SECRET) is required: the host runs calls only with the deployment's secret (LAMBDA_RUNTIME_AUTH=none accepts any caller)"))
+		}
+		c.secret = []byte(secret)
+	case AuthNone:
+		c.secret = nil
+	default:
+		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_AUTH=%q: want secret or none", c.Auth))
+	}
 	if c.MaxBody < 1024 {
 		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_MAX_BODY=%d: want ≥ 1024", c.MaxBody))
 	}
 	return errors.Join(errs...)
 }
+
+// Invoke authentication modes (LAMBDA_RUNTIME_AUTH).
+const (
+	AuthSecret = "secret" // POST / needs the deployment's secret
+	AuthNone   = "none"   // any caller may invoke (a trusted bench only)
+)
 
 // sandboxConfig is the Sandbox configuration of the host.
 func (c *Config) sandboxConfig() sandbox.Config {

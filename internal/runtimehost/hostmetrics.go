@@ -46,7 +46,7 @@ func newHostMetrics(title string, rm *metrics.Runtime, hm *metrics.HTTP) *hostMe
 		m.httpInvokeDuration = hm.Duration.WithLabelValues("/", "POST")
 		m.httpRequests = hm.Requests
 		m.httpDuration = hm.Duration
-		for _, code := range []int{200, 400, 413, 422, 428, 500, 503} {
+		for _, code := range []int{200, 400, 401, 413, 422, 428, 500, 503} {
 			m.httpInvokeCodes[code] = hm.Requests.WithLabelValues("/", "POST", strconv.Itoa(code))
 		}
 	}

@@ -623,7 +623,7 @@ func newHost(t *testing.T, title string, vars map[string]string) (*runtimehost.H
 	require.NoError(t, err)
 	rt, ok := reg.Lookup(title)
 	require.True(t, ok)
-	all := withVars(vars, "LAMBDA_RUNTIME", title, "LAMBDA_RUNTIME_CACHE_DIR", t.TempDir())
+	all := withVars(vars, "LAMBDA_RUNTIME", title, "LAMBDA_RUNTIME_CACHE_DIR", t.TempDir(), "LAMBDA_RUNTIME_SECRET", testSecret)
 	var cfg runtimehost.Config
 	require.NoError(t, env.ParseWithOptions(&cfg, env.Options{Environment: all}))
 	require.NoError(t, cfg.Validate())

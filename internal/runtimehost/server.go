@@ -14,6 +14,7 @@ import (
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 )
 
 // NewServer returns the runtime host's HTTP handler (routes.go lists the routes).
@@ -38,6 +39,14 @@ func handleInvoke(h *Host) http.HandlerFunc {
 		if h.m.httpInFlight != nil {
 			h.m.httpInFlight.Inc()
 			defer h.m.httpInFlight.Dec()
+		}
+		if h.cfg.Auth != AuthNone && !platformsecret.Equal(r.Header.Get(platformsecret.RuntimeHeader), h.cfg.secret) {
+			// Nothing is read, built or run for a caller without the deployment's secret.
+			w.Header()["Content-Type"] = contentTypeJSON
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":{"type":"Unauthorized","message":"this runtime host runs calls of the platform only (`+platformsecret.RuntimeHeader+`)"}}`)
+			h.m.invokeServed(http.StatusUnauthorized, time.Since(start).Seconds())
+			return
 		}
 		buf := bufPool.Get().(*bytes.Buffer)
 		buf.Reset()
