@@ -1,6 +1,7 @@
 package runtimehost
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -102,6 +104,9 @@ type Host struct {
 	m        *hostMetrics
 	log      *zap.Logger
 
+	direct     bool   // workers are kept apart by uids alone: each gets a private copy of its script
+	pinWhy     string // why workers cannot be isolated here: the host then serves one tenant only
+	pinned     atomic.Pointer[string]
 	sandboxDoc []byte // the "sandbox" member of /_/ready
 	prepared   atomic.Bool
 	spareUp    atomic.Bool
@@ -148,7 +153,13 @@ func New(o Options) (*Host, error) {
 				return nil, fmt.Errorf("runtimehost: %w", err)
 			}
 			sp = sb
-			if sb.PrivateMounts() {
+			if sb.Direct() {
+				// No mount namespace: the cache is the host's alone, each worker reads its
+				// own copy of its script.
+				if err := os.Chmod(cacheDir, 0o700); err != nil {
+					return nil, fmt.Errorf("runtimehost: cache dir: %w", err)
+				}
+			} else if sb.PrivateMounts() {
 				// Spares see the whole cache: workers may open a script they know the sha256
 				// of, never list the others.
 				if err := os.Chmod(cacheDir, 0o711); err != nil {
@@ -161,8 +172,16 @@ func New(o Options) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtimehost: temp dir: %w", err)
 	}
+	direct := false
+	if sb, ok := sp.(interface{ Direct() bool }); ok && sb.Direct() {
+		direct = true
+		// Workers (other uids) pass through to their own 0700 folders, list nothing.
+		if err := os.Chmod(tmpBase, 0o711); err != nil {
+			return nil, fmt.Errorf("runtimehost: temp dir: %w", err)
+		}
+	}
 	h := &Host{
-		cfg: o.Config, rt: o.Runtime, cacheDir: cacheDir, tmpBase: tmpBase, spawner: sp,
+		cfg: o.Config, rt: o.Runtime, cacheDir: cacheDir, tmpBase: tmpBase, spawner: sp, direct: direct,
 		m:    newHostMetrics(o.Runtime.Title, o.Metrics, o.HTTP),
 		log:  o.Logger.With(zap.String(logging.FieldRuntime, o.Runtime.Title)),
 		stop: make(chan struct{}),
@@ -176,6 +195,15 @@ func New(o Options) (*Host, error) {
 	}
 	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Config.StartTimeout, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
 	h.pool.onSpare = func() { h.spareUp.Store(true) }
+	tenants := "isolated"
+	if sb, ok := sp.(*sandbox.Sandbox); ok && !sb.Isolated() {
+		// auto without distinct worker uids: never several tenants on shared ground.
+		tenants = "pinned"
+		h.pinWhy = "workers cannot run as distinct uids here (" + sb.Missing()["uid"] + "): this replica serves the first tenant it is called for, and refuses others"
+		h.m.pinned.Set(1)
+	} else if mode == sandbox.Off {
+		tenants = "shared" // LAMBDA_SANDBOX=off, explicitly
+	}
 	if lr, ok := sp.(sandbox.LayerReporter); ok {
 		layers := lr.Layers()
 		for layer, on := range layers {
@@ -185,7 +213,7 @@ func New(o Options) (*Host, error) {
 		if sb, ok := sp.(*sandbox.Sandbox); ok {
 			missing = sb.Missing()
 		}
-		h.sandboxDoc = sandboxJSON(mode, layers, missing)
+		h.sandboxDoc = sandboxJSON(mode, layers, missing, tenants, h.pinWhy)
 		h.log.Info("sandbox", zap.String("mode", mode), zap.Any("layers", layers), zap.Any("missing", missing))
 	}
 	return h, nil
@@ -193,13 +221,17 @@ func New(o Options) (*Host, error) {
 
 // sandboxJSON is the "sandbox" member of /_/ready: the mode, each layer's state and why
 // the inactive ones are missing.
-func sandboxJSON(mode string, layers map[string]bool, missing map[string]string) []byte {
+func sandboxJSON(mode string, layers map[string]bool, missing map[string]string, tenants, why string) []byte {
 	names := make([]string, 0, len(layers))
 	for l := range layers {
 		names = append(names, l)
 	}
 	slices.Sort(names)
 	b := append([]byte(`{"mode":`), appendString(nil, mode)...)
+	b = append(append(b, `,"tenants":`...), appendString(nil, tenants)...)
+	if why != "" {
+		b = append(append(b, `,"tenants_why":`...), appendString(nil, why)...)
+	}
 	b = append(b, `,"layers":{`...)
 	for i, l := range names {
 		if i > 0 {
@@ -302,11 +334,29 @@ func (h *Host) startWorker(s *script) (*worker, error) {
 	vars := runtimes.Vars{CacheDir: h.cacheDir}
 	memory := 0
 	readOnly := []string{h.cacheDir} // a spare: any script of the cache may come
+	tmp, task := "", ""
 	if s != nil {
 		vars.Workdir = s.dir
 		readOnly = []string{s.dir}
 	}
+	if h.direct {
+		readOnly = nil
+		var err error
+		if tmp, err = os.MkdirTemp(h.tmpBase, "worker-"); err != nil {
+			return nil, fmt.Errorf("start worker: temp dir: %w", err)
+		}
+		if s != nil {
+			task = filepath.Join(tmp, "task")
+			if err := copyScript(s.dir, task); err != nil {
+				os.RemoveAll(tmp)
+				return nil, fmt.Errorf("start worker: %w", err)
+			}
+			vars.Workdir = task
+		}
+	}
 	w, err := startWorker(&startSpec{
+		tmp:         tmp,
+		task:        task,
 		argv:        h.rt.ExpandVars(h.rt.Command, vars),
 		tmpBase:     h.tmpBase,
 		outputLimit: h.cfg.OutputLimit,
@@ -396,6 +446,11 @@ func (h *Host) Invoke(req *Request, out *Outcome) error {
 	if err != nil {
 		return err
 	}
+	if h.pinWhy != "" {
+		if err := h.pin(req.Tenant); err != nil {
+			return err
+		}
+	}
 	deadline := start.Add(timeout)
 	out.timeout = timeout
 	s, err := h.builds.get(req.SHA256, req.Source)
@@ -442,6 +497,22 @@ func (h *Host) Invoke(req *Request, out *Outcome) error {
 	}
 }
 
+// pin keeps a host whose workers cannot be isolated to one tenant: the first one it is
+// called for.
+func (h *Host) pin(tenant string) error {
+	p := h.pinned.Load()
+	if p == nil {
+		if h.pinned.CompareAndSwap(nil, &tenant) {
+			h.log.Warn("replica pinned to one tenant", zap.String("reason", h.pinWhy))
+		}
+		p = h.pinned.Load()
+	}
+	if *p != tenant {
+		return fault.New(fault.Unavailable, "this replica serves another tenant only: %s", h.pinWhy)
+	}
+	return nil
+}
+
 // Done releases what out holds: the worker goes back to the pool.
 func (h *Host) Done(out *Outcome) {
 	if out.w == nil {
@@ -456,11 +527,26 @@ func (h *Host) Done(out *Outcome) {
 // init (an error in the script's top level, a timeout); err a compile error or a worker
 // that died before answering (errWorkerGone).
 func (h *Host) initWorker(w *worker, key poolKey, req *Request, s *script, deadline time.Time, out *Outcome) (done bool, err error) {
+	source, workdir := s.source, s.dir
+	if h.direct {
+		if w.task == "" { // a spare: the script comes now, as the worker's own copy
+			w.task = filepath.Join(w.dir, "task")
+			err := copyScript(s.dir, w.task)
+			if o, ok := w.proc.(interface{ Own(string) error }); ok && err == nil {
+				err = o.Own(w.task)
+			}
+			if err != nil {
+				w.kill()
+				return false, fault.New(fault.Unavailable, "cannot hand the worker its script: %v", err)
+			}
+		}
+		source, workdir = filepath.Join(w.task, filepath.Base(s.source)), w.task
+	}
 	b, start := frame.Begin(w.wbuf[:0])
 	b = append(b, `{"type":"init","source":`...)
-	b = appendString(b, s.source)
+	b = appendString(b, source)
 	b = append(b, `,"workdir":`...)
-	b = appendString(b, s.dir)
+	b = appendString(b, workdir)
 	b = append(b, `,"sha256":`...)
 	b = appendString(b, req.SHA256)
 	b = append(b, `,"function":`...)
@@ -512,11 +598,26 @@ func (h *Host) initWorker(w *worker, key poolKey, req *Request, s *script, deadl
 		}
 		w.kill()
 		out.Stdout, out.Stderr, _ = w.collect(h.expiry(out, collectGrace))
-		out.Status, out.Error, out.healthy = statusFailed, reply.Error, false
+		out.Status, out.Error, out.healthy = statusFailed, h.relativePaths(w, req.SHA256, reply.Error), false
 		return true, nil
 	}
 	w.kill()
 	return false, fmt.Errorf("worker init: unexpected %q frame", reply.Type)
+}
+
+// relativePaths makes the paths of a script's files in an error document (a traceback's
+// frames, a message) relative to the script's folder: a caller sees handler.py, not where
+// the host keeps it.
+func (h *Host) relativePaths(w *worker, sha string, doc []byte) []byte {
+	if len(doc) == 0 {
+		return doc
+	}
+	for _, dir := range []string{filepath.Join(h.cacheDir, sha), w.task} {
+		if dir != "" && bytes.Contains(doc, []byte(dir+"/")) {
+			doc = bytes.ReplaceAll(doc, []byte(dir+"/"), nil)
+		}
+	}
+	return doc
 }
 
 // expiry arms out's timer for d and returns its channel.
@@ -567,7 +668,7 @@ func (h *Host) exec(w *worker, req *Request, deadline time.Time, out *Outcome) {
 		case reply.Status == statusSucceeded:
 			out.Status, out.Result = statusSucceeded, reply.Result
 		default:
-			out.Status, out.Error = statusFailed, reply.Error
+			out.Status, out.Error = statusFailed, h.relativePaths(w, w.key.sha, reply.Error)
 		}
 	}
 	var ok bool

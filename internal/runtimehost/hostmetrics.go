@@ -23,6 +23,8 @@ type hostMetrics struct {
 	httpRequests                *prometheus.CounterVec
 	httpDuration                *prometheus.HistogramVec
 	sandbox                     *prometheus.GaugeVec
+	pinned                      prometheus.Gauge
+	tenantWaits                 prometheus.Counter
 }
 
 func newHostMetrics(title string, rm *metrics.Runtime, hm *metrics.HTTP) *hostMetrics {
@@ -39,6 +41,8 @@ func newHostMetrics(title string, rm *metrics.Runtime, hm *metrics.HTTP) *hostMe
 		buildsFailed:    rm.Builds.WithLabelValues(title, "failed"),
 		buildTime:       rm.BuildTime.WithLabelValues(title),
 		sandbox:         rm.Sandbox,
+		pinned:          rm.Pinned.WithLabelValues(title),
+		tenantWaits:     rm.TenantWaits.WithLabelValues(title),
 		httpInvokeCodes: map[int]prometheus.Counter{},
 	}
 	if hm != nil {

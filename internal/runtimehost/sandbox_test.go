@@ -333,9 +333,11 @@ func requireSandbox(t *testing.T) {
 type readyDoc struct {
 	Status  string `json:"status"`
 	Sandbox *struct {
-		Mode    string            `json:"mode"`
-		Layers  map[string]bool   `json:"layers"`
-		Missing map[string]string `json:"missing"`
+		Mode       string            `json:"mode"`
+		Tenants    string            `json:"tenants"`
+		TenantsWhy string            `json:"tenants_why"`
+		Layers     map[string]bool   `json:"layers"`
+		Missing    map[string]string `json:"missing"`
 	} `json:"sandbox"`
 }
 

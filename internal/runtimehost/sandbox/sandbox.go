@@ -88,6 +88,7 @@ type Sandbox struct {
 	bound    []string // host paths already visible (to skip nested binds)
 	seccomp  []byte
 	uids     *uidSlots
+	direct   bool // workers start as their uid without bubblewrap (direct.go)
 	cg       *cgroupRoot
 	live     atomic.Int64 // workers started and not cleaned up
 	closed   atomic.Bool
@@ -231,6 +232,7 @@ func (s *Sandbox) probe() {
 				s.why[l] = "the runtime host is not root"
 			}
 		}
+		s.probeDirect()
 		return
 	}
 	s.cg = newCgroupRoot()
@@ -268,7 +270,42 @@ func (s *Sandbox) probe() {
 	if !r.ok[layerUID] {
 		s.setpriv = ""
 	}
+	if !s.usesBwrap() {
+		s.probeDirect()
+	}
 }
+
+// probeDirect turns on distinct worker uids without bubblewrap when this process may
+// switch uids (root, or the capabilities direct.go lists).
+func (s *Sandbox) probeDirect() {
+	s.layers[layerUID] = false
+	if s.uids == nil {
+		return
+	}
+	ok, why := canSetIDs()
+	if !ok {
+		s.why[layerUID] = why
+		return
+	}
+	s.direct = true
+	s.layers[layerUID] = true
+	delete(s.why, layerUID)
+	if p, err := exec.LookPath("prlimit"); err == nil {
+		s.prlimit = p
+	} else if os.Geteuid() != 0 {
+		// Another uid's rlimits cannot be set from outside without CAP_SYS_RESOURCE.
+		s.layers[layerRlimits] = false
+		s.why[layerRlimits] = "prlimit (util-linux) not found: a worker's rlimits cannot be set"
+	}
+}
+
+// Direct reports whether workers are kept apart by their uids alone (no mount namespace):
+// the host then keeps its script cache to itself and gives each worker a private copy.
+func (s *Sandbox) Direct() bool { return s.direct }
+
+// Isolated reports whether workers of different tenants are kept apart: by bubblewrap's
+// namespaces with a uid each, or by a uid each.
+func (s *Sandbox) Isolated() bool { return s.layers[layerUID] }
 
 // etcAllowlist are the /etc entries workers see (when present): the dynamic linker's
 // cache, time zone, name service basics, CA certificates, language runtime defaults.
@@ -581,6 +618,15 @@ func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 		}
 		argv = s.bwrapArgv(spec, secFD, p.lease)
 	}
+	direct := s.direct && p.lease != nil
+	if direct {
+		if err := own(spec.Dir, p.lease.uid); err != nil {
+			return fail(err)
+		}
+		if s.prlimit != "" { // as the worker, before it runs anything of its own
+			argv = prlimitArgv(s.prlimit, spec.Limits, s.cfg.Pids, s.cfg.MaxTimeout, argv)
+		}
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = env
@@ -599,11 +645,17 @@ func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 		defer unix.Close(fd)
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	}
-	if err := cmd.Start(); err != nil {
+	if direct {
+		cmd.SysProcAttr.Credential = credential(p.lease.uid)
+		err = startDropped(cmd)
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
 		return fail(err)
 	}
 	p.cmd = cmd
-	if !s.usesBwrap() { // no sandbox around it: limit the process right away as well
+	if !s.usesBwrap() && !(direct && s.prlimit != "") { // no sandbox around it: limit the process right away as well
 		if err := setLimits(cmd.Process.Pid, spec.Limits); err != nil {
 			p.Kill()
 			_, _ = p.Wait()
@@ -716,6 +768,9 @@ func (p *sandboxProcess) cleanup() {
 		if p.cg != nil {
 			gone = p.cg.remove()
 		}
+		if p.s.direct && p.lease != nil {
+			gone = killUID(p.lease.uid) && gone // orphans that left the process group
+		}
 		if gone {
 			p.lease.release()
 		} // else: something still runs as the uid: never hand it out again in this host
@@ -732,6 +787,15 @@ func (p *sandboxProcess) Kill() {
 	if !p.exited.Load() {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	}
+}
+
+// Own gives the worker's uid path and what it holds (a script copied into its folder); a
+// no-op unless the worker is a direct one.
+func (p *sandboxProcess) Own(path string) error {
+	if !p.s.direct || p.lease == nil {
+		return nil
+	}
+	return own(path, p.lease.uid)
 }
 
 // Settle runs once the worker said hello, before any user code: every process of the
@@ -784,6 +848,9 @@ func (p *sandboxProcess) Clean() bool {
 		return true
 	}
 	if p.cg == nil {
+		if p.s.direct && p.lease != nil {
+			return len(uidProcesses(p.lease.uid)) == len(p.baseline) // its uid's processes are its own
+		}
 		return true // without a cgroup a daemon can leave the tree unseen: not worth a /proc walk per call
 	}
 	same, known := p.cg.sameProcs(p.buf[:0], p.baseline)
