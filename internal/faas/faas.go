@@ -94,6 +94,9 @@ type Config struct {
 	// its management API.
 	GatewayUserFile     string `env:"LAMBDA_GATEWAY_USER_FILE"`
 	GatewayPasswordFile string `env:"LAMBDA_GATEWAY_PASSWORD_FILE"`
+	// GatewayUser and GatewayPassword give the same credentials inline (a Secret's keys).
+	GatewayUser     string `env:"LAMBDA_GATEWAY_USER"`
+	GatewayPassword string `env:"LAMBDA_GATEWAY_PASSWORD"`
 }
 
 // Client invokes runtime functions through the OpenFaaS gateway.
@@ -132,7 +135,9 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("faas: the runtime secret holds control characters")
 	}
 	var auth sdk.ClientAuth
-	if cfg.GatewayUserFile != "" || cfg.GatewayPasswordFile != "" {
+	if cfg.GatewayUser != "" || cfg.GatewayPassword != "" {
+		auth = &sdk.BasicAuth{Username: cfg.GatewayUser, Password: cfg.GatewayPassword}
+	} else if cfg.GatewayUserFile != "" || cfg.GatewayPasswordFile != "" {
 		user, err1 := os.ReadFile(cfg.GatewayUserFile)
 		pass, err2 := os.ReadFile(cfg.GatewayPasswordFile)
 		if err := errors.Join(err1, err2); err != nil {

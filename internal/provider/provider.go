@@ -103,6 +103,9 @@ type Config struct {
 	// RuntimeSecretFile is handed to every replica as LAMBDA_RUNTIME_SECRET_FILE: the
 	// secret a runtime host requires of each call (the api reads the same file).
 	RuntimeSecretFile string `env:"LAMBDA_RUNTIME_SECRET_FILE"`
+	// RuntimeSecret is the same secret given inline, handed on as LAMBDA_RUNTIME_SECRET
+	// (a replica's environment is readable by its own uid only, never by its workers').
+	RuntimeSecret string `env:"LAMBDA_RUNTIME_SECRET"`
 	// Environ is the provider's own environment, from which PassEnv is copied.
 	Environ map[string]string `env:"-"`
 	// Log is handed on to replicas as LAMBDA_LOG_LEVEL and LAMBDA_LOG_FORMAT.
@@ -381,6 +384,9 @@ func (p *Provider) replicaEnv(spec *types.FunctionDeployment, addr string) []str
 	}
 	if p.cfg.RuntimeSecretFile != "" {
 		env[EnvSecretFile] = p.cfg.RuntimeSecretFile
+	}
+	if p.cfg.RuntimeSecret != "" {
+		env["LAMBDA_RUNTIME_SECRET"] = p.cfg.RuntimeSecret
 	}
 	if p.cfg.RuntimesFile != "" {
 		env[EnvRuntimesFile] = p.cfg.RuntimesFile

@@ -308,6 +308,10 @@ func (h *Host) Problem() string {
 	return ""
 }
 
+// Direct reports whether the host's workers are kept apart by distinct uids alone (no
+// mount namespace): they share /tmp, so the binary sets a private umask.
+func (h *Host) Direct() bool { return h.direct }
+
 // Runtime is the registry entry this host serves.
 func (h *Host) Runtime() *runtimes.Runtime { return h.rt }
 

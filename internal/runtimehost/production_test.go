@@ -219,9 +219,12 @@ def handler(event, context):
     before = open(path).read() if os.path.exists(path) else None
     with open(path, "w") as f:
         f.write(event["secret"])
+    shared = "/tmp/lambda-victim-%d" % os.getpid()
+    with open(shared, "w") as f:
+        f.write(event["secret"])
     script = os.path.join(os.environ["HOME"], "task", "handler.py")
     return {"pid": os.getpid(), "uid": os.getuid(), "file": path, "script": script,
-            "before": before, "script_ok": not open(script).read().endswith("#tampered")}
+            "shared": shared, "before": before, "script_ok": not open(script).read().endswith("#tampered")}
 `
 
 const attackerScript = `import os, signal
@@ -234,6 +237,7 @@ def handler(event, context):
         except Exception as e:
             out[name] = "%s: %s" % (type(e).__name__, e)
     attempt("read its private file", lambda: open(v["file"]).read())
+    attempt("read its file in /tmp", lambda: open(v["shared"]).read())
     attempt("list its descriptors", lambda: os.listdir("/proc/%d/fd" % v["pid"]))
     attempt("read its request pipe", lambda: open("/proc/%d/fd/3" % v["pid"], "rb").read(1))
     attempt("read its environment", lambda: open("/proc/%d/environ" % v["pid"]).read())
@@ -257,6 +261,7 @@ func runCrossTenant(t *testing.T, h *harness, cache, secretFile string) {
 		UID      int     `json:"uid"`
 		File     string  `json:"file"`
 		Script   string  `json:"script"`
+		Shared   string  `json:"shared"`
 		Before   *string `json:"before"`
 		ScriptOK bool    `json:"script_ok"`
 	}
@@ -267,6 +272,7 @@ func runCrossTenant(t *testing.T, h *harness, cache, secretFile string) {
 		return v, r
 	}
 	v, _ := call()
+	t.Cleanup(func() { os.Remove(v.Shared) })
 	require.NotEqual(t, productionUID, v.UID, "the worker does not run as the host's uid")
 	r := h.ok(t, "probe", attackerScript, map[string]any{
 		"victim": v, "cached": filepath.Join(cache, sum(victimScript), "handler.py"), "cache": cache, "secret_file": secretFile,
@@ -278,7 +284,7 @@ func runCrossTenant(t *testing.T, h *harness, cache, secretFile string) {
 	}
 	require.NoError(t, json.Unmarshal(r.Result, &got))
 	require.NotEqual(t, v.UID, got.UID, "two tenants' workers never share a uid")
-	require.Len(t, got.Attempts, 13)
+	require.Len(t, got.Attempts, 14)
 	require.Equal(t, []string{"0000000000000000", "0000000000000000", "0000000000000000", "0000000000000000"}, got.Caps,
 		"the worker holds none of the host's capabilities")
 	for name, outcome := range got.Attempts {
