@@ -10,6 +10,7 @@ package runtimehost
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -36,8 +37,14 @@ type Config struct {
 	OutputLimit int `env:"LAMBDA_RUNTIME_OUTPUT_LIMIT" envDefault:"65536"`
 	// QueueLength bounds the requests waiting for a worker; more are refused (503).
 	QueueLength int `env:"LAMBDA_RUNTIME_QUEUE" envDefault:"256"`
+	// TenantShare is the largest fraction of Workers one tenant holds at once (at least
+	// one worker; 0 or 1: no bound): a tenant at its share waits for one of its own workers
+	// while other tenants' calls still find one. The tenant is the api's (authenticated call).
+	TenantShare float64 `env:"LAMBDA_RUNTIME_TENANT_SHARE" envDefault:"0.5"`
 	// QueueWait bounds how long a request waits for a worker before 503.
 	QueueWait time.Duration `env:"LAMBDA_RUNTIME_QUEUE_WAIT" envDefault:"5s"`
+	// Builds bounds the builds running at once (0: the number of CPUs).
+	Builds int `env:"LAMBDA_RUNTIME_BUILDS" envDefault:"0"`
 	// BuildTimeout bounds one build (a Rust compile, say).
 	BuildTimeout time.Duration `env:"LAMBDA_RUNTIME_BUILD_TIMEOUT" envDefault:"120s"`
 	// IdleTimeout stops a version's worker unused for this long (0 keeps it until evicted).
@@ -99,6 +106,9 @@ func (c *Config) Validate() error {
 	if c.OutputLimit < 0 {
 		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_OUTPUT_LIMIT=%d: want ≥ 0", c.OutputLimit))
 	}
+	if c.TenantShare < 0 || c.TenantShare > 1 {
+		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_TENANT_SHARE=%g: want 0..1", c.TenantShare))
+	}
 	if c.QueueLength < 0 {
 		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_QUEUE=%d: want ≥ 0", c.QueueLength))
 	}
@@ -159,6 +169,18 @@ func (c *Config) sandboxConfig() sandbox.Config {
 		Pids: c.SandboxPids, MemoryMB: c.SandboxMemoryMB, Network: c.SandboxNetwork, Bwrap: c.SandboxBwrap,
 		MaxTimeout: c.MaxTimeout,
 	}
+}
+
+// tenantShare is the number of workers one tenant may hold (0: no bound).
+func (c *Config) tenantShare() int {
+	if c.TenantShare <= 0 || c.TenantShare >= 1 {
+		return 0
+	}
+	n := int(math.Ceil(c.TenantShare * float64(c.Workers)))
+	if n >= c.Workers {
+		return 0
+	}
+	return max(1, n)
 }
 
 // cacheDir returns the build cache folder for the runtime titled title.

@@ -2,6 +2,7 @@ package runtimehost
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,9 +156,10 @@ func New(o Options) (*Host, error) {
 			}
 			sp = sb
 			if sb.Direct() {
-				// No mount namespace: the cache is the host's alone, each worker reads its
-				// own copy of its script.
-				if err := os.Chmod(cacheDir, 0o700); err != nil {
+				// No mount namespace: each sha's folder is the host's alone (builds get
+				// theirs for their time, workers a copy of their script); the cache itself
+				// can be passed through (to the prepared dependencies), not listed.
+				if err := os.Chmod(cacheDir, 0o711); err != nil {
 					return nil, fmt.Errorf("runtimehost: cache dir: %w", err)
 				}
 			} else if sb.PrivateMounts() {
@@ -193,8 +196,16 @@ func New(o Options) (*Host, error) {
 	if h.builds.env == nil {
 		h.builds.env = BuildEnviron(o.Runtime, func(string) string { return "" })
 	}
+	h.builds.private = direct
+	if n := o.Config.Builds; n > 0 {
+		h.builds.slots = make(chan struct{}, n)
+	} else {
+		h.builds.slots = make(chan struct{}, max(2, runtime.NumCPU()))
+	}
+	h.builds.readOnly = buildReadOnly(o.Runtime, cacheDir, h.builds.env)
 	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Config.StartTimeout, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
 	h.pool.onSpare = func() { h.spareUp.Store(true) }
+	h.pool.share = o.Config.tenantShare()
 	tenants := "isolated"
 	if sb, ok := sp.(*sandbox.Sandbox); ok && !sb.Isolated() {
 		// auto without distinct worker uids: never several tenants on shared ground.
@@ -217,6 +228,30 @@ func New(o Options) (*Host, error) {
 		h.log.Info("sandbox", zap.String("mode", mode), zap.Any("layers", layers), zap.Any("missing", missing))
 	}
 	return h, nil
+}
+
+// buildReadOnly expands the registry's build_readonly for this host: the runtime's own
+// folder first, then each path.
+func buildReadOnly(rt *runtimes.Runtime, cacheDir string, env []string) []string {
+	vars := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	out := []string{rt.Dir}
+	for _, p := range rt.ExpandVars(rt.BuildReadOnly, runtimes.Vars{CacheDir: cacheDir}) {
+		missing := false
+		p = os.Expand(p, func(k string) string {
+			v := vars[k]
+			missing = missing || v == ""
+			return v
+		})
+		if !missing && filepath.IsAbs(p) && !slices.Contains(out, p) {
+			out = append(out, p) // one that does not exist when a build starts is skipped then
+		}
+	}
+	return out
 }
 
 // sandboxJSON is the "sandbox" member of /_/ready: the mode, each layer's state and why
@@ -445,6 +480,13 @@ func compileError(diag string) error { return fault.New(fault.Unprocessable, "%s
 // Invoke runs req and fills out; an error means no execution happened (bad request,
 // source required, compile error, overload). On success the caller must call Done(out).
 func (h *Host) Invoke(req *Request, out *Outcome) error {
+	return h.InvokeContext(context.Background(), req, out)
+}
+
+// InvokeContext is Invoke for a caller that may go away: when ctx ends while the handler
+// runs (the api abandoned the call: a cancelled execution, a client gone), the worker is
+// killed there and then, not left to run to its timeout.
+func (h *Host) InvokeContext(ctx context.Context, req *Request, out *Outcome) error {
 	start := time.Now()
 	timeout, err := h.validate(req)
 	if err != nil {
@@ -471,6 +513,12 @@ func (h *Host) Invoke(req *Request, out *Outcome) error {
 		if err != nil {
 			return err
 		}
+		if !fresh && w.burnedWhileIdle() && attempt < 3 {
+			// A thread its last call left behind kept it busy: it goes, the call takes another.
+			h.log.Info("recycling a worker that used CPU while idle", zap.String(logging.FieldFunction, req.Function))
+			h.pool.release(w, false)
+			continue
+		}
 		out.w, out.Cold = w, fresh
 		if fresh {
 			done, err := h.initWorker(w, key, req, s, deadline, out)
@@ -494,7 +542,7 @@ func (h *Host) Invoke(req *Request, out *Outcome) error {
 			out.Duration = time.Since(start)
 			return nil
 		}
-		h.exec(w, req, deadline, out)
+		h.exec(ctx, w, req, deadline, out)
 		out.Duration = time.Since(start)
 		h.m.execution(out.Status, out.Duration.Seconds())
 		return nil
@@ -521,6 +569,9 @@ func (h *Host) pin(tenant string) error {
 func (h *Host) Done(out *Outcome) {
 	if out.w == nil {
 		return
+	}
+	if out.healthy {
+		out.w.markIdle()
 	}
 	out.w.release(out.Stdout, out.Stderr)
 	h.pool.release(out.w, out.healthy)
@@ -637,7 +688,7 @@ func (h *Host) expiry(out *Outcome, d time.Duration) <-chan time.Time {
 var succeededPrefix = []byte(`{"type":"result","status":"succeeded","result":`)
 
 // exec runs one invocation on an assigned worker.
-func (h *Host) exec(w *worker, req *Request, deadline time.Time, out *Outcome) {
+func (h *Host) exec(ctx context.Context, w *worker, req *Request, deadline time.Time, out *Outcome) {
 	b, start := frame.Begin(w.wbuf[:0])
 	b = append(b, `{"type":"invoke","execution_id":`...)
 	b = appendString(b, req.ExecutionID)
@@ -653,9 +704,19 @@ func (h *Host) exec(w *worker, req *Request, deadline time.Time, out *Outcome) {
 		return
 	}
 	_ = w.resp.SetReadDeadline(deadline)
+	var abandoned atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		abandoned.Store(true)
+		w.kill()
+	})
 	payload, err := w.rd.Next()
+	stop()
 	if err != nil {
 		_, _ = h.broken(w, err, out)
+		if abandoned.Load() {
+			out.Status = statusFailed
+			out.Error = errorDoc("Cancelled", "the caller abandoned the call: the handler was stopped", "")
+		}
 		return
 	}
 	out.healthy = true

@@ -144,7 +144,7 @@ func (h *harness) call(t testing.TB, fn, src string, event any, extra map[string
 	body := map[string]any{
 		"execution_id": fmt.Sprintf("exec-%d", h.seq.Add(1)),
 		"function":     fn, "version": 1, "sha256": sum(src), "event": event,
-		"timeout_ms": 10000, "memory_mb": 128,
+		"timeout_ms": 60000, "memory_mb": 128, // a cold Rust call builds first: seconds under load
 	}
 	for k, v := range extra {
 		body[k] = v
@@ -227,7 +227,7 @@ func runLanguageSuite(t *testing.T, lc langCases) {
 
 	t.Run("timeout then next call", func(t *testing.T) {
 		t.Parallel()
-		h.ok(t, "sleep", lc.sleep, map[string]int{"ms": 1}, "succeeded", map[string]any{"timeout_ms": 5000}) // built and warm
+		h.ok(t, "sleep", lc.sleep, map[string]int{"ms": 1}, "succeeded", map[string]any{"timeout_ms": 60000}) // built and warm (a build under load takes seconds)
 		r := h.ok(t, "sleep", lc.sleep, map[string]int{"ms": 5000}, "timeout", map[string]any{"timeout_ms": 300})
 		require.Equal(t, "Timeout", r.Error.Type)
 		require.Less(t, r.DurationMS, 2000.0)

@@ -81,7 +81,7 @@ func (h *Host) invokeHTTP(r *http.Request, buf *bytes.Buffer, req *Request, out 
 	if err := json.Unmarshal(buf.Bytes(), req); err != nil {
 		return h.writeError(buf, fault.Wrap(fault.Invalid, err, "malformed request: %s", err.Error()))
 	}
-	if err := h.Invoke(req, out); err != nil {
+	if err := h.InvokeContext(r.Context(), req, out); err != nil {
 		return h.writeError(buf, err)
 	}
 	buf.Reset()

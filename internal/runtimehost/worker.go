@@ -46,6 +46,8 @@ type worker struct {
 	lastUsed time.Time
 	elem     *list.Element // in the pool's idle LRU list while idle
 	uses     int
+	tenant   string        // the tenant holding it while busy
+	idleCPU  time.Duration // its CPU time when its last call ended (-1: unknown)
 }
 
 // workerReply is a frame from a worker.
@@ -138,7 +140,7 @@ func startWorker(s *startSpec) (*worker, error) {
 		proc: proc, req: reqW, resp: respR, rd: frame.NewReader(respR, 0),
 		wbuf: make([]byte, 0, 4<<10), sentinel: sentinel,
 		stdout: newCapture(sentinel, s.outputLimit), stderr: newCapture(sentinel, s.outputLimit),
-		outR: outR, errR: errR, exited: make(chan struct{}), dir: tmp, task: s.task,
+		outR: outR, errR: errR, exited: make(chan struct{}), dir: tmp, task: s.task, idleCPU: -1,
 	}
 	go w.stdout.run(outR)
 	go w.stderr.run(errR)
@@ -323,4 +325,26 @@ func copyFile(src, dst string, mode os.FileMode) error {
 		return err
 	}
 	return out.Close()
+}
+
+// idleCPUSlack is the CPU time an idle worker may use (its runtime's own housekeeping: a
+// garbage collector's background pass) before it counts as still busy.
+const idleCPUSlack = 50 * time.Millisecond
+
+// markIdle records the worker's CPU time as its call ends.
+func (w *worker) markIdle() {
+	w.idleCPU = -1
+	if m, ok := w.proc.(sandbox.CPUMeter); ok {
+		w.idleCPU = m.CPUTime()
+	}
+}
+
+// burnedWhileIdle reports whether the worker used CPU since its last call ended: a thread
+// or timer that call left running.
+func (w *worker) burnedWhileIdle() bool {
+	if w.idleCPU < 0 {
+		return false
+	}
+	m, ok := w.proc.(sandbox.CPUMeter)
+	return ok && m.CPUTime()-w.idleCPU > idleCPUSlack
 }

@@ -98,13 +98,16 @@ func credential(uid int) *syscall.Credential {
 }
 
 // own gives uid the folder dir and everything in it (a script copied there), private to it.
-func own(dir string, uid int) error {
+func own(dir string, uid int) error { return ownMode(dir, uid, 0o700) }
+
+// ownMode is own with dir's mode given.
+func ownMode(dir string, uid int, mode os.FileMode) error {
 	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if path == dir { // before the chown: afterwards only the owner may
-			if err := os.Chmod(path, 0o700); err != nil {
+			if err := os.Chmod(path, mode); err != nil {
 				return err
 			}
 		}
