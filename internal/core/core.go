@@ -52,8 +52,8 @@ type Store interface {
 	LoadRun(ctx context.Context, id string) (store.Run, error)
 	RunSteps(ctx context.Context, runID string) ([]store.RunStep, error)
 	SaveSteps(ctx context.Context, runID string, steps []store.RunStep) error
-	FinishSyncRun(ctx context.Context, r *store.Run, steps []store.RunStep) error
-	HandOver(ctx context.Context, runID string, steps []store.RunStep) (bool, error)
+	FinishSyncRun(ctx context.Context, r *store.Run, steps []store.RunStep, execs []*store.Execution) error
+	HandOver(ctx context.Context, runID string, steps []store.RunStep, execs []*store.Execution) (bool, error)
 	MarkRunRunning(ctx context.Context, runID string) error
 	SetWaiting(ctx context.Context, runID, stepID, signal string, waiting bool) error
 	FinishRun(ctx context.Context, runID, status string, output json.RawMessage, e *pipeline.Error, at time.Time) (bool, error)
@@ -153,7 +153,8 @@ type Service struct {
 	log      *zap.Logger
 	versions sync.Map // versionKey → cachedVersion
 	// pipelines holds compiled definitions by tenant and sha256 (immutable).
-	pipelines sync.Map
+	pipelines        sync.Map
+	pipelineVersions sync.Map // versionKey → cachedPipeline
 }
 
 // New returns the invocation core.

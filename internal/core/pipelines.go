@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/lambda-microservice/lambda/internal/pipeline"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
@@ -91,7 +93,11 @@ func (s *Service) RegisterPipeline(ctx context.Context, tenant string, body json
 	if err != nil {
 		return store.PipelineVersion{}, err
 	}
-	return s.store.CreatePipeline(ctx, p)
+	out, err := s.store.CreatePipeline(ctx, p)
+	if err == nil {
+		s.forgetPipeline(tenant, out.Name)
+	}
+	return out, err
 }
 
 // UpdatePipeline adds a version of pipeline name (created=true), or returns the latest
@@ -108,12 +114,55 @@ func (s *Service) UpdatePipeline(ctx context.Context, tenant, name string, body 
 	if err != nil {
 		return store.PipelineVersion{}, false, err
 	}
-	return s.store.PutPipelineVersion(ctx, p)
+	out, created, err := s.store.PutPipelineVersion(ctx, p)
+	if err == nil {
+		s.forgetPipeline(tenant, name)
+	}
+	return out, created, err
 }
 
 // DeletePipeline deletes a pipeline and its versions; its runs stay.
 func (s *Service) DeletePipeline(ctx context.Context, tenant, name string) error {
-	return s.store.DeletePipeline(ctx, tenant, name)
+	if err := s.store.DeletePipeline(ctx, tenant, name); err != nil {
+		return err
+	}
+	s.forgetPipeline(tenant, name)
+	return nil
+}
+
+type cachedPipeline struct {
+	p       store.PipelineVersion
+	expires time.Time
+}
+
+// pipelineVersion reads a pipeline's version (0: the latest) through a short-lived
+// in-process cache, as version does for functions: a hot pipeline costs one PostgreSQL
+// read per VersionCacheTTL instead of one per run.
+func (s *Service) pipelineVersion(ctx context.Context, tenant, name string, version int) (store.PipelineVersion, error) {
+	key := versionKey(tenant, name, version)
+	now := time.Now()
+	if c, ok := s.pipelineVersions.Load(key); ok && now.Before(c.(cachedPipeline).expires) {
+		return c.(cachedPipeline).p, nil
+	}
+	p, err := s.store.GetPipeline(ctx, tenant, name, version)
+	if err != nil {
+		return store.PipelineVersion{}, err
+	}
+	if s.cfg.VersionCacheTTL > 0 {
+		s.pipelineVersions.Store(key, cachedPipeline{p: p, expires: now.Add(s.cfg.VersionCacheTTL)})
+	}
+	return p, nil
+}
+
+// forgetPipeline drops a pipeline's cached versions after it changed.
+func (s *Service) forgetPipeline(tenant, name string) {
+	prefix := tenant + "/" + name + "/"
+	s.pipelineVersions.Range(func(k, _ any) bool {
+		if strings.HasPrefix(k.(string), prefix) {
+			s.pipelineVersions.Delete(k)
+		}
+		return true
+	})
 }
 
 // compiledKey names a compiled definition: definitions are immutable, named by sha256.

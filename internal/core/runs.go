@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,7 +67,7 @@ func errRunsOff() error {
 // with them continues it; the run is returned queued (mode async). With an
 // Idempotency-Key already used it returns that key's run (replayed) and runs nothing.
 func (s *Service) StartRun(ctx context.Context, req RunRequest) (store.Run, bool, error) {
-	pv, err := s.store.GetPipeline(ctx, req.Tenant, req.Pipeline, req.Version)
+	pv, err := s.pipelineVersion(ctx, req.Tenant, req.Pipeline, req.Version)
 	if err != nil {
 		return store.Run{}, false, err
 	}
@@ -193,11 +194,23 @@ func (s *Service) runSync(ctx context.Context, r store.Run, comp *pipeline.Compi
 		t := time.AfterFunc(s.cfg.SyncPipelineMax, func() { stop.Store(true) })
 		defer t.Stop()
 	}
+	// The run's executions are written with its outcome (or its hand-over), in one
+	// transaction, instead of one commit per call.
+	var (
+		mu    sync.Mutex
+		execs []*store.Execution
+	)
+	record := func(_ context.Context, e *store.Execution) error {
+		mu.Lock()
+		execs = append(execs, e)
+		mu.Unlock()
+		return nil
+	}
 	caller := func(ctx context.Context, c pipeline.FunctionCall) (pipeline.Outcome, error) {
 		if stop.Load() {
 			return pipeline.Outcome{}, pipeline.ErrStop
 		}
-		return s.callFunction(ctx, &r, c, true)
+		return s.callFunction(ctx, &r, c, true, record)
 	}
 	m := pipeline.NewMemRunner(comp, pipeline.MemOptions{RunOptions: pipeline.RunOptions{Versions: r.Options.Versions},
 		RunID: r.ID, Input: r.Input, Caller: caller})
@@ -205,7 +218,7 @@ func (s *Service) runSync(ctx context.Context, r store.Run, comp *pipeline.Compi
 	steps := memSteps(m.Steps())
 	s.countSteps(comp, steps)
 	if res.Stopped {
-		return s.handOver(ctx, r, comp, steps)
+		return s.handOver(ctx, r, steps, execs)
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	r.FinishedAt = &now
@@ -217,7 +230,7 @@ func (s *Service) runSync(ctx context.Context, r store.Run, comp *pipeline.Compi
 	if r.Status != store.StatusSucceeded {
 		r.Output = nil
 	}
-	if err := s.store.FinishSyncRun(ctx, &r, steps); err != nil {
+	if err := s.store.FinishSyncRun(ctx, &r, steps, execs); err != nil {
 		s.countRun(ModeSync, "error")
 		return store.Run{}, false, err
 	}
@@ -231,9 +244,10 @@ func (s *Service) runSync(ctx context.Context, r store.Run, comp *pipeline.Compi
 
 // handOver makes a sync run that outlived SyncPipelineMax a durable one: its finished
 // steps are recorded, then a workflow continues it seeded with them (RunPlan). Calls in
-// flight when it stopped are recorded executions the workflow reuses (same ids).
-func (s *Service) handOver(ctx context.Context, r store.Run, comp *pipeline.Compiled, steps []store.RunStep) (store.Run, bool, error) {
-	moved, err := s.store.HandOver(ctx, r.ID, steps)
+// flight when it stopped have returned by then: their executions are recorded with the
+// steps, and the workflow reuses them (same ids) instead of calling again.
+func (s *Service) handOver(ctx context.Context, r store.Run, steps []store.RunStep, execs []*store.Execution) (store.Run, bool, error) {
+	moved, err := s.store.HandOver(ctx, r.ID, steps, execs)
 	if err != nil {
 		return store.Run{}, false, err
 	}
@@ -275,10 +289,11 @@ func stepRow(rec pipeline.StepRecord, output json.RawMessage) store.RunStep {
 	return st
 }
 
-// callFunction runs one call of a pipeline step through the invocation core and records
-// it as an execution of the run's step. A function that no longer exists fails the call;
-// an error is a platform fault.
-func (s *Service) callFunction(ctx context.Context, r *store.Run, c pipeline.FunctionCall, sync bool) (pipeline.Outcome, error) {
+// callFunction runs one call of a pipeline step through the invocation core and has
+// record record it as an execution of the run's step. A function that no longer exists
+// fails the call; an error is a platform fault.
+func (s *Service) callFunction(ctx context.Context, r *store.Run, c pipeline.FunctionCall, sync bool,
+	record func(context.Context, *store.Execution) error) (pipeline.Outcome, error) {
 	version := c.Version
 	v, err := s.version(ctx, r.Tenant, c.Function, version)
 	if fault.Is(err, fault.NotFound) {
@@ -312,7 +327,7 @@ func (s *Service) callFunction(ctx context.Context, r *store.Run, c pipeline.Fun
 		return pipeline.Outcome{}, err
 	}
 	e.Attempts = max(c.Attempt, 1)
-	if err := s.logs.Write(ctx, &e); err != nil {
+	if err := record(ctx, &e); err != nil {
 		return pipeline.Outcome{}, err
 	}
 	s.m.Invocations.WithLabelValues(rt.Title, "pipeline", e.Status).Inc()
@@ -532,7 +547,7 @@ func (s *Service) SweepRuns(ctx context.Context, olderThan time.Duration, limit 
 		switch {
 		case o.Mode == ModeAsync && o.Status == store.StatusQueued:
 		case o.Mode == ModeSync && time.Since(o.CreatedAt) > olderThan+s.cfg.SyncPipelineMax:
-			moved, err := s.store.HandOver(ctx, o.ID, nil)
+			moved, err := s.store.HandOver(ctx, o.ID, nil, nil)
 			if err != nil {
 				return n, err
 			}

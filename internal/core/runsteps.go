@@ -197,7 +197,7 @@ func (s *Service) CallStep(ctx context.Context, runID string, spec pipeline.Call
 	}
 	out, err := s.callFunction(ctx, &rs.run, pipeline.FunctionCall{RunID: runID, ExecutionID: execID, StepID: spec.StepID,
 		Item: spec.Item, Attempt: spec.Attempt, Function: spec.Function, Version: spec.Version, Input: input,
-		TimeoutMS: spec.TimeoutMS}, false)
+		TimeoutMS: spec.TimeoutMS}, false, s.logs.Write)
 	if err != nil {
 		return pipeline.CallResult{ExecutionID: execID}, err
 	}

@@ -336,20 +336,20 @@ func (s *Store) SaveSteps(ctx context.Context, runID string, steps []RunStep) er
 	return translate(s.pool.SendBatch(ctx, b).Close(), "save run steps")
 }
 
-// FinishSyncRun records a sync run's steps and its final outcome in one transaction.
-func (s *Store) FinishSyncRun(ctx context.Context, r *Run, steps []RunStep) error {
+// FinishSyncRun records a sync run's executions, its steps and its final outcome in one
+// transaction: one commit per sync run, whatever its number of calls.
+func (s *Store) FinishSyncRun(ctx context.Context, r *Run, steps []RunStep, execs []*Execution) error {
 	e, err := errArg(r.Error)
 	if err != nil {
 		return err
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
-		for _, st := range steps {
-			args, err := stepArgs(r.ID, st)
-			if err != nil {
-				return err
-			}
-			b.Queue(upsertStep, args...)
+		if err := queueExecutions(b, execs); err != nil {
+			return err
+		}
+		if err := queueSteps(b, r.ID, steps); err != nil {
+			return err
 		}
 		b.Queue(`UPDATE runs SET status = $2, output = $3, error = $4, finished_at = $5
 			WHERE id = $1 AND mode = 'sync' AND status IN ('queued', 'running', 'waiting')`,
@@ -359,10 +359,32 @@ func (s *Store) FinishSyncRun(ctx context.Context, r *Run, steps []RunStep) erro
 	return translate(err, "finish sync run")
 }
 
-// HandOver records the steps a sync run finished and makes it an async run, queued for a
-// workflow, in one transaction. It reports false when the run is no longer a running
-// sync run (handed over already, or final): then it changed nothing.
-func (s *Store) HandOver(ctx context.Context, runID string, steps []RunStep) (bool, error) {
+func queueExecutions(b *pgx.Batch, execs []*Execution) error {
+	for _, x := range execs {
+		args, err := executionArgs(x)
+		if err != nil {
+			return err
+		}
+		b.Queue(upsertExecution, args...)
+	}
+	return nil
+}
+
+func queueSteps(b *pgx.Batch, runID string, steps []RunStep) error {
+	for _, st := range steps {
+		args, err := stepArgs(runID, st)
+		if err != nil {
+			return err
+		}
+		b.Queue(upsertStep, args...)
+	}
+	return nil
+}
+
+// HandOver records the calls and the steps a sync run finished and makes it an async
+// run, queued for a workflow, in one transaction. It reports false when the run is no
+// longer a running sync run (handed over already, or final): then it changed nothing.
+func (s *Store) HandOver(ctx context.Context, runID string, steps []RunStep, execs []*Execution) (bool, error) {
 	var moved bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE runs SET mode = 'async', status = 'queued'
@@ -372,12 +394,11 @@ func (s *Store) HandOver(ctx context.Context, runID string, steps []RunStep) (bo
 		}
 		moved = true
 		b := &pgx.Batch{}
-		for _, st := range steps {
-			args, err := stepArgs(runID, st)
-			if err != nil {
-				return err
-			}
-			b.Queue(upsertStep, args...)
+		if err := queueExecutions(b, execs); err != nil {
+			return err
+		}
+		if err := queueSteps(b, runID, steps); err != nil {
+			return err
 		}
 		return tx.SendBatch(ctx, b).Close()
 	})
