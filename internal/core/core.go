@@ -53,7 +53,8 @@ type Store interface {
 	RunSteps(ctx context.Context, runID string) ([]store.RunStep, error)
 	SaveSteps(ctx context.Context, runID string, steps []store.RunStep) error
 	FinishSyncRun(ctx context.Context, r *store.Run, steps []store.RunStep, execs []*store.Execution) error
-	HandOver(ctx context.Context, runID string, steps []store.RunStep, execs []*store.Execution) (bool, error)
+	HandOver(ctx context.Context, r *store.Run, steps []store.RunStep, execs []*store.Execution) (bool, error)
+	RecordRunning(ctx context.Context, r *store.Run) error
 	MarkRunRunning(ctx context.Context, runID string) error
 	SetWaiting(ctx context.Context, runID, stepID, signal string, waiting bool) error
 	FinishRun(ctx context.Context, runID, status string, output json.RawMessage, e *pipeline.Error, at time.Time) (bool, error)
