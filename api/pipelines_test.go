@@ -532,3 +532,35 @@ func TestTenantsCannotReachEachOthersPipelines(t *testing.T) {
 	require.Empty(t, f.do(t, "GET", "/v1/runs", "", bearer(keyB)...).body["runs"])
 	require.Equal(t, 200, f.do(t, "GET", "/v1/runs/"+id, "", bearer(keyA)...).status)
 }
+
+// A sync run handed over while the durable side is unreachable — as if its api died
+// between recording the hand-over and starting the workflow — loses nothing: it stays
+// queued with its finished steps and calls, and the sweeper starts it.
+func TestHandedOverRunWithoutWorkflowIsSwept(t *testing.T) {
+	t.Parallel()
+	runs := newLocalRuns()
+	f := newFixture(t, runs, coreOption(func(c *core.Config) { c.SyncPipelineMax = 40 * time.Millisecond }))
+	f.functions(t)
+	steps := make([]string, 8)
+	for i := range steps {
+		steps[i] = fmt.Sprintf(`{"id":"s%d","function":"nap","input":{"a":%d,"b":1}}`, i, i)
+	}
+	require.Equal(t, 201, f.do(t, "POST", "/v1/pipelines", `{"name":"slow","steps":[`+strings.Join(steps, ",")+`]}`).status)
+	runs.down.Store(true)
+	calls := f.runner.calls.Load()
+	r := f.do(t, "POST", "/v1/pipelines/slow/runs", `{}`)
+	require.Equal(t, 202, r.status, r.raw)
+	id := r.body["id"].(string)
+	require.Equal(t, "queued", f.do(t, "GET", "/v1/runs/"+id, "").body["status"])
+	ran := f.runner.calls.Load() - calls
+	require.Greater(t, ran, int64(0))
+
+	runs.down.Store(false)
+	n, err := runs.svc.SweepRuns(context.Background(), 0, 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	w := f.do(t, "GET", "/v1/runs/"+id+"?wait=5s", "")
+	require.Equal(t, "succeeded", w.body["status"], w.raw)
+	require.Equal(t, map[string]any{"sum": float64(8)}, w.body["output"])
+	require.EqualValues(t, 8, f.runner.calls.Load()-calls, "no step ran twice")
+}
