@@ -564,3 +564,41 @@ func TestHandedOverRunWithoutWorkflowIsSwept(t *testing.T) {
 	require.Equal(t, map[string]any{"sum": float64(8)}, w.body["output"])
 	require.EqualValues(t, 8, f.runner.calls.Load()-calls, "no step ran twice")
 }
+
+// The same pipeline — map, if, catch, parallel, templates — gives the same outcome run
+// sync (in-memory runner) and durably (the step operations over PostgreSQL).
+func TestSyncAndDurableRunsAgree(t *testing.T) {
+	t.Parallel()
+	runs := newLocalRuns()
+	f := newFixture(t, runs)
+	f.functions(t)
+	p := `{"name":"agree","steps":[
+		{"id":"first","function":"add","input":{"a":"${input.a}","b":0}},
+		{"id":"each","map":{"items":"input.xs","max_concurrency":2,"step":{"function":"add-node","input":{"a":"${item}","b":"${index}"}}}},
+		{"id":"big","if":"steps.first.output.sum > 100","function":"add","input":{"a":1000,"b":0}},
+		{"id":"risky","function":"fail","catch":"recover"},
+		{"id":"skipped_by_catch","function":"add"},
+		{"id":"recover","function":"add"},
+		{"id":"fan","parallel":{
+			"left":[{"id":"l1","function":"add","input":{"a":"${size(steps.each.output)}","b":1}}],
+			"right":[{"id":"r1","function":"add-node","input":{"a":2,"b":2}},{"id":"r2","function":"add","input":{"a":"${steps.r1.output.sum}","b":2}}]}}],
+		"output":{"fan":"${steps.fan.output}","each":"${steps.each.output}","recovered":"${steps.recover.status}"}}`
+	require.Equal(t, 201, f.do(t, "POST", "/v1/pipelines", p).status)
+	in := `{"a":5,"xs":[10,20,30]}`
+	s := f.do(t, "POST", "/v1/pipelines/agree/runs", in)
+	require.Equal(t, 200, s.status, s.raw)
+	a := f.do(t, "POST", "/v1/pipelines/agree/runs", in, "Prefer", "respond-async")
+	require.Equal(t, 202, a.status, a.raw)
+	a = f.do(t, "GET", a.header.Get("Location")+"?wait=5s", "")
+	require.Equal(t, "succeeded", a.body["status"], a.raw)
+	require.Equal(t, s.body["output"], a.body["output"])
+	ss, as := stepsByID(t, s.body), stepsByID(t, a.body)
+	require.Len(t, as, len(ss))
+	for id, st := range ss {
+		require.Equal(t, st["status"], as[id]["status"], id)
+		require.Equal(t, st["output"], as[id]["output"], id)
+		require.Equal(t, st["items"], as[id]["items"], id)
+	}
+	require.Equal(t, "skipped", as["skipped_by_catch"]["status"])
+	require.Equal(t, "succeeded", as["recover"]["status"])
+}
