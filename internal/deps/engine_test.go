@@ -60,8 +60,8 @@ func toySpec(t *testing.T) *Spec {
 	return specs["toy"]
 }
 
-func TestDefaultSpecs(t *testing.T) {
-	specs, err := DefaultSpecs()
+func TestRegistrySpecs(t *testing.T) {
+	specs, err := registrySpecs()
 	if err != nil {
 		t.Fatal(err)
 	}
