@@ -105,8 +105,10 @@ type Deps struct {
 	Logs     LogWriter
 	Registry *runtimes.Registry
 	Durable  Durable // nil: async executions are not enabled
-	Metrics  *metrics.Invoke
-	Log      *zap.Logger
+	// Deps resolves functions' dependencies (nil: registrations asking for any are refused).
+	Deps    Resolver
+	Metrics *metrics.Invoke
+	Log     *zap.Logger
 }
 
 // Service is the invocation core.
@@ -118,6 +120,7 @@ type Service struct {
 	logs     LogWriter
 	reg      *runtimes.Registry
 	durable  Durable
+	deps     Resolver
 	m        *metrics.Invoke
 	log      *zap.Logger
 	versions sync.Map // versionKey → cachedVersion
@@ -126,7 +129,7 @@ type Service struct {
 // New returns the invocation core.
 func New(cfg Config, d Deps) *Service {
 	return &Service{cfg: cfg, store: d.Store, cache: d.Cache, runner: d.Runner, logs: d.Logs, reg: d.Registry,
-		durable: d.Durable, m: d.Metrics, log: d.Log}
+		durable: d.Durable, deps: d.Deps, m: d.Metrics, log: d.Log}
 }
 
 // DefaultMaxResultBytes is the result cap when Config.MaxResultBytes is not set.

@@ -141,3 +141,17 @@ func (e *Engine) data(spec *Spec, list []Dep, dir, final string) (*tmplData, err
 	}
 	return &tmplData{Deps: list, DepsMap: m, Var: e.vars(spec), Dir: dir, Final: final, Cache: cache}, nil
 }
+
+// BuildHash is what a runtime host builds and caches a function version by: the hex sha256
+// of its source when it has no lock (what versions without dependencies always used),
+// else the sha256 of a tag, the source's sha256 and the lock's hash. The same source with
+// another lock is another build.
+func BuildHash(source string, lock *Lock) string {
+	sum := sha256.Sum256([]byte(source))
+	if lock == nil {
+		return hex.EncodeToString(sum[:])
+	}
+	h := sha256.New()
+	h.Write([]byte("lambda-build/1\x00" + hex.EncodeToString(sum[:]) + "\x00" + lock.Title + "\x00" + lock.Hash))
+	return hex.EncodeToString(h.Sum(nil))
+}
