@@ -23,6 +23,7 @@ import (
 	"github.com/lambda-microservice/lambda/api"
 	"github.com/lambda-microservice/lambda/internal/cache"
 	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
@@ -42,10 +43,15 @@ type scriptedRunner struct {
 	// the api making it is as good as dead.
 	hung atomic.Bool
 	stop chan struct{}
+	// locks records the lock hash each build hash was last called with.
+	locks sync.Map
 }
 
 func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.Result, error) {
 	r.calls.Add(1)
+	if c.Lock != nil {
+		r.locks.Store(c.SHA256, c.Lock.Hash)
+	}
 	if c.BuildOnly {
 		r.builds.Store(c.SHA256, c.Version)
 		if strings.Contains(c.Source, "slowbuild") {
@@ -127,6 +133,8 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 	go logs.Run(lctx)
 	t.Cleanup(cancel)
 	r := &scriptedRunner{gate: make(chan struct{}), stop: make(chan struct{})}
+	engine, err := deps.New(deps.Config{Dir: t.TempDir(), MaxDeps: 3})
+	require.NoError(t, err)
 	mreg := metrics.NewRegistry()
 	cfg := core.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour, VersionCacheTTL: time.Second,
 		RuntimeCallSlack: time.Second, Functions: core.FunctionLimits{MaxSourceBytes: 1024, DefaultTimeoutMS: 1000,
@@ -137,7 +145,8 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 		}
 	}
 	svc := core.New(cfg,
-		core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()})
+		core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Deps: engine,
+			Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()})
 	deps := api.Deps{
 		Config: api.Config{MaxEventBytes: 2048, MaxWait: 5 * time.Second},
 		Log:    zap.NewNop(), Core: svc, Store: st, Tenants: st, Metrics: metrics.NewHTTP(mreg), Gatherer: mreg,
