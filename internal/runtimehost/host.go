@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -186,6 +187,12 @@ func New(o Options) (*Host, error) {
 		}
 		if h.builds.deps, err = deps.New(cfg); err != nil {
 			return nil, fmt.Errorf("runtimehost: %w", err)
+		}
+	}
+	if sb, ok := sp.(*sandbox.Sandbox); ok && sb.PrivateMounts() && h.builds.deps != nil {
+		// Spares see every install, like every script: opened by a lock hash, never listed.
+		if err := os.Chmod(filepath.Join(h.builds.deps.Config().Dir, "installs"), 0o711); err != nil {
+			return nil, fmt.Errorf("runtimehost: deps dir: %w", err)
 		}
 	}
 	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Config.StartTimeout, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
