@@ -484,7 +484,7 @@ func (r *Runner) depsCached(ctx context.Context, rep *Report) {
 	r.logf("5 deps: %d registrations with an installed set, p50 %.1f ms", reg.Sent, reg.Quantile(50))
 	row.Result = &reg
 	row.Verdict = verdict(reg.Quantile(50) <= 1000 && reg.Errors == 0)
-	row.Note = "each a new function and source with the same lock: the api resolves, the host finds the install"
+	row.Note = "each a new function and source with the same set: the api reuses the lock it resolved (LAMBDA_DEPS_RESOLVED_TTL), the host finds the install and builds"
 	rep.add(row)
 }
 

@@ -440,3 +440,46 @@ func TestToyWaiterTakesDirectoryHeldByOthers(t *testing.T) {
 		t.Fatal("the waiter is stuck behind the holders' shared lock")
 	}
 }
+
+// Resolve answers a request it resolved within ResolvedTTL from memory: the same
+// packages, specs and source; anything else (another spec, another source, no TTL) runs
+// the resolver.
+func TestToyResolvedTTL(t *testing.T) {
+	vars := map[string]string{"TOY_REPO": "/srv/toy"}
+	e := newEngine(t, vars, nil)
+	s := toySpec(t)
+	ctx := context.Background()
+	a, err := e.Resolve(ctx, s, map[string]string{"abc": "1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Files["deps.lock"][0] = 'X' // the caller's copy: the remembered lock stays intact
+	b, err := e.Resolve(ctx, s, map[string]string{"abc": "1.0"})
+	if err != nil || e.ResolveRuns() != 1 || b.Verify(s) != nil || string(b.Files["deps.lock"]) != "abc==1.0\n" {
+		t.Fatalf("remembered: %v, %d runs, %q", err, e.ResolveRuns(), b.Files["deps.lock"])
+	}
+	if _, err := e.Resolve(ctx, s, map[string]string{"abc": "1.1"}); err != nil || e.ResolveRuns() != 2 {
+		t.Fatalf("another spec: %v, %d runs", err, e.ResolveRuns())
+	}
+	vars["TOY_REPO"] = "/srv/other"
+	if _, err := e.Resolve(ctx, s, map[string]string{"abc": "1.0"}); err != nil || e.ResolveRuns() != 3 {
+		t.Fatalf("another source: %v, %d runs", err, e.ResolveRuns())
+	}
+	// Failures are not remembered.
+	if _, err := e.Resolve(ctx, s, map[string]string{"missing": "1"}); err == nil {
+		t.Fatal("missing resolved")
+	}
+	if _, err := e.Resolve(ctx, s, map[string]string{"missing": "1"}); err == nil || e.ResolveRuns() != 5 {
+		t.Fatalf("a failure was remembered: %d runs", e.ResolveRuns())
+	}
+
+	off := newEngine(t, nil, func(c *Config) { c.ResolvedTTL = -1 })
+	for range 2 {
+		if _, err := off.Resolve(ctx, s, map[string]string{"abc": "1.0"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if off.ResolveRuns() != 2 {
+		t.Fatalf("ResolvedTTL off: %d runs", off.ResolveRuns())
+	}
+}
