@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Config configures an Engine. ConfigFromEnv fills it from LAMBDA_* variables.
@@ -135,6 +137,7 @@ type Engine struct {
 	resolveRuns atomic.Int64
 	recentUse   time.Duration
 	resolved    sync.Map // resolveKey → resolvedLock
+	resolving   singleflight.Group
 }
 
 // New prepares the cache root and removes what interrupted runs left there.

@@ -483,3 +483,39 @@ func TestToyResolvedTTL(t *testing.T) {
 		t.Fatalf("ResolvedTTL off: %d runs", off.ResolveRuns())
 	}
 }
+
+// Concurrent requests for the same set share one resolve (and so one lock), even with
+// ResolvedTTL off.
+func TestToyConcurrentResolveOnce(t *testing.T) {
+	slow := ExecFunc(func(ctx context.Context, c Cmd) ([]byte, []byte, error) {
+		time.Sleep(300 * time.Millisecond)
+		return LocalExecutor{}.Exec(ctx, c)
+	})
+	e := newEngine(t, nil, func(c *Config) { c.ResolvedTTL = -1; c.Exec = slow })
+	s := toySpec(t)
+	var wg sync.WaitGroup
+	locks := make([]*Lock, 3)
+	for i := range locks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := e.Resolve(context.Background(), s, map[string]string{"abc": "1.0"})
+			if err != nil {
+				t.Error(err)
+			}
+			locks[i] = l
+		}()
+	}
+	wg.Wait()
+	if e.ResolveRuns() != 1 {
+		t.Fatalf("%d resolves for one set", e.ResolveRuns())
+	}
+	for _, l := range locks {
+		if l == nil || l.Hash != locks[0].Hash {
+			t.Fatalf("locks differ: %+v", locks)
+		}
+	}
+	if locks[0] == locks[1] {
+		t.Fatal("callers share one *Lock")
+	}
+}

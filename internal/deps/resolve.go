@@ -89,11 +89,18 @@ func (e *Engine) Resolve(ctx context.Context, spec *Spec, deps map[string]string
 			return v.(resolvedLock).lock.clone(), nil
 		}
 	}
-	lock, err := e.resolve(ctx, spec, list)
-	if err == nil && e.cfg.ResolvedTTL > 0 {
-		e.resolved.Store(key, resolvedLock{lock: lock.clone(), at: time.Now()})
+	// Concurrent requests for the same set share one resolve, so they get one lock.
+	v, err, _ := e.resolving.Do(key, func() (any, error) {
+		lock, err := e.resolve(ctx, spec, list)
+		if err == nil && e.cfg.ResolvedTTL > 0 {
+			e.resolved.Store(key, resolvedLock{lock: lock.clone(), at: time.Now()})
+		}
+		return lock, err
+	})
+	if err != nil {
+		return nil, err
 	}
-	return lock, err
+	return v.(*Lock).clone(), nil
 }
 
 // resolvedLock is a lock Resolve remembers for ResolvedTTL.
