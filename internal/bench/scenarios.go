@@ -15,7 +15,7 @@ import (
 type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
-	// Only, when not empty, limits the run to these scenario numbers (0–7).
+	// Only, when not empty, limits the run to these scenario numbers (0–8).
 	Only   map[int]bool
 	Python string // interpreter for the fork-per-request baseline
 
@@ -60,6 +60,8 @@ type Settings struct {
 	ForkRate     float64 // scenario 7
 	ForkDuration time.Duration
 	ForkCalls    int // sequential
+
+	Pipelines PipelineSettings // scenario 8
 }
 
 // FullSettings are `make bench`'s.
@@ -79,6 +81,7 @@ func FullSettings() Settings {
 		ColdVersions: 5, RustColdVersions: 2, ColdWarmCalls: 50,
 		OverheadRate: 500, OverheadDuration: 15 * time.Second, OverheadCalls: 2000,
 		ForkRate: 20, ForkDuration: 15 * time.Second, ForkCalls: 50,
+		Pipelines: PipelineSettings{SyncRate: 200, SyncDuration: 20 * time.Second, SeqSteps: 40, SeqRuns: 50, StepCalls: 2000},
 	}
 }
 
@@ -100,6 +103,7 @@ func QuickSettings() Settings {
 		ColdVersions: 1, RustColdVersions: 1, ColdWarmCalls: 5,
 		OverheadRate: 100, OverheadDuration: time.Second, OverheadCalls: 50,
 		ForkRate: 5, ForkDuration: time.Second, ForkCalls: 3,
+		Pipelines: PipelineSettings{SyncRate: 20, SyncDuration: time.Second, SeqSteps: 40, SeqRuns: 3, StepCalls: 20},
 	}
 }
 
@@ -183,6 +187,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		{6, func() { r.overhead(ctx, rep, fns) }},
 		{7, func() { r.fork(ctx, rep, fns) }},
 		{1, func() { r.syncWarm(ctx, rep, fns) }},
+		{8, func() { r.pipelines(ctx, rep, fns) }},
 		{2, func() { r.cacheHit(ctx, rep) }},
 		{3, func() { r.search(ctx, rep, fns) }},
 		{4, func() { r.async(ctx, rep, fns) }},
