@@ -3,11 +3,13 @@ package activities
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/lambda-microservice/lambda/internal/core"
 	"github.com/lambda-microservice/lambda/internal/pipeline"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 )
@@ -38,7 +40,7 @@ type Plan struct {
 	SHA256     string              `json:"sha256,omitempty"`
 	Options    pipeline.RunOptions `json:"options"`
 	TimeoutMS  int                 `json:"timeout_ms,omitempty"`
-	// FunctionTimeoutsMS: function name → its timeout at the version the run calls.
+	// FunctionTimeoutsMS: FunctionKey(name, version) → that version's timeout.
 	FunctionTimeoutsMS map[string]int `json:"function_timeouts_ms,omitempty"`
 }
 
@@ -194,4 +196,63 @@ func (a *Activities) FinishRun(ctx context.Context, in FinishRunInput) (err erro
 		return err
 	}
 	return classify("finish run", r.FinishRun(ctx, in.RunID, in.Outcome))
+}
+
+// FunctionKey keys Plan.FunctionTimeoutsMS: a function at the version a call names (0:
+// its latest).
+func FunctionKey(name string, version int) string { return name + "@" + strconv.Itoa(version) }
+
+// CoreRuns is the core's side of durable runs (*core.Service).
+type CoreRuns interface {
+	RunPlan(ctx context.Context, runID string) (core.RunPlan, error)
+	FunctionTimeoutMS(ctx context.Context, tenant, name string, version int) (int, error)
+	CallStep(ctx context.Context, runID string, spec pipeline.CallSpec) (pipeline.CallResult, error)
+	EvalStep(ctx context.Context, runID string, spec pipeline.EvalSpec) (pipeline.EvalResult, error)
+	SettleStep(ctx context.Context, runID string, rec pipeline.StepRecord) error
+	MarkWaiting(ctx context.Context, runID string, spec pipeline.WaitSpec, waiting bool) error
+	MarkRunning(ctx context.Context, runID string) error
+	FinishRun(ctx context.Context, runID string, out pipeline.RunOutcome) error
+}
+
+// RunsOf adapts the core to Runs: the plan's compiled definition becomes its canonical
+// JSON (the workflow compiles it again, deterministically) and the timeouts of the
+// functions it calls are looked up.
+func RunsOf(c CoreRuns) Runs { return coreRuns{c} }
+
+type coreRuns struct{ CoreRuns }
+
+func (c coreRuns) PlanRun(ctx context.Context, runID string) (Plan, error) {
+	p, err := c.RunPlan(ctx, runID)
+	if err != nil {
+		return Plan{}, err
+	}
+	def, err := p.Compiled.Definition().Canonical()
+	if err != nil {
+		return Plan{}, err
+	}
+	sha, _ := p.Compiled.Definition().SHA256()
+	timeouts := map[string]int{}
+	for _, s := range p.Compiled.Steps() {
+		if s.Call == nil {
+			continue
+		}
+		v := s.Call.Version
+		if v == 0 {
+			v = p.Options.Versions[s.Call.Function]
+		}
+		key := FunctionKey(s.Call.Function, v)
+		if _, ok := timeouts[key]; ok {
+			continue
+		}
+		t, err := c.FunctionTimeoutMS(ctx, p.Tenant, s.Call.Function, v)
+		if err != nil {
+			if fault.Is(err, fault.NotFound) {
+				continue // the call itself will say so
+			}
+			return Plan{}, err
+		}
+		timeouts[key] = t
+	}
+	return Plan{Tenant: p.Tenant, RunID: p.RunID, Pipeline: p.Pipeline, Version: p.Version, Definition: def, SHA256: sha,
+		Options: p.Options, TimeoutMS: p.TimeoutMS, FunctionTimeoutsMS: timeouts}, nil
 }

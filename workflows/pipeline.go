@@ -180,7 +180,7 @@ func (r *runner) callTimeoutMS(spec pipeline.CallSpec) int {
 	if spec.TimeoutMS > 0 {
 		return spec.TimeoutMS
 	}
-	if t := r.plan.FunctionTimeoutsMS[spec.Function]; t > 0 {
+	if t := r.plan.FunctionTimeoutsMS[activities.FunctionKey(spec.Function, spec.Version)]; t > 0 {
 		return t
 	}
 	return DefaultStepTimeoutMS

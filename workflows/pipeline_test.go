@@ -295,7 +295,7 @@ func TestRunPipelineSequence(t *testing.T) {
 func TestRunPipelineLongFunctionHeartbeats(t *testing.T) {
 	t.Parallel()
 	p := newPipelineEnv(t, `{"steps":[{"id":"a","function":"add1"},{"id":"b","function":"add1","timeout_ms":60000}]}`, `{"n":1}`)
-	p.f.timeoutMS = map[string]int{"add1": 20_000}
+	p.f.timeoutMS = map[string]int{activities.FunctionKey("add1", 0): 20_000}
 	p.ref.HeartbeatTimeout = time.Second
 	out, err := p.run(t)
 	require.NoError(t, err)
