@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/lambda-microservice/lambda/internal/core"
 	"github.com/lambda-microservice/lambda/internal/pipeline"
@@ -140,6 +145,7 @@ func TestPipelineRunAsync(t *testing.T) {
 		require.NotContains(t, hist, payload, "payloads stay in PostgreSQL")
 	}
 	require.Contains(t, hist, "step s2: add v1", "activity summaries name the step and the function")
+	p.recordHistory(workflows.RunWorkflowID(r.ID), "history-run-sequence.json")
 }
 
 // history is a run's workflow history as JSON.
@@ -179,6 +185,27 @@ func decodePayloads(b *strings.Builder, v any) {
 	}
 }
 
+// recordHistory writes a run's history to $LAMBDA_RECORD_HISTORIES/name (the replay
+// tests' testdata: LAMBDA_RECORD_HISTORIES=$PWD/workflows/testdata go test ./worker -run
+// TestPipeline).
+func (p *platform) recordHistory(workflowID, name string) {
+	p.t.Helper()
+	dir := os.Getenv("LAMBDA_RECORD_HISTORIES")
+	if dir == "" {
+		return
+	}
+	h := &historypb.History{}
+	it := p.client.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		require.NoError(p.t, err)
+		h.Events = append(h.Events, e)
+	}
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(h)
+	require.NoError(p.t, err)
+	require.NoError(p.t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
+}
+
 func (p *platform) historyLen(workflowID string) int {
 	p.t.Helper()
 	d, err := p.client.DescribeWorkflowExecution(context.Background(), workflowID, "")
@@ -207,6 +234,7 @@ func TestPipelineApprovalSignal(t *testing.T) {
 	require.Equal(t, store.StatusSucceeded, r.Status, "%+v", r.Error)
 	require.JSONEq(t, "8", string(r.Output))
 	require.JSONEq(t, `{"amount":5}`, string(stepsByID(r)["approval"].Output))
+	p.recordHistory(workflows.RunWorkflowID(r.ID), "history-run-signal.json")
 
 	// Canceled while waiting.
 	started, _, err = c.StartRun(ctx, core.RunRequest{Tenant: p.tenant, Pipeline: "approve", Input: json.RawMessage(`{}`)})
@@ -219,6 +247,61 @@ func TestPipelineApprovalSignal(t *testing.T) {
 	d, err := p.client.DescribeWorkflowExecution(ctx, workflows.RunWorkflowID(r.ID), "")
 	require.NoError(t, err)
 	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED, d.GetWorkflowExecutionInfo().GetStatus())
+	p.recordHistory(workflows.RunWorkflowID(r.ID), "history-run-canceled.json")
+}
+
+// noStart records runs without starting their workflows: the test starts them itself.
+type noStart struct{}
+
+func (noStart) StartRun(context.Context, core.RunStart) error             { return nil }
+func (noStart) SignalRun(context.Context, string, string) error           { return nil }
+func (noStart) CancelRun(context.Context, string) error                   { return nil }
+func (noStart) RunID(id string) string                                    { return id }
+func (noStart) StartExecution(context.Context, core.AsyncExecution) error { return nil }
+func (noStart) CancelExecution(context.Context, string) error             { return nil }
+
+// TestPipelineChunkedMap runs a map in chunks small enough to look at (3 items per child
+// workflow): every kind of step and a chunked map, the histories recorded for replay.
+func TestPipelineChunkedMap(t *testing.T) {
+	p := newPlatform(t, "pipeline")
+	p.startWorker()
+	c := p.runCore(false)
+	p.register("add", 3000, 0)
+	p.registerPipeline(c, `{"name":"kinds","steps":[
+	  {"id":"m","map":{"items":"input","max_concurrency":2,"step":{"function":"add","input":{"A":"${item}","B":1}}}},
+	  {"id":"skip","function":"add","if":"size(steps.m.output) > 100"},
+	  {"id":"par","parallel":{"x":[{"id":"x1","function":"add","input":{"A":1,"B":1}}],
+	                          "y":[{"id":"y1","function":"add","input":{"op":"fail"},"catch":"y2"},{"id":"y2","function":"add","input":{"A":2,"B":2}}]}},
+	  {"id":"nap","sleep_ms":50},
+	  {"id":"w","wait_for":{"signal":"never","timeout_ms":100,"on_timeout":7}},
+	  {"id":"last","function":"add","input":{"A":"${steps.m.output[6]}","B":"${steps.par.output.x + steps.par.output.y + steps.w.output}"}}]}`)
+	ctx := context.Background()
+	rc := core.New(core.Config{SyncPipelineMax: 10 * time.Second, AsyncPerTenant: 1000},
+		core.Deps{Store: p.store, Cache: p.cache, Runner: p.fx, Logs: p.logs, Registry: p.runtimes, Durable: noStart{},
+			Runs: noStart{}, Metrics: p.im, Log: p.log})
+	run, _, err := rc.StartRun(ctx, core.RunRequest{Tenant: p.tenant, Pipeline: "kinds", Input: json.RawMessage(`[0,1,2,3,4,5,6]`), Async: true})
+	require.NoError(t, err)
+	ref := workflows.RunRef{RunID: run.ID, Tenant: p.tenant, Pipeline: "kinds", Version: 1, MaxAttempts: 3,
+		LocalInvokeMax: 10 * time.Second, ChunkThreshold: 4, ChunkItems: 3}
+	_, err = p.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.RunWorkflowID(run.ID),
+		TaskQueue: workflows.TaskQueue}, workflows.RunWorkflowName, ref)
+	require.NoError(t, err)
+	r := p.waitRun(c, run.ID, 30*time.Second)
+	require.Equal(t, store.StatusSucceeded, r.Status, "%+v", r.Error)
+	require.JSONEq(t, "20", string(r.Output), "m[6] = 7, par.x = 2, par.y = 4, w = 7 (on_timeout)")
+	steps := stepsByID(r)
+	require.Equal(t, &pipeline.ItemCounts{Total: 7, Succeeded: 7}, steps["m"].Items)
+	require.JSONEq(t, "[1,2,3,4,5,6,7]", string(steps["m"].Output))
+	require.Equal(t, "skipped", steps["skip"].Status)
+	require.Equal(t, "failed", steps["y1"].Status)
+	for k := range 3 {
+		id := fmt.Sprintf("%s-m-%d", workflows.RunWorkflowID(r.ID), k)
+		d, err := p.client.DescribeWorkflowExecution(ctx, id, "")
+		require.NoError(t, err, "chunk %d ran as a child workflow", k)
+		require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, d.GetWorkflowExecutionInfo().GetStatus())
+	}
+	p.recordHistory(workflows.RunWorkflowID(r.ID), "history-run-kinds.json")
+	p.recordHistory(workflows.RunWorkflowID(r.ID)+"-m-0", "history-run-chunk.json")
 }
 
 // TestPipelineLargeMapBoundedHistory maps over 10,000 items: the items run in child

@@ -460,7 +460,7 @@ func (s *Store) SaveItems(ctx context.Context, runID, stepID string, items json.
 // Item returns item i of a map step's stored list.
 func (s *Store) Item(ctx context.Context, runID, stepID string, i int) (json.RawMessage, error) {
 	var item []byte
-	err := s.pool.QueryRow(ctx, `SELECT items->$3 FROM run_items WHERE run_id = $1 AND step_id = $2`,
+	err := s.pool.QueryRow(ctx, `SELECT items->($3::int) FROM run_items WHERE run_id = $1 AND step_id = $2`,
 		runID, stepID, i).Scan(&item)
 	if err != nil {
 		return nil, notFound(err, "run item", "no items stored for step %q of run %s", stepID, runID)
