@@ -280,7 +280,7 @@ func openAsync(cfg apiConfig, b *backends, im *metrics.Invoke, reg *prometheus.R
 		// The api's own worker takes the first workflow task of every execution it starts
 		// (eager start) and runs its local activities; regular activities (long functions)
 		// stay with the worker processes.
-		acts := activities.New(cfg.Activities, c, metrics.NewWorkflow(reg), log)
+		acts := activities.WithRuns(activities.New(cfg.Activities, c, metrics.NewWorkflow(reg), log), activities.RunsOf(c))
 		local = worker.StartWhenReachable(context.Background(), func() sdkworker.Worker {
 			return worker.NewLocal(tc, cfg.Worker, acts)
 		}, log)
