@@ -24,6 +24,8 @@ type localRuns struct {
 	starts  atomic.Int64
 	// hold, when set, keeps started runs from running until it is closed.
 	hold chan struct{}
+	// down makes StartRun fail as an unreachable Temporal does.
+	down atomic.Bool
 }
 
 type localRun struct {
@@ -35,6 +37,9 @@ type localRun struct {
 func newLocalRuns() *localRuns { return &localRuns{running: map[string]*localRun{}} }
 
 func (l *localRuns) StartRun(_ context.Context, x core.RunStart) error {
+	if l.down.Load() {
+		return fault.New(fault.Unavailable, "temporal unreachable")
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.running[x.RunID]; ok {

@@ -532,3 +532,73 @@ func TestTenantsCannotReachEachOthersPipelines(t *testing.T) {
 	require.Empty(t, f.do(t, "GET", "/v1/runs", "", bearer(keyB)...).body["runs"])
 	require.Equal(t, 200, f.do(t, "GET", "/v1/runs/"+id, "", bearer(keyA)...).status)
 }
+
+// A sync run handed over while the durable side is unreachable — as if its api died
+// between recording the hand-over and starting the workflow — loses nothing: it stays
+// queued with its finished steps and calls, and the sweeper starts it.
+func TestHandedOverRunWithoutWorkflowIsSwept(t *testing.T) {
+	t.Parallel()
+	runs := newLocalRuns()
+	f := newFixture(t, runs, coreOption(func(c *core.Config) { c.SyncPipelineMax = 40 * time.Millisecond }))
+	f.functions(t)
+	steps := make([]string, 8)
+	for i := range steps {
+		steps[i] = fmt.Sprintf(`{"id":"s%d","function":"nap","input":{"a":%d,"b":1}}`, i, i)
+	}
+	require.Equal(t, 201, f.do(t, "POST", "/v1/pipelines", `{"name":"slow","steps":[`+strings.Join(steps, ",")+`]}`).status)
+	runs.down.Store(true)
+	calls := f.runner.calls.Load()
+	r := f.do(t, "POST", "/v1/pipelines/slow/runs", `{}`)
+	require.Equal(t, 202, r.status, r.raw)
+	id := r.body["id"].(string)
+	require.Equal(t, "queued", f.do(t, "GET", "/v1/runs/"+id, "").body["status"])
+	ran := f.runner.calls.Load() - calls
+	require.Greater(t, ran, int64(0))
+
+	runs.down.Store(false)
+	n, err := runs.svc.SweepRuns(context.Background(), 0, 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	w := f.do(t, "GET", "/v1/runs/"+id+"?wait=5s", "")
+	require.Equal(t, "succeeded", w.body["status"], w.raw)
+	require.Equal(t, map[string]any{"sum": float64(8)}, w.body["output"])
+	require.EqualValues(t, 8, f.runner.calls.Load()-calls, "no step ran twice")
+}
+
+// The same pipeline — map, if, catch, parallel, templates — gives the same outcome run
+// sync (in-memory runner) and durably (the step operations over PostgreSQL).
+func TestSyncAndDurableRunsAgree(t *testing.T) {
+	t.Parallel()
+	runs := newLocalRuns()
+	f := newFixture(t, runs)
+	f.functions(t)
+	p := `{"name":"agree","steps":[
+		{"id":"first","function":"add","input":{"a":"${input.a}","b":0}},
+		{"id":"each","map":{"items":"input.xs","max_concurrency":2,"step":{"function":"add-node","input":{"a":"${item}","b":"${index}"}}}},
+		{"id":"big","if":"steps.first.output.sum > 100","function":"add","input":{"a":1000,"b":0}},
+		{"id":"risky","function":"fail","catch":"recover"},
+		{"id":"skipped_by_catch","function":"add"},
+		{"id":"recover","function":"add"},
+		{"id":"fan","parallel":{
+			"left":[{"id":"l1","function":"add","input":{"a":"${size(steps.each.output)}","b":1}}],
+			"right":[{"id":"r1","function":"add-node","input":{"a":2,"b":2}},{"id":"r2","function":"add","input":{"a":"${steps.r1.output.sum}","b":2}}]}}],
+		"output":{"fan":"${steps.fan.output}","each":"${steps.each.output}","recovered":"${steps.recover.status}"}}`
+	require.Equal(t, 201, f.do(t, "POST", "/v1/pipelines", p).status)
+	in := `{"a":5,"xs":[10,20,30]}`
+	s := f.do(t, "POST", "/v1/pipelines/agree/runs", in)
+	require.Equal(t, 200, s.status, s.raw)
+	a := f.do(t, "POST", "/v1/pipelines/agree/runs", in, "Prefer", "respond-async")
+	require.Equal(t, 202, a.status, a.raw)
+	a = f.do(t, "GET", a.header.Get("Location")+"?wait=5s", "")
+	require.Equal(t, "succeeded", a.body["status"], a.raw)
+	require.Equal(t, s.body["output"], a.body["output"])
+	ss, as := stepsByID(t, s.body), stepsByID(t, a.body)
+	require.Len(t, as, len(ss))
+	for id, st := range ss {
+		require.Equal(t, st["status"], as[id]["status"], id)
+		require.Equal(t, st["output"], as[id]["output"], id)
+		require.Equal(t, st["items"], as[id]["items"], id)
+	}
+	require.Equal(t, "skipped", as["skipped_by_catch"]["status"])
+	require.Equal(t, "succeeded", as["recover"]["status"])
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/lambda-microservice/lambda/internal/cache"
 	"github.com/lambda-microservice/lambda/internal/console"
 	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/platform/health"
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
@@ -94,11 +95,20 @@ type backends struct {
 	cache *cache.Cache
 	faas  *faas.Client
 	reg   *runtimes.Registry
+	deps  *deps.Engine // resolves registrations' dependencies (LAMBDA_DEPS_*, the sources' variables)
 	close func()
 }
 
 func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metrics.Invoke, log *zap.Logger) (*backends, error) {
 	reg, err := runtimes.Load(data.RuntimesFile)
+	if err != nil {
+		return nil, err
+	}
+	dcfg, err := deps.ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	engine, err := deps.New(dcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +144,7 @@ func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metri
 		defer close(logsDone)
 		logs.Run(lctx)
 	}()
-	return &backends{store: st, logs: logs, cache: c, faas: fx, reg: reg, close: func() {
+	return &backends{store: st, logs: logs, cache: c, faas: fx, reg: reg, deps: engine, close: func() {
 		stopLogs()
 		<-logsDone // queued rows are written before the pool closes
 		st.Close()
@@ -148,7 +158,7 @@ func (b *backends) core(cfg core.Config, durable core.Durable, m *metrics.Invoke
 	// The durable side runs pipeline runs too once it implements their methods.
 	runs, _ := durable.(core.RunDurable)
 	return core.New(cfg, core.Deps{Store: b.store, Cache: b.cache, Runner: b.faas, Logs: b.logs, Registry: b.reg,
-		Durable: durable, Runs: runs, Metrics: m, Log: log})
+		Durable: durable, Runs: runs, Deps: b.deps, Metrics: m, Log: log})
 }
 
 // runtimeChecks probe each registry runtime's function through the OpenFaaS gateway.

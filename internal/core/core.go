@@ -53,7 +53,8 @@ type Store interface {
 	RunSteps(ctx context.Context, runID string) ([]store.RunStep, error)
 	SaveSteps(ctx context.Context, runID string, steps []store.RunStep) error
 	FinishSyncRun(ctx context.Context, r *store.Run, steps []store.RunStep, execs []*store.Execution) error
-	HandOver(ctx context.Context, runID string, steps []store.RunStep, execs []*store.Execution) (bool, error)
+	HandOver(ctx context.Context, r *store.Run, steps []store.RunStep, execs []*store.Execution) (bool, error)
+	RecordRunning(ctx context.Context, r *store.Run) error
 	MarkRunRunning(ctx context.Context, runID string) error
 	SetWaiting(ctx context.Context, runID, stepID, signal string, waiting bool) error
 	FinishRun(ctx context.Context, runID, status string, output json.RawMessage, e *pipeline.Error, at time.Time) (bool, error)
@@ -134,7 +135,9 @@ type Deps struct {
 	Durable  Durable // nil: async executions are not enabled
 	// Runs runs pipeline runs durably (workflows.Starter); nil: async runs answer 503 and
 	// a sync run is never handed over.
-	Runs    RunDurable
+	Runs RunDurable
+	// Deps resolves functions' dependencies (nil: registrations asking for any are refused).
+	Deps    Resolver
 	Metrics *metrics.Invoke
 	Log     *zap.Logger
 }
@@ -149,6 +152,7 @@ type Service struct {
 	reg      *runtimes.Registry
 	durable  Durable
 	runs     RunDurable
+	deps     Resolver
 	m        *metrics.Invoke
 	log      *zap.Logger
 	versions sync.Map // versionKey → cachedVersion
@@ -160,7 +164,7 @@ type Service struct {
 // New returns the invocation core.
 func New(cfg Config, d Deps) *Service {
 	return &Service{cfg: cfg, store: d.Store, cache: d.Cache, runner: d.Runner, logs: d.Logs, reg: d.Registry,
-		durable: d.Durable, runs: d.Runs, m: d.Metrics, log: d.Log}
+		durable: d.Durable, runs: d.Runs, deps: d.Deps, m: d.Metrics, log: d.Log}
 }
 
 // DefaultMaxResultBytes is the result cap when Config.MaxResultBytes is not set.

@@ -51,6 +51,10 @@ const (
 	ModeAsync = "async"
 )
 
+// syncRecordAfter is how long a sync run without an Idempotency-Key runs before its row
+// is written: shorter runs are recorded once, when they end.
+const syncRecordAfter = time.Second
+
 // executionModePipeline is the mode of an execution a pipeline step made: neither the
 // sweeper of async executions nor the tenant's async cap counts it (its run is counted).
 const executionModePipeline = "pipeline"
@@ -101,13 +105,17 @@ func (s *Service) StartRun(ctx context.Context, req RunRequest) (store.Run, bool
 		}
 		a.RequestHash = requestHash("run-"+mode, pv.Name, req.Version, "", input)
 	}
-	owner, created, err := s.store.InsertRun(ctx, &r, a)
-	if err != nil {
-		return store.Run{}, false, err
-	}
-	if !created {
-		prev, err := s.replayRun(ctx, req.Tenant, owner, req.IdempotencyKey)
-		return prev, err == nil, err
+	// A sync run without a key is recorded when it ends (one commit), or once it has run
+	// for syncRecordAfter (the sweeper can then hand it over should this api die).
+	if async || req.IdempotencyKey != "" {
+		owner, created, err := s.store.InsertRun(ctx, &r, a)
+		if err != nil {
+			return store.Run{}, false, err
+		}
+		if !created {
+			prev, err := s.replayRun(ctx, req.Tenant, owner, req.IdempotencyKey)
+			return prev, err == nil, err
+		}
 	}
 	if async {
 		if err := s.runs.StartRun(ctx, runStart(r)); err != nil {
@@ -194,13 +202,24 @@ func (s *Service) runSync(ctx context.Context, r store.Run, comp *pipeline.Compi
 		t := time.AfterFunc(s.cfg.SyncPipelineMax, func() { stop.Store(true) })
 		defer t.Stop()
 	}
+	running := r // the timer's own copy: r changes when the run ends
+	after := syncRecordAfter
+	if half := s.cfg.SyncPipelineMax / 2; half > 0 && half < after {
+		after = half // recorded before a hand-over
+	}
+	record := time.AfterFunc(after, func() {
+		if err := s.store.RecordRunning(ctx, &running); err != nil {
+			s.log.Warn("record a running sync run", logging.Err(err), zap.String("run.id", r.ID))
+		}
+	})
+	defer record.Stop()
 	// The run's executions are written with its outcome (or its hand-over), in one
 	// transaction, instead of one commit per call.
 	var (
 		mu    sync.Mutex
 		execs []*store.Execution
 	)
-	record := func(_ context.Context, e *store.Execution) error {
+	collect := func(_ context.Context, e *store.Execution) error {
 		mu.Lock()
 		execs = append(execs, e)
 		mu.Unlock()
@@ -210,11 +229,12 @@ func (s *Service) runSync(ctx context.Context, r store.Run, comp *pipeline.Compi
 		if stop.Load() {
 			return pipeline.Outcome{}, pipeline.ErrStop
 		}
-		return s.callFunction(ctx, &r, c, true, record)
+		return s.callFunction(ctx, &r, c, true, collect)
 	}
 	m := pipeline.NewMemRunner(comp, pipeline.MemOptions{RunOptions: pipeline.RunOptions{Versions: r.Options.Versions},
 		RunID: r.ID, Input: r.Input, Caller: caller})
 	res := m.Run(ctx)
+	record.Stop()
 	steps := memSteps(m.Steps())
 	s.countSteps(comp, steps)
 	if res.Stopped {
@@ -247,7 +267,7 @@ func (s *Service) runSync(ctx context.Context, r store.Run, comp *pipeline.Compi
 // flight when it stopped have returned by then: their executions are recorded with the
 // steps, and the workflow reuses them (same ids) instead of calling again.
 func (s *Service) handOver(ctx context.Context, r store.Run, steps []store.RunStep, execs []*store.Execution) (store.Run, bool, error) {
-	moved, err := s.store.HandOver(ctx, r.ID, steps, execs)
+	moved, err := s.store.HandOver(ctx, &r, steps, execs)
 	if err != nil {
 		return store.Run{}, false, err
 	}
@@ -547,7 +567,11 @@ func (s *Service) SweepRuns(ctx context.Context, olderThan time.Duration, limit 
 		switch {
 		case o.Mode == ModeAsync && o.Status == store.StatusQueued:
 		case o.Mode == ModeSync && time.Since(o.CreatedAt) > olderThan+s.cfg.SyncPipelineMax:
-			moved, err := s.store.HandOver(ctx, o.ID, nil, nil)
+			r, err := s.store.LoadRun(ctx, o.ID)
+			if err != nil {
+				return n, err
+			}
+			moved, err := s.store.HandOver(ctx, &r, nil, nil)
 			if err != nil {
 				return n, err
 			}

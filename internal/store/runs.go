@@ -129,28 +129,48 @@ func errArg(e *pipeline.Error) (any, error) {
 	return string(b), nil
 }
 
-// InsertRun writes a new run's row (and r.Steps: the seeds of a retried run), with its
-// Idempotency-Key's claim and, for an async
-// run, the check of its tenant's cap on async work (a.MaxOpen), in one transaction. When
-// the key is already claimed it writes nothing and returns the owner's id (created=false).
-func (s *Store) InsertRun(ctx context.Context, r *Run, a Admission) (owner string, created bool, err error) {
+const insertRun = `INSERT INTO runs (id, tenant, pipeline, version, sha256, mode, status, input, output, error, options,
+	idempotency_key, callback_url, retry_of, created_at, started_at, finished_at)
+	VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`
+
+func runArgs(r *Run) ([]any, error) {
 	opts, err := json.Marshal(r.Options)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	errJSON, err := errArg(r.Error)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	var retryOf any
 	if r.RetryOf != "" {
 		retryOf = r.RetryOf
 	}
-	args := []any{r.ID, r.Tenant, r.Pipeline, r.Version, r.SHA256, r.Mode, r.Status, jsonArg(r.Input), jsonArg(nilIfNull(r.Output)),
-		errJSON, string(opts), nullIfEmpty(r.Key), nullIfEmpty(r.Callback), retryOf, r.CreatedAt, r.StartedAt, r.FinishedAt}
-	const sql = `INSERT INTO runs (id, tenant, pipeline, version, sha256, mode, status, input, output, error, options,
-		idempotency_key, callback_url, retry_of, created_at, started_at, finished_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`
+	return []any{r.ID, r.Tenant, r.Pipeline, r.Version, r.SHA256, r.Mode, r.Status, jsonArg(r.Input), jsonArg(nilIfNull(r.Output)),
+		errJSON, string(opts), nullIfEmpty(r.Key), nullIfEmpty(r.Callback), retryOf, r.CreatedAt, r.StartedAt, r.FinishedAt}, nil
+}
+
+// RecordRunning writes a sync run's row as it is while it runs, unless the row exists
+// already (the run finished or was handed over meanwhile).
+func (s *Store) RecordRunning(ctx context.Context, r *Run) error {
+	args, err := runArgs(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, insertRun+` ON CONFLICT (id) DO NOTHING`, args...)
+	return translate(err, "record running run")
+}
+
+// InsertRun writes a new run's row (and r.Steps: the seeds of a retried run), with its
+// Idempotency-Key's claim and, for an async
+// run, the check of its tenant's cap on async work (a.MaxOpen), in one transaction. When
+// the key is already claimed it writes nothing and returns the owner's id (created=false).
+func (s *Store) InsertRun(ctx context.Context, r *Run, a Admission) (owner string, created bool, err error) {
+	args, err := runArgs(r)
+	if err != nil {
+		return "", false, err
+	}
+	const sql = insertRun
 	if a.Key == "" && a.MaxOpen <= 0 && len(r.Steps) == 0 {
 		if _, err := s.pool.Exec(ctx, sql, args...); err != nil {
 			return "", false, translate(err, "insert run")
@@ -335,27 +355,26 @@ func (s *Store) SaveSteps(ctx context.Context, runID string, steps []RunStep) er
 	return translate(s.pool.SendBatch(ctx, b).Close(), "save run steps")
 }
 
-// FinishSyncRun records a sync run's executions, its steps and its final outcome in one
-// transaction: one commit per sync run, whatever its number of calls.
+// FinishSyncRun records a sync run's executions, its steps and its row, final, in one
+// batch — one implicit transaction, one commit per sync run whatever its number of calls.
+// The row may not exist yet (a short run is recorded only at its end); a row that is no
+// longer a sync run in progress (handed over) is left as it is.
 func (s *Store) FinishSyncRun(ctx context.Context, r *Run, steps []RunStep, execs []*Execution) error {
-	e, err := errArg(r.Error)
+	args, err := runArgs(r)
 	if err != nil {
 		return err
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		if err := queueExecutions(b, execs); err != nil {
-			return err
-		}
-		if err := queueSteps(b, r.ID, steps); err != nil {
-			return err
-		}
-		b.Queue(`UPDATE runs SET status = $2, output = $3, error = $4, finished_at = $5
-			WHERE id = $1 AND mode = 'sync' AND status IN ('queued', 'running', 'waiting')`,
-			r.ID, r.Status, jsonArg(nilIfNull(r.Output)), e, r.FinishedAt)
-		return tx.SendBatch(ctx, b).Close()
-	})
-	return translate(err, "finish sync run")
+	b := &pgx.Batch{}
+	if err := queueExecutions(b, execs); err != nil {
+		return err
+	}
+	b.Queue(insertRun+` ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, output = EXCLUDED.output,
+		error = EXCLUDED.error, finished_at = EXCLUDED.finished_at
+		WHERE runs.mode = 'sync' AND runs.status IN ('queued', 'running', 'waiting')`, args...)
+	if err := queueSteps(b, r.ID, steps); err != nil {
+		return err
+	}
+	return translate(s.pool.SendBatch(ctx, b).Close(), "finish sync run")
 }
 
 func queueExecutions(b *pgx.Batch, execs []*Execution) error {
@@ -381,13 +400,20 @@ func queueSteps(b *pgx.Batch, runID string, steps []RunStep) error {
 }
 
 // HandOver records the calls and the steps a sync run finished and makes it an async
-// run, queued for a workflow, in one transaction. It reports false when the run is no
-// longer a running sync run (handed over already, or final): then it changed nothing.
-func (s *Store) HandOver(ctx context.Context, runID string, steps []RunStep, execs []*Execution) (bool, error) {
+// run, queued for a workflow, in one transaction (its row is written when it was not yet).
+// It reports false when the run is no longer a running sync run (handed over already, or
+// final): then it changed nothing.
+func (s *Store) HandOver(ctx context.Context, r *Run, steps []RunStep, execs []*Execution) (bool, error) {
+	q := *r
+	q.Mode, q.Status, q.Output, q.Error, q.FinishedAt = "async", StatusQueued, nil, nil, nil
+	args, err := runArgs(&q)
+	if err != nil {
+		return false, err
+	}
 	var moved bool
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE runs SET mode = 'async', status = 'queued'
-			WHERE id = $1 AND mode = 'sync' AND status = 'running'`, runID)
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, insertRun+` ON CONFLICT (id) DO UPDATE SET mode = 'async', status = 'queued'
+			WHERE runs.mode = 'sync' AND runs.status = 'running'`, args...)
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
@@ -396,7 +422,7 @@ func (s *Store) HandOver(ctx context.Context, runID string, steps []RunStep, exe
 		if err := queueExecutions(b, execs); err != nil {
 			return err
 		}
-		if err := queueSteps(b, runID, steps); err != nil {
+		if err := queueSteps(b, r.ID, steps); err != nil {
 			return err
 		}
 		return tx.SendBatch(ctx, b).Close()
