@@ -54,8 +54,9 @@ var (
 	SearchStatus   = temporal.NewSearchAttributeKeyKeyword("LambdaStatus")
 )
 
-// SearchAttributeNames lists the custom search attributes (all Keyword).
-var SearchAttributeNames = []string{"LambdaFunction", "LambdaLanguage", "LambdaStatus"}
+// SearchAttributeNames lists the custom search attributes (all Keyword); LambdaPipeline
+// is SearchPipeline (pipeline runs).
+var SearchAttributeNames = []string{"LambdaFunction", "LambdaLanguage", "LambdaStatus", "LambdaPipeline"}
 
 // Defaults for ExecutionRef fields left zero.
 const (

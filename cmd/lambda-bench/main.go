@@ -75,8 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		c.only = map[int]bool{}
 		for _, f := range strings.Split(*only, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 0 || n > 7 {
-				return c, fmt.Errorf("-only: %q is not a scenario number 0–7", f)
+			if err != nil || n < 0 || n > 9 {
+				return c, fmt.Errorf("-only: %q is not a scenario number 0–9", f)
 			}
 			c.only[n] = true
 		}

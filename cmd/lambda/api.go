@@ -155,8 +155,10 @@ func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metri
 // core returns the invocation core over the backends; durable is nil in a process that
 // starts no async executions.
 func (b *backends) core(cfg core.Config, durable core.Durable, m *metrics.Invoke, log *zap.Logger) *core.Service {
+	// The durable side runs pipeline runs too once it implements their methods.
+	runs, _ := durable.(core.RunDurable)
 	return core.New(cfg, core.Deps{Store: b.store, Cache: b.cache, Runner: b.faas, Logs: b.logs, Registry: b.reg,
-		Durable: durable, Deps: b.deps, Metrics: m, Log: log})
+		Durable: durable, Runs: runs, Deps: b.deps, Metrics: m, Log: log})
 }
 
 // runtimeChecks probe each registry runtime's function through the OpenFaaS gateway.
@@ -278,7 +280,7 @@ func openAsync(cfg apiConfig, b *backends, im *metrics.Invoke, reg *prometheus.R
 		// The api's own worker takes the first workflow task of every execution it starts
 		// (eager start) and runs its local activities; regular activities (long functions)
 		// stay with the worker processes.
-		acts := activities.New(cfg.Activities, c, metrics.NewWorkflow(reg), log)
+		acts := activities.WithRuns(activities.New(cfg.Activities, c, metrics.NewWorkflow(reg), log), activities.RunsOf(c))
 		local = worker.StartWhenReachable(context.Background(), func() sdkworker.Worker {
 			return worker.NewLocal(tc, cfg.Worker, acts)
 		}, log)

@@ -16,7 +16,7 @@ import (
 type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
-	// Only, when not empty, limits the run to these scenario numbers (0–7).
+	// Only, when not empty, limits the run to these scenario numbers (0–9).
 	Only   map[int]bool
 	Python string // interpreter for the fork-per-request baseline
 
@@ -61,6 +61,9 @@ type Settings struct {
 	ForkRate     float64 // scenario 7
 	ForkDuration time.Duration
 	ForkCalls    int // sequential
+
+	Pipelines      PipelineSettings      // scenario 8
+	AsyncPipelines AsyncPipelineSettings // scenario 9
 }
 
 // FullSettings are `make bench`'s.
@@ -80,6 +83,10 @@ func FullSettings() Settings {
 		ColdVersions: 5, RustColdVersions: 2, ColdWarmCalls: 50,
 		OverheadRate: 500, OverheadDuration: 15 * time.Second, OverheadCalls: 2000,
 		ForkRate: 20, ForkDuration: 15 * time.Second, ForkCalls: 50,
+		Pipelines: PipelineSettings{SyncRate: 200, SyncDuration: 20 * time.Second, SeqSteps: 40, SeqRuns: 50, StepCalls: 2000},
+		AsyncPipelines: AsyncPipelineSettings{Rate: 20, Duration: 20 * time.Second,
+			SearchStart: 25, SearchFactor: 2, SearchMax: 400, SearchStep: 10 * time.Second, SearchRefine: 2,
+			MapItems: 1000, MapConcurrency: 50, MapRuns: 3},
 	}
 }
 
@@ -101,6 +108,10 @@ func QuickSettings() Settings {
 		ColdVersions: 1, RustColdVersions: 1, ColdWarmCalls: 5,
 		OverheadRate: 100, OverheadDuration: time.Second, OverheadCalls: 50,
 		ForkRate: 5, ForkDuration: time.Second, ForkCalls: 3,
+		Pipelines: PipelineSettings{SyncRate: 20, SyncDuration: time.Second, SeqSteps: 40, SeqRuns: 3, StepCalls: 20},
+		AsyncPipelines: AsyncPipelineSettings{Rate: 5, Duration: time.Second,
+			SearchStart: 10, SearchFactor: 2, SearchMax: 10, SearchStep: time.Second, SearchRefine: 0,
+			MapItems: 50, MapConcurrency: 10, MapRuns: 1},
 	}
 }
 
@@ -185,8 +196,10 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		{6, func() { r.overhead(ctx, rep, fns) }},
 		{7, func() { r.fork(ctx, rep, fns) }},
 		{1, func() { r.syncWarm(ctx, rep, fns) }},
+		{8, func() { r.pipelines(ctx, rep, fns) }},
 		{2, func() { r.cacheHit(ctx, rep) }},
 		{3, func() { r.search(ctx, rep, fns) }},
+		{9, func() { r.asyncPipelines(ctx, rep, fns) }},
 		{4, func() { r.async(ctx, rep, fns) }},
 	} {
 		if len(r.S.Only) == 0 || r.S.Only[s.n] {
