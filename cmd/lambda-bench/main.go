@@ -5,8 +5,12 @@
 // the date, between the generated-section markers of BENCHMARKS.md.
 //
 //	lambda-bench [-quick] [-out BENCHMARKS.md] [-profile-dir DIR] [-runtimes python,node,rust]
+//	lambda-bench -api http://127.0.0.1:8000 [-token T]
 //
 // -quick is `make bench-quick`: every scenario with short durations, to prove the harness.
+// -api runs scenario 8 (the README's way: a tenant, its key, net/http) against a stack that
+// is already running, such as `make run`'s, with its admin token (-token, else
+// LAMBDA_ADMIN_TOKEN, else LAMBDA_DATA_DIR/admin-token).
 package main
 
 import (
@@ -53,6 +57,8 @@ type config struct {
 	command    string
 	keep       bool
 	timeout    time.Duration
+	api        string
+	token      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -68,6 +74,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.command, "command", "", "how the run was started, for the report (default: this command line)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the stack's data dir (logs) instead of removing it")
 	fs.DurationVar(&c.timeout, "timeout", 0, "stop everything after this long (default 45m, -quick 10m)")
+	fs.StringVar(&c.api, "api", "", "measure scenario 8 against this running api (e.g. make run's http://127.0.0.1:8000) instead of starting a stack")
+	fs.StringVar(&c.token, "token", "", "with -api: the admin token (default LAMBDA_ADMIN_TOKEN, else LAMBDA_DATA_DIR/admin-token)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -75,11 +83,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		c.only = map[int]bool{}
 		for _, f := range strings.Split(*only, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 0 || n > 7 {
-				return c, fmt.Errorf("-only: %q is not a scenario number 0–7", f)
+			if err != nil || n < 0 || n > 8 {
+				return c, fmt.Errorf("-only: %q is not a scenario number 0–8", f)
 			}
 			c.only[n] = true
 		}
+	}
+	if c.api != "" {
+		if c.only != nil && (len(c.only) != 1 || !c.only[8]) {
+			return c, errors.New("-api measures scenario 8 only (the others start their own stack)")
+		}
+		c.only = map[int]bool{8: true}
 	}
 	if c.out == "" && !c.quick && c.only == nil {
 		c.out = "BENCHMARKS.md"
@@ -116,6 +130,9 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	opts, err := devstack.LoadOptions(environ)
 	if err != nil {
 		return err
+	}
+	if cfg.api != "" {
+		return runAgainst(ctx, cfg, settings, opts, stdout, stderr)
 	}
 	temporalInMemory := opts.TemporalInMemory // as `make run` would: LAMBDA_DEV_TEMPORAL_IN_MEMORY
 	dir, err := os.MkdirTemp("", "lambda-bench-")
@@ -225,6 +242,70 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		return fmt.Errorf("scenarios without samples: %s", strings.Join(empty, "; "))
 	}
 	return stack.Err()
+}
+
+// runAgainst measures scenario 8 on a stack that is already running (`make run`'s).
+func runAgainst(ctx context.Context, cfg config, settings bench.Settings, opts devstack.Options, stdout, stderr io.Writer) error {
+	token := cfg.token
+	if token == "" {
+		token = opts.Environ["LAMBDA_ADMIN_TOKEN"]
+	}
+	if token == "" {
+		b, err := os.ReadFile(filepath.Join(opts.DataDir, "admin-token"))
+		if err != nil {
+			return fmt.Errorf("-api: no admin token: pass -token or set LAMBDA_ADMIN_TOKEN (%w)", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	r := &bench.Runner{
+		P:         &bench.Platform{APIURL: strings.TrimRight(cfg.api, "/"), Token: token, Client: bench.NewClient(16)},
+		S:         settings,
+		Log:       stderr,
+		StackName: "running stack at " + cfg.api,
+	}
+	if cfg.profile {
+		// The machine's CPU by program; the api's CPU profile too when it serves pprof
+		// (LAMBDA_DEBUG_ADDR, set for `make run` as for this command).
+		debugAddr := opts.Environ["LAMBDA_DEBUG_ADDR"]
+		dir := cfg.profileDir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		r.During = func(ctx context.Context, d time.Duration) string {
+			if debugAddr == "" {
+				return bench.MeasureProcCPU(ctx, d).Markdown(15)
+			}
+			return profile(ctx, d, "http://"+debugAddr, filepath.Join(opts.BinDir, "lambda"), dir, cfg.quick)
+		}
+	}
+	loadBefore := loadAvg()
+	rep, err := r.Run(ctx)
+	if rep == nil {
+		return err
+	}
+	rep.Notes = append(rep.Notes, fmt.Sprintf("Machine load average (1/5/15 min) at the start: %s; at the end: %s.", loadBefore, loadAvg()))
+	if rev := gitRevision(ctx); rev != "" {
+		rep.Notes = append(rep.Notes, "Code: "+rev+".")
+	}
+	md := rep.Markdown(bench.ReadMachine(), cfg.command)
+	fmt.Fprintln(stdout, md)
+	if cfg.out != "" {
+		if werr := bench.WriteSection(cfg.out, md); werr != nil {
+			return errors.Join(err, fmt.Errorf("write %s: %w", cfg.out, werr))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if empty := rep.Empty(); len(empty) > 0 {
+		return fmt.Errorf("scenarios without samples: %s", strings.Join(empty, "; "))
+	}
+	for _, row := range rep.Rows {
+		if row.Verdict == "FAIL" {
+			return fmt.Errorf("%s: %s", row.Case, row.Note)
+		}
+	}
+	return nil
 }
 
 func stackNotes(o devstack.Options, temporalInMemory bool) []string {

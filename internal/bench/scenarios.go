@@ -15,7 +15,7 @@ import (
 type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
-	// Only, when not empty, limits the run to these scenario numbers (0–7).
+	// Only, when not empty, limits the run to these scenario numbers (0–8).
 	Only   map[int]bool
 	Python string // interpreter for the fork-per-request baseline
 
@@ -60,6 +60,10 @@ type Settings struct {
 	ForkRate     float64 // scenario 7
 	ForkDuration time.Duration
 	ForkCalls    int // sequential
+
+	NewcomerRate     float64 // scenario 8
+	NewcomerWarmup   time.Duration
+	NewcomerDuration time.Duration
 }
 
 // FullSettings are `make bench`'s.
@@ -79,6 +83,7 @@ func FullSettings() Settings {
 		ColdVersions: 5, RustColdVersions: 2, ColdWarmCalls: 50,
 		OverheadRate: 500, OverheadDuration: 15 * time.Second, OverheadCalls: 2000,
 		ForkRate: 20, ForkDuration: 15 * time.Second, ForkCalls: 50,
+		NewcomerRate: 1000, NewcomerWarmup: 5 * time.Second, NewcomerDuration: 20 * time.Second,
 	}
 }
 
@@ -100,6 +105,7 @@ func QuickSettings() Settings {
 		ColdVersions: 1, RustColdVersions: 1, ColdWarmCalls: 5,
 		OverheadRate: 100, OverheadDuration: time.Second, OverheadCalls: 50,
 		ForkRate: 5, ForkDuration: time.Second, ForkCalls: 3,
+		NewcomerRate: 200, NewcomerWarmup: 200 * time.Millisecond, NewcomerDuration: time.Second,
 	}
 }
 
@@ -138,6 +144,8 @@ type Runner struct {
 	// ScratchDir is a directory on the disk that holds PostgreSQL's data, for scenario 0's
 	// disk-flush rows (empty: not measured).
 	ScratchDir string
+	// StackName describes the stack for scenario 8's row (e.g. "`make run`'s defaults").
+	StackName string
 }
 
 func (r *Runner) logf(format string, args ...any) {
@@ -159,7 +167,14 @@ func (r *Runner) runtimeFunction(title string) string {
 func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	rep := &Report{Settings: r.S, Started: time.Now()}
 	fns := map[string]Function{}
+	needFns := len(r.S.Only) == 0
+	for n := range r.S.Only {
+		needFns = needFns || (n != 0 && n != 8) // 0 and 8 bring their own
+	}
 	for _, title := range r.S.Runtimes {
+		if !needFns {
+			break
+		}
 		f, err := r.P.Register(ctx, "bench-"+title, title, Handlers[title], nil)
 		if err != nil {
 			return nil, err
@@ -183,6 +198,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		{6, func() { r.overhead(ctx, rep, fns) }},
 		{7, func() { r.fork(ctx, rep, fns) }},
 		{1, func() { r.syncWarm(ctx, rep, fns) }},
+		{8, func() { r.Newcomer(ctx, rep) }},
 		{2, func() { r.cacheHit(ctx, rep) }},
 		{3, func() { r.search(ctx, rep, fns) }},
 		{4, func() { r.async(ctx, rep, fns) }},
