@@ -271,6 +271,9 @@ func runAgainst(ctx context.Context, cfg config, settings bench.Settings, opts d
 		if dir == "" {
 			dir = os.TempDir()
 		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
 		r.During = func(ctx context.Context, d time.Duration) string {
 			if debugAddr == "" {
 				return bench.MeasureProcCPU(ctx, d).Markdown(15)
