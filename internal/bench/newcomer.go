@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -44,6 +45,44 @@ func (p *Platform) Tenant(ctx context.Context, name string) (*Platform, error) {
 		return nil, fmt.Errorf("create tenant %s: no api_key in %q", name, resp)
 	}
 	return &Platform{APIURL: p.APIURL, ProviderURL: p.ProviderURL, Token: out.Key, Client: NewClient(16)}, nil
+}
+
+// Keys mints n more API keys of the platform token's tenant (POST /v1/keys).
+func (p *Platform) Keys(ctx context.Context, n int) ([]string, error) {
+	var keys []string
+	for range n {
+		status, resp, err := Do(ctx, p.client(), http.MethodPost, p.APIURL+"/v1/keys", p.Header(), nil)
+		if err == nil && status != http.StatusCreated {
+			err = StatusError(status, resp)
+		}
+		var out struct {
+			Key string `json:"api_key"`
+		}
+		if err == nil {
+			err = json.Unmarshal(resp, &out)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("create an api key: %w", err)
+		}
+		keys = append(keys, out.Key)
+	}
+	return keys, nil
+}
+
+// RotateKeys returns an Op sending r with each key in turn (a client spreading its load
+// over several keys of its tenant, each with its own rate limit).
+func RotateKeys(c *Client, r Request, keys []string) Op {
+	ops := make([]Op, len(keys))
+	for i, k := range keys {
+		rk := r
+		rk.Header = r.Header.Clone()
+		rk.Header.Set("Authorization", "Bearer "+k)
+		ops[i] = HTTPOp(c, rk)
+	}
+	var next atomic.Uint64
+	return func(ctx context.Context) error {
+		return ops[(next.Add(1)-1)%uint64(len(ops))](ctx)
+	}
 }
 
 // NetHTTPOp sends r with a net/http client (the newcomer's), reading the whole body.
