@@ -42,6 +42,8 @@ type scriptedRunner struct {
 	// the api making it is as good as dead.
 	hung atomic.Bool
 	stop chan struct{}
+	// The first call of a script that says "flaky" fails, the others succeed.
+	flaky atomic.Int64
 }
 
 func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.Result, error) {
@@ -66,6 +68,9 @@ func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.
 		<-r.stop
 		return faas.Result{}, context.Canceled
 	}
+	if strings.Contains(c.Source, "nap") {
+		time.Sleep(15 * time.Millisecond)
+	}
 	if strings.Contains(c.Source, "block") {
 		select {
 		case <-r.gate:
@@ -76,6 +81,8 @@ func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.
 	switch {
 	case strings.Contains(c.Source, "bigresult"):
 		return faas.Result{Status: "succeeded", Result: json.RawMessage(`"` + strings.Repeat("x", 7<<20) + `"`)}, nil
+	case strings.Contains(c.Source, "flaky") && r.flaky.Add(1) == 1:
+		return faas.Result{Status: "failed", Error: &faas.Error{Type: "ValueError", Message: "flaky"}}, nil
 	case strings.Contains(c.Source, "raise"):
 		return faas.Result{Status: "failed", Error: &faas.Error{Type: "ValueError", Message: "boom", Stack: "line 1"}}, nil
 	case strings.Contains(c.Source, "sleep"):
@@ -136,8 +143,17 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 			o(&cfg)
 		}
 	}
-	svc := core.New(cfg,
-		core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()})
+	cdeps := core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()}
+	var runs *localRuns
+	for _, o := range opts {
+		if o, ok := o.(*localRuns); ok {
+			runs, cdeps.Runs = o, o
+		}
+	}
+	svc := core.New(cfg, cdeps)
+	if runs != nil {
+		runs.svc = svc
+	}
 	deps := api.Deps{
 		Config: api.Config{MaxEventBytes: 2048, MaxWait: 5 * time.Second},
 		Log:    zap.NewNop(), Core: svc, Store: st, Tenants: st, Metrics: metrics.NewHTTP(mreg), Gatherer: mreg,
@@ -147,7 +163,7 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 		switch o := o.(type) {
 		case fixtureOption:
 			o(&deps, st, c)
-		case coreOption:
+		case coreOption, *localRuns:
 		default:
 			t.Fatalf("unknown fixture option %T", o)
 		}

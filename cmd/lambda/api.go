@@ -145,8 +145,10 @@ func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metri
 // core returns the invocation core over the backends; durable is nil in a process that
 // starts no async executions.
 func (b *backends) core(cfg core.Config, durable core.Durable, m *metrics.Invoke, log *zap.Logger) *core.Service {
+	// The durable side runs pipeline runs too once it implements their methods.
+	runs, _ := durable.(core.RunDurable)
 	return core.New(cfg, core.Deps{Store: b.store, Cache: b.cache, Runner: b.faas, Logs: b.logs, Registry: b.reg,
-		Durable: durable, Metrics: m, Log: log})
+		Durable: durable, Runs: runs, Metrics: m, Log: log})
 }
 
 // runtimeChecks probe each registry runtime's function through the OpenFaaS gateway.

@@ -15,7 +15,7 @@ import (
 type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
-	// Only, when not empty, limits the run to these scenario numbers (0–8).
+	// Only, when not empty, limits the run to these scenario numbers (0–9).
 	Only   map[int]bool
 	Python string // interpreter for the fork-per-request baseline
 
@@ -61,7 +61,8 @@ type Settings struct {
 	ForkDuration time.Duration
 	ForkCalls    int // sequential
 
-	NewcomerRate     float64 // scenario 8
+	Pipelines        PipelineSettings // scenario 8
+	NewcomerRate     float64          // scenario 9
 	NewcomerWarmup   time.Duration
 	NewcomerDuration time.Duration
 }
@@ -83,6 +84,7 @@ func FullSettings() Settings {
 		ColdVersions: 5, RustColdVersions: 2, ColdWarmCalls: 50,
 		OverheadRate: 500, OverheadDuration: 15 * time.Second, OverheadCalls: 2000,
 		ForkRate: 20, ForkDuration: 15 * time.Second, ForkCalls: 50,
+		Pipelines:    PipelineSettings{SyncRate: 200, SyncDuration: 20 * time.Second, SeqSteps: 40, SeqRuns: 50, StepCalls: 2000},
 		NewcomerRate: 1000, NewcomerWarmup: 5 * time.Second, NewcomerDuration: 20 * time.Second,
 	}
 }
@@ -105,6 +107,7 @@ func QuickSettings() Settings {
 		ColdVersions: 1, RustColdVersions: 1, ColdWarmCalls: 5,
 		OverheadRate: 100, OverheadDuration: time.Second, OverheadCalls: 50,
 		ForkRate: 5, ForkDuration: time.Second, ForkCalls: 3,
+		Pipelines:    PipelineSettings{SyncRate: 20, SyncDuration: time.Second, SeqSteps: 40, SeqRuns: 3, StepCalls: 20},
 		NewcomerRate: 200, NewcomerWarmup: 200 * time.Millisecond, NewcomerDuration: time.Second,
 	}
 }
@@ -169,7 +172,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	fns := map[string]Function{}
 	needFns := len(r.S.Only) == 0
 	for n := range r.S.Only {
-		needFns = needFns || (n != 0 && n != 8) // 0 and 8 bring their own
+		needFns = needFns || (n != 0 && n != 9) // 0 and 9 bring their own
 	}
 	for _, title := range r.S.Runtimes {
 		if !needFns {
@@ -198,7 +201,8 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		{6, func() { r.overhead(ctx, rep, fns) }},
 		{7, func() { r.fork(ctx, rep, fns) }},
 		{1, func() { r.syncWarm(ctx, rep, fns) }},
-		{8, func() { r.Newcomer(ctx, rep) }},
+		{8, func() { r.pipelines(ctx, rep, fns) }},
+		{9, func() { r.Newcomer(ctx, rep) }},
 		{2, func() { r.cacheHit(ctx, rep) }},
 		{3, func() { r.search(ctx, rep, fns) }},
 		{4, func() { r.async(ctx, rep, fns) }},

@@ -88,12 +88,14 @@ func lockAdmissions(ctx context.Context, tx pgx.Tx, tenant string) error {
 }
 
 // openAsync counts a tenant's async work queued or running, up to limit: its async
-// executions (request_logs, partial index request_logs_async_open). Pipeline runs are
-// async work of the tenant too: their count belongs here.
+// executions (request_logs, partial index request_logs_async_open) and its async pipeline
+// runs not final (runs_open; a sync run handed over to a workflow becomes async).
 func openAsync(ctx context.Context, tx pgx.Tx, tenant string, limit int) (int, error) {
 	var n int
-	err := tx.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM request_logs
-		WHERE tenant = $1 AND mode = 'async' AND status IN ('queued', 'running') LIMIT $2) o`, tenant, limit).Scan(&n)
+	err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM (SELECT 1 FROM request_logs
+		WHERE tenant = $1 AND mode = 'async' AND status IN ('queued', 'running') LIMIT $2) o)
+		+ (SELECT count(*) FROM (SELECT 1 FROM runs
+		WHERE tenant = $1 AND mode = 'async' AND status IN ('queued', 'running', 'waiting') LIMIT $2) r)`, tenant, limit).Scan(&n)
 	return n, err
 }
 

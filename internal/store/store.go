@@ -145,6 +145,9 @@ type Execution struct {
 	Attempts   int             `json:"attempts"`
 	CreatedAt  time.Time       `json:"created_at"`
 	FinishedAt *time.Time      `json:"finished_at"`
+	// RunID and StepID name the pipeline run and step whose call this execution is.
+	RunID  string `json:"run_id,omitempty"`
+	StepID string `json:"step_id,omitempty"`
 
 	Tenant        string          `json:"-"`
 	LanguageTitle string          `json:"-"` // the Language-Title header as sent
