@@ -23,6 +23,7 @@ import (
 	"github.com/lambda-microservice/lambda/api"
 	"github.com/lambda-microservice/lambda/internal/cache"
 	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
@@ -42,10 +43,17 @@ type scriptedRunner struct {
 	// the api making it is as good as dead.
 	hung atomic.Bool
 	stop chan struct{}
+	// The first call of a script that says "flaky" fails, the others succeed.
+	flaky atomic.Int64
+	// locks records the lock hash each build hash was last called with.
+	locks sync.Map
 }
 
 func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.Result, error) {
 	r.calls.Add(1)
+	if c.Lock != nil {
+		r.locks.Store(c.SHA256, c.Lock.Hash)
+	}
 	if c.BuildOnly {
 		r.builds.Store(c.SHA256, c.Version)
 		if strings.Contains(c.Source, "slowbuild") {
@@ -66,6 +74,9 @@ func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.
 		<-r.stop
 		return faas.Result{}, context.Canceled
 	}
+	if strings.Contains(c.Source, "nap") {
+		time.Sleep(15 * time.Millisecond)
+	}
 	if strings.Contains(c.Source, "block") {
 		select {
 		case <-r.gate:
@@ -76,6 +87,8 @@ func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.
 	switch {
 	case strings.Contains(c.Source, "bigresult"):
 		return faas.Result{Status: "succeeded", Result: json.RawMessage(`"` + strings.Repeat("x", 7<<20) + `"`)}, nil
+	case strings.Contains(c.Source, "flaky") && r.flaky.Add(1) == 1:
+		return faas.Result{Status: "failed", Error: &faas.Error{Type: "ValueError", Message: "flaky"}}, nil
 	case strings.Contains(c.Source, "raise"):
 		return faas.Result{Status: "failed", Error: &faas.Error{Type: "ValueError", Message: "boom", Stack: "line 1"}}, nil
 	case strings.Contains(c.Source, "sleep"):
@@ -127,6 +140,8 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 	go logs.Run(lctx)
 	t.Cleanup(cancel)
 	r := &scriptedRunner{gate: make(chan struct{}), stop: make(chan struct{})}
+	engine, err := deps.New(deps.Config{Dir: t.TempDir(), MaxDeps: 3})
+	require.NoError(t, err)
 	mreg := metrics.NewRegistry()
 	cfg := core.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour, VersionCacheTTL: time.Second,
 		RuntimeCallSlack: time.Second, Functions: core.FunctionLimits{MaxSourceBytes: 1024, DefaultTimeoutMS: 1000,
@@ -136,8 +151,18 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 			o(&cfg)
 		}
 	}
-	svc := core.New(cfg,
-		core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()})
+	cdeps := core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Deps: engine,
+		Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()}
+	var runs *localRuns
+	for _, o := range opts {
+		if o, ok := o.(*localRuns); ok {
+			runs, cdeps.Runs = o, o
+		}
+	}
+	svc := core.New(cfg, cdeps)
+	if runs != nil {
+		runs.svc = svc
+	}
 	deps := api.Deps{
 		Config: api.Config{MaxEventBytes: 2048, MaxWait: 5 * time.Second},
 		Log:    zap.NewNop(), Core: svc, Store: st, Tenants: st, Metrics: metrics.NewHTTP(mreg), Gatherer: mreg,
@@ -147,7 +172,7 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 		switch o := o.(type) {
 		case fixtureOption:
 			o(&deps, st, c)
-		case coreOption:
+		case coreOption, *localRuns:
 		default:
 			t.Fatalf("unknown fixture option %T", o)
 		}

@@ -45,6 +45,21 @@ func (s *server) routes() http.Handler {
 		r.With(s.limitLongPolls).Get("/executions/{id}", s.handleGetExecution())
 		r.Delete("/executions/{id}", s.handleCancelExecution())
 
+		r.With(s.limitRegistrations).Post("/pipelines", s.handleCreatePipeline())
+		r.Get("/pipelines", s.handleListPipelines())
+		r.Get("/pipelines/{name}", s.handleGetPipeline())
+		r.With(s.limitRegistrations).Put("/pipelines/{name}", s.handlePutPipeline())
+		r.Delete("/pipelines/{name}", s.handleDeletePipeline())
+		r.Get("/pipelines/{name}/versions", s.handleListPipelineVersions())
+		r.Get("/pipelines/{name}/versions/{version}", s.handleGetPipelineVersion())
+		r.With(s.limitConcurrency).Post("/pipelines/{name}/runs", s.handleStartRun())
+
+		r.Get("/runs", s.handleListRuns())
+		r.With(s.limitLongPolls).Get("/runs/{id}", s.handleGetRun())
+		r.Delete("/runs/{id}", s.handleCancelRun())
+		r.Post("/runs/{id}/signals/{name}", s.handleSignalRun())
+		r.Post("/runs/{id}/retry", s.handleRetryRun())
+
 		r.Get("/stats/functions/{name}", s.handleFunctionStats())
 	})
 	return r

@@ -1,11 +1,12 @@
 // Package api is the public HTTP API (chi): functions CRUD, sync and async invoke,
-// executions, tenants and keys, health and metrics. Handlers are thin adapters over the
+// executions, pipelines and their runs, tenants and keys, health and metrics. Handlers are thin adapters over the
 // core's use cases (package core) and the store's reads; every error leaves through one
 // problem+json writer.
 package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -43,6 +44,15 @@ type Core interface {
 	StartExecution(ctx context.Context, req core.Request) (store.Execution, bool, error)
 	CancelExecution(ctx context.Context, tenant, id string) error
 	FunctionStats(ctx context.Context, req core.StatsRequest) (core.FunctionStats, error)
+
+	RegisterPipeline(ctx context.Context, tenant string, body json.RawMessage) (store.PipelineVersion, error)
+	UpdatePipeline(ctx context.Context, tenant, name string, body json.RawMessage) (store.PipelineVersion, bool, error)
+	DeletePipeline(ctx context.Context, tenant, name string) error
+	StartRun(ctx context.Context, req core.RunRequest) (store.Run, bool, error)
+	GetRun(ctx context.Context, tenant, id string) (store.Run, error)
+	SignalRun(ctx context.Context, tenant, id, signal string, payload json.RawMessage) error
+	CancelRun(ctx context.Context, tenant, id string) error
+	RetryRun(ctx context.Context, tenant, id, fromStep string) (store.Run, error)
 }
 
 // Store is what the handlers read from PostgreSQL directly.
@@ -53,6 +63,10 @@ type Store interface {
 	GetVersion(ctx context.Context, tenant, name string, version int) (store.Version, error)
 	GetExecution(ctx context.Context, tenant, id string, withPayload bool) (store.Execution, error)
 	ListExecutions(ctx context.Context, f store.ExecutionFilter) ([]store.Execution, string, error)
+	ListPipelines(ctx context.Context, tenant string) ([]store.PipelineVersion, error)
+	ListPipelineVersions(ctx context.Context, tenant, name string) ([]store.PipelineVersion, error)
+	GetPipeline(ctx context.Context, tenant, name string, version int) (store.PipelineVersion, error)
+	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, string, error)
 }
 
 // Finishes wakes a long-poll the moment an async execution finishes (store.FinishFeed).

@@ -130,6 +130,9 @@ func TestGrafanaDashboards(t *testing.T) {
 		"lambda_workflow_executions_total",                 // workflow outcomes
 		"lambda_runtime_pool_workers",                      // pool usage
 		"lambda_request_log_write_seconds_bucket",          // request-log write latency
+		"lambda_pipeline_runs_total",                       // pipeline runs by mode and outcome
+		"lambda_pipeline_steps_total",                      // pipeline steps by kind and outcome
+		"lambda_pipeline_step_duration_seconds_bucket",     // pipeline step latency
 	} {
 		require.Contains(t, all, want)
 	}

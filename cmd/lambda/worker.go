@@ -107,7 +107,7 @@ func runWorker(ctx context.Context, cfg workerConfig, log *zap.Logger) error {
 	start.Eager = false
 	starter := workflows.NewStarter(start, tc, cfg.Temporal.Namespace)
 	c := b.core(cfg.Core, starter, im, log)
-	acts := activities.New(cfg.Activities, c, wm, log)
+	acts := activities.WithRuns(activities.New(cfg.Activities, c, wm, log), activities.RunsOf(c))
 	w := worker.New(tc, cfg.Worker, acts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
@@ -118,11 +118,18 @@ func runWorker(ctx context.Context, cfg workerConfig, log *zap.Logger) error {
 	sweeperDone := make(chan struct{})
 	go func() {
 		defer close(sweeperDone)
-		worker.NewSweeper(cfg.Sweep, b.store, []worker.SweepTask{{Name: "executions",
+		tasks := []worker.SweepTask{{Name: "executions",
 			Sweep: func(ctx context.Context, olderThan time.Duration) (int, error) {
 				out, err := c.SweepExecutions(ctx, starter, olderThan, 100)
 				return out.Restarted + out.Failed, err
-			}}}, log).Run(swctx)
+			}}}
+		if _, ok := any(starter).(core.RunDurable); ok {
+			// Runs queued with no workflow, and sync runs whose api died mid-run.
+			tasks = append(tasks, worker.SweepTask{Name: "runs", Sweep: func(ctx context.Context, olderThan time.Duration) (int, error) {
+				return c.SweepRuns(ctx, olderThan, 100)
+			}})
+		}
+		worker.NewSweeper(cfg.Sweep, b.store, tasks, log).Run(swctx)
 	}()
 	defer func() { stopSweeper(); <-sweeperDone }()
 	ready.Set([]health.Check{

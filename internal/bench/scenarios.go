@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"time"
 )
@@ -15,7 +16,7 @@ import (
 type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
-	// Only, when not empty, limits the run to these scenario numbers (0–7).
+	// Only, when not empty, limits the run to these scenario numbers (0–9).
 	Only   map[int]bool
 	Python string // interpreter for the fork-per-request baseline
 
@@ -60,6 +61,12 @@ type Settings struct {
 	ForkRate     float64 // scenario 7
 	ForkDuration time.Duration
 	ForkCalls    int // sequential
+
+	Pipelines        PipelineSettings      // scenario 8
+	AsyncPipelines   AsyncPipelineSettings // scenario 9
+	NewcomerRate     float64               // scenario 10
+	NewcomerWarmup   time.Duration
+	NewcomerDuration time.Duration
 }
 
 // FullSettings are `make bench`'s.
@@ -79,6 +86,11 @@ func FullSettings() Settings {
 		ColdVersions: 5, RustColdVersions: 2, ColdWarmCalls: 50,
 		OverheadRate: 500, OverheadDuration: 15 * time.Second, OverheadCalls: 2000,
 		ForkRate: 20, ForkDuration: 15 * time.Second, ForkCalls: 50,
+		Pipelines: PipelineSettings{SyncRate: 200, SyncDuration: 20 * time.Second, SeqSteps: 40, SeqRuns: 50, StepCalls: 2000},
+		AsyncPipelines: AsyncPipelineSettings{Rate: 20, Duration: 20 * time.Second,
+			SearchStart: 25, SearchFactor: 2, SearchMax: 400, SearchStep: 10 * time.Second, SearchRefine: 2,
+			MapItems: 1000, MapConcurrency: 50, MapRuns: 3},
+		NewcomerRate: 1000, NewcomerWarmup: 5 * time.Second, NewcomerDuration: 20 * time.Second,
 	}
 }
 
@@ -100,6 +112,11 @@ func QuickSettings() Settings {
 		ColdVersions: 1, RustColdVersions: 1, ColdWarmCalls: 5,
 		OverheadRate: 100, OverheadDuration: time.Second, OverheadCalls: 50,
 		ForkRate: 5, ForkDuration: time.Second, ForkCalls: 3,
+		Pipelines: PipelineSettings{SyncRate: 20, SyncDuration: time.Second, SeqSteps: 40, SeqRuns: 3, StepCalls: 20},
+		AsyncPipelines: AsyncPipelineSettings{Rate: 5, Duration: time.Second,
+			SearchStart: 10, SearchFactor: 2, SearchMax: 10, SearchStep: time.Second, SearchRefine: 0,
+			MapItems: 50, MapConcurrency: 10, MapRuns: 1},
+		NewcomerRate: 200, NewcomerWarmup: 200 * time.Millisecond, NewcomerDuration: time.Second,
 	}
 }
 
@@ -138,6 +155,8 @@ type Runner struct {
 	// ScratchDir is a directory on the disk that holds PostgreSQL's data, for scenario 0's
 	// disk-flush rows (empty: not measured).
 	ScratchDir string
+	// StackName describes the stack for scenario 8's row (e.g. "`make run`'s defaults").
+	StackName string
 }
 
 func (r *Runner) logf(format string, args ...any) {
@@ -159,7 +178,14 @@ func (r *Runner) runtimeFunction(title string) string {
 func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	rep := &Report{Settings: r.S, Started: time.Now()}
 	fns := map[string]Function{}
+	needFns := len(r.S.Only) == 0
+	for n := range r.S.Only {
+		needFns = needFns || (n != 0 && n != 9) // 0 and 9 bring their own
+	}
 	for _, title := range r.S.Runtimes {
+		if !needFns {
+			break
+		}
 		f, err := r.P.Register(ctx, "bench-"+title, title, Handlers[title], nil)
 		if err != nil {
 			return nil, err
@@ -180,11 +206,15 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	}{
 		{0, func() { r.generator(ctx, rep) }},
 		{5, func() { r.cold(ctx, rep, fns) }},
+		{5, func() { r.depsCached(ctx, rep) }},
 		{6, func() { r.overhead(ctx, rep, fns) }},
 		{7, func() { r.fork(ctx, rep, fns) }},
 		{1, func() { r.syncWarm(ctx, rep, fns) }},
+		{8, func() { r.pipelines(ctx, rep, fns) }},
+		{10, func() { r.Newcomer(ctx, rep) }},
 		{2, func() { r.cacheHit(ctx, rep) }},
 		{3, func() { r.search(ctx, rep, fns) }},
+		{9, func() { r.asyncPipelines(ctx, rep, fns) }},
 		{4, func() { r.async(ctx, rep, fns) }},
 	} {
 		if len(r.S.Only) == 0 || r.S.Only[s.n] {
@@ -325,8 +355,17 @@ func checkCached(body []byte) error {
 	return nil
 }
 
+// searchKeys is how many API keys scenario 3 spreads its load over: at the README's
+// 5,000/s per key, enough for the tenant's 10,000/s.
+const searchKeys = 4
+
 // 3: the highest sustained sync rate per runtime.
 func (r *Runner) search(ctx context.Context, rep *Report, fns map[string]Function) {
+	keys, err := r.P.Keys(ctx, searchKeys)
+	if err != nil {
+		rep.add(Row{Section: "3 max sync", Case: "keys", Note: "setup failed: " + err.Error(), Verdict: "FAIL"})
+		return
+	}
 	for _, title := range r.S.Runtimes {
 		f := fns[title]
 		req := r.P.InvokeRequest(f, Event)
@@ -339,7 +378,7 @@ func (r *Runner) search(ctx context.Context, rep *Report, fns map[string]Functio
 		}
 		sr := s.Run(ctx, func(ctx context.Context, rate float64) Result {
 			r.logf("3 max sync %s: step %.0f/s for %s", title, rate, r.S.SearchStep)
-			return r.load(ctx, rate, r.S.SearchStep, 5*time.Second, func(c *Client) Op { return HTTPOp(c, req) })
+			return r.load(ctx, rate, r.S.SearchStep, 5*time.Second, func(c *Client) Op { return RotateKeys(c, req, keys) })
 		})
 		rep.addSearch("3 max sync", title, sr, fmt.Sprintf("p99 < %s, errors < %.1f %%", r.S.SearchP99, r.S.SearchErrors*100),
 			"≥ 3,000/s", sr.Best >= 3000)
@@ -444,6 +483,46 @@ func (r *Runner) cold(ctx context.Context, rep *Report, fns map[string]Function)
 		rep.add(regRow)
 		rep.add(row)
 	}
+}
+
+// DepsSet is the dependency set of the dependencies row: a real npm package from the
+// configured registry.
+var DepsSet = map[string]string{"is-number": "7.0.0"}
+
+// 5: registering a new node function whose dependency set another function installed
+// already: resolve (the lock, against the registry), the build, no install.
+func (r *Runner) depsCached(ctx context.Context, rep *Report) {
+	if !slices.Contains(r.S.Runtimes, "node") {
+		return
+	}
+	src := func(i int) string {
+		return fmt.Sprintf("const isNumber = require('is-number');\nexports.handler = (e) => ({ ok: isNumber(e.n), v: %d });\n// %d\n", i, time.Now().UnixNano())
+	}
+	extra := map[string]any{"dependencies": DepsSet}
+	row := Row{Section: "5 cold", Case: "node: register a new function whose dependencies are installed (is-number, cache hit)", Budget: "≤ 1 s"}
+	prime, err := r.P.Register(ctx, "bench-deps-prime", "node", src(0), extra)
+	if err == nil {
+		err = r.P.Invoke(ctx, prime, Event)
+	}
+	if err != nil {
+		r.logf("5 deps: priming failed: %v", err)
+		res := Result{ErrorKinds: map[string]int{errorKind(err): 1}, Latency: NewHistogram(), SendLag: NewHistogram(), Sent: 1, Errors: 1}
+		row.Result, row.Verdict = &res, verdict(false)
+		rep.add(row)
+		return
+	}
+	reg := Result{ErrorKinds: map[string]int{}, Latency: NewHistogram(), SendLag: NewHistogram()}
+	for i := range r.S.ColdVersions {
+		mergeInto(&reg, Sequential(ctx, 1, time.Minute, func(ctx context.Context) error {
+			_, err := r.P.Register(ctx, fmt.Sprintf("bench-deps-%d-%d", time.Now().UnixNano()%1e6, i), "node", src(i+1), extra)
+			return err
+		}))
+	}
+	r.logf("5 deps: %d registrations with an installed set, p50 %.1f ms", reg.Sent, reg.Quantile(50))
+	row.Result = &reg
+	row.Verdict = verdict(reg.Quantile(50) <= 1000 && reg.Errors == 0)
+	row.Note = "each a new function and source with the same set: the api reuses the lock it resolved (LAMBDA_DEPS_RESOLVED_TTL), the host finds the install and builds"
+	rep.add(row)
 }
 
 // 6: the runtime host alone vs the whole stack, same handler, same event, same run.

@@ -11,6 +11,7 @@ package core
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/lambda-microservice/lambda/internal/cache"
 	"github.com/lambda-microservice/lambda/internal/faas"
+	"github.com/lambda-microservice/lambda/internal/pipeline"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
 	"github.com/lambda-microservice/lambda/internal/store"
 	"github.com/lambda-microservice/lambda/runtimes"
@@ -39,6 +41,29 @@ type Store interface {
 	OpenAsyncExecutions(ctx context.Context, before time.Time, limit int) ([]store.OpenAsync, error)
 	ReleaseIdempotencyKey(ctx context.Context, tenant, key, executionID string) error
 	FunctionStats(ctx context.Context, q store.StatsQuery) ([]store.StatsBucket, error)
+
+	CreatePipeline(ctx context.Context, p store.PipelineVersion) (store.PipelineVersion, error)
+	PutPipelineVersion(ctx context.Context, p store.PipelineVersion) (store.PipelineVersion, bool, error)
+	GetPipeline(ctx context.Context, tenant, name string, version int) (store.PipelineVersion, error)
+	DeletePipeline(ctx context.Context, tenant, name string) error
+	GetDefinition(ctx context.Context, tenant, sha string) (json.RawMessage, error)
+	InsertRun(ctx context.Context, r *store.Run, a store.Admission) (string, bool, error)
+	GetRun(ctx context.Context, tenant, id string) (store.Run, error)
+	LoadRun(ctx context.Context, id string) (store.Run, error)
+	RunSteps(ctx context.Context, runID string) ([]store.RunStep, error)
+	SaveSteps(ctx context.Context, runID string, steps []store.RunStep) error
+	FinishSyncRun(ctx context.Context, r *store.Run, steps []store.RunStep, execs []*store.Execution) error
+	HandOver(ctx context.Context, r *store.Run, steps []store.RunStep, execs []*store.Execution) (bool, error)
+	RecordRunning(ctx context.Context, r *store.Run) error
+	MarkRunRunning(ctx context.Context, runID string) error
+	SetWaiting(ctx context.Context, runID, stepID, signal string, waiting bool) error
+	FinishRun(ctx context.Context, runID, status string, output json.RawMessage, e *pipeline.Error, at time.Time) (bool, error)
+	SaveItems(ctx context.Context, runID, stepID string, items json.RawMessage) error
+	Item(ctx context.Context, runID, stepID string, i int) (json.RawMessage, error)
+	AddSignal(ctx context.Context, runID, signal string, payload json.RawMessage) error
+	TakeSignal(ctx context.Context, runID, stepID, signal string) (json.RawMessage, error)
+	ExecutionResults(ctx context.Context, ids []string) (map[string]json.RawMessage, error)
+	OpenRuns(ctx context.Context, before time.Time, limit int) ([]store.OpenRun, error)
 }
 
 // ResultCache is the Redis result cache (*cache.Cache).
@@ -85,6 +110,9 @@ type Config struct {
 	// AsyncPerTenant caps a tenant's async executions queued or running at once: one more
 	// is refused 429 (0: no cap).
 	AsyncPerTenant int `env:"LAMBDA_TENANT_ASYNC_MAX" envDefault:"1000"`
+	// SyncPipelineMax is how long a sync pipeline run may take before it is answered 202
+	// and continues as a workflow from the steps it finished (when the durable side is on).
+	SyncPipelineMax time.Duration `env:"LAMBDA_SYNC_PIPELINE_MAX" envDefault:"10s"`
 	// Functions bounds what a registration may ask for.
 	Functions FunctionLimits
 }
@@ -105,8 +133,13 @@ type Deps struct {
 	Logs     LogWriter
 	Registry *runtimes.Registry
 	Durable  Durable // nil: async executions are not enabled
-	Metrics  *metrics.Invoke
-	Log      *zap.Logger
+	// Runs runs pipeline runs durably (workflows.Starter); nil: async runs answer 503 and
+	// a sync run is never handed over.
+	Runs RunDurable
+	// Deps resolves functions' dependencies (nil: registrations asking for any are refused).
+	Deps    Resolver
+	Metrics *metrics.Invoke
+	Log     *zap.Logger
 }
 
 // Service is the invocation core.
@@ -118,15 +151,20 @@ type Service struct {
 	logs     LogWriter
 	reg      *runtimes.Registry
 	durable  Durable
+	runs     RunDurable
+	deps     Resolver
 	m        *metrics.Invoke
 	log      *zap.Logger
 	versions sync.Map // versionKey → cachedVersion
+	// pipelines holds compiled definitions by tenant and sha256 (immutable).
+	pipelines        sync.Map
+	pipelineVersions sync.Map // versionKey → cachedPipeline
 }
 
 // New returns the invocation core.
 func New(cfg Config, d Deps) *Service {
 	return &Service{cfg: cfg, store: d.Store, cache: d.Cache, runner: d.Runner, logs: d.Logs, reg: d.Registry,
-		durable: d.Durable, m: d.Metrics, log: d.Log}
+		durable: d.Durable, runs: d.Runs, deps: d.Deps, m: d.Metrics, log: d.Log}
 }
 
 // DefaultMaxResultBytes is the result cap when Config.MaxResultBytes is not set.

@@ -150,13 +150,12 @@ func providerCommand(s *Stack) (command, error) {
 		// Every replica gets the invoke secret's file from the provider.
 		"LAMBDA_RUNTIME_SECRET_FILE": s.RuntimeSecretFile,
 	})
-	// The user's LAMBDA_PROVIDER_* tuning and the replicas' sandbox and tenant settings
-	// (LAMBDA_SANDBOX*, LAMBDA_RUNTIME_TENANT*) reach the provider, which hands the latter
-	// to every replica.
+	// The user's LAMBDA_PROVIDER_* tuning, the dependency settings (cache, limits, package
+	// sources) and the replicas' sandbox and tenant settings (LAMBDA_SANDBOX*,
+	// LAMBDA_RUNTIME_TENANT*) reach the provider, which hands the latter ones to every replica.
 	for k, v := range s.opts.Environ {
-		switch {
-		case strings.HasPrefix(k, "LAMBDA_PROVIDER_") && k != "LAMBDA_PROVIDER_ADDR",
-			strings.HasPrefix(k, "LAMBDA_SANDBOX"), strings.HasPrefix(k, "LAMBDA_RUNTIME_TENANT"):
+		if strings.HasPrefix(k, "LAMBDA_PROVIDER_") && k != "LAMBDA_PROVIDER_ADDR" || isDepsVar(k) ||
+			strings.HasPrefix(k, "LAMBDA_SANDBOX") || strings.HasPrefix(k, "LAMBDA_RUNTIME_TENANT") {
 			env = append(env, k+"="+v)
 		}
 	}
@@ -359,4 +358,15 @@ func (s *Stack) wantWorker(ctx context.Context) (bool, error) {
 	default:
 		return false, fmt.Errorf("devstack: LAMBDA_DEV_WORKER=%q: want auto, on or off", s.opts.Worker)
 	}
+}
+
+// isDepsVar reports a variable of function dependencies (internal/deps, the registry
+// entries' package sources): the api resolves with them, the runtime hosts install.
+func isDepsVar(k string) bool {
+	for _, p := range []string{"LAMBDA_DEPS_", "LAMBDA_MAX_DEP", "LAMBDA_NPM_", "LAMBDA_PIP_", "LAMBDA_CARGO_"} {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -16,7 +16,8 @@ import (
 )
 
 const execCols = `id, timestamp, language_title, status, coalesce(duration, 0), tenant, function, version,
-	mode, result, error, stdout, stderr, truncated, cached, attempts, coalesce(workflow_id, ''), finished_at, language`
+	mode, result, error, stdout, stderr, truncated, cached, attempts, coalesce(workflow_id, ''), finished_at, language,
+	coalesce(run_id::text, ''), coalesce(step_id, '')`
 
 func scanExecution(row pgx.Row, withPayload bool) (Execution, error) {
 	var e Execution
@@ -24,7 +25,7 @@ func scanExecution(row pgx.Row, withPayload bool) (Execution, error) {
 	var result, errJSON []byte
 	dest := []any{&id, &e.CreatedAt, &e.LanguageTitle, &e.Status, &e.DurationMS, &e.Tenant, &e.Function,
 		&e.Version, &e.Mode, &result, &errJSON, &e.Stdout, &e.Stderr, &e.Truncated, &e.Cached, &e.Attempts,
-		&e.WorkflowID, &e.FinishedAt, &e.Language}
+		&e.WorkflowID, &e.FinishedAt, &e.Language, &e.RunID, &e.StepID}
 	if withPayload {
 		dest = append(dest, &e.Payload)
 	}

@@ -16,16 +16,18 @@ import (
 )
 
 // upsertExecution writes an execution row. A row that is already final is never changed,
-// so a retried activity or a duplicate write records an execution exactly once.
+// so a retried activity or a duplicate write records an execution exactly once — except
+// by a later attempt of a pipeline step's call: the attempts of a step under its retry
+// policy share one execution id (pipeline.StepExecutionID), and the row shows the last.
 const upsertExecution = `INSERT INTO request_logs AS r (id, timestamp, language_title, payload, status,
 	duration, tenant, function, version, mode, result, error, stdout, stderr, truncated, cached, attempts,
-	workflow_id, finished_at, language)
-VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,NULLIF($18,''),$19,$20)
+	workflow_id, finished_at, language, run_id, step_id)
+VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,NULLIF($18,''),$19,$20,NULLIF($21,'')::uuid,NULLIF($22,''))
 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, duration = EXCLUDED.duration,
 	result = EXCLUDED.result, error = EXCLUDED.error, stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr,
 	truncated = EXCLUDED.truncated, cached = EXCLUDED.cached, attempts = EXCLUDED.attempts,
 	workflow_id = coalesce(EXCLUDED.workflow_id, r.workflow_id), finished_at = EXCLUDED.finished_at
-WHERE r.status IN ('queued', 'running')`
+WHERE r.status IN ('queued', 'running') OR (r.run_id IS NOT NULL AND r.attempts < EXCLUDED.attempts)`
 
 func executionArgs(e *Execution) ([]any, error) {
 	var errJSON []byte
@@ -48,7 +50,7 @@ func executionArgs(e *Execution) ([]any, error) {
 	}
 	return []any{e.ID, e.CreatedAt, e.LanguageTitle, payload, e.Status, e.DurationMS, e.Tenant, e.Function,
 		e.Version, e.Mode, result, errArg, e.Stdout, e.Stderr, e.Truncated, e.Cached, e.Attempts, e.WorkflowID,
-		e.FinishedAt, e.Language}, nil
+		e.FinishedAt, e.Language, e.RunID, e.StepID}, nil
 }
 
 // SaveExecution writes one execution row now (not group-committed): used for async rows

@@ -67,6 +67,11 @@ type Invoke struct {
 	LogWrite    prometheus.Histogram     // seconds from enqueue to durable commit of a request log
 	LogBatch    prometheus.Histogram     // rows per group commit
 	Async       *prometheus.CounterVec   // runtime, event: started|deduplicated|canceled|restarted
+	// Pipeline runs and steps. Labels stay bounded: a pipeline's name is the user's, so
+	// runs are counted by mode and outcome, steps by kind and outcome.
+	Runs         *prometheus.CounterVec   // mode (sync|async|handover), outcome (succeeded|failed|canceled|handed_over|error)
+	Steps        *prometheus.CounterVec   // kind (function|map|parallel|sleep|wait_for), outcome (succeeded|failed|skipped|canceled)
+	StepDuration *prometheus.HistogramVec // kind: from a step's start to its settling
 }
 
 // NewInvoke registers the invocation core collectors.
@@ -100,8 +105,19 @@ func NewInvoke(reg prometheus.Registerer) *Invoke {
 		Async: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lambda_async_requests_total", Help: "Async invoke requests, by runtime and event (started|deduplicated|canceled|restarted: by the sweeper).",
 		}, []string{"runtime", "event"}),
+		Runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambda_pipeline_runs_total", Help: "Pipeline runs finished (or handed over from sync to a workflow), by mode and outcome.",
+		}, []string{"mode", "outcome"}),
+		Steps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lambda_pipeline_steps_total", Help: "Pipeline steps settled, by kind and outcome.",
+		}, []string{"kind", "outcome"}),
+		StepDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "lambda_pipeline_step_duration_seconds", Help: "Pipeline step latency from its start to its settling, by kind.",
+			Buckets: latencyBuckets,
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.Invocations, m.Duration, m.RuntimeCall, m.Cache, m.CacheLocal, m.LogWrite, m.LogBatch, m.Async)
+	reg.MustRegister(m.Invocations, m.Duration, m.RuntimeCall, m.Cache, m.CacheLocal, m.LogWrite, m.LogBatch, m.Async,
+		m.Runs, m.Steps, m.StepDuration)
 	return m
 }
 

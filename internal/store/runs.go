@@ -1,0 +1,631 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/lambda-microservice/lambda/internal/pipeline"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+)
+
+// Run is a pipeline run: the API's run envelope and the runs row.
+type Run struct {
+	ID         string          `json:"id"`
+	Pipeline   string          `json:"pipeline"`
+	Version    int             `json:"version"`
+	Mode       string          `json:"mode"`
+	Status     string          `json:"status"`
+	Input      json.RawMessage `json:"input"`
+	Output     json.RawMessage `json:"output"`
+	Error      *pipeline.Error `json:"error"`
+	Steps      []RunStep       `json:"steps,omitempty"` // not in lists
+	RetryOf    string          `json:"retry_of,omitempty"`
+	CreatedAt  time.Time       `json:"created_at"`
+	StartedAt  *time.Time      `json:"started_at,omitempty"`
+	FinishedAt *time.Time      `json:"finished_at"`
+	Tenant     string          `json:"-"`
+	SHA256     string          `json:"-"`
+	Options    RunOptions      `json:"-"`
+	Key        string          `json:"-"` // its Idempotency-Key
+	Callback   string          `json:"-"`
+}
+
+// RunOptions are what a run's interpreter starts with besides its seeds (runs.options).
+type RunOptions struct {
+	// Versions are the functions' latest versions resolved at run start.
+	Versions map[string]int `json:"versions,omitempty"`
+}
+
+// RunStep is one step of a run as recorded.
+type RunStep struct {
+	ID            string               `json:"id"`
+	Status        string               `json:"status"`
+	Attempts      int                  `json:"attempts"`
+	ExecutionID   string               `json:"execution_id,omitempty"`
+	Output        json.RawMessage      `json:"output"`
+	Error         *pipeline.Error      `json:"error"`
+	StartedAt     *time.Time           `json:"started_at"`
+	FinishedAt    *time.Time           `json:"finished_at"`
+	Items         *pipeline.ItemCounts `json:"items,omitempty"`
+	WaitingSignal string               `json:"-"`
+}
+
+// Run statuses besides the execution ones.
+const (
+	RunWaiting = "waiting"
+)
+
+// RunFinished reports whether a run's status is final.
+func RunFinished(status string) bool {
+	switch status {
+	case StatusSucceeded, StatusFailed, StatusCanceled:
+		return true
+	}
+	return false
+}
+
+const runCols = `id, tenant, pipeline, version, sha256, mode, status, input, output, error, options,
+	coalesce(idempotency_key, ''), coalesce(callback_url, ''), coalesce(retry_of::text, ''), created_at, started_at, finished_at`
+
+func scanRun(row pgx.Row) (Run, error) {
+	var r Run
+	var id uuid.UUID
+	var input, output, errJSON, opts []byte
+	if err := row.Scan(&id, &r.Tenant, &r.Pipeline, &r.Version, &r.SHA256, &r.Mode, &r.Status, &input, &output,
+		&errJSON, &opts, &r.Key, &r.Callback, &r.RetryOf, &r.CreatedAt, &r.StartedAt, &r.FinishedAt); err != nil {
+		return Run{}, err
+	}
+	r.ID = id.String()
+	r.Input = rawOrNull(input)
+	if len(output) > 0 {
+		r.Output = output
+	} else {
+		r.Output = json.RawMessage("null")
+	}
+	if len(errJSON) > 0 {
+		r.Error = &pipeline.Error{}
+		if err := json.Unmarshal(errJSON, r.Error); err != nil {
+			return Run{}, err
+		}
+	}
+	if len(opts) > 0 {
+		if err := json.Unmarshal(opts, &r.Options); err != nil {
+			return Run{}, err
+		}
+	}
+	return r, nil
+}
+
+func rawOrNull(b []byte) json.RawMessage {
+	if len(b) == 0 {
+		return json.RawMessage("null")
+	}
+	return json.RawMessage(b)
+}
+
+func jsonArg(b json.RawMessage) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
+
+func errArg(e *pipeline.Error) (any, error) {
+	if e == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+const insertRun = `INSERT INTO runs (id, tenant, pipeline, version, sha256, mode, status, input, output, error, options,
+	idempotency_key, callback_url, retry_of, created_at, started_at, finished_at)
+	VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)`
+
+func runArgs(r *Run) ([]any, error) {
+	opts, err := json.Marshal(r.Options)
+	if err != nil {
+		return nil, err
+	}
+	errJSON, err := errArg(r.Error)
+	if err != nil {
+		return nil, err
+	}
+	var retryOf any
+	if r.RetryOf != "" {
+		retryOf = r.RetryOf
+	}
+	return []any{r.ID, r.Tenant, r.Pipeline, r.Version, r.SHA256, r.Mode, r.Status, jsonArg(r.Input), jsonArg(nilIfNull(r.Output)),
+		errJSON, string(opts), nullIfEmpty(r.Key), nullIfEmpty(r.Callback), retryOf, r.CreatedAt, r.StartedAt, r.FinishedAt}, nil
+}
+
+// RecordRunning writes a sync run's row as it is while it runs, unless the row exists
+// already (the run finished or was handed over meanwhile).
+func (s *Store) RecordRunning(ctx context.Context, r *Run) error {
+	args, err := runArgs(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, insertRun+` ON CONFLICT (id) DO NOTHING`, args...)
+	return translate(err, "record running run")
+}
+
+// InsertRun writes a new run's row (and r.Steps: the seeds of a retried run), with its
+// Idempotency-Key's claim and, for an async
+// run, the check of its tenant's cap on async work (a.MaxOpen), in one transaction. When
+// the key is already claimed it writes nothing and returns the owner's id (created=false).
+func (s *Store) InsertRun(ctx context.Context, r *Run, a Admission) (owner string, created bool, err error) {
+	args, err := runArgs(r)
+	if err != nil {
+		return "", false, err
+	}
+	const sql = insertRun
+	if a.Key == "" && a.MaxOpen <= 0 && len(r.Steps) == 0 {
+		if _, err := s.pool.Exec(ctx, sql, args...); err != nil {
+			return "", false, translate(err, "insert run")
+		}
+		return r.ID, true, nil
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		capped, err := lockUnlessFarFromCap(ctx, tx, r.Tenant, a.MaxOpen)
+		if err != nil {
+			return err
+		}
+		if a.Key != "" {
+			id, claimed, err := claimIdempotencyKey(ctx, tx, r.Tenant, a.Key, r.ID, a.RequestHash, a.KeyTTL, 0)
+			if err != nil || !claimed {
+				owner = id
+				return err
+			}
+		}
+		if capped {
+			n, err := openAsync(ctx, tx, r.Tenant, a.MaxOpen)
+			if err != nil {
+				return err
+			}
+			if n >= a.MaxOpen {
+				return fault.New(fault.RateLimited,
+					"the tenant has %d async executions and runs queued or running, its limit (LAMBDA_TENANT_ASYNC_MAX); retry once some finish", n)
+			}
+		}
+		if _, err := tx.Exec(ctx, sql, args...); err != nil {
+			return err
+		}
+		if len(r.Steps) > 0 {
+			b := &pgx.Batch{}
+			for _, st := range r.Steps {
+				args, err := stepArgs(r.ID, st)
+				if err != nil {
+					return err
+				}
+				b.Queue(upsertStep, args...)
+			}
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return err
+			}
+		}
+		owner, created = r.ID, true
+		return nil
+	})
+	if err != nil {
+		if fault.KindOf(err) != fault.Internal {
+			return "", false, err
+		}
+		return "", false, translate(err, "insert run")
+	}
+	return owner, created, nil
+}
+
+func nilIfNull(b json.RawMessage) json.RawMessage {
+	if string(b) == "null" {
+		return nil
+	}
+	return b
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// GetRun returns a tenant's run without its steps.
+func (s *Store) GetRun(ctx context.Context, tenant, id string) (Run, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return Run{}, fault.New(fault.NotFound, "run %q not found", id)
+	}
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runCols+` FROM runs WHERE id = $1 AND tenant = $2`, uid, tenant))
+	if err != nil {
+		return Run{}, notFound(err, "get run", "run %q not found", id)
+	}
+	return r, nil
+}
+
+// LoadRun returns a run by id alone (the durable side's step operations name a run by
+// its id).
+func (s *Store) LoadRun(ctx context.Context, id string) (Run, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return Run{}, fault.New(fault.NotFound, "run %q not found", id)
+	}
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runCols+` FROM runs WHERE id = $1`, uid))
+	if err != nil {
+		return Run{}, notFound(err, "load run", "run %q not found", id)
+	}
+	return r, nil
+}
+
+const stepCols = `step_id, status, attempts, coalesce(execution_id::text, ''), output, error, items_total,
+	items_succeeded, items_failed, coalesce(waiting_signal, ''), started_at, finished_at`
+
+func scanStep(row pgx.Row) (RunStep, error) {
+	var st RunStep
+	var output, errJSON []byte
+	var total, ok, failed *int
+	if err := row.Scan(&st.ID, &st.Status, &st.Attempts, &st.ExecutionID, &output, &errJSON, &total, &ok, &failed,
+		&st.WaitingSignal, &st.StartedAt, &st.FinishedAt); err != nil {
+		return RunStep{}, err
+	}
+	st.Output = rawOrNull(output)
+	if len(errJSON) > 0 {
+		st.Error = &pipeline.Error{}
+		if err := json.Unmarshal(errJSON, st.Error); err != nil {
+			return RunStep{}, err
+		}
+	}
+	if total != nil {
+		st.Items = &pipeline.ItemCounts{Total: *total}
+		if ok != nil {
+			st.Items.Succeeded = *ok
+		}
+		if failed != nil {
+			st.Items.Failed = *failed
+		}
+	}
+	return st, nil
+}
+
+// RunSteps returns a run's recorded steps.
+func (s *Store) RunSteps(ctx context.Context, runID string) ([]RunStep, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+stepCols+` FROM run_steps WHERE run_id = $1`, runID)
+	if err != nil {
+		return nil, translate(err, "run steps")
+	}
+	defer rows.Close()
+	var out []RunStep
+	for rows.Next() {
+		st, err := scanStep(rows)
+		if err != nil {
+			return nil, translate(err, "run steps")
+		}
+		out = append(out, st)
+	}
+	return out, translate(rows.Err(), "run steps")
+}
+
+const upsertStep = `INSERT INTO run_steps AS s (run_id, step_id, status, attempts, execution_id, output, error,
+	items_total, items_succeeded, items_failed, waiting_signal, started_at, finished_at)
+VALUES ($1, $2, $3, $4, NULLIF($5, '')::uuid, $6, $7, $8, $9, $10, NULLIF($11, ''), $12, $13)
+ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status, attempts = EXCLUDED.attempts,
+	execution_id = EXCLUDED.execution_id, output = EXCLUDED.output, error = EXCLUDED.error,
+	items_total = EXCLUDED.items_total, items_succeeded = EXCLUDED.items_succeeded, items_failed = EXCLUDED.items_failed,
+	waiting_signal = EXCLUDED.waiting_signal, started_at = coalesce(s.started_at, EXCLUDED.started_at),
+	finished_at = EXCLUDED.finished_at
+WHERE s.status NOT IN ('succeeded', 'failed', 'skipped', 'canceled')`
+
+func stepArgs(runID string, st RunStep) ([]any, error) {
+	e, err := errArg(st.Error)
+	if err != nil {
+		return nil, err
+	}
+	var total, ok, failed any
+	if st.Items != nil {
+		total, ok, failed = st.Items.Total, st.Items.Succeeded, st.Items.Failed
+	}
+	return []any{runID, st.ID, st.Status, st.Attempts, st.ExecutionID, jsonArg(st.Output), e, total, ok, failed,
+		st.WaitingSignal, st.StartedAt, st.FinishedAt}, nil
+}
+
+// SaveSteps upserts steps of a run; a step already final is never rewritten.
+func (s *Store) SaveSteps(ctx context.Context, runID string, steps []RunStep) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, st := range steps {
+		args, err := stepArgs(runID, st)
+		if err != nil {
+			return err
+		}
+		b.Queue(upsertStep, args...)
+	}
+	return translate(s.pool.SendBatch(ctx, b).Close(), "save run steps")
+}
+
+// FinishSyncRun records a sync run's executions, its steps and its row, final, in one
+// batch — one implicit transaction, one commit per sync run whatever its number of calls.
+// The row may not exist yet (a short run is recorded only at its end); a row that is no
+// longer a sync run in progress (handed over) is left as it is.
+func (s *Store) FinishSyncRun(ctx context.Context, r *Run, steps []RunStep, execs []*Execution) error {
+	args, err := runArgs(r)
+	if err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	if err := queueExecutions(b, execs); err != nil {
+		return err
+	}
+	b.Queue(insertRun+` ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, output = EXCLUDED.output,
+		error = EXCLUDED.error, finished_at = EXCLUDED.finished_at
+		WHERE runs.mode = 'sync' AND runs.status IN ('queued', 'running', 'waiting')`, args...)
+	if err := queueSteps(b, r.ID, steps); err != nil {
+		return err
+	}
+	return translate(s.pool.SendBatch(ctx, b).Close(), "finish sync run")
+}
+
+func queueExecutions(b *pgx.Batch, execs []*Execution) error {
+	for _, x := range execs {
+		args, err := executionArgs(x)
+		if err != nil {
+			return err
+		}
+		b.Queue(upsertExecution, args...)
+	}
+	return nil
+}
+
+func queueSteps(b *pgx.Batch, runID string, steps []RunStep) error {
+	for _, st := range steps {
+		args, err := stepArgs(runID, st)
+		if err != nil {
+			return err
+		}
+		b.Queue(upsertStep, args...)
+	}
+	return nil
+}
+
+// HandOver records the calls and the steps a sync run finished and makes it an async
+// run, queued for a workflow, in one transaction (its row is written when it was not yet).
+// It reports false when the run is no longer a running sync run (handed over already, or
+// final): then it changed nothing.
+func (s *Store) HandOver(ctx context.Context, r *Run, steps []RunStep, execs []*Execution) (bool, error) {
+	q := *r
+	q.Mode, q.Status, q.Output, q.Error, q.FinishedAt = "async", StatusQueued, nil, nil, nil
+	args, err := runArgs(&q)
+	if err != nil {
+		return false, err
+	}
+	var moved bool
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, insertRun+` ON CONFLICT (id) DO UPDATE SET mode = 'async', status = 'queued'
+			WHERE runs.mode = 'sync' AND runs.status = 'running'`, args...)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		moved = true
+		b := &pgx.Batch{}
+		if err := queueExecutions(b, execs); err != nil {
+			return err
+		}
+		if err := queueSteps(b, r.ID, steps); err != nil {
+			return err
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	return moved, translate(err, "hand over run")
+}
+
+// MarkRunRunning moves a queued run to running (started_at).
+func (s *Store) MarkRunRunning(ctx context.Context, runID string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE runs SET status = 'running', started_at = coalesce(started_at, now())
+		WHERE id = $1 AND status = 'queued'`, runID)
+	return translate(err, "mark run running")
+}
+
+// SetWaiting records a wait_for step waiting for signal (or no longer waiting) and the
+// run waiting while any of its steps waits, running otherwise.
+func (s *Store) SetWaiting(ctx context.Context, runID, stepID, signal string, waiting bool) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		status, sig := "running", ""
+		if waiting {
+			status, sig = RunWaiting, signal
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO run_steps AS s (run_id, step_id, status, waiting_signal, started_at)
+			VALUES ($1, $2, $3, NULLIF($4, ''), now())
+			ON CONFLICT (run_id, step_id) DO UPDATE SET status = EXCLUDED.status, waiting_signal = EXCLUDED.waiting_signal
+			WHERE s.status NOT IN ('succeeded', 'failed', 'skipped', 'canceled')`, runID, stepID, status, sig); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE runs SET status = CASE WHEN EXISTS (SELECT 1 FROM run_steps
+				WHERE run_id = $1 AND status = 'waiting') THEN 'waiting' ELSE 'running' END,
+				started_at = coalesce(started_at, now())
+			WHERE id = $1 AND status IN ('queued', 'running', 'waiting')`, runID)
+		return err
+	})
+	return translate(err, "set run waiting")
+}
+
+// FinishRun makes a run final once; it reports whether this call recorded it.
+func (s *Store) FinishRun(ctx context.Context, runID, status string, output json.RawMessage, e *pipeline.Error, at time.Time) (bool, error) {
+	ea, err := errArg(e)
+	if err != nil {
+		return false, err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE runs SET status = $2, output = $3, error = $4, finished_at = $5,
+		started_at = coalesce(started_at, $5)
+		WHERE id = $1 AND status IN ('queued', 'running', 'waiting')`, runID, status, jsonArg(nilIfNull(output)), ea, at)
+	if err != nil {
+		return false, translate(err, "finish run")
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// SaveItems stores a map step's item list (the first list stored stays).
+func (s *Store) SaveItems(ctx context.Context, runID, stepID string, items json.RawMessage) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO run_items (run_id, step_id, items) VALUES ($1, $2, $3)
+		ON CONFLICT DO NOTHING`, runID, stepID, string(items))
+	return translate(err, "save run items")
+}
+
+// Item returns item i of a map step's stored list.
+func (s *Store) Item(ctx context.Context, runID, stepID string, i int) (json.RawMessage, error) {
+	var item []byte
+	err := s.pool.QueryRow(ctx, `SELECT items->($3::int) FROM run_items WHERE run_id = $1 AND step_id = $2`,
+		runID, stepID, i).Scan(&item)
+	if err != nil {
+		return nil, notFound(err, "run item", "no items stored for step %q of run %s", stepID, runID)
+	}
+	return rawOrNull(item), nil
+}
+
+// AddSignal stores a signal's payload for a run, but only while one of its steps waits
+// for that signal: Conflict otherwise.
+func (s *Store) AddSignal(ctx context.Context, runID, signal string, payload json.RawMessage) error {
+	var seq int64
+	err := s.pool.QueryRow(ctx, `INSERT INTO run_signals (run_id, signal, payload)
+		SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM run_steps WHERE run_id = $1 AND status = 'waiting'
+			AND waiting_signal = $2)
+		RETURNING seq`, runID, signal, string(payload)).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fault.New(fault.Conflict, "run %s is not waiting for signal %q", runID, signal)
+	}
+	return translate(err, "add signal")
+}
+
+// TakeSignal returns the payload of the signal a wait_for step received: the one it took
+// before, else the oldest of that name nobody took (which it takes now). NotFound when
+// there is none.
+func (s *Store) TakeSignal(ctx context.Context, runID, stepID, signal string) (json.RawMessage, error) {
+	var payload []byte
+	err := s.pool.QueryRow(ctx, `WITH prev AS (SELECT payload FROM run_signals WHERE run_id = $1 AND step_id = $2
+			ORDER BY seq LIMIT 1),
+		took AS (UPDATE run_signals SET step_id = $2 WHERE (run_id, seq) = (SELECT run_id, seq FROM run_signals
+			WHERE run_id = $1 AND signal = $3 AND step_id IS NULL AND NOT EXISTS (SELECT 1 FROM prev)
+			ORDER BY seq LIMIT 1 FOR UPDATE) RETURNING payload)
+		SELECT payload FROM prev UNION ALL SELECT payload FROM took`, runID, stepID, signal).Scan(&payload)
+	if err != nil {
+		return nil, notFound(err, "take signal", "no signal %q stored for run %s", signal, runID)
+	}
+	return rawOrNull(payload), nil
+}
+
+// ExecutionResults returns the results of the succeeded executions among ids.
+func (s *Store) ExecutionResults(ctx context.Context, ids []string) (map[string]json.RawMessage, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id::text, result FROM request_logs WHERE id = ANY($1::uuid[]) AND status = 'succeeded'`, ids)
+	if err != nil {
+		return nil, translate(err, "execution results")
+	}
+	defer rows.Close()
+	out := make(map[string]json.RawMessage, len(ids))
+	for rows.Next() {
+		var id string
+		var res []byte
+		if err := rows.Scan(&id, &res); err != nil {
+			return nil, translate(err, "execution results")
+		}
+		out[id] = rawOrNull(res)
+	}
+	return out, translate(rows.Err(), "execution results")
+}
+
+// RunFilter selects runs for listing.
+type RunFilter struct {
+	Tenant   string
+	Pipeline string
+	Status   string
+	Limit    int
+	Cursor   string
+}
+
+// ListRuns lists runs newest first (without their steps); it returns the next page's cursor or "".
+func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]Run, string, error) {
+	where := []string{"tenant = $1"}
+	args := []any{f.Tenant}
+	if f.Pipeline != "" {
+		args = append(args, f.Pipeline)
+		where = append(where, fmt.Sprintf("pipeline = $%d", len(args)))
+	}
+	if f.Status != "" {
+		args = append(args, f.Status)
+		where = append(where, fmt.Sprintf("status = $%d", len(args)))
+	}
+	if f.Cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+		var c cursor
+		if err == nil {
+			err = json.Unmarshal(raw, &c)
+		}
+		uid, uerr := uuid.Parse(c.ID)
+		if err != nil || uerr != nil {
+			return nil, "", fault.New(fault.Invalid, "invalid cursor")
+		}
+		args = append(args, c.T, uid)
+		where = append(where, fmt.Sprintf("(created_at, id) < ($%d, $%d)", len(args)-1, len(args)))
+	}
+	args = append(args, f.Limit+1)
+	rows, err := s.pool.Query(ctx, `SELECT `+runCols+` FROM runs WHERE `+strings.Join(where, " AND ")+
+		fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return nil, "", translate(err, "list runs")
+	}
+	defer rows.Close()
+	out := []Run{}
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, "", translate(err, "list runs")
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", translate(err, "list runs")
+	}
+	next := ""
+	if len(out) > f.Limit {
+		out = out[:f.Limit]
+		last := out[len(out)-1]
+		raw, _ := json.Marshal(cursor{T: last.CreatedAt, ID: last.ID})
+		next = base64.RawURLEncoding.EncodeToString(raw)
+	}
+	return out, next, nil
+}
+
+// OpenRun is a run that is not final, as the sweeper sees it.
+type OpenRun struct {
+	ID, Tenant, Mode, Status string
+	CreatedAt                time.Time
+}
+
+// OpenRuns lists runs not final created before before, oldest first, at most limit.
+func (s *Store) OpenRuns(ctx context.Context, before time.Time, limit int) ([]OpenRun, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id::text, tenant, mode, status, created_at FROM runs
+		WHERE status IN ('queued', 'running', 'waiting') AND created_at < $1 ORDER BY created_at LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, translate(err, "open runs")
+	}
+	defer rows.Close()
+	var out []OpenRun
+	for rows.Next() {
+		var o OpenRun
+		if err := rows.Scan(&o.ID, &o.Tenant, &o.Mode, &o.Status, &o.CreatedAt); err != nil {
+			return nil, translate(err, "open runs")
+		}
+		out = append(out, o)
+	}
+	return out, translate(rows.Err(), "open runs")
+}
