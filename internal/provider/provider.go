@@ -90,6 +90,14 @@ type Config struct {
 	// (3 failed health probes restart it; a failed readiness probe takes it out of the
 	// balancing). 0 disables them.
 	ProbeInterval time.Duration `env:"LAMBDA_PROVIDER_PROBE_INTERVAL" envDefault:"5s"`
+	// AutoscaleInterval is how often the provider looks at each function's load (the
+	// replicas' pools, from their readiness answers) to scale it: out by one replica while
+	// its busy and queued calls fill AutoscaleUp of its workers, back in by one after
+	// AutoscaleIdle without a busy worker, between the com.openfaas.scale.min and .max
+	// labels. 0 turns it off.
+	AutoscaleInterval time.Duration `env:"LAMBDA_PROVIDER_AUTOSCALE_INTERVAL" envDefault:"5s"`
+	AutoscaleUp       float64       `env:"LAMBDA_PROVIDER_AUTOSCALE_UP" envDefault:"0.8"`
+	AutoscaleIdle     time.Duration `env:"LAMBDA_PROVIDER_AUTOSCALE_IDLE" envDefault:"5m"`
 	// LogLines is how many output lines are kept per function for the logs API.
 	LogLines int `env:"LAMBDA_PROVIDER_LOG_LINES" envDefault:"1000"`
 	// MaxReplicas caps ScaleFunction when the deployment has no com.openfaas.scale.max label.
@@ -176,7 +184,30 @@ func New(cfg Config, log *zap.Logger, reg *prometheus.Registry) (*Provider, erro
 		cancel:  cancel,
 		fns:     map[string]*function{},
 	}
+	if cfg.AutoscaleInterval > 0 {
+		go p.autoscale()
+	}
 	return p, nil
+}
+
+// autoscale scales each function to its load until the provider closes (the seed's
+// horizontal scale-out; on Kubernetes the HPA and OpenFaaS' autoscaler do this).
+func (p *Provider) autoscale() {
+	t := time.NewTicker(p.cfg.AutoscaleInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case now := <-t.C:
+			p.mu.RLock()
+			fns := slices.Collect(maps.Values(p.fns))
+			p.mu.RUnlock()
+			for _, fn := range fns {
+				fn.autoscale(now)
+			}
+		}
+	}
 }
 
 // Close stops every replica of every function (SIGTERM to each process group, SIGKILL

@@ -536,6 +536,13 @@ func (p *pool) close() {
 	}
 }
 
+// load is what the pool holds: busy workers (and slots), queued requests, its bound.
+func (p *pool) load() (busy, queued, workers int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.busy, p.waiters.Len(), p.max
+}
+
 func (p *pool) gaugesLocked() {
 	p.metrics.idle.Set(float64(p.live - p.busy))
 	p.metrics.busy.Set(float64(p.busy))

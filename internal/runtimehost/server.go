@@ -174,6 +174,15 @@ func handleReady(h *Host) http.HandlerFunc {
 			return
 		}
 		b := append([]byte(`{"status":"ready","runtime":`), appendString(nil, h.rt.Title)...)
+		// The pool's load, for the local provider's autoscaling.
+		busy, queued, workers := h.pool.load()
+		b = append(b, `,"load":{"busy":`...)
+		b = appendInt(b, int64(busy))
+		b = append(b, `,"queued":`...)
+		b = appendInt(b, int64(queued))
+		b = append(b, `,"workers":`...)
+		b = appendInt(b, int64(workers))
+		b = append(b, '}')
 		if h.sandboxDoc != nil {
 			b = append(append(b, `,"sandbox":`...), h.sandboxDoc...)
 		}
