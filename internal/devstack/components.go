@@ -49,7 +49,7 @@ func components() []component {
 		{name: "prometheus", enabled: (*Stack).prometheusWanted, start: (*Stack).startPrometheus,
 			job: "prometheus", metrics: func(s *Stack) string { return s.prometheusAddr }},
 		{name: "gateway", start: (*Stack).startGateway,
-			job: "openfaas-gateway", metrics: func(*Stack) string { return fmt.Sprintf("127.0.0.1:%d", GatewayMetricsPort) }},
+			job: "openfaas-gateway", metrics: func(s *Stack) string { return s.gatewayMetricsHostPort() }},
 		{name: "runtimes", start: (*Stack).deployRuntimes},
 		{name: "migrate", enabled: func(s *Stack) bool { return !s.opts.SkipAPI }, start: func(s *Stack, ctx context.Context) error {
 			return s.runOnce(ctx, "migrate", command{path: s.binLambda, args: []string{"migrate"}, env: s.PlatformEnv()})
@@ -168,10 +168,22 @@ func workerReady(s *Stack) func(context.Context) error {
 	return httpOK("http://" + s.workerMetrics + "/readyz")
 }
 
-// startGateway runs the real OpenFaaS gateway in front of the provider.
+// gatewayMetricsHostPort is where the gateway's metrics are scraped.
+func (s *Stack) gatewayMetricsHostPort() string {
+	if s.gatewayMetricsAddr != "" {
+		return s.gatewayMetricsAddr
+	}
+	return fmt.Sprintf("127.0.0.1:%d", GatewayMetricsPort)
+}
+
+// startGateway runs the real OpenFaaS gateway in front of the provider: in a network
+// namespace of its own where one can be made (reachable on 127.0.0.1 only), else on its
+// fixed ports.
 func (s *Stack) startGateway(ctx context.Context) error {
-	if err := s.lockGatewayPorts(); err != nil {
-		return err
+	if s.gatewayAddr == "" {
+		if err := s.lockGatewayPorts(); err != nil {
+			return err
+		}
 	}
 	promAddr := s.prometheusAddr
 	if promAddr == "" {
@@ -201,7 +213,14 @@ func (s *Stack) startGateway(ctx context.Context) error {
 		"basic_auth":        "true",
 		"secret_mount_path": s.SecretsDir,
 	})
-	p, err := s.spawn("gateway", command{path: s.opts.GatewayBin, env: env, dir: dir})
+	gw := command{path: s.opts.GatewayBin, env: env, dir: dir}
+	var p *proc
+	var err error
+	if s.gatewayAddr != "" {
+		p, err = s.spawnGatewayInNetns(gw, promAddr)
+	} else {
+		p, err = s.spawn("gateway", gw)
+	}
 	if err != nil {
 		return err
 	}
@@ -313,6 +332,62 @@ func (s *Stack) deployRuntimes(ctx context.Context) error {
 	}
 	s.Functions = selected
 	return nil
+}
+
+// spawnGatewayInNetns starts the gateway in a network namespace of its own: inside, the
+// provider's and Prometheus' loopback ports lead out to them; outside, the stack's gateway
+// addresses lead in to its 8080 and 8082.
+func (s *Stack) spawnGatewayInNetns(gw command, promAddr string) (*proc, error) {
+	var out []string // host addresses the gateway reaches, listened on at the same port inside
+	for _, a := range []string{s.providerAddr, promAddr} {
+		if loopbackPort(a) != "" {
+			out = append(out, a)
+		}
+	}
+	var inner []net.Listener
+	var p *proc
+	ns, err := newNetns(func() error {
+		for _, a := range out {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				return fmt.Errorf("gateway namespace: %w", err)
+			}
+			inner = append(inner, ln)
+		}
+		var err error
+		p, err = s.spawn("gateway", gw) // forked from this thread: the gateway lives in the namespace
+		return err
+	})
+	if err != nil {
+		for _, ln := range inner {
+			ln.Close()
+		}
+		return nil, err
+	}
+	var bridges []*bridge
+	for i, a := range out {
+		target := a
+		bridges = append(bridges, serveBridge(inner[i], func() (net.Conn, error) { return net.Dial("tcp", target) }))
+	}
+	for host, port := range map[string]int{s.gatewayAddr: GatewayPort, s.gatewayMetricsAddr: GatewayMetricsPort} {
+		ln, err := net.Listen("tcp", host)
+		if err != nil {
+			for _, b := range bridges {
+				b.close()
+			}
+			ns.close()
+			return p, fmt.Errorf("gateway address %s: %w", host, err)
+		}
+		inside := fmt.Sprintf("127.0.0.1:%d", port)
+		bridges = append(bridges, serveBridge(ln, func() (net.Conn, error) { return dialIn(ns, inside) }))
+	}
+	s.addCleanup(func() {
+		for _, b := range bridges {
+			b.close()
+		}
+		ns.close()
+	})
+	return p, nil
 }
 
 // gatewayAuth is the gateway's basic-auth credentials from the secret files.

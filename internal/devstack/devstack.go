@@ -211,8 +211,11 @@ type Stack struct {
 	workerMetrics     string
 	providerAddr      string
 	apiAddr           string
-	temporalUIPort    int
-	prometheusAddr    string
+	// The gateway's own network namespace (netns.go): its 127.0.0.1 addresses on this
+	// machine, or "" when it binds its fixed ports on every interface.
+	gatewayAddr, gatewayMetricsAddr string
+	temporalUIPort                  int
+	prometheusAddr                  string
 
 	mu       sync.Mutex
 	procs    []*proc  // started children, in start order

@@ -282,6 +282,20 @@ func TestStartFullStack(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, "%v", out)
 	require.EqualValues(t, 3, out["result"], "%v", out)
 
+	// As root the gateway runs in a network namespace of its own: its fixed ports bind
+	// nothing on this machine's interfaces; the stack reaches it on 127.0.0.1.
+	if os.Geteuid() == 0 {
+		gw := st.procByName("gateway")
+		require.NotNil(t, gw)
+		mine, err := os.Readlink("/proc/self/ns/net")
+		require.NoError(t, err)
+		theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", gw.cmd.Process.Pid))
+		require.NoError(t, err)
+		require.NotEqual(t, mine, theirs, "the gateway has a network namespace of its own")
+		require.True(t, strings.HasPrefix(st.GatewayURL, "http://127.0.0.1:"), st.GatewayURL)
+		require.NotContains(t, st.GatewayURL, ":8080", "a free loopback port leads to it")
+	}
+
 	// The gateway's management API needs its credentials (DataDir/secrets).
 	resp, err := http.Get(st.GatewayURL + "/system/functions")
 	require.NoError(t, err)
