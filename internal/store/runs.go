@@ -26,7 +26,7 @@ type Run struct {
 	Input      json.RawMessage `json:"input"`
 	Output     json.RawMessage `json:"output"`
 	Error      *pipeline.Error `json:"error"`
-	Steps      []RunStep       `json:"steps"`
+	Steps      []RunStep       `json:"steps,omitempty"` // not in lists
 	RetryOf    string          `json:"retry_of,omitempty"`
 	CreatedAt  time.Time       `json:"created_at"`
 	StartedAt  *time.Time      `json:"started_at,omitempty"`
