@@ -25,7 +25,9 @@ type Runs interface {
 	SettleStep(ctx context.Context, runID string, rec pipeline.StepRecord) error
 	MarkWaiting(ctx context.Context, runID string, spec pipeline.WaitSpec, waiting bool) error
 	MarkRunning(ctx context.Context, runID string) error
-	FinishRun(ctx context.Context, runID string, out pipeline.RunOutcome) error
+	// FinishRun returns the run's final status as recorded: out.Status, or failed when
+	// the output does not render, or the status an earlier call recorded.
+	FinishRun(ctx context.Context, runID string, out pipeline.RunOutcome) (pipeline.RunStatus, error)
 }
 
 // Plan is what a run's workflow needs to interpret it: the pinned definition (canonical
@@ -188,14 +190,25 @@ func (a *Activities) MarkRunning(ctx context.Context, runID string) (err error) 
 	return classify("mark running", r.MarkRunning(ctx, runID))
 }
 
+// FinishRunResult is the run's final status as recorded (it may differ from the
+// outcome asked for: an output that does not render fails the run, and a status
+// recorded before stays).
+type FinishRunResult struct {
+	Status pipeline.RunStatus `json:"status"`
+}
+
 // FinishRun records the run's end (once: a final status is never rewritten).
-func (a *Activities) FinishRun(ctx context.Context, in FinishRunInput) (err error) {
+func (a *Activities) FinishRun(ctx context.Context, in FinishRunInput) (_ FinishRunResult, err error) {
 	defer a.track("FinishRun")(&err)
 	r, err := a.runOps()
 	if err != nil {
-		return err
+		return FinishRunResult{}, err
 	}
-	return classify("finish run", r.FinishRun(ctx, in.RunID, in.Outcome))
+	st, err := r.FinishRun(ctx, in.RunID, in.Outcome)
+	if err != nil {
+		return FinishRunResult{}, classify("finish run", err)
+	}
+	return FinishRunResult{Status: st}, nil
 }
 
 // FunctionKey keys Plan.FunctionTimeoutsMS: a function at the version a call names (0:
@@ -211,7 +224,7 @@ type CoreRuns interface {
 	SettleStep(ctx context.Context, runID string, rec pipeline.StepRecord) error
 	MarkWaiting(ctx context.Context, runID string, spec pipeline.WaitSpec, waiting bool) error
 	MarkRunning(ctx context.Context, runID string) error
-	FinishRun(ctx context.Context, runID string, out pipeline.RunOutcome) error
+	FinishRun(ctx context.Context, runID string, out pipeline.RunOutcome) (pipeline.RunStatus, error)
 }
 
 // RunsOf adapts the core to Runs: the plan's compiled definition becomes its canonical

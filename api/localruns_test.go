@@ -129,7 +129,8 @@ func (r *stepRunner) Settle(ctx context.Context, rec pipeline.StepRecord) error 
 }
 
 func (r *stepRunner) Finish(ctx context.Context, out pipeline.RunOutcome) error {
-	return r.svc.FinishRun(context.WithoutCancel(ctx), r.runID, out)
+	_, err := r.svc.FinishRun(context.WithoutCancel(ctx), r.runID, out)
+	return err
 }
 
 func (r *stepRunner) Wait(ctx context.Context, spec pipeline.WaitSpec) (bool, error) {

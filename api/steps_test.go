@@ -90,8 +90,12 @@ func TestStepOperationsAreIdempotent(t *testing.T) {
 	require.NoError(t, svc.SettleStep(ctx, id, sig))
 
 	done := pipeline.RunOutcome{Status: pipeline.RunSucceeded, OutputFrom: pipeline.Source{Step: "gate"}}
-	require.NoError(t, svc.FinishRun(ctx, id, done))
-	require.NoError(t, svc.FinishRun(ctx, id, pipeline.RunOutcome{Status: pipeline.RunFailed, Error: &pipeline.Error{Type: "X", Message: "late"}}))
+	st, err := svc.FinishRun(ctx, id, done)
+	require.NoError(t, err)
+	require.Equal(t, done.Status, st)
+	st, err = svc.FinishRun(ctx, id, pipeline.RunOutcome{Status: pipeline.RunFailed, Error: &pipeline.Error{Type: "X", Message: "late"}})
+	require.NoError(t, err)
+	require.Equal(t, done.Status, st, "the status recorded first stays")
 	w := f.do(t, "GET", "/v1/runs/"+id, "")
 	require.Equal(t, "succeeded", w.body["status"], w.raw)
 	var want map[string]any

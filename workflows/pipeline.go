@@ -120,7 +120,7 @@ func RunPipeline(ctx workflow.Context, ref RunRef) (RunOutcome, error) {
 		if ferr := r.Finish(ctx, out); ferr != nil {
 			return RunOutcome{}, ferr
 		}
-		return runEnd(RunOutcome{Status: string(out.Status), Error: out.Error})
+		return runEnd(r.outcome(out.Status, out.Error))
 	}
 	it := pipeline.New[workflow.Context](r, c, plan.Options)
 	if err := workflow.SetQueryHandler(ctx, StepsQuery, func() ([]pipeline.StepState, error) {
@@ -138,7 +138,17 @@ func RunPipeline(ctx workflow.Context, ref RunRef) (RunOutcome, error) {
 		// A step or the outcome could not be recorded (PostgreSQL down past every retry).
 		return RunOutcome{}, res.Err
 	}
-	return runEnd(RunOutcome{Status: string(res.Status), Error: res.Error})
+	return runEnd(r.outcome(res.Status, res.Error))
+}
+
+// outcome is the workflow's outcome: the status FinishRun recorded, which may differ
+// from the interpreter's (the run's error is then in PostgreSQL).
+func (r *runner) outcome(status pipeline.RunStatus, e *pipeline.Error) RunOutcome {
+	if r.final != "" && r.final != status {
+		status, e = r.final, &pipeline.Error{Type: pipeline.ErrTypePlatform,
+			Message: "the run was recorded " + string(r.final) + " (its error: GET /v1/runs/" + r.ref.RunID + ")"}
+	}
+	return RunOutcome{Status: string(status), Error: e}
 }
 
 // runEnd ends the workflow in the state matching the run's: completed, failed or
@@ -163,7 +173,8 @@ func runEnd(out RunOutcome) (RunOutcome, error) {
 type runner struct {
 	ref   RunRef
 	plan  activities.Plan
-	waits int // wait_for steps waiting now
+	waits int                // wait_for steps waiting now
+	final pipeline.RunStatus // the final status FinishRun recorded
 
 	// items: a map step's item count (from Eval), for the chunk decision.
 	items  map[string]int
@@ -393,17 +404,34 @@ func (r *runner) Detached(ctx workflow.Context) workflow.Context {
 func (r *runner) Now(ctx workflow.Context) time.Time { return workflow.Now(ctx) }
 
 // Finish implements pipeline.Runner: FinishRun through a disconnected context (a
-// canceled run is still recorded), retried through a long PostgreSQL outage.
+// canceled run is still recorded), retried through a long PostgreSQL outage. The status
+// upserted (and the workflow's outcome) is the one FinishRun recorded: an output that
+// does not render fails a succeeded run, and a status recorded earlier stays. Runs
+// started before FinishRun answered it replay their old shape ("finish-recorded-status").
 func (r *runner) Finish(ctx workflow.Context, out pipeline.RunOutcome) error {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	opts := localOptions("finish run: " + string(out.Status))
 	opts.RetryPolicy, opts.ScheduleToCloseTimeout = persistRetry, 30*time.Minute
-	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(dctx, opts),
-		a.FinishRun, activities.FinishRunInput{RunID: r.ref.RunID, Outcome: out}).Get(dctx, nil)
-	if err == nil {
-		upsertStatus(dctx, string(out.Status))
+	recorded := workflow.GetVersion(dctx, "finish-recorded-status", workflow.DefaultVersion, 1) != workflow.DefaultVersion
+	var res activities.FinishRunResult
+	f := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(dctx, opts),
+		a.FinishRun, activities.FinishRunInput{RunID: r.ref.RunID, Outcome: out})
+	var err error
+	if recorded {
+		err = f.Get(dctx, &res)
+	} else {
+		err = f.Get(dctx, nil)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	status := out.Status
+	if res.Status != "" {
+		status = res.Status
+	}
+	r.final = status
+	upsertStatus(dctx, string(status))
+	return nil
 }
 
 // --- map chunks ---

@@ -48,6 +48,7 @@ type fakeRuns struct {
 	platform  map[string]int             // function → platform faults left to answer
 	onCall    func(ctx context.Context, spec pipeline.CallSpec)
 	timeoutMS map[string]int
+	records   pipeline.RunStatus // the status FinishRun records instead of the outcome's
 }
 
 func newFakeRuns(t *testing.T, def, input string) *fakeRuns {
@@ -163,17 +164,20 @@ func (f *fakeRuns) MarkRunning(context.Context, string) error {
 	return nil
 }
 
-func (f *fakeRuns) FinishRun(_ context.Context, _ string, out pipeline.RunOutcome) error {
+func (f *fakeRuns) FinishRun(_ context.Context, _ string, out pipeline.RunOutcome) (pipeline.RunStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.finished = append(f.finished, out)
+	if f.records != "" {
+		return f.records, nil
+	}
 	if out.Status == pipeline.RunSucceeded {
 		f.output = json.RawMessage("null")
 		if out.OutputFrom.Step != "" {
 			f.output, _ = f.mem.StepOutput(out.OutputFrom.Step)
 		}
 	}
-	return nil
+	return out.Status, nil
 }
 
 func (f *fakeRuns) callsOf(step string) []pipeline.CallSpec {
@@ -581,4 +585,20 @@ func TestRunPipelineParallelFailureCancelsTheOtherBranch(t *testing.T) {
 	require.Equal(t, pipeline.StepCanceled, p.f.settled["b1"].Status)
 	require.Empty(t, p.f.callsOf("b2"))
 	require.Equal(t, pipeline.StepFailed, p.f.settled["par"].Status)
+}
+
+func TestRunPipelineUpsertsTheStatusFinishRunRecorded(t *testing.T) {
+	t.Parallel()
+	// The output template does not render: the core records the run failed though the
+	// interpreter finished it succeeded. LambdaStatus and the workflow say failed too.
+	p := newPipelineEnv(t, `{"steps":[{"id":"a","function":"add1"}]}`, `{"n":1}`)
+	p.f.records = pipeline.RunFailed
+	_, err := p.run(t)
+	require.Error(t, err)
+	var app *temporal.ApplicationError
+	require.ErrorAs(t, err, &app)
+	require.Equal(t, "RunFailed", app.Type())
+	require.Equal(t, []string{"running", "failed"}, p.statuses)
+	require.Len(t, p.f.finished, 1)
+	require.Equal(t, pipeline.RunSucceeded, p.f.finished[0].Status)
 }

@@ -57,7 +57,7 @@ type Store interface {
 	RecordRunning(ctx context.Context, r *store.Run) error
 	MarkRunRunning(ctx context.Context, runID string) error
 	SetWaiting(ctx context.Context, runID, stepID, signal string, waiting bool) error
-	FinishRun(ctx context.Context, runID, status string, output json.RawMessage, e *pipeline.Error, at time.Time) (bool, error)
+	FinishRun(ctx context.Context, runID, status string, output json.RawMessage, e *pipeline.Error, at time.Time) (string, bool, error)
 	SaveItems(ctx context.Context, runID, stepID string, items json.RawMessage) error
 	Item(ctx context.Context, runID, stepID string, i int) (json.RawMessage, error)
 	AddSignal(ctx context.Context, runID, signal string, payload json.RawMessage) error

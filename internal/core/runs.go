@@ -188,7 +188,7 @@ func (s *Service) replayRun(ctx context.Context, tenant, id, key string) (store.
 func (s *Service) failUnstarted(runID string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.store.FinishRun(ctx, runID, store.StatusFailed, nil, &pipeline.Error{Type: "Unavailable",
+	if _, _, err := s.store.FinishRun(ctx, runID, store.StatusFailed, nil, &pipeline.Error{Type: "Unavailable",
 		Message: "the durable execution service was unavailable; nothing ran"}, time.Now().UTC()); err != nil {
 		s.log.Warn("record unstarted run", logging.Err(err), zap.String("run.id", runID))
 	}
@@ -455,7 +455,7 @@ func (s *Service) CancelRun(ctx context.Context, tenant, id string) error {
 		return nil
 	case fault.Is(err, fault.NotFound):
 		// No workflow: it never started (or ended without recording the run).
-		recorded, ferr := s.store.FinishRun(ctx, r.ID, store.StatusCanceled, nil,
+		_, recorded, ferr := s.store.FinishRun(ctx, r.ID, store.StatusCanceled, nil,
 			&pipeline.Error{Type: pipeline.ErrTypeCanceled, Message: "the run was canceled"}, time.Now().UTC())
 		if ferr != nil {
 			return ferr

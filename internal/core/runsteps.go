@@ -390,41 +390,41 @@ func (s *Service) MarkRunning(ctx context.Context, runID string) error {
 // succeeded run's output is rendered from the pipeline's output template, else taken
 // from out.OutputFrom; an output that cannot be rendered fails the run with an
 // ExpressionError. Its commit wakes the long-polls of the run.
-func (s *Service) FinishRun(ctx context.Context, runID string, out pipeline.RunOutcome) error {
+func (s *Service) FinishRun(ctx context.Context, runID string, out pipeline.RunOutcome) (pipeline.RunStatus, error) {
 	status, e := string(out.Status), out.Error
 	var output json.RawMessage
 	if out.Status == pipeline.RunSucceeded {
 		rs, err := s.loadState(ctx, runID, true)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if t := rs.comp.Output(); t != nil {
 			vars, err := rs.vars(nil, -1)
 			if err != nil {
-				return err
+				return "", err
 			}
 			b, err := t.Render(ctx, vars, nil)
 			if err != nil {
 				fail, err := exprFailure(err, "output")
 				if err != nil {
-					return err
+					return "", err
 				}
 				status, e = string(pipeline.RunFailed), fail
 			}
 			output = b
 		} else if output, err = rs.source(out.OutputFrom); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if status != string(pipeline.RunSucceeded) {
 		output = nil
 	}
-	recorded, err := s.store.FinishRun(ctx, runID, status, output, e, time.Now().UTC())
+	final, recorded, err := s.store.FinishRun(ctx, runID, status, output, e, time.Now().UTC())
 	if err != nil {
-		return err
+		return "", err
 	}
 	if recorded {
 		s.countRun(ModeAsync, status)
 	}
-	return nil
+	return pipeline.RunStatus(final), nil
 }

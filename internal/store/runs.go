@@ -460,19 +460,26 @@ func (s *Store) SetWaiting(ctx context.Context, runID, stepID, signal string, wa
 	return translate(err, "set run waiting")
 }
 
-// FinishRun makes a run final once; it reports whether this call recorded it.
-func (s *Store) FinishRun(ctx context.Context, runID, status string, output json.RawMessage, e *pipeline.Error, at time.Time) (bool, error) {
+// FinishRun makes a run final once; it returns the run's final status (this call's, or
+// the one recorded before: a final status is never rewritten) and whether this call
+// recorded it. NotFound when there is no such run.
+func (s *Store) FinishRun(ctx context.Context, runID, status string, output json.RawMessage, e *pipeline.Error, at time.Time) (string, bool, error) {
 	ea, err := errArg(e)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE runs SET status = $2, output = $3, error = $4, finished_at = $5,
+	// The status recorded: this call's, or the final status an earlier call recorded.
+	var final string
+	var recorded bool
+	err = s.pool.QueryRow(ctx, `WITH u AS (UPDATE runs SET status = $2, output = $3, error = $4, finished_at = $5,
 		started_at = coalesce(started_at, $5)
-		WHERE id = $1 AND status IN ('queued', 'running', 'waiting')`, runID, status, jsonArg(nilIfNull(output)), ea, at)
+		WHERE id = $1 AND status IN ('queued', 'running', 'waiting') RETURNING status)
+		SELECT coalesce((SELECT status FROM u), r.status), EXISTS (SELECT 1 FROM u)
+		FROM runs r WHERE r.id = $1`, runID, status, jsonArg(nilIfNull(output)), ea, at).Scan(&final, &recorded)
 	if err != nil {
-		return false, translate(err, "finish run")
+		return "", false, notFound(err, "run", "run %s not found", runID)
 	}
-	return tag.RowsAffected() == 1, nil
+	return final, recorded, nil
 }
 
 // SaveItems stores a map step's item list (the first list stored stays).
