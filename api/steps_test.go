@@ -3,12 +3,16 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/lambda-microservice/lambda/api"
+	"github.com/lambda-microservice/lambda/internal/cache"
 	"github.com/lambda-microservice/lambda/internal/pipeline"
+	"github.com/lambda-microservice/lambda/internal/store"
 )
 
 // The step operations the durable runner calls may be repeated by Temporal after a worker
@@ -118,4 +122,51 @@ func TestStepOperationsAreIdempotent(t *testing.T) {
 	require.Len(t, plan.Options.Seed, 3)
 	require.Equal(t, pipeline.StepSucceeded, plan.Options.Seed["each"].Status)
 	close(runs.hold)
+}
+
+// A map item's call reads only what its input needs: with a 900 KiB run input that the
+// items' input does not use, each call still renders its item and the step it references.
+// The time per call is logged (BENCHMARKS.md, run 18: it was items × input size).
+func TestCallStepOverALargeInput(t *testing.T) {
+	t.Parallel()
+	runs := newLocalRuns()
+	runs.hold = make(chan struct{})
+	f := newFixture(t, runs, fixtureOption(func(d *api.Deps, _ *store.Store, _ *cache.Cache) {
+		d.Config.MaxEventBytes = 6 << 20
+	}))
+	f.functions(t)
+	p := `{"name":"big","steps":[
+		{"id":"one","function":"add","input":{"a":1,"b":1}},
+		{"id":"each","map":{"items":"input.list","step":{"function":"add","input":{"a":"${item}","b":"${steps.one.output.sum}"}}}}]}`
+	require.Equal(t, 201, f.do(t, "POST", "/v1/pipelines", p).status)
+	const n = 100
+	list := make([]int, n)
+	for i := range list {
+		list[i] = i
+	}
+	in, err := json.Marshal(map[string]any{"list": list, "pad": strings.Repeat("x", 4<<20)})
+	require.NoError(t, err)
+	r := f.do(t, "POST", "/v1/pipelines/big/runs", string(in), "Prefer", "respond-async")
+	require.Equal(t, 202, r.status, r.raw)
+	id := r.body["id"].(string)
+	svc, ctx := runs.svc, context.Background()
+	require.NoError(t, svc.MarkRunning(ctx, id))
+	a, err := svc.CallStep(ctx, id, pipeline.CallSpec{StepID: "one", Item: -1, Attempt: 1, Function: "add"})
+	require.NoError(t, err)
+	require.NoError(t, svc.SettleStep(ctx, id, pipeline.StepRecord{StepID: "one", Status: pipeline.StepSucceeded, Attempts: 1,
+		ExecutionID: a.ExecutionID, Output: pipeline.OutputRef{Kind: pipeline.OutputCall, ExecutionID: a.ExecutionID}}))
+	ev, err := svc.EvalStep(ctx, id, pipeline.EvalSpec{StepID: "each", Kind: pipeline.EvalItems})
+	require.NoError(t, err)
+	require.Equal(t, n, ev.Count)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		c, err := svc.CallStep(ctx, id, pipeline.CallSpec{StepID: "each", Item: i, Attempt: 1, Function: "add"})
+		require.NoError(t, err)
+		require.Equal(t, pipeline.CallSucceeded, c.Status)
+		if i == n-1 {
+			e := f.do(t, "GET", "/v1/executions/"+c.ExecutionID, "")
+			require.Equal(t, map[string]any{"sum": float64(n - 1 + 2)}, e.body["result"], e.raw)
+		}
+	}
+	t.Logf("%d item calls over a 4 MiB input: %v per call", n, time.Since(start)/n)
 }

@@ -51,6 +51,9 @@ type Store interface {
 	GetRun(ctx context.Context, tenant, id string) (store.Run, error)
 	LoadRun(ctx context.Context, id string) (store.Run, error)
 	RunSteps(ctx context.Context, runID string) ([]store.RunStep, error)
+	RunStepsOf(ctx context.Context, runID string, ids []string) ([]store.RunStep, error)
+	LoadRunHead(ctx context.Context, id string) (store.Run, error)
+	RunInput(ctx context.Context, id string) (json.RawMessage, error)
 	SaveSteps(ctx context.Context, runID string, steps []store.RunStep) error
 	FinishSyncRun(ctx context.Context, r *store.Run, steps []store.RunStep, execs []*store.Execution) error
 	HandOver(ctx context.Context, r *store.Run, steps []store.RunStep, execs []*store.Execution) (bool, error)

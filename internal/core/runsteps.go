@@ -102,7 +102,7 @@ func (s *Service) loadState(ctx context.Context, runID string, withSteps bool) (
 // vars are the variables of an expression over the recorded state.
 func (rs *runState) vars(item any, index int) (*pipeline.Vars, error) {
 	v := &pipeline.Vars{Item: item, Index: int64(index)}
-	if rs.comp.UsesInput() {
+	if rs.comp.UsesInput() && rs.run.Input != nil {
 		in, err := pipeline.DecodeJSON(rs.run.Input)
 		if err != nil {
 			return nil, fmt.Errorf("run input: %w", err)
@@ -172,10 +172,17 @@ func exprFailure(err error, where string) (*pipeline.Error, error) {
 // handler's failure or timeout is the result's Status.
 func (s *Service) CallStep(ctx context.Context, runID string, spec pipeline.CallSpec) (pipeline.CallResult, error) {
 	execID := pipeline.StepExecutionID(runID, spec.StepID, spec.Item)
-	rs, err := s.loadState(ctx, runID, false)
+	// The run without its input: callInput reads only what the call's input needs (a
+	// map over a large input would read it once per item otherwise).
+	r, err := s.store.LoadRunHead(ctx, runID)
 	if err != nil {
 		return pipeline.CallResult{}, err
 	}
+	comp, err := s.compiledOf(ctx, r.Tenant, r.SHA256)
+	if err != nil {
+		return pipeline.CallResult{}, err
+	}
+	rs := &runState{run: r, comp: comp}
 	prev, err := s.store.GetExecution(ctx, rs.run.Tenant, execID, false)
 	switch {
 	case err == nil && store.Finished(prev.Status) && prev.Attempts >= spec.Attempt:
@@ -214,9 +221,35 @@ func (s *Service) callInput(ctx context.Context, rs *runState, cs *pipeline.Comp
 			return nil, nil, err
 		}
 	}
-	needSteps := cs.Input != nil && !cs.Input.Literal() || cs.Input == nil && spec.Item < 0 && spec.InputFrom.Step != ""
-	if needSteps {
-		steps, err := s.store.RunSteps(ctx, rs.run.ID)
+	// Only what the input reads: the run's input if it uses it, the steps it references.
+	var needInput bool
+	var refs []string
+	all := false
+	switch {
+	case cs.Input != nil && !cs.Input.Literal():
+		needInput = cs.Input.UsesInput()
+		refs, all = cs.Input.StepRefs()
+	case cs.Input == nil && spec.Item < 0:
+		needInput = spec.InputFrom.Step == ""
+		if spec.InputFrom.Step != "" {
+			refs = []string{spec.InputFrom.Step}
+		}
+	}
+	if needInput {
+		in, err := s.store.RunInput(ctx, rs.run.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		rs.run.Input = in
+	}
+	if all || len(refs) > 0 {
+		var steps []store.RunStep
+		var err error
+		if all {
+			steps, err = s.store.RunSteps(ctx, rs.run.ID)
+		} else {
+			steps, err = s.store.RunStepsOf(ctx, rs.run.ID, refs)
+		}
 		if err != nil {
 			return nil, nil, err
 		}

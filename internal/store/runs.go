@@ -268,6 +268,50 @@ func (s *Store) LoadRun(ctx context.Context, id string) (Run, error) {
 	return r, nil
 }
 
+// LoadRunHead is LoadRun without the run's input and output (Input and Output nil): a
+// step call reads only what its input needs (RunInput, RunStepsOf).
+func (s *Store) LoadRunHead(ctx context.Context, id string) (Run, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return Run{}, fault.New(fault.NotFound, "run %q not found", id)
+	}
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runHeadCols+` FROM runs WHERE id = $1`, uid))
+	if err != nil {
+		return Run{}, notFound(err, "load run", "run %q not found", id)
+	}
+	r.Input, r.Output = nil, nil
+	return r, nil
+}
+
+var runHeadCols = strings.Replace(runCols, "input, output,", "NULL::jsonb, NULL::jsonb,", 1)
+
+// RunInput is a run's input.
+func (s *Store) RunInput(ctx context.Context, id string) (json.RawMessage, error) {
+	var in []byte
+	if err := s.pool.QueryRow(ctx, `SELECT input FROM runs WHERE id = $1`, id).Scan(&in); err != nil {
+		return nil, notFound(err, "run input", "run %q not found", id)
+	}
+	return rawOrNull(in), nil
+}
+
+// RunStepsOf is RunSteps restricted to the steps ids.
+func (s *Store) RunStepsOf(ctx context.Context, runID string, ids []string) ([]RunStep, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+stepCols+` FROM run_steps WHERE run_id = $1 AND step_id = ANY($2)`, runID, ids)
+	if err != nil {
+		return nil, translate(err, "run steps")
+	}
+	defer rows.Close()
+	var out []RunStep
+	for rows.Next() {
+		st, err := scanStep(rows)
+		if err != nil {
+			return nil, translate(err, "run steps")
+		}
+		out = append(out, st)
+	}
+	return out, translate(rows.Err(), "run steps")
+}
+
 const stepCols = `step_id, status, attempts, coalesce(execution_id::text, ''), output, error, items_total,
 	items_succeeded, items_failed, coalesce(waiting_signal, ''), started_at, finished_at`
 
