@@ -180,7 +180,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	fns := map[string]Function{}
 	needFns := len(r.S.Only) == 0
 	for n := range r.S.Only {
-		needFns = needFns || (n != 0 && n != 9) // 0 and 9 bring their own
+		needFns = needFns || n != 0 // 0 brings its own
 	}
 	for _, title := range r.S.Runtimes {
 		if !needFns {
