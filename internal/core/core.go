@@ -55,6 +55,7 @@ type Store interface {
 	LoadRunHead(ctx context.Context, id string) (store.Run, error)
 	RunInput(ctx context.Context, id string) (json.RawMessage, error)
 	SaveSteps(ctx context.Context, runID string, steps []store.RunStep) error
+	SaveCallStep(ctx context.Context, runID string, st store.RunStep, execID string) error
 	FinishSyncRun(ctx context.Context, r *store.Run, steps []store.RunStep, execs []*store.Execution) error
 	HandOver(ctx context.Context, r *store.Run, steps []store.RunStep, execs []*store.Execution) (bool, error)
 	RecordRunning(ctx context.Context, r *store.Run) error
@@ -161,6 +162,7 @@ type Service struct {
 	versions sync.Map // versionKey → cachedVersion
 	// pipelines holds compiled definitions by tenant and sha256 (immutable).
 	pipelines        sync.Map
+	heads            runHeads // step operations' runs (immutable part)
 	pipelineVersions sync.Map // versionKey → cachedPipeline
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/pipeline"
@@ -71,21 +72,67 @@ func (s *Service) RunPlan(ctx context.Context, runID string) (RunPlan, error) {
 // runState is a run's recorded state, for rendering inputs and outputs and evaluating
 // expressions.
 type runState struct {
-	run   store.Run
+	run   store.Run // without Input until input() loads it
 	comp  *pipeline.Compiled
 	steps map[string]store.RunStep
+	// loadInput reads the run's input (input() calls it once, when an expression or a
+	// source needs it).
+	loadInput func() (json.RawMessage, error)
 }
 
-func (s *Service) loadState(ctx context.Context, runID string, withSteps bool) (*runState, error) {
-	r, err := s.store.LoadRun(ctx, runID)
-	if err != nil {
-		return nil, err
+// input is the run's input, read on first use.
+func (rs *runState) input() (json.RawMessage, error) {
+	if rs.run.Input == nil && rs.loadInput != nil {
+		in, err := rs.loadInput()
+		if err != nil {
+			return nil, err
+		}
+		rs.run.Input = in
+	}
+	return rs.run.Input, nil
+}
+
+// runHeads caches the immutable part of runs the step operations work on (tenant,
+// pinned definition): a step operation then starts without reading the run's row.
+type runHeads struct {
+	mu sync.Mutex
+	m  map[string]store.Run
+}
+
+const runHeadsMax = 10_000
+
+func (s *Service) runHead(ctx context.Context, runID string) (store.Run, *pipeline.Compiled, error) {
+	s.heads.mu.Lock()
+	r, ok := s.heads.m[runID]
+	s.heads.mu.Unlock()
+	if !ok {
+		full, err := s.store.LoadRunHead(ctx, runID)
+		if err != nil {
+			return store.Run{}, nil, err
+		}
+		r = store.Run{ID: full.ID, Tenant: full.Tenant, Pipeline: full.Pipeline, Version: full.Version, SHA256: full.SHA256}
+		s.heads.mu.Lock()
+		if s.heads.m == nil || len(s.heads.m) >= runHeadsMax {
+			s.heads.m = make(map[string]store.Run)
+		}
+		s.heads.m[runID] = r
+		s.heads.mu.Unlock()
 	}
 	comp, err := s.compiledOf(ctx, r.Tenant, r.SHA256)
 	if err != nil {
+		return store.Run{}, nil, err
+	}
+	return r, comp, nil
+}
+
+// loadState is a run's state for a step operation: its pinned definition, its input on
+// first use, and its steps when withSteps.
+func (s *Service) loadState(ctx context.Context, runID string, withSteps bool) (*runState, error) {
+	r, comp, err := s.runHead(ctx, runID)
+	if err != nil {
 		return nil, err
 	}
-	st := &runState{run: r, comp: comp}
+	st := &runState{run: r, comp: comp, loadInput: func() (json.RawMessage, error) { return s.store.RunInput(ctx, runID) }}
 	if withSteps {
 		steps, err := s.store.RunSteps(ctx, r.ID)
 		if err != nil {
@@ -102,12 +149,18 @@ func (s *Service) loadState(ctx context.Context, runID string, withSteps bool) (
 // vars are the variables of an expression over the recorded state.
 func (rs *runState) vars(item any, index int) (*pipeline.Vars, error) {
 	v := &pipeline.Vars{Item: item, Index: int64(index)}
-	if rs.comp.UsesInput() && rs.run.Input != nil {
-		in, err := pipeline.DecodeJSON(rs.run.Input)
+	if rs.comp.UsesInput() {
+		raw, err := rs.input()
 		if err != nil {
-			return nil, fmt.Errorf("run input: %w", err)
+			return nil, err
 		}
-		v.Input = in
+		if raw != nil {
+			in, err := pipeline.DecodeJSON(raw)
+			if err != nil {
+				return nil, fmt.Errorf("run input: %w", err)
+			}
+			v.Input = in
+		}
 	}
 	v.Steps = map[string]any{}
 	for _, cs := range rs.comp.Steps() {
@@ -131,7 +184,7 @@ func (rs *runState) vars(item any, index int) (*pipeline.Vars, error) {
 // source is the value a pipeline.Source names.
 func (rs *runState) source(src pipeline.Source) (json.RawMessage, error) {
 	if src.Step == "" {
-		return rs.run.Input, nil
+		return rs.input()
 	}
 	st := rs.steps[src.Step]
 	if src.Error {
@@ -174,15 +227,10 @@ func (s *Service) CallStep(ctx context.Context, runID string, spec pipeline.Call
 	execID := pipeline.StepExecutionID(runID, spec.StepID, spec.Item)
 	// The run without its input: callInput reads only what the call's input needs (a
 	// map over a large input would read it once per item otherwise).
-	r, err := s.store.LoadRunHead(ctx, runID)
+	rs, err := s.loadState(ctx, runID, false)
 	if err != nil {
 		return pipeline.CallResult{}, err
 	}
-	comp, err := s.compiledOf(ctx, r.Tenant, r.SHA256)
-	if err != nil {
-		return pipeline.CallResult{}, err
-	}
-	rs := &runState{run: r, comp: comp}
 	prev, err := s.store.GetExecution(ctx, rs.run.Tenant, execID, false)
 	switch {
 	case err == nil && store.Finished(prev.Status) && prev.Attempts >= spec.Attempt:
@@ -235,12 +283,8 @@ func (s *Service) callInput(ctx context.Context, rs *runState, cs *pipeline.Comp
 			refs = []string{spec.InputFrom.Step}
 		}
 	}
-	if needInput {
-		in, err := s.store.RunInput(ctx, rs.run.ID)
-		if err != nil {
-			return nil, nil, err
-		}
-		rs.run.Input = in
+	if !needInput {
+		rs.loadInput = nil // vars leaves input unset
 	}
 	if all || len(refs) > 0 {
 		var steps []store.RunStep
@@ -337,6 +381,22 @@ func (s *Service) EvalStep(ctx context.Context, runID string, spec pipeline.Eval
 // state (a call's result, a map's item results in order, a parallel's branches, the
 // signal a wait took, a literal) and upserts its row; a final row is never rewritten.
 func (s *Service) SettleStep(ctx context.Context, runID string, rec pipeline.StepRecord) error {
+	if rec.Output.Kind == pipeline.OutputCall {
+		// A function step: its output is its execution's result, copied in the upsert.
+		_, comp, err := s.runHead(ctx, runID)
+		if err != nil {
+			return err
+		}
+		if comp.Step(rec.StepID) == nil {
+			return fmt.Errorf("settle step: run %s has no step %q", runID, rec.StepID)
+		}
+		row := stepRow(rec, nil)
+		if err := s.store.SaveCallStep(ctx, runID, row, rec.Output.ExecutionID); err != nil {
+			return err
+		}
+		s.countStep(comp, row)
+		return nil
+	}
 	rs, err := s.loadState(ctx, runID, rec.Output.Kind == pipeline.OutputBranches)
 	if err != nil {
 		return err

@@ -383,6 +383,22 @@ func stepArgs(runID string, st RunStep) ([]any, error) {
 		st.WaitingSignal, st.StartedAt, st.FinishedAt}, nil
 }
 
+// SaveCallStep upserts a function step's row with the result of its execution execID
+// as its output (null unless it succeeded), in one statement; a final row is never
+// rewritten.
+func (s *Store) SaveCallStep(ctx context.Context, runID string, st RunStep, execID string) error {
+	args, err := stepArgs(runID, st)
+	if err != nil {
+		return err
+	}
+	args[5] = execID
+	_, err = s.pool.Exec(ctx, saveCallStep, args...)
+	return translate(err, "save run step")
+}
+
+var saveCallStep = strings.Replace(upsertStep, "NULLIF($5, '')::uuid, $6,",
+	"NULLIF($5, '')::uuid, coalesce((SELECT l.result FROM request_logs l WHERE l.id = NULLIF($6, '')::uuid AND l.status = 'succeeded')::jsonb, 'null'::jsonb),", 1)
+
 // SaveSteps upserts steps of a run; a step already final is never rewritten.
 func (s *Store) SaveSteps(ctx context.Context, runID string, steps []RunStep) error {
 	if len(steps) == 0 {
