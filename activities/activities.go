@@ -55,6 +55,7 @@ type Activities struct {
 	core Core
 	m    *metrics.Workflow
 	log  *zap.Logger
+	runs Runs // pipeline runs' step operations (runs.go); nil when not composed
 }
 
 // New returns the activities over the invocation core.

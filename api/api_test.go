@@ -23,6 +23,7 @@ import (
 	"github.com/lambda-microservice/lambda/api"
 	"github.com/lambda-microservice/lambda/internal/cache"
 	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
@@ -44,10 +45,15 @@ type scriptedRunner struct {
 	stop chan struct{}
 	// The first call of a script that says "flaky" fails, the others succeed.
 	flaky atomic.Int64
+	// locks records the lock hash each build hash was last called with.
+	locks sync.Map
 }
 
 func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.Result, error) {
 	r.calls.Add(1)
+	if c.Lock != nil {
+		r.locks.Store(c.SHA256, c.Lock.Hash)
+	}
 	if c.BuildOnly {
 		r.builds.Store(c.SHA256, c.Version)
 		if strings.Contains(c.Source, "slowbuild") {
@@ -134,6 +140,8 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 	go logs.Run(lctx)
 	t.Cleanup(cancel)
 	r := &scriptedRunner{gate: make(chan struct{}), stop: make(chan struct{})}
+	engine, err := deps.New(deps.Config{Dir: t.TempDir(), MaxDeps: 3})
+	require.NoError(t, err)
 	mreg := metrics.NewRegistry()
 	cfg := core.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour, VersionCacheTTL: time.Second,
 		RuntimeCallSlack: time.Second, Functions: core.FunctionLimits{MaxSourceBytes: 1024, DefaultTimeoutMS: 1000,
@@ -143,7 +151,8 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 			o(&cfg)
 		}
 	}
-	cdeps := core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()}
+	cdeps := core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Deps: engine,
+		Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()}
 	var runs *localRuns
 	for _, o := range opts {
 		if o, ok := o.(*localRuns); ok {

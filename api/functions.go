@@ -19,6 +19,8 @@ type functionRequest struct {
 	MemoryMB  *int              `json:"memory_mb"`
 	CacheTTLS *int              `json:"cache_ttl_s"`
 	Env       map[string]string `json:"env"`
+	// Dependencies: package → version spec (npm packages, Python wheels, Rust crates).
+	Dependencies map[string]string `json:"dependencies"`
 }
 
 // spec is the registration a request asks for; its language is the body's, else the
@@ -29,7 +31,8 @@ func (req functionRequest) spec(r *http.Request) core.FunctionSpec {
 		title = r.Header.Get("Language-Title")
 	}
 	return core.FunctionSpec{Tenant: tenantOf(r), Name: req.Name, Language: title, Source: req.Source,
-		TimeoutMS: req.TimeoutMS, MemoryMB: req.MemoryMB, CacheTTLS: req.CacheTTLS, Env: req.Env}
+		TimeoutMS: req.TimeoutMS, MemoryMB: req.MemoryMB, CacheTTLS: req.CacheTTLS, Env: req.Env,
+		Dependencies: req.Dependencies}
 }
 
 func (s *server) bodyLimit() int64 { return int64(s.Core.Config().Functions.MaxSourceBytes)*2 + 64<<10 }

@@ -432,11 +432,12 @@ func TestCLI(t *testing.T) {
 			"package.json": `{"dependencies": {"is-number": "^7.0.0"}}`,
 		})
 		r := u.run(t, "fn", "deploy", filepath.Join(ddir, "isn.js"))
-		if r.code == 3 && strings.Contains(r.stderr, `unknown field "dependencies"`) {
-			t.Skip("dependencies not yet accepted by the platform (400 unknown field)")
-		}
 		require.Equal(t, "created isn v1\n", r.stdout, r.stderr)
 		require.Equal(t, "true\n", u.run(t, "invoke", "isn", "-d", `{"x": 5}`).stdout)
+		got := u.run(t, "fn", "get", "isn")
+		require.Equal(t, 0, got.code, got.stderr)
+		require.Contains(t, got.stdout, "is-number ^7.0.0")
+		require.Regexp(t, `lock:\s+[0-9a-f]{64} \(packages: 1\)`, got.stdout)
 	})
 	t.Run("pipeline from YAML, run --wait", func(t *testing.T) {
 		servedOrSkip(t, "/v1/pipelines", "pipelines")

@@ -39,6 +39,24 @@ func run(m *testing.M) int {
 		return 1
 	}
 	environ := devstack.OSEnviron()
+	// Dependencies: npm through a local registry (one test package of its own, the rest
+	// proxied to the npm registry), Python wheels from a wheelhouse the tests fill.
+	npmReg, err := startNPMRegistry(filepath.Join(dir, "npm-markers"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer npmReg.Close()
+	environ["LAMBDA_NPM_REGISTRY"] = npmReg.URL + "/"
+	wheelhouse = filepath.Join(dir, "wheelhouse")
+	npmMarkers = filepath.Join(dir, "npm-markers")
+	for _, d := range []string{wheelhouse, npmMarkers} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			return 1
+		}
+	}
+	environ["LAMBDA_PIP_WHEELHOUSE"] = wheelhouse
 	opts, err := devstack.LoadOptions(environ)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

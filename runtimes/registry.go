@@ -17,6 +17,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/lambda-microservice/lambda/internal/deps"
 )
 
 // bundled holds the registry and the bootstraps shipped with the platform.
@@ -43,6 +45,11 @@ type Runtime struct {
 	// language itself, each with a path glob that shows it is installed; `lambda dev`
 	// installs a missing one (the runtime's Dockerfile installs them in its image).
 	Packages []Package `yaml:"packages"`
+	// Dependencies is the entry's `dependencies:` block, how a function's third-party
+	// packages are resolved and installed (package internal/deps); Deps is that block
+	// parsed, nil for a language that takes none.
+	Dependencies yaml.Node  `yaml:"dependencies"`
+	Deps         *deps.Spec `yaml:"-"`
 	// Dir is the language's folder (the {runtime_dir} placeholder), set by Load.
 	Dir string `yaml:"-"`
 }
@@ -105,6 +112,10 @@ func Parse(data []byte, baseDir, path string) (*Registry, error) {
 	if len(f.Runtimes) == 0 {
 		return nil, fmt.Errorf("parse runtime registry %s: no runtimes", path)
 	}
+	specs, err := deps.ParseSpecs(data)
+	if err != nil {
+		return nil, fmt.Errorf("runtime registry %s: %w", path, err)
+	}
 	r := &Registry{runtimes: f.Runtimes, byTitle: map[string]*Runtime{}, Path: path}
 	for i := range r.runtimes {
 		rt := &r.runtimes[i]
@@ -120,6 +131,7 @@ func Parse(data []byte, baseDir, path string) (*Registry, error) {
 			}
 		}
 		rt.Dir = filepath.Join(baseDir, rt.Title)
+		rt.Deps = specs[rt.Title]
 		for _, name := range append([]string{rt.Title}, rt.Aliases...) {
 			key := strings.ToLower(name)
 			if _, dup := r.byTitle[key]; dup {

@@ -18,7 +18,42 @@ func TestBundledRegistry(t *testing.T) {
 	require.Equal(t, "rust", rt.Title)
 	require.Equal(t, []runtimes.Package{{Name: "librust-serde-json-dev", Check: "/usr/share/cargo/registry/serde_json-*"}}, rt.Packages)
 	py, _ := reg.Lookup("python")
-	require.Empty(t, py.Packages)
+	require.Equal(t, []runtimes.Package{{Name: "python3-pip", Check: "/usr/lib/python3/dist-packages/pip"}}, py.Packages)
+	for _, title := range []string{"python", "node", "rust"} {
+		rt, _ := reg.Lookup(title)
+		require.NotNil(t, rt.Deps, "%s declares how its dependencies install", title)
+		require.Equal(t, title, rt.Deps.Title)
+	}
+}
+
+// A language's dependency installer is its registry entry's data: a fourth language
+// brings its own block, and a broken block fails the registry's load.
+func TestDependenciesEntry(t *testing.T) {
+	doc := func(deps string) []byte {
+		return []byte("runtimes:\n  - title: perl\n    function: runtime-perl\n    source_file: h.pl\n    command: [perl]\n" + deps)
+	}
+	reg, err := runtimes.Parse(doc(`    dependencies:
+      name: '^[A-Za-z:]+$'
+      version: '^[0-9.]+$'
+      resolve: [{args: [cpanm, --showdeps, "{{range .Deps}}{{.Name}}{{end}}"], network: registry}]
+      lock: [cpanfile.snapshot]
+      count: '(?m)^  [A-Z]'
+      install: [{args: [cpanm, --installdeps, .], network: registry}]
+      runtime_env: {PERL5LIB: "{{.Dir}}/lib/perl5"}
+`), t.TempDir(), "test.yaml")
+	require.NoError(t, err)
+	rt, _ := reg.Lookup("perl")
+	require.NotNil(t, rt.Deps)
+	_, err = rt.Deps.Validate(map[string]string{"JSON::PP": "4.16"})
+	require.NoError(t, err)
+
+	reg, err = runtimes.Parse(doc(""), t.TempDir(), "test.yaml")
+	require.NoError(t, err)
+	rt, _ = reg.Lookup("perl")
+	require.Nil(t, rt.Deps, "no block: the language takes no dependencies")
+
+	_, err = runtimes.Parse(doc("    dependencies:\n      name: '^x$'\n      resolv: []\n"), t.TempDir(), "test.yaml")
+	require.Error(t, err, "a misspelt field fails the load")
 }
 
 func TestPackages(t *testing.T) {

@@ -46,7 +46,7 @@ import (
 // Namespaces of the shared dev server: each test group has its own, so its worker only
 // ever sees its own executions (and its own database).
 var namespaces = []string{"inproc", "kill", "runtime", "bench", "pgrestart", "eager", "apikill",
-	"harden-result", "harden-crash", "harden-sweep", "harden-cap"}
+	"harden-result", "harden-crash", "harden-sweep", "harden-cap", "pipeline", "pipekill"}
 
 // freeAddr is a free loopback address for a process the test starts.
 func freeAddr(t testing.TB) string {
@@ -290,8 +290,8 @@ func (p *platform) startLocalWorker() sdkworker.Worker {
 
 func (p *platform) startWorkerOf(build func(client.Client, worker.Config, *activities.Activities) sdkworker.Worker) sdkworker.Worker {
 	p.t.Helper()
-	acts := activities.New(activities.Config{HeartbeatEvery: 200 * time.Millisecond}, p.core,
-		metrics.NewWorkflow(prometheus.NewRegistry()), p.log)
+	acts := activities.WithRuns(activities.New(activities.Config{HeartbeatEvery: 200 * time.Millisecond}, p.core,
+		metrics.NewWorkflow(prometheus.NewRegistry()), p.log), activities.RunsOf(p.core))
 	w := build(p.client, worker.Config{MaxActivities: 256, MaxWorkflowTasks: 64, HeartbeatThrottle: 500 * time.Millisecond,
 		StopTimeout: time.Second}, acts)
 	require.NoError(p.t, w.Start())

@@ -101,6 +101,8 @@ func retry(ctx context.Context, first, most time.Duration, try func() error, fai
 // Register registers the workflow and the activities on r.
 func Register(r sdkworker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.ExecuteFunction, workflow.RegisterOptions{Name: workflows.WorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.RunPipeline, workflow.RegisterOptions{Name: workflows.RunWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.RunPipelineChunk, workflow.RegisterOptions{Name: workflows.ChunkWorkflowName})
 	r.RegisterActivity(acts)
 }
 

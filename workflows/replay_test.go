@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/lambda-microservice/lambda/workflows"
 )
@@ -23,6 +24,27 @@ func TestReplayRecordedHistories(t *testing.T) {
 		"testdata/history-pinned-version.json"} {
 		r := worker.NewWorkflowReplayer()
 		r.RegisterWorkflowWithOptions(workflows.ExecuteFunction, workflowRegisterOptions())
+		require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f), f)
+	}
+}
+
+// TestReplayRecordedRunHistories replays RunPipeline histories recorded by the Temporal
+// dev server (LAMBDA_RECORD_HISTORIES, worker/pipeline_test.go): every change to the
+// interpreter or the runner must keep them replaying (or be guarded by
+// workflow.GetVersion).
+//   - history-run-sequence.json: three function steps, all local activities, one task;
+//   - history-run-signal.json: a function, a wait for an approval signal, a function;
+//   - history-run-canceled.json: canceled while waiting for its signal;
+//   - history-run-kinds.json: a map in three chunk child workflows, an if, a parallel
+//     with a catch, a sleep, a wait that times out to its on_timeout value;
+//   - history-run-chunk.json: one of those chunks (RunPipelineChunk).
+func TestReplayRecordedRunHistories(t *testing.T) {
+	t.Parallel()
+	for _, f := range []string{"testdata/history-run-sequence.json", "testdata/history-run-signal.json",
+		"testdata/history-run-canceled.json", "testdata/history-run-kinds.json", "testdata/history-run-chunk.json"} {
+		r := worker.NewWorkflowReplayer()
+		r.RegisterWorkflowWithOptions(workflows.RunPipeline, workflow.RegisterOptions{Name: workflows.RunWorkflowName})
+		r.RegisterWorkflowWithOptions(workflows.RunPipelineChunk, workflow.RegisterOptions{Name: workflows.ChunkWorkflowName})
 		require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f), f)
 	}
 }

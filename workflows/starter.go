@@ -36,7 +36,8 @@ type StarterConfig struct {
 	Eager bool `env:"LAMBDA_ASYNC_EAGER" envDefault:"true"`
 }
 
-// Starter starts and cancels ExecuteFunction runs: the Temporal side of core.Durable.
+// Starter starts and cancels ExecuteFunction runs and RunPipeline runs: the Temporal
+// side of core.Durable and core.RunDurable.
 type Starter struct {
 	cfg       StarterConfig
 	client    client.Client
@@ -44,8 +45,9 @@ type Starter struct {
 }
 
 var (
-	_ core.Durable   = (*Starter)(nil)
-	_ core.Inspector = (*Starter)(nil)
+	_ core.Durable    = (*Starter)(nil)
+	_ core.RunDurable = (*Starter)(nil)
+	_ core.Inspector  = (*Starter)(nil)
 )
 
 // NewStarter returns a starter over a Temporal client (a lazy one is fine) of namespace.
@@ -82,8 +84,13 @@ func (s *Starter) StartExecution(ctx context.Context, x core.AsyncExecution) err
 		StaticSummary:    fmt.Sprintf("%s v%d (%s)", ref.Function, ref.Version, ref.Language),
 		EnableEagerStart: s.cfg.Eager,
 	}
+	return s.execute(ctx, opts, WorkflowName, ref)
+}
+
+// execute starts a workflow; one that was already started is joined.
+func (s *Starter) execute(ctx context.Context, opts client.StartWorkflowOptions, name string, arg any) error {
 	for try := 0; ; try++ {
-		_, err := s.client.ExecuteWorkflow(ctx, opts, WorkflowName, ref)
+		_, err := s.client.ExecuteWorkflow(ctx, opts, name, arg)
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		switch {
 		case err == nil, errors.As(err, &started):
@@ -97,6 +104,56 @@ func (s *Starter) StartExecution(ctx context.Context, x core.AsyncExecution) err
 		}
 		return err
 	}
+}
+
+// StartRun starts workflow run-{id} (RunPipeline) with the run's references. A run id
+// runs once: a workflow ID that was used is never started again, and a start racing a
+// running one joins it.
+func (s *Starter) StartRun(ctx context.Context, x core.RunStart) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	ref := RunRef{RunID: x.RunID, Tenant: x.Tenant, Pipeline: x.Pipeline, Version: x.Version,
+		HeartbeatTimeout: s.cfg.HeartbeatTimeout, MaxAttempts: s.cfg.MaxAttempts, LocalInvokeMax: s.cfg.LocalInvokeMax}
+	opts := client.StartWorkflowOptions{
+		ID:                       RunWorkflowID(ref.RunID),
+		TaskQueue:                TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		Memo:                     RunMemo(ref),
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			SearchPipeline.ValueSet(ref.Pipeline),
+			SearchStatus.ValueSet(store.StatusQueued),
+		),
+		StaticSummary:    fmt.Sprintf("pipeline %s v%d", ref.Pipeline, ref.Version),
+		EnableEagerStart: s.cfg.Eager,
+	}
+	return s.execute(ctx, opts, RunWorkflowName, ref)
+}
+
+// SignalRun sends signal to run id's workflow (the payload is in PostgreSQL already); a
+// workflow that is no longer there (or has finished) is fault.NotFound.
+func (s *Starter) SignalRun(ctx context.Context, runID, signal string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	err := s.client.SignalWorkflow(ctx, RunWorkflowID(runID), "", signal, nil)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return fault.Wrap(fault.NotFound, err, "workflow %s not found", RunWorkflowID(runID))
+	}
+	return err
+}
+
+// CancelRun requests the cancellation of run id's workflow: its steps in flight are
+// canceled and the run recorded canceled. A workflow that is gone is fault.NotFound.
+func (s *Starter) CancelRun(ctx context.Context, runID string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	err := s.client.CancelWorkflow(ctx, RunWorkflowID(runID), "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return fault.Wrap(fault.NotFound, err, "workflow %s not found", RunWorkflowID(runID))
+	}
+	return err
 }
 
 func unregisteredSearchAttribute(err error) bool {
@@ -135,8 +192,8 @@ func (s *Starter) ExecutionRunState(ctx context.Context, id string) (core.RunSta
 	return core.RunClosed, nil
 }
 
-// EnsureSearchAttributes registers LambdaFunction, LambdaLanguage and LambdaStatus
-// (Keyword) in namespace unless they exist.
+// EnsureSearchAttributes registers LambdaFunction, LambdaLanguage, LambdaStatus and
+// LambdaPipeline (Keyword) in namespace unless they exist.
 func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
 	list, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
 	if err != nil {

@@ -8,7 +8,7 @@
 //	lambda-bench -api http://127.0.0.1:8000 [-token T]
 //
 // -quick is `make bench-quick`: every scenario with short durations, to prove the harness.
-// -api runs scenario 9 (the README's way: a tenant, its key, net/http) against a stack that
+// -api runs scenario 10 (the README's way: a tenant, its key, net/http) against a stack that
 // is already running, such as `make run`'s, with its admin token (-token, else
 // LAMBDA_ADMIN_TOKEN, else LAMBDA_DATA_DIR/admin-token).
 package main
@@ -74,7 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.command, "command", "", "how the run was started, for the report (default: this command line)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the stack's data dir (logs) instead of removing it")
 	fs.DurationVar(&c.timeout, "timeout", 0, "stop everything after this long (default 45m, -quick 10m)")
-	fs.StringVar(&c.api, "api", "", "measure scenario 9 against this running api (e.g. make run's http://127.0.0.1:8000) instead of starting a stack")
+	fs.StringVar(&c.api, "api", "", "measure scenario 10 against this running api (e.g. make run's http://127.0.0.1:8000) instead of starting a stack")
 	fs.StringVar(&c.token, "token", "", "with -api: the admin token (default LAMBDA_ADMIN_TOKEN, else LAMBDA_DATA_DIR/admin-token)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -83,17 +83,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		c.only = map[int]bool{}
 		for _, f := range strings.Split(*only, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 0 || n > 9 {
-				return c, fmt.Errorf("-only: %q is not a scenario number 0–9", f)
+			if err != nil || n < 0 || n > 10 {
+				return c, fmt.Errorf("-only: %q is not a scenario number 0–10", f)
 			}
 			c.only[n] = true
 		}
 	}
 	if c.api != "" {
-		if c.only != nil && (len(c.only) != 1 || !c.only[9]) {
-			return c, errors.New("-api measures scenario 9 only (the others start their own stack)")
+		if c.only != nil && (len(c.only) != 1 || !c.only[10]) {
+			return c, errors.New("-api measures scenario 10 only (the others start their own stack)")
 		}
-		c.only = map[int]bool{9: true}
+		c.only = map[int]bool{10: true}
 	}
 	if c.out == "" && !c.quick && c.only == nil {
 		c.out = "BENCHMARKS.md"
@@ -252,7 +252,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	return stack.Err()
 }
 
-// runAgainst measures scenario 9 on a stack that is already running (`make run`'s).
+// runAgainst measures scenario 10 on a stack that is already running (`make run`'s).
 func runAgainst(ctx context.Context, cfg config, settings bench.Settings, opts devstack.Options, stdout, stderr io.Writer) error {
 	token := cfg.token
 	if token == "" {

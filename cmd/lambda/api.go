@@ -22,6 +22,7 @@ import (
 	"github.com/lambda-microservice/lambda/internal/cache"
 	"github.com/lambda-microservice/lambda/internal/console"
 	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/platform/health"
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
@@ -94,6 +95,7 @@ type backends struct {
 	cache *cache.Cache
 	faas  *faas.Client
 	reg   *runtimes.Registry
+	deps  *deps.Engine // resolves registrations' dependencies (LAMBDA_DEPS_*, the sources' variables)
 	close func()
 }
 
@@ -101,6 +103,22 @@ func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metri
 	reg, err := runtimes.Load(data.RuntimesFile)
 	if err != nil {
 		return nil, err
+	}
+	dcfg, err := deps.ConfigFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	engine, err := deps.New(dcfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, rt := range reg.All() {
+		if rt.Deps != nil {
+			if err := engine.Check(rt.Deps); err != nil {
+				log.Warn("dependency installers missing: registrations with dependencies will fail",
+					zap.String(logging.FieldRuntime, rt.Title), logging.Err(err))
+			}
+		}
 	}
 	if data.Migrate {
 		if err := store.Migrate(ctx, data.DatabaseURL); err != nil {
@@ -134,7 +152,7 @@ func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metri
 		defer close(logsDone)
 		logs.Run(lctx)
 	}()
-	return &backends{store: st, logs: logs, cache: c, faas: fx, reg: reg, close: func() {
+	return &backends{store: st, logs: logs, cache: c, faas: fx, reg: reg, deps: engine, close: func() {
 		stopLogs()
 		<-logsDone // queued rows are written before the pool closes
 		st.Close()
@@ -148,7 +166,7 @@ func (b *backends) core(cfg core.Config, durable core.Durable, m *metrics.Invoke
 	// The durable side runs pipeline runs too once it implements their methods.
 	runs, _ := durable.(core.RunDurable)
 	return core.New(cfg, core.Deps{Store: b.store, Cache: b.cache, Runner: b.faas, Logs: b.logs, Registry: b.reg,
-		Durable: durable, Runs: runs, Metrics: m, Log: log})
+		Durable: durable, Runs: runs, Deps: b.deps, Metrics: m, Log: log})
 }
 
 // runtimeChecks probe each registry runtime's function through the OpenFaaS gateway.
@@ -270,7 +288,7 @@ func openAsync(cfg apiConfig, b *backends, im *metrics.Invoke, reg *prometheus.R
 		// The api's own worker takes the first workflow task of every execution it starts
 		// (eager start) and runs its local activities; regular activities (long functions)
 		// stay with the worker processes.
-		acts := activities.New(cfg.Activities, c, metrics.NewWorkflow(reg), log)
+		acts := activities.WithRuns(activities.New(cfg.Activities, c, metrics.NewWorkflow(reg), log), activities.RunsOf(c))
 		local = worker.StartWhenReachable(context.Background(), func() sdkworker.Worker {
 			return worker.NewLocal(tc, cfg.Worker, acts)
 		}, log)

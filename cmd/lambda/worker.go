@@ -107,7 +107,7 @@ func runWorker(ctx context.Context, cfg workerConfig, log *zap.Logger) error {
 	start.Eager = false
 	starter := workflows.NewStarter(start, tc, cfg.Temporal.Namespace)
 	c := b.core(cfg.Core, starter, im, log)
-	acts := activities.New(cfg.Activities, c, wm, log)
+	acts := activities.WithRuns(activities.New(cfg.Activities, c, wm, log), activities.RunsOf(c))
 	w := worker.New(tc, cfg.Worker, acts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: start: %w", err)

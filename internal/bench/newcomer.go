@@ -139,7 +139,7 @@ func checkSum(body []byte) error {
 	return nil
 }
 
-// Newcomer is scenario 9 on its own, for a running stack (`make run`'s): a fresh tenant
+// Newcomer is scenario 10 on its own, for a running stack (`make run`'s): a fresh tenant
 // made with the admin token, the sum function registered with the tenant's key, three
 // warm-up calls, warm-up at the rate, then the measured open loop with a net/http client.
 func (r *Runner) Newcomer(ctx context.Context, rep *Report) {
@@ -150,7 +150,7 @@ func (r *Runner) Newcomer(ctx context.Context, rep *Report) {
 		f, err = tp.Register(ctx, "sum", "python", NewcomerHandler, nil)
 	}
 	if err != nil {
-		rep.add(Row{Section: "9 newcomer", Case: "python sum", Note: "setup failed: " + err.Error(), Verdict: "FAIL"})
+		rep.add(Row{Section: "10 newcomer", Case: "python sum", Note: "setup failed: " + err.Error(), Verdict: "FAIL"})
 		return
 	}
 	c := NewcomerClient()
@@ -162,11 +162,11 @@ func (r *Runner) Newcomer(ctx context.Context, rep *Report) {
 	op := NetHTTPOp(c, req)
 	for i := range 3 {
 		if err := op(ctx); err != nil {
-			rep.add(Row{Section: "9 newcomer", Case: "python sum", Note: fmt.Sprintf("warm-up call %d failed: %v", i+1, err), Verdict: "FAIL"})
+			rep.add(Row{Section: "10 newcomer", Case: "python sum", Note: fmt.Sprintf("warm-up call %d failed: %v", i+1, err), Verdict: "FAIL"})
 			return
 		}
 	}
-	r.logf("9 newcomer: tenant %s, warm-up %s, then %.0f/s for %s (net/http client)", name, r.S.NewcomerWarmup, r.S.NewcomerRate, r.S.NewcomerDuration)
+	r.logf("10 newcomer: tenant %s, warm-up %s, then %.0f/s for %s (net/http client)", name, r.S.NewcomerWarmup, r.S.NewcomerRate, r.S.NewcomerDuration)
 	Run(ctx, Load{Rate: r.S.NewcomerRate, Duration: r.S.NewcomerWarmup, Timeout: 10 * time.Second}, op)
 	var prof chan string
 	if r.During != nil && rep.Profile == "" { // scenario 1 profiles when it runs
@@ -175,9 +175,9 @@ func (r *Runner) Newcomer(ctx context.Context, rep *Report) {
 	}
 	res := Run(ctx, Load{Rate: r.S.NewcomerRate, Duration: r.S.NewcomerDuration, Timeout: 10 * time.Second}, op)
 	if prof != nil {
-		rep.Profile, rep.ProfileOf = <-prof, "scenario 9"
+		rep.Profile, rep.ProfileOf = <-prof, "scenario 10"
 	}
-	row := Row{Section: "9 newcomer", Case: "python sum (`e['a'] + e['b']`), a tenant's key, net/http default client, " + r.StackName,
+	row := Row{Section: "10 newcomer", Case: "python sum (`e['a'] + e['b']`), a tenant's key, net/http default client, " + r.StackName,
 		Offered: r.S.NewcomerRate, Result: &res, Budget: "p50 ≤ 2 ms, p99 ≤ 10 ms, 0 errors"}
 	row.Verdict = verdict(res.Quantile(50) <= 2 && res.Quantile(99) <= 10 && res.Errors == 0)
 	rep.add(row)

@@ -33,7 +33,7 @@ type Report struct {
 	Rows              []Row
 	Searches          []SearchReport
 	Notes             []string
-	Profile           string  // CPU profile summary of scenario 1, else of scenario 9 (may be empty)
+	Profile           string  // CPU profile summary of scenario 1, else of scenario 10 (may be empty)
 	ProfileOf         string  // which scenario Profile is of (default "scenario 1, first runtime")
 	OverheadP50       float64 // ms, scenario 6 sequential
 	Started, Finished time.Time

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"time"
 )
@@ -15,7 +16,7 @@ import (
 type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
-	// Only, when not empty, limits the run to these scenario numbers (0–9).
+	// Only, when not empty, limits the run to these scenario numbers (0–10).
 	Only   map[int]bool
 	Python string // interpreter for the fork-per-request baseline
 
@@ -61,8 +62,9 @@ type Settings struct {
 	ForkDuration time.Duration
 	ForkCalls    int // sequential
 
-	Pipelines        PipelineSettings // scenario 8
-	NewcomerRate     float64          // scenario 9
+	Pipelines        PipelineSettings      // scenario 8
+	AsyncPipelines   AsyncPipelineSettings // scenario 9
+	NewcomerRate     float64               // scenario 10
 	NewcomerWarmup   time.Duration
 	NewcomerDuration time.Duration
 }
@@ -84,7 +86,10 @@ func FullSettings() Settings {
 		ColdVersions: 5, RustColdVersions: 2, ColdWarmCalls: 50,
 		OverheadRate: 500, OverheadDuration: 15 * time.Second, OverheadCalls: 2000,
 		ForkRate: 20, ForkDuration: 15 * time.Second, ForkCalls: 50,
-		Pipelines:    PipelineSettings{SyncRate: 200, SyncDuration: 20 * time.Second, SeqSteps: 40, SeqRuns: 50, StepCalls: 2000},
+		Pipelines: PipelineSettings{SyncRate: 200, SyncDuration: 20 * time.Second, SeqSteps: 40, SeqRuns: 50, StepCalls: 2000},
+		AsyncPipelines: AsyncPipelineSettings{Rate: 20, Duration: 20 * time.Second,
+			SearchStart: 25, SearchFactor: 2, SearchMax: 400, SearchStep: 10 * time.Second, SearchRefine: 2,
+			MapItems: 1000, MapConcurrency: 50, MapRuns: 3},
 		NewcomerRate: 1000, NewcomerWarmup: 5 * time.Second, NewcomerDuration: 20 * time.Second,
 	}
 }
@@ -107,7 +112,10 @@ func QuickSettings() Settings {
 		ColdVersions: 1, RustColdVersions: 1, ColdWarmCalls: 5,
 		OverheadRate: 100, OverheadDuration: time.Second, OverheadCalls: 50,
 		ForkRate: 5, ForkDuration: time.Second, ForkCalls: 3,
-		Pipelines:    PipelineSettings{SyncRate: 20, SyncDuration: time.Second, SeqSteps: 40, SeqRuns: 3, StepCalls: 20},
+		Pipelines: PipelineSettings{SyncRate: 20, SyncDuration: time.Second, SeqSteps: 40, SeqRuns: 3, StepCalls: 20},
+		AsyncPipelines: AsyncPipelineSettings{Rate: 5, Duration: time.Second,
+			SearchStart: 10, SearchFactor: 2, SearchMax: 10, SearchStep: time.Second, SearchRefine: 0,
+			MapItems: 50, MapConcurrency: 10, MapRuns: 1},
 		NewcomerRate: 200, NewcomerWarmup: 200 * time.Millisecond, NewcomerDuration: time.Second,
 	}
 }
@@ -172,7 +180,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	fns := map[string]Function{}
 	needFns := len(r.S.Only) == 0
 	for n := range r.S.Only {
-		needFns = needFns || (n != 0 && n != 9) // 0 and 9 bring their own
+		needFns = needFns || (n != 0 && n != 10) // 0 and 10 bring their own
 	}
 	for _, title := range r.S.Runtimes {
 		if !needFns {
@@ -198,13 +206,15 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	}{
 		{0, func() { r.generator(ctx, rep) }},
 		{5, func() { r.cold(ctx, rep, fns) }},
+		{5, func() { r.depsCached(ctx, rep) }},
 		{6, func() { r.overhead(ctx, rep, fns) }},
 		{7, func() { r.fork(ctx, rep, fns) }},
 		{1, func() { r.syncWarm(ctx, rep, fns) }},
 		{8, func() { r.pipelines(ctx, rep, fns) }},
-		{9, func() { r.Newcomer(ctx, rep) }},
+		{10, func() { r.Newcomer(ctx, rep) }},
 		{2, func() { r.cacheHit(ctx, rep) }},
 		{3, func() { r.search(ctx, rep, fns) }},
+		{9, func() { r.asyncPipelines(ctx, rep, fns) }},
 		{4, func() { r.async(ctx, rep, fns) }},
 	} {
 		if len(r.S.Only) == 0 || r.S.Only[s.n] {
@@ -473,6 +483,46 @@ func (r *Runner) cold(ctx context.Context, rep *Report, fns map[string]Function)
 		rep.add(regRow)
 		rep.add(row)
 	}
+}
+
+// DepsSet is the dependency set of the dependencies row: a real npm package from the
+// configured registry.
+var DepsSet = map[string]string{"is-number": "7.0.0"}
+
+// 5: registering a new node function whose dependency set another function installed
+// already: resolve (the lock, against the registry), the build, no install.
+func (r *Runner) depsCached(ctx context.Context, rep *Report) {
+	if !slices.Contains(r.S.Runtimes, "node") {
+		return
+	}
+	src := func(i int) string {
+		return fmt.Sprintf("const isNumber = require('is-number');\nexports.handler = (e) => ({ ok: isNumber(e.n), v: %d });\n// %d\n", i, time.Now().UnixNano())
+	}
+	extra := map[string]any{"dependencies": DepsSet}
+	row := Row{Section: "5 cold", Case: "node: register a new function whose dependencies are installed (is-number, cache hit)", Budget: "≤ 1 s"}
+	prime, err := r.P.Register(ctx, "bench-deps-prime", "node", src(0), extra)
+	if err == nil {
+		err = r.P.Invoke(ctx, prime, Event)
+	}
+	if err != nil {
+		r.logf("5 deps: priming failed: %v", err)
+		res := Result{ErrorKinds: map[string]int{errorKind(err): 1}, Latency: NewHistogram(), SendLag: NewHistogram(), Sent: 1, Errors: 1}
+		row.Result, row.Verdict = &res, verdict(false)
+		rep.add(row)
+		return
+	}
+	reg := Result{ErrorKinds: map[string]int{}, Latency: NewHistogram(), SendLag: NewHistogram()}
+	for i := range r.S.ColdVersions {
+		mergeInto(&reg, Sequential(ctx, 1, time.Minute, func(ctx context.Context) error {
+			_, err := r.P.Register(ctx, fmt.Sprintf("bench-deps-%d-%d", time.Now().UnixNano()%1e6, i), "node", src(i+1), extra)
+			return err
+		}))
+	}
+	r.logf("5 deps: %d registrations with an installed set, p50 %.1f ms", reg.Sent, reg.Quantile(50))
+	row.Result = &reg
+	row.Verdict = verdict(reg.Quantile(50) <= 1000 && reg.Errors == 0)
+	row.Note = "each a new function and source with the same set: the api reuses the lock it resolved (LAMBDA_DEPS_RESOLVED_TTL), the host finds the install and builds"
+	rep.add(row)
 }
 
 // 6: the runtime host alone vs the whole stack, same handler, same event, same run.

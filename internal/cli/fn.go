@@ -201,6 +201,9 @@ func (a *app) fnGetCmd() *cobra.Command {
 		for _, k := range slices.Sorted(maps.Keys(fn.Dependencies)) {
 			rows = append(rows, []string{"dependency:", k + " " + fn.Dependencies[k]})
 		}
+		if fn.Lock != nil {
+			rows = append(rows, []string{"lock:", fmt.Sprintf("%s (packages: %d)", fn.Lock.Hash, fn.Lock.Packages)})
+		}
 		a.printf("%s", a.outStyles().Fields(rows))
 		if showSource {
 			a.printf("\n%s", block(fn.Source))

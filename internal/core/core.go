@@ -135,7 +135,9 @@ type Deps struct {
 	Durable  Durable // nil: async executions are not enabled
 	// Runs runs pipeline runs durably (workflows.Starter); nil: async runs answer 503 and
 	// a sync run is never handed over.
-	Runs    RunDurable
+	Runs RunDurable
+	// Deps resolves functions' dependencies (nil: registrations asking for any are refused).
+	Deps    Resolver
 	Metrics *metrics.Invoke
 	Log     *zap.Logger
 }
@@ -150,6 +152,7 @@ type Service struct {
 	reg      *runtimes.Registry
 	durable  Durable
 	runs     RunDurable
+	deps     Resolver
 	m        *metrics.Invoke
 	log      *zap.Logger
 	versions sync.Map // versionKey → cachedVersion
@@ -161,7 +164,7 @@ type Service struct {
 // New returns the invocation core.
 func New(cfg Config, d Deps) *Service {
 	return &Service{cfg: cfg, store: d.Store, cache: d.Cache, runner: d.Runner, logs: d.Logs, reg: d.Registry,
-		durable: d.Durable, runs: d.Runs, m: d.Metrics, log: d.Log}
+		durable: d.Durable, runs: d.Runs, deps: d.Deps, m: d.Metrics, log: d.Log}
 }
 
 // DefaultMaxResultBytes is the result cap when Config.MaxResultBytes is not set.

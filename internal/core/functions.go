@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/store"
@@ -37,6 +38,10 @@ type FunctionSpec struct {
 	MemoryMB  *int
 	CacheTTLS *int
 	Env       map[string]string
+	// Dependencies are third-party packages (package → version spec) from the language's
+	// configured source, resolved and locked at registration. Nil on an update keeps the
+	// function's (and its lock); an empty map drops them.
+	Dependencies map[string]string
 }
 
 // RegisterFunction registers a new function as version 1 once its script builds on its
@@ -52,6 +57,9 @@ func (s *Service) RegisterFunction(ctx context.Context, spec FunctionSpec) (stor
 		return store.Function{}, err
 	}
 	v.Version = 1
+	if err := s.lockDeps(ctx, &v, nil); err != nil {
+		return store.Function{}, err
+	}
 	if err := s.build(ctx, v); err != nil {
 		return store.Function{}, err
 	}
@@ -74,6 +82,7 @@ const versionRaces = 16
 // get: the store assigns exactly that number or reports that another update took it, and
 // then the update starts over from the new latest version.
 func (s *Service) UpdateFunction(ctx context.Context, spec FunctionSpec) (store.Function, bool, error) {
+	var resolved store.Version
 	for try := 1; ; try++ {
 		cur, err := s.store.GetFunction(ctx, spec.Tenant, spec.Name)
 		if err != nil {
@@ -95,6 +104,9 @@ func (s *Service) UpdateFunction(ctx context.Context, spec FunctionSpec) (store.
 		if merged.Env == nil {
 			merged.Env = cur.Env
 		}
+		if merged.Dependencies == nil {
+			merged.Dependencies = cur.Dependencies
+		}
 		v, err := s.newVersion(merged)
 		if err != nil {
 			return store.Function{}, false, err
@@ -104,6 +116,14 @@ func (s *Service) UpdateFunction(ctx context.Context, spec FunctionSpec) (store.
 				"function %q is %s; a new version cannot change its language to %s", v.Name, cur.Language, v.Language)
 		}
 		v.Version = cur.Version.Version + 1
+		prev := &cur.Version
+		if resolved.Lock != nil && maps.Equal(resolved.Dependencies, v.Dependencies) {
+			prev = &resolved // resolved on an earlier try: not again
+		}
+		if err := s.lockDeps(ctx, &v, prev); err != nil {
+			return store.Function{}, false, err
+		}
+		resolved = v
 		if v.Build() != cur.Build() || v.MemoryMB != cur.MemoryMB || !maps.Equal(v.Env, cur.Env) {
 			if err := s.build(ctx, v); err != nil {
 				return store.Function{}, false, err
@@ -153,6 +173,12 @@ func (s *Service) newVersion(spec FunctionSpec) (store.Version, error) {
 		Tenant: spec.Tenant, Name: spec.Name, Language: rt.Title, Source: *spec.Source,
 		Settings: store.Settings{TimeoutMS: lim.DefaultTimeoutMS, MemoryMB: lim.DefaultMemoryMB, Env: spec.Env},
 	}
+	if err := s.validateDeps(rt, spec.Dependencies); err != nil {
+		return store.Version{}, err
+	}
+	if len(spec.Dependencies) > 0 {
+		v.Dependencies = spec.Dependencies
+	}
 	if spec.TimeoutMS != nil {
 		maxMS := int(lim.MaxTimeout / time.Millisecond)
 		if *spec.TimeoutMS < 1 || *spec.TimeoutMS > maxMS {
@@ -195,10 +221,10 @@ func seal(v *store.Version) {
 }
 
 // buildHash is what a runtime host builds and caches a version by, and checks its source
-// against: the hex sha256 of the source.
+// and lock against: the hex sha256 of the source, or of the source and the lock's hash
+// (deps.BuildHash).
 func buildHash(v store.Version) string {
-	sum := sha256.Sum256([]byte(v.Source))
-	return hex.EncodeToString(sum[:])
+	return deps.BuildHash(v.Source, v.Lock)
 }
 
 // versionHash is a version's sha256: everything that may change what it answers for an
@@ -220,6 +246,11 @@ func versionHash(v store.Version) string {
 		field("env", k)
 		field("=", v.Env[k])
 	}
+	// The lock is in the build; the requested specs too, as the version shows them.
+	for _, k := range slices.Sorted(maps.Keys(v.Dependencies)) {
+		field("dependency", k)
+		field("=", v.Dependencies[k])
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -234,8 +265,8 @@ func (s *Service) build(ctx context.Context, v store.Version) error {
 	}
 	_, err = s.runner.Run(ctx, rt.Function, faas.Call{
 		ExecutionID: "build-" + v.SHA256[:12], Tenant: v.Tenant, Function: v.Name, Version: v.Version, SHA256: v.Build(),
-		Source: v.Source, Event: json.RawMessage("null"), TimeoutMS: v.TimeoutMS, MemoryMB: v.MemoryMB, Env: v.Env,
-		BuildOnly: true,
+		Source: v.Source, Lock: v.Lock, Event: json.RawMessage("null"), TimeoutMS: v.TimeoutMS, MemoryMB: v.MemoryMB,
+		Env: v.Env, BuildOnly: true,
 	})
 	return err
 }

@@ -288,7 +288,7 @@ func (s *Service) run(ctx context.Context, v store.Version, fn, title string, e 
 	t0 := time.Now()
 	res, err := s.runner.Run(callCtx, fn, faas.Call{
 		ExecutionID: e.ID, Tenant: e.Tenant, Function: v.Name, Version: v.Version, SHA256: v.Build(), Source: v.Source,
-		Event: e.Payload, TimeoutMS: int(timeout / time.Millisecond), MemoryMB: v.MemoryMB, Env: v.Env,
+		Lock: v.Lock, Event: e.Payload, TimeoutMS: int(timeout / time.Millisecond), MemoryMB: v.MemoryMB, Env: v.Env,
 		MaxResultBytes: s.maxResult(),
 	})
 	s.m.RuntimeCall.WithLabelValues(title).Observe(time.Since(t0).Seconds())

@@ -1,7 +1,7 @@
 // Package deps resolves, locks, installs and caches a function's third-party dependencies
 // (npm packages, Python wheels, Rust crates) without naming a language: everything
 // language-specific is a Spec, the `dependencies:` block of a runtime registry entry
-// (defaults.yaml holds node, python and rust).
+// (runtimes/runtimes.yaml holds those of node, python and rust).
 //
 // Registration calls Resolve: the requested packages become a Lock (the installer's own
 // lock files and their sha256), stored with the version. The runtime host calls Install

@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Config configures an Engine. ConfigFromEnv fills it from LAMBDA_* variables.
@@ -33,6 +36,11 @@ type Config struct {
 	// ResolveTimeout and InstallTimeout bound one Resolve and one Install
 	// (LAMBDA_DEPS_RESOLVE_TIMEOUT 2m, LAMBDA_DEPS_INSTALL_TIMEOUT 5m).
 	ResolveTimeout, InstallTimeout time.Duration
+	// ResolvedTTL is how long Resolve answers the same request (language, packages and
+	// specs, package source) with the lock it resolved, without running the resolver
+	// again (LAMBDA_DEPS_RESOLVED_TTL, 10m; a negative value turns it off). A release
+	// published meanwhile is picked up once it expires.
+	ResolvedTTL time.Duration
 	// Exec runs every command (LocalExecutor when nil): the sandbox's seam.
 	Exec Executor
 	// Getenv reads the entries' variables (LAMBDA_NPM_REGISTRY, ...); os.Getenv when nil.
@@ -55,6 +63,7 @@ func ConfigFromEnv() (Config, error) {
 		MaxPackages:     1000,
 		ResolveTimeout:  2 * time.Minute,
 		InstallTimeout:  5 * time.Minute,
+		ResolvedTTL:     10 * time.Minute,
 	}
 	c.Dir = os.Getenv("LAMBDA_DEPS_DIR")
 	if c.Dir == "" {
@@ -94,6 +103,19 @@ func ConfigFromEnv() (Config, error) {
 		}
 		return nil
 	}
+	ttl := func(key string, dst *time.Duration) error {
+		if v := os.Getenv(key); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return fmt.Errorf("%s=%q: a duration (0 turns it off)", key, v)
+			}
+			*dst = d
+			if d == 0 {
+				*dst = -1
+			}
+		}
+		return nil
+	}
 	err := errors.Join(
 		mb("LAMBDA_DEPS_CACHE_MB", &c.CacheBytes),
 		mb("LAMBDA_MAX_DEPS_MB", &c.MaxInstallBytes),
@@ -101,6 +123,7 @@ func ConfigFromEnv() (Config, error) {
 		count("LAMBDA_MAX_DEP_PACKAGES", &c.MaxPackages),
 		dur("LAMBDA_DEPS_RESOLVE_TIMEOUT", &c.ResolveTimeout),
 		dur("LAMBDA_DEPS_INSTALL_TIMEOUT", &c.InstallTimeout),
+		ttl("LAMBDA_DEPS_RESOLVED_TTL", &c.ResolvedTTL),
 	)
 	return c, err
 }
@@ -111,7 +134,10 @@ type Engine struct {
 	cfg Config
 	// installRuns counts install command sequences this engine ran (cache misses).
 	installRuns atomic.Int64
+	resolveRuns atomic.Int64
 	recentUse   time.Duration
+	resolved    sync.Map // resolveKey → resolvedLock
+	resolving   singleflight.Group
 }
 
 // New prepares the cache root and removes what interrupted runs left there.
@@ -146,6 +172,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.InstallTimeout <= 0 {
 		cfg.InstallTimeout = def.InstallTimeout
 	}
+	if cfg.ResolvedTTL == 0 {
+		cfg.ResolvedTTL = def.ResolvedTTL
+	}
 	if cfg.Exec == nil {
 		cfg.Exec = LocalExecutor{}
 	}
@@ -170,6 +199,10 @@ func (e *Engine) Config() Config { return e.cfg }
 
 // InstallRuns is how many installs ran their commands (cache misses) in this engine.
 func (e *Engine) InstallRuns() int64 { return e.installRuns.Load() }
+
+// ResolveRuns is how many resolves ran their commands (not answered from ResolvedTTL's
+// memory) in this engine.
+func (e *Engine) ResolveRuns() int64 { return e.resolveRuns.Load() }
 
 // sweep removes temporary directories of runs that died (older than the longest step).
 func (e *Engine) sweep() {

@@ -60,8 +60,8 @@ func toySpec(t *testing.T) *Spec {
 	return specs["toy"]
 }
 
-func TestDefaultSpecs(t *testing.T) {
-	specs, err := DefaultSpecs()
+func TestRegistrySpecs(t *testing.T) {
+	specs, err := registrySpecs()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,5 +438,84 @@ func TestToyWaiterTakesDirectoryHeldByOthers(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the waiter is stuck behind the holders' shared lock")
+	}
+}
+
+// Resolve answers a request it resolved within ResolvedTTL from memory: the same
+// packages, specs and source; anything else (another spec, another source, no TTL) runs
+// the resolver.
+func TestToyResolvedTTL(t *testing.T) {
+	vars := map[string]string{"TOY_REPO": "/srv/toy"}
+	e := newEngine(t, vars, nil)
+	s := toySpec(t)
+	ctx := context.Background()
+	a, err := e.Resolve(ctx, s, map[string]string{"abc": "1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Files["deps.lock"][0] = 'X' // the caller's copy: the remembered lock stays intact
+	b, err := e.Resolve(ctx, s, map[string]string{"abc": "1.0"})
+	if err != nil || e.ResolveRuns() != 1 || b.Verify(s) != nil || string(b.Files["deps.lock"]) != "abc==1.0\n" {
+		t.Fatalf("remembered: %v, %d runs, %q", err, e.ResolveRuns(), b.Files["deps.lock"])
+	}
+	if _, err := e.Resolve(ctx, s, map[string]string{"abc": "1.1"}); err != nil || e.ResolveRuns() != 2 {
+		t.Fatalf("another spec: %v, %d runs", err, e.ResolveRuns())
+	}
+	vars["TOY_REPO"] = "/srv/other"
+	if _, err := e.Resolve(ctx, s, map[string]string{"abc": "1.0"}); err != nil || e.ResolveRuns() != 3 {
+		t.Fatalf("another source: %v, %d runs", err, e.ResolveRuns())
+	}
+	// Failures are not remembered.
+	if _, err := e.Resolve(ctx, s, map[string]string{"missing": "1"}); err == nil {
+		t.Fatal("missing resolved")
+	}
+	if _, err := e.Resolve(ctx, s, map[string]string{"missing": "1"}); err == nil || e.ResolveRuns() != 5 {
+		t.Fatalf("a failure was remembered: %d runs", e.ResolveRuns())
+	}
+
+	off := newEngine(t, nil, func(c *Config) { c.ResolvedTTL = -1 })
+	for range 2 {
+		if _, err := off.Resolve(ctx, s, map[string]string{"abc": "1.0"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if off.ResolveRuns() != 2 {
+		t.Fatalf("ResolvedTTL off: %d runs", off.ResolveRuns())
+	}
+}
+
+// Concurrent requests for the same set share one resolve (and so one lock), even with
+// ResolvedTTL off.
+func TestToyConcurrentResolveOnce(t *testing.T) {
+	slow := ExecFunc(func(ctx context.Context, c Cmd) ([]byte, []byte, error) {
+		time.Sleep(300 * time.Millisecond)
+		return LocalExecutor{}.Exec(ctx, c)
+	})
+	e := newEngine(t, nil, func(c *Config) { c.ResolvedTTL = -1; c.Exec = slow })
+	s := toySpec(t)
+	var wg sync.WaitGroup
+	locks := make([]*Lock, 3)
+	for i := range locks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := e.Resolve(context.Background(), s, map[string]string{"abc": "1.0"})
+			if err != nil {
+				t.Error(err)
+			}
+			locks[i] = l
+		}()
+	}
+	wg.Wait()
+	if e.ResolveRuns() != 1 {
+		t.Fatalf("%d resolves for one set", e.ResolveRuns())
+	}
+	for _, l := range locks {
+		if l == nil || l.Hash != locks[0].Hash {
+			t.Fatalf("locks differ: %+v", locks)
+		}
+	}
+	if locks[0] == locks[1] {
+		t.Fatal("callers share one *Lock")
 	}
 }

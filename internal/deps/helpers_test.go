@@ -25,7 +25,7 @@ func needTool(t *testing.T, ok bool, what string) {
 
 func defaultSpec(t *testing.T, title string) *Spec {
 	t.Helper()
-	specs, err := DefaultSpecs()
+	specs, err := registrySpecs()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,4 +102,14 @@ func mustWrite(t *testing.T, p string, b []byte) {
 	if err := os.WriteFile(p, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// registrySpecs parses the dependency entries of the runtime registry, where node, python
+// and rust keep theirs.
+func registrySpecs() (map[string]*Spec, error) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "runtimes", "runtimes.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	return ParseSpecs(data)
 }

@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Lock is a resolved dependency set: the files an installer needs to reproduce it exactly
@@ -81,6 +83,59 @@ func (e *Engine) Resolve(ctx context.Context, spec *Spec, deps map[string]string
 	if err != nil {
 		return nil, err
 	}
+	key := e.resolveKey(spec, list)
+	if e.cfg.ResolvedTTL > 0 {
+		if v, ok := e.resolved.Load(key); ok && time.Since(v.(resolvedLock).at) < e.cfg.ResolvedTTL {
+			return v.(resolvedLock).lock.clone(), nil
+		}
+	}
+	// Concurrent requests for the same set share one resolve, so they get one lock.
+	v, err, _ := e.resolving.Do(key, func() (any, error) {
+		lock, err := e.resolve(ctx, spec, list)
+		if err == nil && e.cfg.ResolvedTTL > 0 {
+			e.resolved.Store(key, resolvedLock{lock: lock.clone(), at: time.Now()})
+		}
+		return lock, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Lock).clone(), nil
+}
+
+// resolvedLock is a lock Resolve remembers for ResolvedTTL.
+type resolvedLock struct {
+	lock *Lock
+	at   time.Time
+}
+
+// resolveKey names a resolve request: the language, its packages and specs, and the
+// values of the entry's variables (the package source).
+func (e *Engine) resolveKey(spec *Spec, list []Dep) string {
+	var b strings.Builder
+	b.WriteString(spec.Title)
+	for _, d := range list {
+		b.WriteString("\x00" + d.Name + "\x00" + d.Version)
+	}
+	vars := e.vars(spec)
+	for _, k := range slices.Sorted(maps.Keys(vars)) {
+		b.WriteString("\x01" + k + "=" + vars[k])
+	}
+	return b.String()
+}
+
+func (l *Lock) clone() *Lock {
+	c := *l
+	c.Files = make(map[string][]byte, len(l.Files))
+	for k, v := range l.Files {
+		c.Files[k] = slices.Clone(v)
+	}
+	return &c
+}
+
+// resolve runs the entry's resolve commands for list.
+func (e *Engine) resolve(ctx context.Context, spec *Spec, list []Dep) (*Lock, error) {
+	e.resolveRuns.Add(1)
 	dir, err := os.MkdirTemp(filepath.Join(e.cfg.Dir, "work"), "resolve-"+spec.Title+"-")
 	if err != nil {
 		return nil, fmt.Errorf("deps: %w", err)
@@ -140,4 +195,18 @@ func (e *Engine) data(spec *Spec, list []Dep, dir, final string) (*tmplData, err
 		list = []Dep{}
 	}
 	return &tmplData{Deps: list, DepsMap: m, Var: e.vars(spec), Dir: dir, Final: final, Cache: cache}, nil
+}
+
+// BuildHash is what a runtime host builds and caches a function version by: the hex sha256
+// of its source when it has no lock (what versions without dependencies always used),
+// else the sha256 of a tag, the source's sha256 and the lock's hash. The same source with
+// another lock is another build.
+func BuildHash(source string, lock *Lock) string {
+	sum := sha256.Sum256([]byte(source))
+	if lock == nil {
+		return hex.EncodeToString(sum[:])
+	}
+	h := sha256.New()
+	h.Write([]byte("lambda-build/1\x00" + hex.EncodeToString(sum[:]) + "\x00" + lock.Title + "\x00" + lock.Hash))
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -2,7 +2,6 @@ package deps
 
 import (
 	"bytes"
-	_ "embed"
 	"encoding/json"
 	"fmt"
 	"path"
@@ -78,16 +77,6 @@ type Dep struct {
 	Name    string
 	Version string
 }
-
-//go:embed defaults.yaml
-var defaultsYAML []byte
-
-// DefaultsYAML returns the bundled entries for node, python and rust (the blocks that go
-// into runtimes.yaml).
-func DefaultsYAML() []byte { return bytes.Clone(defaultsYAML) }
-
-// DefaultSpecs parses the bundled entries.
-func DefaultSpecs() (map[string]*Spec, error) { return ParseSpecs(defaultsYAML) }
 
 // ParseSpecs reads the dependency entries of a runtime registry document
 // (`runtimes: [{title, dependencies: {...}, ...}]`); other fields of an entry are ignored,

@@ -148,9 +148,10 @@ func providerCommand(s *Stack) (command, error) {
 		"LAMBDA_LOG_LEVEL":     s.opts.Log.Level,
 		"LAMBDA_LOG_FORMAT":    s.opts.Log.Format,
 	})
-	// The user's LAMBDA_PROVIDER_* tuning reaches the provider.
+	// The user's LAMBDA_PROVIDER_* tuning reaches the provider, and the dependency
+	// settings (cache, limits, package sources) reach it for the runtime hosts.
 	for k, v := range s.opts.Environ {
-		if len(k) > len("LAMBDA_PROVIDER_") && k[:len("LAMBDA_PROVIDER_")] == "LAMBDA_PROVIDER_" && k != "LAMBDA_PROVIDER_ADDR" {
+		if strings.HasPrefix(k, "LAMBDA_PROVIDER_") && k != "LAMBDA_PROVIDER_ADDR" || isDepsVar(k) {
 			env = append(env, k+"="+v)
 		}
 	}
@@ -342,4 +343,15 @@ func (s *Stack) wantWorker(ctx context.Context) (bool, error) {
 	default:
 		return false, fmt.Errorf("devstack: LAMBDA_DEV_WORKER=%q: want auto, on or off", s.opts.Worker)
 	}
+}
+
+// isDepsVar reports a variable of function dependencies (internal/deps, the registry
+// entries' package sources): the api resolves with them, the runtime hosts install.
+func isDepsVar(k string) bool {
+	for _, p := range []string{"LAMBDA_DEPS_", "LAMBDA_MAX_DEP", "LAMBDA_NPM_", "LAMBDA_PIP_", "LAMBDA_CARGO_"} {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
 }

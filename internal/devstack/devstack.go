@@ -162,6 +162,12 @@ func (o *Options) Isolate(dataDir string) {
 	if o.Log.Level == "" {
 		o.Log.Level = "info"
 	}
+	// A private dependency cache: what a test installs is installed by this stack.
+	if o.Environ == nil {
+		o.Environ = OSEnviron()
+	}
+	o.Environ = maps.Clone(o.Environ)
+	o.Environ["LAMBDA_DEPS_DIR"] = filepath.Join(dataDir, "deps")
 }
 
 // Stack is a running platform. Its fields are the addresses to use.

@@ -21,22 +21,26 @@ import (
 
 	sdk "github.com/openfaas/go-sdk"
 
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 )
 
 // Call is one request to a runtime function.
 type Call struct {
-	ExecutionID string            `json:"execution_id"`
-	Tenant      string            `json:"tenant,omitempty"`
-	Function    string            `json:"function"`
-	Version     int               `json:"version"`
-	SHA256      string            `json:"sha256"`
-	Source      string            `json:"source,omitempty"`
-	Event       json.RawMessage   `json:"event"`
-	TimeoutMS   int               `json:"timeout_ms"`
-	MemoryMB    int               `json:"memory_mb"`
-	Env         map[string]string `json:"env,omitempty"`
-	BuildOnly   bool              `json:"build_only,omitempty"`
+	ExecutionID string `json:"execution_id"`
+	Tenant      string `json:"tenant,omitempty"`
+	Function    string `json:"function"`
+	Version     int    `json:"version"`
+	SHA256      string `json:"sha256"`
+	Source      string `json:"source,omitempty"`
+	// Lock is the version's dependency lock, sent with the source: the host installs it
+	// (once per lock, shared) before the build and gives the workers the installed set.
+	Lock      *deps.Lock        `json:"lock,omitempty"`
+	Event     json.RawMessage   `json:"event"`
+	TimeoutMS int               `json:"timeout_ms"`
+	MemoryMB  int               `json:"memory_mb"`
+	Env       map[string]string `json:"env,omitempty"`
+	BuildOnly bool              `json:"build_only,omitempty"`
 	// MaxResultBytes is the platform's result cap: a host may refuse a larger result
 	// itself (failed, error type ResultTooLarge); the client reads no answer much larger.
 	MaxResultBytes int `json:"max_result_bytes,omitempty"`
@@ -131,13 +135,13 @@ func (c *Client) SDK() *sdk.Client { return c.sdk }
 
 // Run calls the runtime function fn. The source is sent only when the host asks for it.
 func (c *Client) Run(ctx context.Context, fn string, call Call) (Result, error) {
-	source := call.Source
+	source, lock := call.Source, call.Lock
 	if !call.BuildOnly {
-		call.Source = ""
+		call.Source, call.Lock = "", nil
 	}
 	res, status, err := c.post(ctx, fn, &call)
 	if err == nil && status == http.StatusPreconditionRequired {
-		call.Source = source
+		call.Source, call.Lock = source, lock
 		res, status, err = c.post(ctx, fn, &call)
 	}
 	if err != nil {

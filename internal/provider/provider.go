@@ -88,8 +88,10 @@ type Config struct {
 	MaxReplicas int `env:"LAMBDA_PROVIDER_MAX_REPLICAS" envDefault:"16"`
 	// PassEnv names the variables of the provider's own environment that replicas inherit.
 	// Everything else a replica sees comes from its deployment's EnvVars: never the
-	// provider's secrets (database URL, tokens).
-	PassEnv []string `env:"LAMBDA_PROVIDER_PASS_ENV" envSeparator:"," envDefault:"PATH,HOME,USER,LANG,LC_ALL,TZ,TMPDIR,XDG_CACHE_HOME,RUSTUP_HOME,CARGO_HOME"`
+	// provider's secrets (database URL, tokens). The default includes what a runtime host's
+	// dependency installs read: the cache and its limits, the package sources (the
+	// registry entries' vars) and how this machine reaches them (proxies, CA bundles).
+	PassEnv []string `env:"LAMBDA_PROVIDER_PASS_ENV" envSeparator:"," envDefault:"PATH,HOME,USER,LANG,LC_ALL,TZ,TMPDIR,XDG_CACHE_HOME,RUSTUP_HOME,CARGO_HOME,LAMBDA_DEPS_DIR,LAMBDA_DEPS_CACHE_MB,LAMBDA_MAX_DEPS_MB,LAMBDA_DEPS_INSTALL_TIMEOUT,LAMBDA_NPM_REGISTRY,LAMBDA_PIP_INDEX_URL,LAMBDA_PIP_WHEELHOUSE,LAMBDA_CARGO_REGISTRY,HTTPS_PROXY,HTTP_PROXY,NO_PROXY,https_proxy,http_proxy,no_proxy,SSL_CERT_FILE,SSL_CERT_DIR,NODE_EXTRA_CA_CERTS,PIP_CERT,REQUESTS_CA_BUNDLE"`
 	// Environ is the provider's own environment, from which PassEnv is copied.
 	Environ map[string]string `env:"-"`
 	// Log is handed on to replicas as LAMBDA_LOG_LEVEL and LAMBDA_LOG_FORMAT.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
 	"github.com/lambda-microservice/lambda/internal/runtimehost/sandbox"
@@ -37,6 +38,7 @@ type script struct {
 	source string // path of the source file in dir
 	diag   string // compile diagnostics when the build failed
 	failed bool
+	deps   *deps.Installed // the version's installed dependencies, nil without any
 }
 
 // builds is the per-sha256 build cache: each script version gets a folder under the cache
@@ -49,6 +51,7 @@ type builds struct {
 	env      []string // environment of build and prepare commands
 	timeout  time.Duration
 	spawner  sandbox.Spawner
+	deps     *deps.Engine // installs locked dependencies; nil when the runtime takes none
 	metrics  *hostMetrics
 	log      *zap.Logger
 	mu       sync.RWMutex
@@ -58,9 +61,10 @@ type builds struct {
 
 var errSourceRequired = fault.New(fault.NotFound, "this runtime host has not seen the script: resend the request with its source")
 
-// get returns the built script sha, building it from source when this host has not seen
-// it. Without a source an unseen script is errSourceRequired.
-func (b *builds) get(sha string, source *string) (*script, error) {
+// get returns the built script sha, building it from source (and installing its lock's
+// packages first) when this host has not seen it. Without a source an unseen script is
+// errSourceRequired.
+func (b *builds) get(sha string, source *string, lock *deps.Lock) (*script, error) {
 	b.mu.RLock()
 	s := b.known[sha]
 	b.mu.RUnlock()
@@ -77,7 +81,7 @@ func (b *builds) get(sha string, source *string) (*script, error) {
 		if s := b.fromDisk(sha); s != nil {
 			return s, nil
 		}
-		return b.build(sha, *source)
+		return b.build(sha, *source, lock)
 	})
 	if err != nil {
 		return nil, err
@@ -100,10 +104,14 @@ func (b *builds) newScript(sha string) *script {
 	return &script{sha: sha, dir: dir, source: filepath.Join(dir, b.rt.SourceFile)}
 }
 
-// fromDisk loads a script a previous run of the host built.
+// fromDisk loads a script a previous run of the host built (installing its lock's
+// packages again when they were evicted meanwhile).
 func (b *builds) fromDisk(sha string) *script {
 	s := b.newScript(sha)
 	if _, err := os.Stat(filepath.Join(s.dir, markerOK)); err == nil {
+		if lock, err := loadLock(s.dir); err != nil || (lock != nil && (b.deps == nil || b.install(s, lock) != nil)) {
+			return nil // built again from the source and lock the caller resends
+		}
 		return b.remember(s)
 	}
 	if diag, err := os.ReadFile(filepath.Join(s.dir, markerFailed)); err == nil {
@@ -113,17 +121,24 @@ func (b *builds) fromDisk(sha string) *script {
 	return nil
 }
 
-func (b *builds) build(sha, source string) (*script, error) {
+func (b *builds) build(sha, source string, lock *deps.Lock) (*script, error) {
 	s := b.newScript(sha)
+	if err := b.install(s, lock); err != nil {
+		return nil, err // not remembered: a registry that was down may answer next time
+	}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("build %s: %w", sha, err)
 	}
 	if err := writeFileAtomic(s.source, []byte(source)); err != nil {
 		return nil, fmt.Errorf("build %s: %w", sha, err)
 	}
+	if err := saveLock(s, lock); err != nil {
+		return nil, fmt.Errorf("build %s: %w", sha, err)
+	}
 	if len(b.rt.Build) > 0 {
 		start := time.Now()
-		out, err := b.run(b.rt.ExpandVars(b.rt.Build, runtimes.Vars{Workdir: s.dir, CacheDir: b.dir}), s.dir)
+		out, err := b.runEnv(b.rt.ExpandVars(b.rt.Build, runtimes.Vars{Workdir: s.dir, CacheDir: b.dir}), s.dir,
+			b.depsEnviron(s), depsDirs(s))
 		var exit *exec.ExitError
 		switch {
 		case errors.As(err, &exit) && exit.Exited():
@@ -147,7 +162,7 @@ func (b *builds) fail(s *script, diag string) *script {
 	if len(diag) > maxDiagnostics {
 		diag = diag[:maxDiagnostics] + "\n[diagnostics truncated]"
 	}
-	f := &script{sha: s.sha, dir: s.dir, source: s.source, diag: diag, failed: true}
+	f := &script{sha: s.sha, dir: s.dir, source: s.source, diag: diag, failed: true, deps: s.deps}
 	if err := os.WriteFile(filepath.Join(s.dir, markerFailed), []byte(diag), 0o644); err != nil {
 		b.log.Warn("cannot record a failed build", logging.Err(err))
 	}
@@ -158,9 +173,16 @@ func (b *builds) fail(s *script, diag string) *script {
 // run runs a build or prepare command with the build environment and timeout; it returns
 // the combined output.
 func (b *builds) run(argv []string, dir string) (string, error) {
+	return b.runEnv(argv, dir, b.env, nil)
+}
+
+// runEnv is run with the given environment and the read-only paths it reads besides the
+// folder (an install directory of dependencies).
+func (b *builds) runEnv(argv []string, dir string, env, readOnly []string) (string, error) {
 	var out limitedBuffer
 	out.limit = maxDiagnostics
-	proc, err := b.spawner.Spawn(sandbox.Spec{Role: sandbox.RoleBuild, Argv: argv, Dir: dir, Env: b.env, Stdout: &out, Stderr: &out})
+	proc, err := b.spawner.Spawn(sandbox.Spec{Role: sandbox.RoleBuild, Argv: argv, Dir: dir, Env: env, Stdout: &out, Stderr: &out,
+		ReadOnly: readOnly})
 	if err != nil {
 		return "", err
 	}

@@ -1,13 +1,12 @@
 package runtimehost
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/platform/frame"
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
@@ -37,16 +37,19 @@ const collectGrace = 2 * time.Second
 
 // Request is an invoke request (POST /).
 type Request struct {
-	ExecutionID string            `json:"execution_id"`
-	Function    string            `json:"function"`
-	Version     int64             `json:"version"`
-	SHA256      string            `json:"sha256"`
-	Source      *string           `json:"source"`
-	Event       json.RawMessage   `json:"event"`
-	TimeoutMS   int64             `json:"timeout_ms"`
-	MemoryMB    int               `json:"memory_mb"`
-	Env         map[string]string `json:"env"`
-	BuildOnly   bool              `json:"build_only"`
+	ExecutionID string  `json:"execution_id"`
+	Function    string  `json:"function"`
+	Version     int64   `json:"version"`
+	SHA256      string  `json:"sha256"`
+	Source      *string `json:"source"`
+	// Lock is the version's dependency lock, sent with the source; SHA256 then covers both
+	// (deps.BuildHash).
+	Lock      *deps.Lock        `json:"lock"`
+	Event     json.RawMessage   `json:"event"`
+	TimeoutMS int64             `json:"timeout_ms"`
+	MemoryMB  int               `json:"memory_mb"`
+	Env       map[string]string `json:"env"`
+	BuildOnly bool              `json:"build_only"`
 	// Tenant is optional; when sent it is part of the worker key, so two tenants'
 	// identical functions never share a worker.
 	Tenant string `json:"tenant"`
@@ -82,6 +85,9 @@ type Options struct {
 	Runtime *runtimes.Runtime
 	// BuildEnv is the environment of build and prepare commands (see BuildEnviron).
 	BuildEnv []string
+	// Deps installs functions' locked dependencies; nil means an engine configured from
+	// the environment (LAMBDA_DEPS_*) when the runtime's entry declares dependencies.
+	Deps *deps.Engine
 	// Spawner starts workers and builds; nil means the sandbox Config.Sandbox asks for
 	// (sandbox.Plain when off).
 	Spawner sandbox.Spawner
@@ -173,6 +179,26 @@ func New(o Options) (*Host, error) {
 	}
 	if h.builds.env == nil {
 		h.builds.env = BuildEnviron(o.Runtime, func(string) string { return "" })
+	}
+	if h.builds.deps = o.Deps; h.builds.deps == nil && o.Runtime.Deps != nil {
+		cfg, err := deps.ConfigFromEnv()
+		if err != nil {
+			return nil, fmt.Errorf("runtimehost: %w", err)
+		}
+		if h.builds.deps, err = deps.New(cfg); err != nil {
+			return nil, fmt.Errorf("runtimehost: %w", err)
+		}
+	}
+	if h.builds.deps != nil {
+		if err := h.builds.deps.Check(o.Runtime.Deps); err != nil {
+			h.log.Warn("dependency installers missing: versions with dependencies will not build", logging.Err(err))
+		}
+	}
+	if sb, ok := sp.(*sandbox.Sandbox); ok && sb.PrivateMounts() && h.builds.deps != nil {
+		// Spares see every install, like every script: opened by a lock hash, never listed.
+		if err := os.Chmod(filepath.Join(h.builds.deps.Config().Dir, "installs"), 0o711); err != nil {
+			return nil, fmt.Errorf("runtimehost: deps dir: %w", err)
+		}
 	}
 	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Config.StartTimeout, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
 	h.pool.onSpare = func() { h.spareUp.Store(true) }
@@ -306,6 +332,7 @@ func (h *Host) startWorker(s *script) (*worker, error) {
 		vars.Workdir = s.dir
 		readOnly = []string{s.dir}
 	}
+	readOnly = append(readOnly, h.depsReadOnly(s)...)
 	w, err := startWorker(&startSpec{
 		argv:        h.rt.ExpandVars(h.rt.Command, vars),
 		tmpBase:     h.tmpBase,
@@ -348,9 +375,14 @@ func (h *Host) validate(req *Request) (time.Duration, error) {
 			return 0, fault.New(fault.Invalid, "env: invalid variable %q", k)
 		}
 	}
+	if err := h.checkLock(req.Lock); err != nil {
+		return 0, err
+	}
 	if req.Source != nil {
-		sum := sha256.Sum256([]byte(*req.Source))
-		if hex.EncodeToString(sum[:]) != req.SHA256 {
+		if deps.BuildHash(*req.Source, req.Lock) != req.SHA256 {
+			if req.Lock != nil {
+				return 0, fault.New(fault.Invalid, "sha256 does not match the source and lock")
+			}
 			return 0, fault.New(fault.Invalid, "sha256 does not match the source")
 		}
 	}
@@ -396,12 +428,14 @@ func (h *Host) Invoke(req *Request, out *Outcome) error {
 	if err != nil {
 		return err
 	}
-	deadline := start.Add(timeout)
 	out.timeout = timeout
-	s, err := h.builds.get(req.SHA256, req.Source)
+	s, err := h.builds.get(req.SHA256, req.Source, req.Lock)
 	if err != nil {
 		return err
 	}
+	// A build (a compile, the dependencies' install) is bounded by its own timeout: the
+	// execution's starts once the script is ready.
+	deadline := time.Now().Add(timeout)
 	if s.failed {
 		return compileError(s.diag)
 	}
@@ -474,6 +508,18 @@ func (h *Host) initWorker(w *worker, key poolKey, req *Request, s *script, deadl
 	b = append(b, `,"env":{`...)
 	first := true
 	for k, v := range req.Env {
+		if _, ours := depsEnv(s)[k]; ours {
+			continue // the installed packages' variables win
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = appendString(b, v)
+	}
+	for k, v := range depsEnv(s) {
 		if !first {
 			b = append(b, ',')
 		}

@@ -8,17 +8,18 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 )
 
 const versionCols = `v.tenant, v.name, v.version, v.language, v.sha256, v.build_sha256, v.timeout_ms, v.memory_mb,
-	v.cache_ttl_s, v.env, v.created_at`
+	v.cache_ttl_s, v.env, v.dependencies, v.deps_lock, v.created_at`
 
 func scanVersion(row pgx.Row, withSource bool, extra ...any) (Version, error) {
 	var v Version
-	var env []byte
+	var env, depList, lock []byte
 	dest := []any{&v.Tenant, &v.Name, &v.Version, &v.Language, &v.SHA256, &v.BuildSHA256, &v.TimeoutMS, &v.MemoryMB,
-		&v.CacheTTLS, &env, &v.CreatedAt}
+		&v.CacheTTLS, &env, &depList, &lock, &v.CreatedAt}
 	if withSource {
 		dest = append(dest, &v.Source)
 	}
@@ -28,6 +29,19 @@ func scanVersion(row pgx.Row, withSource bool, extra ...any) (Version, error) {
 	if err := json.Unmarshal(env, &v.Env); err != nil {
 		return Version{}, err
 	}
+	if err := json.Unmarshal(depList, &v.Dependencies); err != nil {
+		return Version{}, err
+	}
+	if len(v.Dependencies) == 0 {
+		v.Dependencies = nil
+	}
+	if lock != nil {
+		var l deps.Lock
+		if err := json.Unmarshal(lock, &l); err != nil {
+			return Version{}, err
+		}
+		v.SetLock(&l)
+	}
 	return v, nil
 }
 
@@ -36,14 +50,26 @@ func insertVersion(ctx context.Context, tx pgx.Tx, v Version) (Version, error) {
 	if err != nil {
 		return Version{}, err
 	}
+	depList, err := json.Marshal(nonNil(v.Dependencies))
+	if err != nil {
+		return Version{}, err
+	}
+	var lock []byte // SQL NULL without a lock
+	if v.Lock != nil {
+		if lock, err = json.Marshal(v.Lock); err != nil {
+			return Version{}, err
+		}
+	}
 	// A version without a build hash of its own is built by its sha256 (versions made
 	// before the two were told apart: the sha256 of their source).
 	build := v.Build()
 	row := tx.QueryRow(ctx, `INSERT INTO function_versions AS v
-		(tenant, name, version, language, source, sha256, build_sha256, timeout_ms, memory_mb, cache_ttl_s, env)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
+		(tenant, name, version, language, source, sha256, build_sha256, timeout_ms, memory_mb, cache_ttl_s, env,
+		 dependencies, deps_lock)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
 		RETURNING `+versionCols+`, v.source`,
-		v.Tenant, v.Name, v.Version, v.Language, v.Source, v.SHA256, build, v.TimeoutMS, v.MemoryMB, v.CacheTTLS, env)
+		v.Tenant, v.Name, v.Version, v.Language, v.Source, v.SHA256, build, v.TimeoutMS, v.MemoryMB, v.CacheTTLS, env,
+		depList, lock)
 	return scanVersion(row, true)
 }
 
@@ -101,10 +127,13 @@ func (s *Store) PutVersion(ctx context.Context, v Version) (Function, bool, erro
 		if err != nil {
 			return err
 		}
-		// The build and every setting compared one by one, not the sha256: versions stored
-		// before it covered the settings have a sha256 of their source alone.
+		// The build (source and lock) and every setting compared one by one, not the
+		// sha256: versions stored before it covered the settings have a sha256 of their
+		// source alone. The requested dependencies count too: the same lock asked for with
+		// another spec is shown as asked.
 		if cur.BuildSHA256 == v.Build() && cur.TimeoutMS == v.TimeoutMS && cur.MemoryMB == v.MemoryMB &&
-			cur.CacheTTLS == v.CacheTTLS && maps.Equal(nonNil(cur.Env), nonNil(v.Env)) {
+			cur.CacheTTLS == v.CacheTTLS && maps.Equal(nonNil(cur.Env), nonNil(v.Env)) &&
+			maps.Equal(nonNil(cur.Dependencies), nonNil(v.Dependencies)) {
 			out.Version = cur
 			return nil
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 )
 
@@ -109,7 +110,28 @@ type Version struct {
 	BuildSHA256 string `json:"-"`
 	Source      string `json:"source,omitempty"`
 	Settings
-	CreatedAt time.Time `json:"created_at"`
+	// Dependencies are the third-party packages the registration asked for (package →
+	// version spec); Lock is what they resolved to, installed for every run of the version
+	// and part of its hashes; LockInfo is the lock's summary the API shows.
+	Dependencies map[string]string `json:"dependencies,omitempty"`
+	Lock         *deps.Lock        `json:"-"`
+	LockInfo     *LockInfo         `json:"lock,omitempty"`
+	CreatedAt    time.Time         `json:"created_at"`
+}
+
+// LockInfo summarises a version's lock: its hash (the install directory it shares with
+// every version locked the same way) and how many packages it holds, transitive included.
+type LockInfo struct {
+	Hash     string `json:"hash"`
+	Packages int    `json:"packages"`
+}
+
+// SetLock sets v's lock and its summary.
+func (v *Version) SetLock(l *deps.Lock) {
+	v.Lock, v.LockInfo = l, nil
+	if l != nil {
+		v.LockInfo = &LockInfo{Hash: l.Hash, Packages: l.Packages}
+	}
 }
 
 // Build is the hash a runtime host builds v by: BuildSHA256, or the sha256 of a version

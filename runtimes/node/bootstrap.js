@@ -129,6 +129,9 @@ process.on('uncaughtException', (err) => {
 
 function load(msg) {
   Object.assign(process.env, msg.env || {});
+  // The version's installed dependencies (the registry entry's runtime_env): NODE_PATH is
+  // read when node starts, before the script was known; read it again now.
+  if (process.env.NODE_PATH) Module._initPaths();
   sentinel = Buffer.from(msg.sentinel, 'utf8');
   const source = msg.source;
   let text = fs.readFileSync(source, 'utf8');

@@ -167,6 +167,10 @@ def main():
         sys.stderr.write("bootstrap: expected an init frame\n")
         os._exit(70)
     os.environ.update(init.get("env") or {})
+    # The version's installed dependencies (the registry entry's runtime_env): -I ignores
+    # PYTHONPATH at start, so its folders go onto sys.path here, ahead as PYTHONPATH would.
+    for i, p in enumerate(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p):
+        sys.path.insert(i, p)
     limit_address_space(init.get("memory_mb", 0))
     sentinel = init["sentinel"].encode()
     source = init["source"]

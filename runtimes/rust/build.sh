@@ -8,6 +8,11 @@
 # directory under <cache_dir>, so serde_json compiles once per host and a script in about a
 # second. Crates come from Debian's packaged sources (librust-serde-json-dev), offline.
 # On failure the compiler's diagnostics are printed on stderr and the exit status is non-zero.
+#
+# A version with dependencies builds with the environment of its installed lock (the
+# registry entry's runtime_env): LAMBDA_CARGO_MANIFEST (its [dependencies], serde_json
+# included), LAMBDA_CARGO_LOCK (the exact versions) and LAMBDA_CARGO_CONFIG (the vendored
+# sources of exactly those versions as the only source, offline).
 set -eu
 
 if [ "$1" = "--prepare" ]; then
@@ -53,8 +58,7 @@ name = "$name"
 version = "0.1.0"
 edition = "2021"
 
-[dependencies]
-serde_json = "1"
+$(if [ -n "${LAMBDA_CARGO_MANIFEST:-}" ]; then sed -n '/^\[dependencies\]/,$p' "$LAMBDA_CARGO_MANIFEST"; else printf '[dependencies]\nserde_json = "1"\n'; fi)
 
 [profile.release]
 opt-level = 1
@@ -70,6 +74,11 @@ directory = "$registry"
 [net]
 offline = true
 TOML
+
+if [ -n "${LAMBDA_CARGO_CONFIG:-}" ]; then
+	cp "$LAMBDA_CARGO_CONFIG" "$work/.cargo/config.toml"
+	cp "$LAMBDA_CARGO_LOCK" "$work/Cargo.lock"
+fi
 
 cd "$work"
 log=$work/build.$$.log

@@ -35,8 +35,15 @@ type Function struct {
 	CacheTTLS         int               `json:"cache_ttl_s"`
 	Env               map[string]string `json:"env,omitempty"`
 	Dependencies      map[string]string `json:"dependencies,omitempty"`
+	Lock              *Lock             `json:"lock,omitempty"`
 	CreatedAt         time.Time         `json:"created_at"`
 	FunctionCreatedAt *time.Time        `json:"function_created_at,omitempty"`
+}
+
+// Lock summarises the lock a version's dependencies resolved to.
+type Lock struct {
+	Hash     string `json:"hash"`
+	Packages int    `json:"packages"`
 }
 
 // CreateFunction registers a new function (version 1); 409 when the name exists.

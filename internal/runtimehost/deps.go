@@ -1,0 +1,128 @@
+package runtimehost
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/internal/deps"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
+)
+
+// depsLockFile is the version's lock, kept in its build folder: a host that restarts
+// installs it again (a cache hit unless it was evicted) before the script's workers start.
+const depsLockFile = "deps.lock.json"
+
+// checkLock checks a request's lock against the runtime's dependency entry.
+func (h *Host) checkLock(lock *deps.Lock) error {
+	if lock == nil {
+		return nil
+	}
+	if h.rt.Deps == nil || h.builds.deps == nil {
+		return fault.New(fault.Invalid, "%s functions take no dependencies on this runtime host", h.rt.Title)
+	}
+	if err := lock.Verify(h.rt.Deps); err != nil {
+		return fault.Wrap(fault.Invalid, err, "lock: %v", err)
+	}
+	return nil
+}
+
+// install makes s's locked packages available (one shared directory per lock, reused by
+// every version and function with the same lock) and holds them for the host's life.
+func (b *builds) install(s *script, lock *deps.Lock) error {
+	if lock == nil {
+		return nil
+	}
+	// The engine bounds the install (LAMBDA_DEPS_INSTALL_TIMEOUT); builds of one lock wait
+	// for the same install.
+	in, err := b.deps.Install(context.Background(), b.rt.Deps, lock)
+	if err != nil {
+		var inst *deps.InstallerError
+		var lim *deps.LimitError
+		if errors.As(err, &inst) || errors.As(err, &lim) {
+			return fault.Wrap(fault.Unprocessable, err, "%s", err.Error())
+		}
+		return fault.Wrap(fault.Internal, err, "install dependencies")
+	}
+	b.log.Info("dependencies ready", zap.String("lock", lock.Hash), zap.Int("packages", lock.Packages),
+		zap.Bool("cached", in.Cached), zap.Int64("bytes", in.Size))
+	s.deps = in
+	return nil
+}
+
+// saveLock records s's lock in its build folder.
+func saveLock(s *script, lock *deps.Lock) error {
+	if lock == nil {
+		return nil
+	}
+	data, err := json.Marshal(lock)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(s.dir, depsLockFile), data)
+}
+
+// loadLock reads the lock a build folder recorded (nil without one).
+func loadLock(dir string) (*deps.Lock, error) {
+	data, err := os.ReadFile(filepath.Join(dir, depsLockFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var l deps.Lock
+	if err := json.Unmarshal(data, &l); err != nil {
+		return nil, fmt.Errorf("%s: %w", depsLockFile, err)
+	}
+	return &l, nil
+}
+
+// depsEnviron is the build environment with s's installed packages' variables on top.
+func (b *builds) depsEnviron(s *script) []string {
+	if s.deps == nil {
+		return b.env
+	}
+	env := slices.Clone(b.env)
+	for k, v := range s.deps.Env {
+		env = append(slices.DeleteFunc(env, func(kv string) bool { return len(kv) > len(k) && kv[:len(k)+1] == k+"=" }), k+"="+v)
+	}
+	return env
+}
+
+// depsReadOnly are the install directories a worker of s (or a spare, which may get any
+// script) reads.
+func (h *Host) depsReadOnly(s *script) []string {
+	switch {
+	case h.builds.deps == nil:
+		return nil
+	case s == nil:
+		return []string{filepath.Join(h.builds.deps.Config().Dir, "installs")}
+	case s.deps != nil:
+		return []string{s.deps.Dir}
+	}
+	return nil
+}
+
+// depsDirs is s's install directory, for a build that reads it.
+func depsDirs(s *script) []string {
+	if s.deps == nil {
+		return nil
+	}
+	return []string{s.deps.Dir}
+}
+
+// depsEnv is what a worker of s gets on top of its version's env: the entry's runtime_env
+// for the install (NODE_PATH, PYTHONPATH), which the bootstraps apply at init.
+func depsEnv(s *script) map[string]string {
+	if s.deps == nil {
+		return nil
+	}
+	return s.deps.Env
+}
