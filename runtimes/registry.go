@@ -35,6 +35,9 @@ type Runtime struct {
 	SourceFile string   `yaml:"source_file"`
 	Build      []string `yaml:"build"`
 	Command    []string `yaml:"command"`
+	// Session starts a notebook session's worker (a kernel that keeps its state between
+	// cells); empty for a language without sessions.
+	Session []string `yaml:"session"`
 	// BuildEnv names host environment variables passed through to Build and Prepare (a
 	// toolchain's home, say); workers never see the host environment.
 	BuildEnv []string `yaml:"build_env"`

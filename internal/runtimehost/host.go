@@ -105,6 +105,7 @@ type Host struct {
 	spawner  sandbox.Spawner
 	builds   *builds
 	pool     *pool
+	sess     sessions
 	m        *hostMetrics
 	log      *zap.Logger
 
@@ -172,6 +173,13 @@ func New(o Options) (*Host, error) {
 		m:    newHostMetrics(o.Runtime.Title, o.Metrics, o.HTTP),
 		log:  o.Logger.With(zap.String(logging.FieldRuntime, o.Runtime.Title)),
 		stop: make(chan struct{}),
+	}
+	h.sess.m = map[string]*session{}
+	if h.cfg.MaxSessions <= 0 {
+		h.cfg.MaxSessions = 32
+	}
+	if h.cfg.SessionIdle <= 0 {
+		h.cfg.SessionIdle = 30 * time.Minute
 	}
 	h.builds = &builds{
 		rt: o.Runtime, dir: cacheDir, env: o.BuildEnv, timeout: o.Config.BuildTimeout,
@@ -269,6 +277,18 @@ func (h *Host) Start() {
 		h.pool.refillLocked(false)
 		h.pool.mu.Unlock()
 	}()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case now := <-t.C:
+				h.reapSessions(now)
+			case <-h.stop:
+				return
+			}
+		}
+	}()
 	if h.cfg.IdleTimeout > 0 {
 		go func() {
 			t := time.NewTicker(min(h.cfg.IdleTimeout/2, 30*time.Second))
@@ -309,6 +329,7 @@ func (h *Host) Close() {
 		close(h.stop)
 	}
 	h.pool.close()
+	h.closeSessions()
 	// The workers were killed: their private temp dirs go now, and once more after
 	// stragglers (a busy worker released late) are gone.
 	if c, ok := h.spawner.(interface{ Close() }); ok {
