@@ -38,6 +38,9 @@ type Runtime struct {
 	// Session starts a notebook session's worker (a kernel that keeps its state between
 	// cells); empty for a language without sessions.
 	Session []string `yaml:"session"`
+	// SessionPromote is the template file of a handler made from session cells
+	// (POST /v1/sessions/{id}/promote): its __CELLS__ becomes a JSON array of the sources.
+	SessionPromote string `yaml:"session_promote"`
 	// BuildEnv names host environment variables passed through to Build and Prepare (a
 	// toolchain's home, say); workers never see the host environment.
 	BuildEnv []string `yaml:"build_env"`

@@ -93,6 +93,7 @@ type Client struct {
 	sdk       *sdk.Client
 	http      *http.Client
 	namespace string
+	gateway   string
 	direct    *resolver // nil on the gateway route
 	h1        *h1Client // the direct route's client
 }
@@ -116,7 +117,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("faas: invalid gateway url %q", cfg.GatewayURL)
 	}
 	hc := &http.Client{Transport: NewTransport()}
-	c := &Client{sdk: sdk.NewClient(u, nil, hc), http: hc, namespace: cfg.Namespace}
+	c := &Client{sdk: sdk.NewClient(u, nil, hc), http: hc, namespace: cfg.Namespace, gateway: cfg.GatewayURL}
 	switch cfg.Route {
 	case RouteGateway, "":
 	case RouteDirect:

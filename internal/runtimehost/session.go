@@ -104,7 +104,7 @@ func (h *Host) OpenSession(req SessionOpen) error {
 	h.sess.m[req.ID] = s // reserved while it starts
 	h.sess.mu.Unlock()
 
-	w, err := h.startSessionWorker(req.MemoryMB)
+	w, err := h.startSessionWorker(req.MemoryMB, func(w *worker) { h.sessionExited(req.ID, w) })
 	h.sess.mu.Lock()
 	defer h.sess.mu.Unlock()
 	if err != nil {
@@ -117,7 +117,18 @@ func (h *Host) OpenSession(req SessionOpen) error {
 	return nil
 }
 
-func (h *Host) startSessionWorker(memoryMB int) (*worker, error) {
+// sessionExited forgets a session whose worker ended (killed, crashed, out of memory)
+// while it sat idle; a busy one is forgotten by its cell.
+func (h *Host) sessionExited(id string, w *worker) {
+	h.sess.mu.Lock()
+	defer h.sess.mu.Unlock()
+	if s, ok := h.sess.m[id]; ok && s.w == w && !s.busy {
+		delete(h.sess.m, id)
+		h.m.sessions.Set(float64(len(h.sess.m)))
+	}
+}
+
+func (h *Host) startSessionWorker(memoryMB int, onExit func(*worker)) (*worker, error) {
 	w, err := startWorker(&startSpec{
 		argv:        h.rt.ExpandVars(h.rt.Session, runtimes.Vars{CacheDir: h.cacheDir}),
 		tmpBase:     h.tmpBase,
@@ -125,6 +136,7 @@ func (h *Host) startSessionWorker(memoryMB int) (*worker, error) {
 		limits:      sandbox.Limits{FileSize: h.cfg.FileSizeLimit, OpenFiles: 1024, Processes: 4096},
 		timeout:     h.cfg.StartTimeout,
 		spawner:     h.spawner,
+		onExit:      onExit,
 	})
 	if err != nil {
 		return nil, fault.Wrap(fault.Unavailable, err, "cannot start the session's worker")
@@ -215,17 +227,21 @@ func (h *Host) RunCell(id string, req CellRequest) (CellOutcome, error) {
 	}
 	s.mu.Lock()
 	start := time.Now()
-	alive := h.cell(s.w, req.Source, start.Add(timeout), timeout, &out)
+	alive, sent := h.cell(s.w, req.Source, start.Add(timeout), timeout, &out)
 	out.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	s.mu.Unlock()
 	h.untake(s, alive)
+	if !sent { // the worker was dead before the cell reached it: nothing ran
+		return CellOutcome{}, fault.New(fault.NotFound, "session %s: its worker has stopped", id)
+	}
 	h.m.execution(out.Status, time.Since(start).Seconds())
 	return out, nil
 }
 
 // cell sends one cell frame and reads its answer; it reports whether the worker is still
-// usable (a timeout or a death kills it: the session's state is gone).
-func (h *Host) cell(w *worker, source string, deadline time.Time, timeout time.Duration, out *CellOutcome) bool {
+// usable (a timeout or a death kills it: the session's state is gone) and whether the
+// frame reached the worker at all.
+func (h *Host) cell(w *worker, source string, deadline time.Time, timeout time.Duration, out *CellOutcome) (alive, sent bool) {
 	b, start := frame.Begin(w.wbuf[:0])
 	b = append(b, `{"type":"cell","source":`...)
 	b = appendString(b, source)
@@ -233,10 +249,11 @@ func (h *Host) cell(w *worker, source string, deadline time.Time, timeout time.D
 	frame.End(b, start)
 	w.wbuf = b
 	var reply workerReply
-	err := w.write(deadline)
-	if err == nil {
-		reply, err = w.read(deadline)
+	if err := w.write(deadline); err != nil {
+		w.kill()
+		return false, false
 	}
+	reply, err := w.read(deadline)
 	timer := time.NewTimer(collectGrace)
 	defer timer.Stop()
 	if err != nil {
@@ -257,7 +274,7 @@ func (h *Host) cell(w *worker, source string, deadline time.Time, timeout time.D
 			out.Status = statusFailed
 			out.Error = errorDoc("RuntimeExit", "the session's worker died during the cell: "+w.exitStatus(), "")
 		}
-		return false
+		return false, true
 	}
 	ok := true
 	switch {
@@ -274,9 +291,9 @@ func (h *Host) cell(w *worker, source string, deadline time.Time, timeout time.D
 	w.release(o, e)
 	if !complete || !ok {
 		w.kill()
-		return false
+		return false, true
 	}
-	return true
+	return true, true
 }
 
 // CloseSession stops a session's worker; closing one that is not open is not an error.
