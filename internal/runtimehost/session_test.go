@@ -72,7 +72,7 @@ func TestSessionsKeepStateAndAreIsolated(t *testing.T) {
 	}}
 	for _, c := range cases {
 		t.Run(c.title, func(t *testing.T) {
-			h := newHarness(t, bundledRegistry, c.title, "", map[string]string{"LAMBDA_SANDBOX": "off"})
+			h := newHarness(t, bundledRegistry, c.title, "", nil)
 			h.openSession(t, "s1", "t1")
 			h.openSession(t, "s2", "t1")
 
@@ -133,7 +133,7 @@ func TestSessionsKeepStateAndAreIsolated(t *testing.T) {
 }
 
 func TestSessionIdleTimeFreesTheWorker(t *testing.T) {
-	h := newHarness(t, bundledRegistry, "python", "", map[string]string{"LAMBDA_SANDBOX": "off"})
+	h := newHarness(t, bundledRegistry, "python", "", nil)
 	code, b := h.sessionCall(t, http.MethodPost, "/_/sessions", map[string]any{"id": "idle", "tenant": "t", "idle_ms": 300})
 	require.Equal(t, http.StatusCreated, code, "%s", b)
 	require.Eventually(t, func() bool {
@@ -145,7 +145,7 @@ func TestSessionIdleTimeFreesTheWorker(t *testing.T) {
 }
 
 func TestSessionsNotSupported(t *testing.T) {
-	h := newHarness(t, testRegistry, "perl", "", map[string]string{"LAMBDA_SANDBOX": "off"})
+	h := newHarness(t, testRegistry, "perl", "", nil)
 	code, b := h.sessionCall(t, http.MethodPost, "/_/sessions", map[string]any{"id": "x", "tenant": "t"})
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Contains(t, string(b), "sessions not supported")
