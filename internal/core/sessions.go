@@ -151,7 +151,16 @@ func (s *Sessions) Open(ctx context.Context, tenant, language string, memoryMB i
 		return store.Session{}, err
 	}
 	ss.Replica = replica
-	return ss, nil
+	return s.withExpiry(ss), nil
+}
+
+// withExpiry sets when an open session expires without another cell.
+func (s *Sessions) withExpiry(ss store.Session) store.Session {
+	if ss.Status == store.SessionOpen {
+		at := ss.LastUsedAt.Add(s.cfg.Idle)
+		ss.ExpiresAt = &at
+	}
+	return ss
 }
 
 // start opens the session's worker on ss.Replica and records where it runs.
@@ -286,7 +295,7 @@ func (s *Sessions) Get(ctx context.Context, tenant, id string) (store.Session, [
 		return ss, nil, err
 	}
 	cells, err := s.store.Cells(ctx, id)
-	return ss, cells, err
+	return s.withExpiry(ss), cells, err
 }
 
 // Close ends a tenant's session and stops its worker.

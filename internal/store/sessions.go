@@ -23,6 +23,8 @@ type Session struct {
 	CreatedAt       time.Time  `json:"created_at"`
 	LastUsedAt      time.Time  `json:"last_used_at"`
 	ClosedAt        *time.Time `json:"closed_at,omitempty"`
+	// ExpiresAt is when an open session expires unless a cell runs before (set by core).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // Session statuses.
