@@ -184,8 +184,50 @@ func TestSessionsAreIsolated(t *testing.T) {
 	r = a.do("POST", "/v1/sessions", map[string]any{"language": "rust"})
 	require.Equal(t, http.StatusBadRequest, r.status, r.raw)
 	require.Contains(t, r.raw, "sessions not supported")
-	r = a.do("POST", "/v1/sessions", map[string]any{"language": "cobol"})
-	require.Equal(t, http.StatusBadRequest, r.status, r.raw)
+	// Bad input: a clear 4xx problem, nothing opened.
+	for _, bad := range []struct {
+		method, path string
+		body         any
+		status       int
+	}{
+		{"POST", "/v1/sessions", map[string]any{"language": "cobol"}, http.StatusBadRequest},
+		{"POST", "/v1/sessions", map[string]any{}, http.StatusBadRequest},
+		{"POST", "/v1/sessions", map[string]any{"language": "python", "memory_mb": 1}, http.StatusBadRequest},
+		{"POST", "/v1/sessions/" + s1 + "/cells", map[string]any{}, http.StatusBadRequest},
+		{"POST", "/v1/sessions/not-a-session/cells", map[string]any{"source": "1"}, http.StatusNotFound},
+		{"POST", "/v1/sessions/" + s1 + "/promote", map[string]any{"name": "nb-bad", "cells": []int{99}}, http.StatusBadRequest},
+	} {
+		r := a.do(bad.method, bad.path, bad.body)
+		require.Equal(t, bad.status, r.status, "%s %s: %s", bad.method, bad.path, r.raw)
+		require.Contains(t, r.header.Get("Content-Type"), "application/problem+json", r.raw)
+	}
+	g := a.do("GET", "/v1/sessions/"+s1, nil)
+	require.Len(t, g.body["cells"], 2, g.raw) // the bad requests ran nothing
+}
+
+// TestSessionCLI drives a session with the real bin/lambda: new, exec, get, rm.
+func TestSessionCLI(t *testing.T) {
+	t.Parallel()
+	u := newCLIUser(t, "sessions-cli")
+	r := u.run(t, "session", "new", "--language", "python")
+	require.Equal(t, 0, r.code, r.stderr)
+	id := strings.TrimSpace(r.stdout)
+	require.Regexp(t, `^[0-9a-f-]{36}$`, id)
+	require.Equal(t, cliResult{code: 0}, u.run(t, "session", "exec", id, "x = 40"))
+	r = u.run(t, "session", "exec", id, "print('hi')\nx + 2")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "42\n", r.stdout)
+	require.Contains(t, r.stderr, "hi")
+	r = u.run(t, "session", "exec", id, "1/0")
+	require.NotEqual(t, 0, r.code)
+	require.Contains(t, r.stderr, "ZeroDivisionError")
+	r = u.run(t, "session", "get", id)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "x = 40")
+	require.Equal(t, cliResult{stdout: "ended session " + id + "\n", code: 0}, u.run(t, "session", "rm", id))
+	r = u.run(t, "session", "exec", id, "x")
+	require.NotEqual(t, 0, r.code)
+	require.Contains(t, r.stderr, "deleted")
 }
 
 // TestSessionWorkerKilledReplays: kill -9 of a session's worker; the next cell rebuilds the

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -268,4 +269,21 @@ func unpackBundled() (string, error) {
 		}
 	}
 	return reg, nil
+}
+
+// PromoteTemplate reads the session_promote template. A registry file installed without
+// its language folders (a Kubernetes ConfigMap next to the api) falls back to the
+// template bundled into the binary for a language of the same title.
+func (rt *Runtime) PromoteTemplate() ([]byte, error) {
+	if rt.SessionPromote == "" {
+		return nil, fmt.Errorf("the %s runtime declares no session_promote template", rt.Title)
+	}
+	path := rt.ExpandVars([]string{rt.SessionPromote}, Vars{})[0]
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if bb, berr := bundled.ReadFile(rt.Title + "/" + filepath.Base(path)); berr == nil {
+			return bb, nil
+		}
+	}
+	return b, err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -417,7 +416,7 @@ func PromotedSource(rt *runtimes.Runtime, cells []string) (string, error) {
 	if rt.SessionPromote == "" {
 		return "", fault.New(fault.Invalid, "promote: the %s runtime declares no session_promote template", rt.Title)
 	}
-	tmpl, err := os.ReadFile(rt.ExpandVars([]string{rt.SessionPromote}, runtimes.Vars{})[0])
+	tmpl, err := rt.PromoteTemplate()
 	if err != nil {
 		return "", fmt.Errorf("promote template of %s: %w", rt.Title, err)
 	}

@@ -50,8 +50,9 @@ type Config struct {
 	// MaxBody bounds a request body (event plus source plus envelope).
 	MaxBody int64 `env:"LAMBDA_RUNTIME_MAX_BODY" envDefault:"8388608"`
 	// AdvertiseURL is this replica's own base URL as the api should call it for the
-	// sessions it holds (on Kubernetes: http://$(POD_IP):8080); empty lets the api use the
-	// address it reached the replica at.
+	// sessions it holds; "auto" is this host's first non-loopback IPv4 address and the
+	// listen port (a Kubernetes pod's address); empty lets the api use the address it
+	// reached the replica at.
 	AdvertiseURL string `env:"LAMBDA_RUNTIME_ADVERTISE_URL"`
 	// MaxSessions bounds the notebook sessions (one worker each, outside Workers) this
 	// host holds at once; more are refused (503).

@@ -106,8 +106,10 @@ type Host struct {
 	builds   *builds
 	pool     *pool
 	sess     sessions
-	m        *hostMetrics
-	log      *zap.Logger
+	// advertise is this replica's base URL for the api's session calls ("" : the api's own).
+	advertise string
+	m         *hostMetrics
+	log       *zap.Logger
 
 	sandboxDoc []byte // the "sandbox" member of /_/ready
 	prepared   atomic.Bool
@@ -175,6 +177,7 @@ func New(o Options) (*Host, error) {
 		stop: make(chan struct{}),
 	}
 	h.sess.m = map[string]*session{}
+	h.advertise = advertiseURL(o.Config)
 	if h.cfg.MaxSessions <= 0 {
 		h.cfg.MaxSessions = 32
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
@@ -58,7 +59,7 @@ func handleOpenSession(h *Host) http.HandlerFunc {
 			h.answerError(w, err)
 			return
 		}
-		h.answer(w, http.StatusCreated, map[string]string{"id": req.ID, "replica": h.cfg.AdvertiseURL})
+		h.answer(w, http.StatusCreated, map[string]string{"id": req.ID, "replica": h.advertise})
 	}
 }
 
@@ -101,4 +102,28 @@ func handleListSessions(h *Host) http.HandlerFunc {
 		h.sess.mu.Unlock()
 		h.answer(w, http.StatusOK, map[string]any{"sessions": list})
 	}
+}
+
+// advertiseURL is the base URL the api should call this replica at for its sessions:
+// LAMBDA_RUNTIME_ADVERTISE_URL, where "auto" means this host's first non-loopback IPv4
+// address and the listen port (a Kubernetes pod's own address); "" lets the api keep the
+// address it used.
+func advertiseURL(cfg Config) string {
+	if cfg.AdvertiseURL != "auto" {
+		return cfg.AdvertiseURL
+	}
+	_, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil || port == "" {
+		port = "8080"
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return "http://" + net.JoinHostPort(ipn.IP.String(), port)
+		}
+	}
+	return ""
 }
