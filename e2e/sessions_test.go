@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lambda-microservice/lambda/internal/faas"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 )
 
 // sessionUser is a fresh tenant calling /v1/sessions with its own key.
@@ -81,10 +83,19 @@ func sessionWorker(t *testing.T, fn, id string) (replica string, pid int) {
 	t.Helper()
 	urls, err := faas.FetchEndpoints(context.Background(), http.DefaultClient, stack.ProviderURL, fn)
 	require.NoError(t, err)
+	secret, err := os.ReadFile(stack.RuntimeSecretFile)
+	require.NoError(t, err)
 	for _, u := range urls {
-		resp, err := http.Get(u + "/_/sessions")
+		req, err := http.NewRequest(http.MethodGet, u+"/_/sessions", nil)
+		require.NoError(t, err)
+		req.Header.Set(platformsecret.RuntimeHeader, strings.TrimSpace(string(secret)))
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			continue
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			t.Fatalf("GET %s/_/sessions: %s", u, resp.Status)
 		}
 		var list struct {
 			Sessions []struct {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 )
 
 // Notebook sessions live on one replica of a runtime function (its kernel worker is a
@@ -85,6 +86,9 @@ func (c *Client) sessionCall(ctx context.Context, method, u string, body, out an
 		return fault.Wrap(fault.Invalid, err, "session request")
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if c.secret != "" {
+		req.Header.Set(platformsecret.RuntimeHeader, c.secret)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {

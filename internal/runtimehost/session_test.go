@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 )
 
 func (h *harness) sessionCall(t *testing.T, method, path string, body any) (int, []byte) {
@@ -23,6 +25,7 @@ func (h *harness) sessionCall(t *testing.T, method, path string, body any) (int,
 	} else {
 		r = httptest.NewRequest(method, path, nil)
 	}
+	r.Header.Set(platformsecret.RuntimeHeader, testSecret)
 	rec := httptest.NewRecorder()
 	h.handler.ServeHTTP(rec, r)
 	return rec.Code, rec.Body.Bytes()
@@ -142,6 +145,21 @@ func TestSessionIdleTimeFreesTheWorker(t *testing.T) {
 	}, 5*time.Second, 50*time.Millisecond)
 	code, _ = h.cell(t, "idle", "t", "1")
 	require.Equal(t, http.StatusNotFound, code)
+}
+
+func TestSessionRoutesNeedThePlatformSecret(t *testing.T) {
+	h := newHarness(t, bundledRegistry, "python", "", nil)
+	for _, r := range []*http.Request{
+		httptest.NewRequest(http.MethodPost, "/_/sessions", strings.NewReader(`{"id":"x","tenant":"t"}`)),
+		httptest.NewRequest(http.MethodGet, "/_/sessions", nil),
+		httptest.NewRequest(http.MethodPost, "/_/sessions/x/cells", strings.NewReader(`{"tenant":"t","source":"1"}`)),
+		httptest.NewRequest(http.MethodDelete, "/_/sessions/x?tenant=t", nil),
+	} {
+		rec := httptest.NewRecorder()
+		h.handler.ServeHTTP(rec, r)
+		require.Equal(t, http.StatusUnauthorized, rec.Code, "%s %s", r.Method, r.URL)
+	}
+	require.Empty(t, h.host.SessionIDs())
 }
 
 func TestSessionsNotSupported(t *testing.T) {

@@ -8,10 +8,25 @@ import (
 	"net/http"
 
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 )
 
 // The session routes: POST /_/sessions (open), POST /_/sessions/{id}/cells, DELETE
 // /_/sessions/{id}?tenant=, GET /_/sessions (the open ones, with their workers' pids).
+
+// platformOnly refuses a caller without the deployment's invoke secret, as POST / does:
+// nothing is read, started or run for it.
+func platformOnly(h *Host, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.cfg.Auth != AuthNone && !platformsecret.Equal(r.Header.Get(platformsecret.RuntimeHeader), h.cfg.secret) {
+			w.Header()["Content-Type"] = contentTypeJSON
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":{"type":"Unauthorized","message":"this runtime host runs calls of the platform only (`+platformsecret.RuntimeHeader+`)"}}`)
+			return
+		}
+		next(w, r)
+	}
+}
 
 func (h *Host) decodeJSON(r *http.Request, v any) error {
 	b, err := io.ReadAll(io.LimitReader(r.Body, h.cfg.MaxBody+1))
