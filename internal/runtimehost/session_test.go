@@ -168,3 +168,20 @@ func TestSessionsNotSupported(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Contains(t, string(b), "sessions not supported")
 }
+
+// A cell over its timeout is stopped (504 at the api) and takes the session's worker with
+// it: the next cell finds the session gone, which is what makes the api replay.
+func TestSessionCellTimeoutStopsTheWorker(t *testing.T) {
+	h := newHarness(t, bundledRegistry, "python", "", nil)
+	h.openSession(t, "slow", "t")
+	code, b := h.sessionCall(t, http.MethodPost, "/_/sessions/slow/cells",
+		map[string]any{"tenant": "t", "source": "print('started')\nwhile True:\n    pass", "timeout_ms": 300})
+	require.Equal(t, http.StatusOK, code, "%s", b)
+	var r response
+	require.NoError(t, json.Unmarshal(b, &r))
+	require.Equal(t, "timeout", r.Status)
+	require.Equal(t, "Timeout", r.Error.Type)
+	require.Equal(t, "started\n", r.Stdout)
+	code, _ = h.cell(t, "slow", "t", "1")
+	require.Equal(t, http.StatusNotFound, code)
+}
