@@ -44,6 +44,8 @@ type workerConfig struct {
 
 func (c workerConfig) logConfig() logging.Config { return c.Log }
 
+func (c *workerConfig) setEnv(e Env) { c.Data.env = e }
+
 func (c workerConfig) validate() error {
 	if c.Temporal.Addr == "" || c.Temporal.Namespace == "" {
 		return errors.New("LAMBDA_TEMPORAL_ADDR and LAMBDA_TEMPORAL_NAMESPACE must not be empty")
