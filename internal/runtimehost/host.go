@@ -242,6 +242,13 @@ func New(o Options) (*Host, error) {
 	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Config.StartTimeout, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
 	h.pool.onSpare = func() { h.spareUp.Store(true) }
 	h.pool.share = o.Config.tenantShare()
+	if direct && o.Config.SecretFile != "" {
+		// Workers share the file system's view: the secret's file must be the host's alone.
+		if fi, err := os.Stat(o.Config.SecretFile); err == nil && fi.Mode().Perm()&0o004 != 0 {
+			h.log.Warn("the invoke secret's file is readable by every uid, workers included: mount it with mode 0440 (or 0400) for the host's uid or group",
+				zap.String("file.path", o.Config.SecretFile), zap.String("file.mode", fi.Mode().Perm().String()))
+		}
+	}
 	tenants := "isolated"
 	if sb, ok := sp.(*sandbox.Sandbox); ok && !sb.Isolated() {
 		// auto without distinct worker uids: never several tenants on shared ground.
