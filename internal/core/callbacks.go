@@ -133,6 +133,9 @@ func (s *Service) DeliverCallback(ctx context.Context, id string, n int) (Delive
 		return Delivery{}, fault.New(fault.Unavailable, "no callback client is configured")
 	}
 	cb, err := s.store.GetCallback(ctx, id)
+	if fault.Is(err, fault.NotFound) {
+		return Delivery{Done: true}, nil // nothing asked for one
+	}
 	if err != nil {
 		return Delivery{}, err
 	}
