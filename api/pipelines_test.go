@@ -602,3 +602,35 @@ func TestSyncAndDurableRunsAgree(t *testing.T) {
 	require.Equal(t, "skipped", as["skipped_by_catch"]["status"])
 	require.Equal(t, "succeeded", as["recover"]["status"])
 }
+
+// Durable runs count against the tenant's cap on async work (with its async executions:
+// store's TestRunsAndExecutionsShareTheAsyncCap); a keyed async run is started once.
+func TestDurableRunsCountAgainstTheAsyncCap(t *testing.T) {
+	t.Parallel()
+	runs := newLocalRuns()
+	f := newFixture(t, runs, coreOption(func(c *core.Config) { c.AsyncPerTenant = 1 }))
+	f.functions(t)
+	p := `{"name":"gate","steps":[{"id":"approve","wait_for":{"signal":"go","timeout_ms":60000}}]}`
+	require.Equal(t, 201, f.do(t, "POST", "/v1/pipelines", p).status)
+	a := f.do(t, "POST", "/v1/pipelines/gate/runs", `{}`, "Idempotency-Key", "once")
+	require.Equal(t, 202, a.status, a.raw)
+	b := f.do(t, "POST", "/v1/pipelines/gate/runs", `{}`, "Idempotency-Key", "once")
+	require.Equal(t, 202, b.status, b.raw)
+	require.Equal(t, a.body["id"], b.body["id"])
+	require.Equal(t, "true", b.header.Get("Idempotent-Replayed"))
+	require.EqualValues(t, 1, runs.starts.Load())
+
+	r := f.do(t, "POST", "/v1/pipelines/gate/runs", `{}`)
+	require.Equal(t, 429, r.status, r.raw)
+	require.NotEmpty(t, r.header.Get("Retry-After"))
+	require.Equal(t, 1, f.count(t, "runs"))
+
+	id := a.body["id"].(string)
+	require.Eventually(t, func() bool {
+		return f.do(t, "GET", "/v1/runs/"+id, "").body["status"] == "waiting"
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, 202, f.do(t, "POST", "/v1/runs/"+id+"/signals/go", `"ok"`).status)
+	require.Equal(t, "succeeded", f.do(t, "GET", "/v1/runs/"+id+"?wait=5s", "").body["status"])
+	// Finished, it no longer counts.
+	require.Equal(t, 202, f.do(t, "POST", "/v1/pipelines/gate/runs", `{}`).status)
+}

@@ -56,7 +56,7 @@ func scrape(t *testing.T, url string, into map[string]bool) {
 }
 
 // TestEveryMetricOfTheRulesAndDashboardsIsExported scrapes the running api, worker,
-// provider and runtime hosts after traffic on every path, and checks that each lambda_*
+// provider and runtime hosts after traffic on every path (pipelines included), and checks that each lambda_*
 // metric an alert or a dashboard panel uses is really exported by some process.
 func TestEveryMetricOfTheRulesAndDashboardsIsExported(t *testing.T) {
 	mustRegister(t, "obs-cached", "python", "def handler(event, context):\n    return event\n", map[string]any{"cache_ttl_s": 30})
@@ -66,6 +66,11 @@ func TestEveryMetricOfTheRulesAndDashboardsIsExported(t *testing.T) {
 	r := invoke(t, "obs-cached", "python", `{"x":2}`, "Prefer", "respond-async")
 	require.Equal(t, http.StatusAccepted, r.status, r.raw)
 	require.Equal(t, "succeeded", call(t, "GET", r.header.Get("Location")+"?wait=60s", "").body["status"])
+	// A pipeline run: its runs, steps and step latency.
+	r = call(t, "POST", "/v1/pipelines", `{"name":"obs-pipeline","steps":[{"id":"one","function":"obs-cached"}]}`)
+	require.Equal(t, http.StatusCreated, r.status, r.raw)
+	r = call(t, "POST", "/v1/pipelines/obs-pipeline/runs", `{"x":3}`)
+	require.Equal(t, http.StatusOK, r.status, r.raw)
 
 	urls := []string{stack.APIURL + "/metrics", stack.WorkerMetricsURL, stack.ProviderURL + "/metrics"}
 	for _, fn := range stack.Functions {

@@ -557,3 +557,28 @@ func TestStepSummary(t *testing.T) {
 	require.Equal(t, "step a: resize v3", workflows.StepSummary(pipeline.CallSpec{StepID: "a", Function: "resize", Version: 3, Item: -1}))
 	require.Equal(t, "step m: resize v3 (item 7)", workflows.StepSummary(pipeline.CallSpec{StepID: "m", Function: "resize", Version: 3, Item: 7}))
 }
+
+func TestRunPipelineTimeout(t *testing.T) {
+	t.Parallel()
+	p := newPipelineEnv(t, `{"timeout_ms":5000,"steps":[{"id":"a","function":"echo"},{"id":"w","wait_for":{"signal":"never","timeout_ms":60000}}]}`, `{}`)
+	_, err := p.run(t)
+	require.Error(t, err)
+	require.Equal(t, pipeline.RunFailed, p.f.finished[0].Status)
+	require.Equal(t, pipeline.ErrTypeRunTimeout, p.f.finished[0].Error.Type)
+	require.Equal(t, pipeline.StepCanceled, p.f.settled["w"].Status, "the step in flight is canceled by the run's timer")
+	require.Equal(t, []string{"+never", "-never"}, p.f.waiting, "no longer waiting once canceled")
+	require.Equal(t, "failed", p.statuses[len(p.statuses)-1])
+}
+
+func TestRunPipelineParallelFailureCancelsTheOtherBranch(t *testing.T) {
+	t.Parallel()
+	p := newPipelineEnv(t, `{"steps":[{"id":"par","parallel":{
+	  "a":[{"id":"a1","function":"fail"}],
+	  "b":[{"id":"b1","sleep_ms":60000},{"id":"b2","function":"echo"}]}}]}`, `{}`)
+	_, err := p.run(t)
+	require.Error(t, err)
+	require.Equal(t, &pipeline.Error{Type: "ValueError", Message: "boom", Step: "a1"}, p.f.finished[0].Error)
+	require.Equal(t, pipeline.StepCanceled, p.f.settled["b1"].Status)
+	require.Empty(t, p.f.callsOf("b2"))
+	require.Equal(t, pipeline.StepFailed, p.f.settled["par"].Status)
+}

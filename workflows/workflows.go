@@ -1,8 +1,13 @@
-// Package workflows holds the durable async execution, ExecuteFunction, and how the
-// platform starts and cancels it (Starter, the Temporal side of core.Durable). Workflow
+// Package workflows holds the durable async execution, ExecuteFunction, the durable
+// pipeline run, RunPipeline (pipeline.go), and how the platform starts, signals and
+// cancels them (Starter, the Temporal side of core.Durable and core.RunDurable). Workflow
 // code only orchestrates: it is deterministic (no I/O, clocks or randomness) and carries
 // references — execution id, the pinned version and its settings — never the event, the
 // result or the script, which stay in PostgreSQL (claim check).
+//
+// RunPipeline runs the pipeline package's interpreter itself inside the workflow, so a
+// change to the interpreter's order of runner calls is a change to the workflow: guard it
+// with workflow.GetVersion, and keep the recorded run histories in testdata replaying.
 //
 // Shape. The run starts with the version its execution was accepted with (core.Pinned in
 // ExecutionRef), so no step resolves it again: CheckCache (when the version caches

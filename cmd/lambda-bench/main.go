@@ -5,8 +5,12 @@
 // the date, between the generated-section markers of BENCHMARKS.md.
 //
 //	lambda-bench [-quick] [-out BENCHMARKS.md] [-profile-dir DIR] [-runtimes python,node,rust]
+//	lambda-bench -api http://127.0.0.1:8000 [-token T]
 //
 // -quick is `make bench-quick`: every scenario with short durations, to prove the harness.
+// -api runs scenario 10 (the README's way: a tenant, its key, net/http) against a stack that
+// is already running, such as `make run`'s, with its admin token (-token, else
+// LAMBDA_ADMIN_TOKEN, else LAMBDA_DATA_DIR/admin-token).
 package main
 
 import (
@@ -53,6 +57,8 @@ type config struct {
 	command    string
 	keep       bool
 	timeout    time.Duration
+	api        string
+	token      string
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -68,6 +74,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.command, "command", "", "how the run was started, for the report (default: this command line)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the stack's data dir (logs) instead of removing it")
 	fs.DurationVar(&c.timeout, "timeout", 0, "stop everything after this long (default 45m, -quick 10m)")
+	fs.StringVar(&c.api, "api", "", "measure scenario 10 against this running api (e.g. make run's http://127.0.0.1:8000) instead of starting a stack")
+	fs.StringVar(&c.token, "token", "", "with -api: the admin token (default LAMBDA_ADMIN_TOKEN, else LAMBDA_DATA_DIR/admin-token)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -75,11 +83,17 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		c.only = map[int]bool{}
 		for _, f := range strings.Split(*only, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 0 || n > 9 {
-				return c, fmt.Errorf("-only: %q is not a scenario number 0–9", f)
+			if err != nil || n < 0 || n > 10 {
+				return c, fmt.Errorf("-only: %q is not a scenario number 0–10", f)
 			}
 			c.only[n] = true
 		}
+	}
+	if c.api != "" {
+		if c.only != nil && (len(c.only) != 1 || !c.only[10]) {
+			return c, errors.New("-api measures scenario 10 only (the others start their own stack)")
+		}
+		c.only = map[int]bool{10: true}
 	}
 	if c.out == "" && !c.quick && c.only == nil {
 		c.out = "BENCHMARKS.md"
@@ -117,6 +131,9 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	if err != nil {
 		return err
 	}
+	if cfg.api != "" {
+		return runAgainst(ctx, cfg, settings, opts, stdout, stderr)
+	}
 	temporalInMemory := opts.TemporalInMemory // as `make run` would: LAMBDA_DEV_TEMPORAL_IN_MEMORY
 	dir, err := os.MkdirTemp("", "lambda-bench-")
 	if err != nil {
@@ -129,7 +146,15 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	}
 	opts.Isolate(filepath.Join(dir, "data"))
 	opts.TemporalInMemory = temporalInMemory
-	opts.RulesDir = ""
+	if !cfg.quick {
+		// The README's stack (`make run`), not a lighter one: Prometheus scraping every
+		// component every 5 s with the project's rules, and the Temporal Web UI. Only the
+		// ports, the database and the data dir are the bench's own.
+		opts.SkipPrometheus = false
+		opts.TemporalHeadless = false // LAMBDA_PROMETHEUS_RULES as loaded (its default)
+	} else {
+		opts.RulesDir = ""
+	}
 	opts.Worker = "on"
 	opts.Out = stderr
 	if opts.TemporalBin == "" {
@@ -142,11 +167,10 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	if opts.Env == nil {
 		opts.Env = map[string]string{}
 	}
-	// The api's pprof, and a per-key rate limit above any rate the search tries (the
-	// limiter still runs on every call; it just never refuses one).
+	// The api's pprof. The rate limits are the README's defaults: the step search (3)
+	// spreads its load over several keys of the tenant, as a client above one key's
+	// rate would.
 	opts.Env["LAMBDA_DEBUG_ADDR"] = debugAddr
-	opts.Env["LAMBDA_RATE_LIMIT"] = "1000000"
-	opts.Env["LAMBDA_RATE_BURST"] = "1000000"
 
 	fmt.Fprintf(stderr, "lambda-bench: starting the platform (Temporal %s)\n", map[bool]string{true: "in memory", false: "file DB"}[temporalInMemory])
 	stack, err := devstack.Start(ctx, opts)
@@ -173,6 +197,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		Log: stderr,
 
 		ScratchDir: stack.DataDir,
+		StackName:  map[bool]string{false: "the README's stack (`make run`'s defaults)", true: "-quick stack"}[cfg.quick],
 	}
 	var diskNote string
 	if len(settings.Only) == 0 || settings.Only[0] {
@@ -227,10 +252,81 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 	return stack.Err()
 }
 
+// runAgainst measures scenario 10 on a stack that is already running (`make run`'s).
+func runAgainst(ctx context.Context, cfg config, settings bench.Settings, opts devstack.Options, stdout, stderr io.Writer) error {
+	token := cfg.token
+	if token == "" {
+		token = opts.Environ["LAMBDA_ADMIN_TOKEN"]
+	}
+	if token == "" {
+		b, err := os.ReadFile(filepath.Join(opts.DataDir, "admin-token"))
+		if err != nil {
+			return fmt.Errorf("-api: no admin token: pass -token or set LAMBDA_ADMIN_TOKEN (%w)", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	r := &bench.Runner{
+		P:         &bench.Platform{APIURL: strings.TrimRight(cfg.api, "/"), Token: token, Client: bench.NewClient(16)},
+		S:         settings,
+		Log:       stderr,
+		StackName: "running stack at " + cfg.api,
+	}
+	if cfg.profile {
+		// The machine's CPU by program; the api's CPU profile too when it serves pprof
+		// (LAMBDA_DEBUG_ADDR, set for `make run` as for this command).
+		debugAddr := opts.Environ["LAMBDA_DEBUG_ADDR"]
+		dir := cfg.profileDir
+		if dir == "" {
+			dir = os.TempDir()
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		r.During = func(ctx context.Context, d time.Duration) string {
+			if debugAddr == "" {
+				return bench.MeasureProcCPU(ctx, d).Markdown(15)
+			}
+			return profile(ctx, d, "http://"+debugAddr, filepath.Join(opts.BinDir, "lambda"), dir, cfg.quick)
+		}
+	}
+	loadBefore := loadAvg()
+	rep, err := r.Run(ctx)
+	if rep == nil {
+		return err
+	}
+	rep.Notes = append(rep.Notes, fmt.Sprintf("Machine load average (1/5/15 min) at the start: %s; at the end: %s.", loadBefore, loadAvg()))
+	if rev := gitRevision(ctx); rev != "" {
+		rep.Notes = append(rep.Notes, "Code: "+rev+".")
+	}
+	md := rep.Markdown(bench.ReadMachine(), cfg.command)
+	fmt.Fprintln(stdout, md)
+	if cfg.out != "" {
+		if werr := bench.WriteSection(cfg.out, md); werr != nil {
+			return errors.Join(err, fmt.Errorf("write %s: %w", cfg.out, werr))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if empty := rep.Empty(); len(empty) > 0 {
+		return fmt.Errorf("scenarios without samples: %s", strings.Join(empty, "; "))
+	}
+	for _, row := range rep.Rows {
+		if row.Verdict == "FAIL" {
+			return fmt.Errorf("%s: %s", row.Case, row.Note)
+		}
+	}
+	return nil
+}
+
 func stackNotes(o devstack.Options, temporalInMemory bool) []string {
+	extras := "no Temporal UI, no Prometheus (-quick)"
+	if !o.SkipPrometheus {
+		extras = "the Temporal Web UI, Prometheus scraping every component every 5 s"
+	}
 	return []string{
-		fmt.Sprintf("Stack: devstack with free ports, a fresh database, Temporal dev server (%s, no UI), no Prometheus, %d replica(s) per runtime function, log level %q; api rate limit raised to 1,000,000/s per key (the limiter still runs).",
-			map[bool]string{true: "in-memory DB", false: "file DB, as `make run`"}[temporalInMemory], o.RuntimeReplicas, o.Log.Level),
+		fmt.Sprintf("Stack: `make run`'s (devstack) with free ports and a fresh database: Temporal dev server (%s), %s, the worker, %d replica(s) per runtime function, log level %q, the README's rate limits (5,000/s per key, 10,000/s per tenant).",
+			map[bool]string{true: "in-memory DB", false: "file DB, as `make run`"}[temporalInMemory], extras, o.RuntimeReplicas, o.Log.Level),
 		"Load generator, platform, PostgreSQL, Redis and Temporal all share the same cores; other work on the machine during the run shows up in the numbers.",
 	}
 }

@@ -116,6 +116,14 @@ func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metri
 	if err != nil {
 		return nil, err
 	}
+	for _, rt := range reg.All() {
+		if rt.Deps != nil {
+			if err := engine.Check(rt.Deps); err != nil {
+				log.Warn("dependency installers missing: registrations with dependencies will fail",
+					zap.String(logging.FieldRuntime, rt.Title), logging.Err(err))
+			}
+		}
+	}
 	if data.Migrate {
 		if err := store.Migrate(ctx, data.DatabaseURL); err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -110,8 +111,15 @@ func Do(ctx context.Context, c *Client, method, url string, header http.Header, 
 	return resp.StatusCode(), bytes.Clone(resp.Body()), nil
 }
 
-// StatusError names an unexpected status with the start of its body.
+// StatusError names an unexpected status with the start of its body (a problem's
+// detail, when the body is one).
 func StatusError(status int, body []byte) error {
+	var p struct {
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(body, &p) == nil && p.Detail != "" {
+		body = []byte(p.Detail)
+	}
 	s := strings.Join(strings.Fields(string(body)), " ")
 	if len(s) > 100 {
 		s = s[:100] + "…"

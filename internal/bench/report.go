@@ -33,7 +33,8 @@ type Report struct {
 	Rows              []Row
 	Searches          []SearchReport
 	Notes             []string
-	Profile           string  // CPU profile summary of scenario 1 (may be empty)
+	Profile           string  // CPU profile summary of scenario 1, else of scenario 10 (may be empty)
+	ProfileOf         string  // which scenario Profile is of (default "scenario 1, first runtime")
 	OverheadP50       float64 // ms, scenario 6 sequential
 	Started, Finished time.Time
 }
@@ -179,7 +180,11 @@ func (r *Report) Markdown(m Machine, command string) string {
 		}
 	}
 	if r.Profile != "" {
-		b.WriteString("\n### Where the time goes (scenario 1, first runtime)\n\n" + r.Profile + "\n")
+		of := r.ProfileOf
+		if of == "" {
+			of = "scenario 1, first runtime"
+		}
+		b.WriteString("\n### Where the time goes (" + of + ")\n\n" + r.Profile + "\n")
 	}
 	return b.String()
 }

@@ -68,7 +68,8 @@ func errRunsOff() error {
 
 // StartRun runs a pipeline. A pipeline without sleep or wait steps runs sync unless
 // req.Async: in this process, on the fast path, each function call through the
-// invocation core; the run and its steps are recorded, and the finished run returned.
+// invocation core; the run, its calls and its steps are recorded, and the finished run
+// returned.
 // Others are recorded queued and started durably (RunDurable). A sync run that outlives
 // SyncPipelineMax is handed over: its finished steps are recorded and a workflow seeded
 // with them continues it; the run is returned queued (mode async). With an
@@ -140,7 +141,7 @@ func (s *Service) StartRun(ctx context.Context, req RunRequest) (store.Run, bool
 		r.Steps = s.envelopeSteps(comp, nil)
 		return r, false, nil
 	}
-	// The run is recorded: it runs to its end (or its hand-over) even when its caller
+	// The run goes on to its end (or its hand-over) and is recorded even when its caller
 	// goes away.
 	return s.runSync(context.WithoutCancel(ctx), r, comp)
 }

@@ -55,7 +55,7 @@ type Limiter struct {
 	mu      sync.Mutex
 	local   map[string]*rate.Limiter
 	running map[string]int // "invoke:"/"poll:" + tenant → slots taken
-	leases  map[string]lease
+	leases  map[string]*lease
 	warned  time.Time
 	// redisDownUntil skips Redis for a while after a failure, so an outage costs each
 	// request nothing more than the local limiter.
@@ -67,7 +67,7 @@ const redisRetry = 2 * time.Second
 
 // New returns a limiter using rdb for the shared rate limit.
 func New(cfg Config, rdb *redis.Client, log *zap.Logger) *Limiter {
-	l := &Limiter{cfg: cfg, log: log, local: map[string]*rate.Limiter{}, running: map[string]int{}, leases: map[string]lease{}}
+	l := &Limiter{cfg: cfg, log: log, local: map[string]*rate.Limiter{}, running: map[string]int{}, leases: map[string]*lease{}}
 	if rdb != nil {
 		l.redis = redis_rate.NewLimiter(rdb)
 	}
@@ -96,27 +96,22 @@ func (l *Limiter) AllowRegistration(ctx context.Context, tenant string) (bool, t
 // at most 32) and the replica spends them locally, so a busy key costs one Redis round trip
 // per lease instead of one per request. A replica may thus run ahead of the shared budget by
 // at most one lease; at low rates the lease is a single token and the limit is exact.
+// One caller per bucket asks Redis at a time: callers that find the lease empty while it
+// is being refilled wait for that answer (one round trip) instead of each taking a lease of
+// their own and spending one token of it, which drained a budget many times faster than
+// requests came whenever they arrived together (after any stall) and refused them well
+// under the limit.
 func (l *Limiter) allow(ctx context.Context, bucket string, lim limit) (bool, time.Duration) {
 	if lim.off() {
 		return true, 0
 	}
 	if l.redis != nil && l.redisUsable() {
-		if l.takeLeased(bucket) {
-			return true, 0
-		}
-		rl := redis_rate.Limit{Rate: lim.rate, Burst: lim.burst, Period: lim.period}
-		n := leaseSize(lim)
-		res, err := l.redis.AllowN(ctx, bucket, rl, n)
-		if err == nil && res.Allowed < n && n > 1 {
-			// Not a whole lease left: fall back to one token.
-			res, err = l.redis.AllowN(ctx, bucket, rl, 1)
-		}
+		ok, wait, err := l.allowLeased(ctx, bucket, lim)
 		if err == nil {
-			if res.Allowed == 0 {
-				return false, res.RetryAfter
-			}
-			l.addLeased(bucket, res.Allowed-1)
-			return true, 0
+			return ok, wait
+		}
+		if ctx.Err() != nil {
+			return false, 0 // the caller is gone
 		}
 		l.warn(err)
 	}
@@ -128,6 +123,87 @@ func (l *Limiter) allow(ctx context.Context, bucket string, lim limit) (bool, ti
 	return true, 0
 }
 
+// lease is a replica's unspent share of a bucket's budget; it expires so idle leases do
+// not hoard tokens beyond the next second. filling is set while one caller asks Redis for
+// the next lease (closed when it has the answer); refusedUntil remembers Redis' last
+// refusal, so the callers that waited for it are refused without a round trip each.
+type lease struct {
+	tokens       int
+	expires      time.Time
+	filling      chan struct{}
+	refusedUntil time.Time
+}
+
+// allowLeased takes a token of bucket's lease, refilling it from Redis when it is empty.
+func (l *Limiter) allowLeased(ctx context.Context, bucket string, lim limit) (bool, time.Duration, error) {
+	for {
+		l.mu.Lock()
+		ls := l.leases[bucket]
+		if ls == nil {
+			if len(l.leases) > 100000 {
+				clear(l.leases)
+			}
+			ls = &lease{}
+			l.leases[bucket] = ls
+		}
+		now := time.Now()
+		if ls.tokens > 0 && now.Before(ls.expires) {
+			ls.tokens--
+			l.mu.Unlock()
+			return true, 0, nil
+		}
+		if now.Before(ls.refusedUntil) {
+			l.mu.Unlock()
+			return false, ls.refusedUntil.Sub(now), nil
+		}
+		if ch := ls.filling; ch != nil {
+			l.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return false, 0, ctx.Err()
+			}
+		}
+		ch := make(chan struct{})
+		ls.filling = ch
+		l.mu.Unlock()
+
+		// The answer serves the callers waiting for it too: it does not end with this
+		// caller's request (go-redis' timeouts bound it).
+		allowed, retry, err := l.fetchLease(context.WithoutCancel(ctx), bucket, lim)
+
+		l.mu.Lock()
+		ls.filling = nil
+		close(ch)
+		switch {
+		case err != nil:
+		case allowed == 0:
+			ls.refusedUntil = now.Add(retry)
+		default:
+			ls.tokens, ls.expires = allowed-1, now.Add(time.Second)
+		}
+		l.mu.Unlock()
+		return allowed > 0, retry, err
+	}
+}
+
+// fetchLease takes a lease of tokens from bucket's shared budget in Redis, or a single
+// token when not a whole lease is left; it returns how many it got (0: refused, retry
+// after the duration).
+func (l *Limiter) fetchLease(ctx context.Context, bucket string, lim limit) (int, time.Duration, error) {
+	rl := redis_rate.Limit{Rate: lim.rate, Burst: lim.burst, Period: lim.period}
+	n := leaseSize(lim)
+	res, err := l.redis.AllowN(ctx, bucket, rl, n)
+	if err == nil && res.Allowed < n && n > 1 {
+		res, err = l.redis.AllowN(ctx, bucket, rl, 1)
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	return res.Allowed, res.RetryAfter, nil
+}
+
 // leaseSize is how many tokens one Redis call takes: 1 % of a per-second rate, at most 32
 // and a quarter of the burst; a single token for slower rates.
 func leaseSize(lim limit) int {
@@ -135,37 +211,6 @@ func leaseSize(lim limit) int {
 		return 1
 	}
 	return max(1, min(32, lim.rate/100, lim.burst/4))
-}
-
-// lease is a replica's unspent share of a key's budget; it expires so idle leases do not
-// hoard tokens beyond the next second.
-type lease struct {
-	tokens  int
-	expires time.Time
-}
-
-func (l *Limiter) takeLeased(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ls, ok := l.leases[key]
-	if !ok || ls.tokens == 0 || time.Now().After(ls.expires) {
-		return false
-	}
-	ls.tokens--
-	l.leases[key] = ls
-	return true
-}
-
-func (l *Limiter) addLeased(key string, n int) {
-	if n <= 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.leases) > 100000 {
-		clear(l.leases)
-	}
-	l.leases[key] = lease{tokens: n, expires: time.Now().Add(time.Second)}
 }
 
 func (l *Limiter) localLimiter(bucket string, lim limit) *rate.Limiter {

@@ -3,6 +3,8 @@ package ratelimit_test
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,4 +125,38 @@ func TestTenantRegistrationAndLongPollLimits(t *testing.T) {
 	release()
 	_, ok = l.AcquireLongPoll(tenant)
 	require.True(t, ok)
+}
+
+// TestConcurrentCallersShareOneLease: callers of one key arriving together (a stall's
+// backlog, a client's burst) wait for one lease instead of each taking a lease of its own
+// and spending one token of it — which drained the budget many times faster than the
+// requests came and refused requests well under the limit.
+func TestConcurrentCallersShareOneLease(t *testing.T) {
+	t.Parallel()
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", PoolSize: 256})
+	defer rdb.Close()
+	require.NoError(t, rdb.Ping(context.Background()).Err(), "Redis on 127.0.0.1:6379 is required")
+	cfg := ratelimit.Config{Rate: 3200, Burst: 400, TenantRate: 3200, TenantBurst: 400}
+	l := ratelimit.New(cfg, rdb, zap.NewNop())
+	key := fmt.Sprintf("together-%d", time.Now().UnixNano())
+	const callers, each = 64, 5 // 320 requests, within the burst of 400
+	var refused atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range callers {
+		wg.Go(func() {
+			<-start
+			for range each {
+				if ok, _ := l.Allow(context.Background(), key); !ok {
+					refused.Add(1)
+				}
+				if ok, _ := l.AllowTenant(context.Background(), key); !ok {
+					refused.Add(1)
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	require.Zero(t, refused.Load(), "%d requests within the burst refused", callers*each)
 }

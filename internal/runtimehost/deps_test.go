@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -199,4 +200,38 @@ fn handler(event: Value, _ctx: &Context) -> Result<Value, String> {
 	_, r = h.callLocked(t, "itoa", src, lock, map[string]any{"n": 7})
 	require.False(t, r.Cold)
 	require.Equal(t, `"7"`, string(r.Result))
+}
+
+// An install the installer refuses (here: the host's registry has lost the package) is a
+// 422 with npm's message, and is not remembered: the next call, with the package back,
+// installs and runs.
+func TestDepsInstallFailureNotCached(t *testing.T) {
+	_, err := exec.LookPath("npm")
+	needDepsTool(t, err == nil, "npm")
+	resolver := newDepsEngine(t, nil)
+	empty := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(empty.Close)
+	var mu sync.Mutex
+	vars := map[string]string{"LAMBDA_NPM_REGISTRY": empty.URL + "/"}
+	hostEngine, err := deps.New(deps.Config{Dir: t.TempDir(), Getenv: func(k string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		return vars[k]
+	}})
+	require.NoError(t, err)
+	h, rt := depsHarness(t, "node", "", hostEngine)
+	lock, err := resolver.Resolve(context.Background(), rt.Deps, map[string]string{"is-number": "7.0.0"})
+	require.NoError(t, err)
+	src := "const n = require('is-number');\nexports.handler = (e) => n(e.x);\n"
+	code, r := h.callLocked(t, "isn", src, lock, map[string]any{"x": 1})
+	require.Equal(t, http.StatusUnprocessableEntity, code, "%+v", r)
+	require.Contains(t, r.Error.Message, "node dependencies: install failed (npm exited")
+	require.Empty(t, hostEngine.Entries())
+
+	mu.Lock()
+	vars["LAMBDA_NPM_REGISTRY"] = "https://registry.npmjs.org/"
+	mu.Unlock()
+	code, r = h.callLocked(t, "isn", src, lock, map[string]any{"x": 1})
+	require.Equal(t, http.StatusOK, code, "%+v", r.Error)
+	require.Equal(t, "true", string(r.Result))
 }

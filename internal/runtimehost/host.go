@@ -189,6 +189,11 @@ func New(o Options) (*Host, error) {
 			return nil, fmt.Errorf("runtimehost: %w", err)
 		}
 	}
+	if h.builds.deps != nil {
+		if err := h.builds.deps.Check(o.Runtime.Deps); err != nil {
+			h.log.Warn("dependency installers missing: versions with dependencies will not build", logging.Err(err))
+		}
+	}
 	if sb, ok := sp.(*sandbox.Sandbox); ok && sb.PrivateMounts() && h.builds.deps != nil {
 		// Spares see every install, like every script: opened by a lock hash, never listed.
 		if err := os.Chmod(filepath.Join(h.builds.deps.Config().Dir, "installs"), 0o711); err != nil {

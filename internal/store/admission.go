@@ -41,10 +41,9 @@ func (s *Store) EnqueueExecution(ctx context.Context, e *Execution, a Admission)
 		return e.ID, true, nil
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if a.MaxOpen > 0 {
-			if err := lockAdmissions(ctx, tx, e.Tenant); err != nil {
-				return err
-			}
+		capped, err := lockUnlessFarFromCap(ctx, tx, e.Tenant, a.MaxOpen)
+		if err != nil {
+			return err
 		}
 		if a.Key != "" {
 			id, claimed, err := claimIdempotencyKey(ctx, tx, e.Tenant, a.Key, e.ID, a.RequestHash, a.KeyTTL, 0)
@@ -53,7 +52,7 @@ func (s *Store) EnqueueExecution(ctx context.Context, e *Execution, a Admission)
 				return err
 			}
 		}
-		if a.MaxOpen > 0 {
+		if capped {
 			n, err := openAsync(ctx, tx, e.Tenant, a.MaxOpen)
 			if err != nil {
 				return err
@@ -81,6 +80,37 @@ func (s *Store) EnqueueExecution(ctx context.Context, e *Execution, a Admission)
 	return owner, created, nil
 }
 
+// UnlockedMargin is how far below its cap (LAMBDA_TENANT_ASYNC_MAX) a tenant's async
+// work must be for an admission to skip the tenant's admission lock. The lock serialises
+// a tenant's admissions through their commits (a disk flush each), which held async
+// starts to ~150/s; an admission far below the cap does not need it. Each admission's
+// transaction counts first, unlocked; at least UnlockedMargin below the cap it goes on
+// without the lock, else it takes the lock and counts again. The cap still holds
+// exactly: unlocked admissions can only overshoot by those whose transactions counted
+// before the others committed, all in flight at once on connections of their own — and
+// PostgreSQL's max_connections (100 by default) is below UnlockedMargin. A cap of
+// UnlockedMargin or less always locks.
+const UnlockedMargin = 256
+
+// lockUnlessFarFromCap starts an admission in tx under a cap of maxOpen (0: none): it
+// reports whether the cap must be checked (capped), having taken the tenant's lock, or
+// the tenant is at least UnlockedMargin below it and nothing more is needed.
+func lockUnlessFarFromCap(ctx context.Context, tx pgx.Tx, tenant string, maxOpen int) (capped bool, err error) {
+	if maxOpen <= 0 {
+		return false, nil
+	}
+	if maxOpen > UnlockedMargin {
+		n, err := openAsync(ctx, tx, tenant, maxOpen-UnlockedMargin+1)
+		if err != nil {
+			return false, err
+		}
+		if n+UnlockedMargin <= maxOpen {
+			return false, nil
+		}
+	}
+	return true, lockAdmissions(ctx, tx, tenant)
+}
+
 // admissionLocks is the advisory lock space (pg_advisory_xact_lock's first key) of the
 // per-tenant admission of async work.
 const admissionLocks = 0x4c4d4144 // "LMAD"
@@ -96,9 +126,9 @@ func lockAdmissions(ctx context.Context, tx pgx.Tx, tenant string) error {
 // openAsync counts a tenant's async work queued or running, up to limit: its async
 // executions (request_logs, partial index request_logs_async_open) and its async pipeline
 // runs not final (runs_open; a sync run handed over to a workflow becomes async).
-func openAsync(ctx context.Context, tx pgx.Tx, tenant string, limit int) (int, error) {
+func openAsync(ctx context.Context, q rowQuerier, tenant string, limit int) (int, error) {
 	var n int
-	err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM (SELECT 1 FROM request_logs
+	err := q.QueryRow(ctx, `SELECT (SELECT count(*) FROM (SELECT 1 FROM request_logs
 		WHERE tenant = $1 AND mode = 'async' AND status IN ('queued', 'running') LIMIT $2) o)
 		+ (SELECT count(*) FROM (SELECT 1 FROM runs
 		WHERE tenant = $1 AND mode = 'async' AND status IN ('queued', 'running', 'waiting') LIMIT $2) r)`, tenant, limit).Scan(&n)

@@ -148,6 +148,36 @@ func TestEnqueueCapsATenantsOpenAsync(t *testing.T) {
 	require.True(t, fault.Is(err, fault.RateLimited))
 }
 
+// TestEnqueueCapHoldsWithoutTheLock: admissions far below the cap skip the tenant's lock
+// (store.UnlockedMargin); racing up to the cap, exactly the cap is admitted.
+func TestEnqueueCapHoldsWithoutTheLock(t *testing.T) {
+	t.Parallel()
+	st, _ := open(t)
+	ctx := context.Background()
+	limit := store.UnlockedMargin + 20
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	admitted, refused := 0, 0
+	for range limit + 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, err := st.EnqueueExecution(ctx, queued("wide"), store.Admission{MaxOpen: limit})
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				admitted++
+				return
+			}
+			require.True(t, fault.Is(err, fault.RateLimited), "%v", err)
+			refused++
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, limit, admitted)
+	require.Equal(t, 40, refused)
+}
+
 // TestOneLeaderAtATime: the advisory lock lets one process lead; it passes on when the
 // leader lets go.
 func TestOneLeaderAtATime(t *testing.T) {

@@ -26,7 +26,7 @@ type Run struct {
 	Input      json.RawMessage `json:"input"`
 	Output     json.RawMessage `json:"output"`
 	Error      *pipeline.Error `json:"error"`
-	Steps      []RunStep       `json:"steps"`
+	Steps      []RunStep       `json:"steps,omitempty"` // not in lists
 	RetryOf    string          `json:"retry_of,omitempty"`
 	CreatedAt  time.Time       `json:"created_at"`
 	StartedAt  *time.Time      `json:"started_at,omitempty"`
@@ -181,10 +181,9 @@ func (s *Store) InsertRun(ctx context.Context, r *Run, a Admission) (owner strin
 		return r.ID, true, nil
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if a.MaxOpen > 0 {
-			if err := lockAdmissions(ctx, tx, r.Tenant); err != nil {
-				return err
-			}
+		capped, err := lockUnlessFarFromCap(ctx, tx, r.Tenant, a.MaxOpen)
+		if err != nil {
+			return err
 		}
 		if a.Key != "" {
 			id, claimed, err := claimIdempotencyKey(ctx, tx, r.Tenant, a.Key, r.ID, a.RequestHash, a.KeyTTL, 0)
@@ -193,7 +192,7 @@ func (s *Store) InsertRun(ctx context.Context, r *Run, a Admission) (owner strin
 				return err
 			}
 		}
-		if a.MaxOpen > 0 {
+		if capped {
 			n, err := openAsync(ctx, tx, r.Tenant, a.MaxOpen)
 			if err != nil {
 				return err
