@@ -107,3 +107,23 @@ func TestCallbackHTTP(t *testing.T) {
 	require.NoError(t, callback.Verify(sig, body, [][]byte{[]byte(secret)}, time.Now(), callback.DefaultTolerance))
 	require.Contains(t, string(body), id)
 }
+
+// TestWebhookSecretRotation: a rotation gives a new secret and keeps the previous one,
+// which still signs, for 24 h; another read returns the same pair.
+func TestWebhookSecretRotation(t *testing.T) {
+	t.Parallel()
+	r := call(t, "POST", "/v1/tenants", `{"name":"rotation"}`)
+	require.Equal(t, 201, r.status, r.raw)
+	key := r.body["api_key"].(string)
+	first := callAs(t, key, "GET", "/v1/webhook-secret")
+	require.Equal(t, 200, first.status, first.raw)
+	rot := callAs(t, key, "POST", "/v1/webhook-secret")
+	require.Equal(t, 200, rot.status, rot.raw)
+	require.NotEqual(t, first.body["secret"], rot.body["secret"])
+	require.Equal(t, first.body["secret"], rot.body["previous"])
+	require.NotEmpty(t, rot.body["previous_expires_at"])
+	again := callAs(t, key, "GET", "/v1/webhook-secret")
+	require.Equal(t, rot.body["secret"], again.body["secret"])
+	other := call(t, "GET", "/v1/webhook-secret", "")
+	require.NotEqual(t, rot.body["secret"], other.body["secret"], "each tenant has its own")
+}

@@ -150,6 +150,47 @@ func mustJSON(t *testing.T, v any) string {
 	return string(b)
 }
 
+// TestCallbackReceiverDownThenUp: nothing listens at the callback's address for the first
+// attempts (connection refused); once a receiver listens there, the delivery arrives.
+func TestCallbackReceiverDownThenUp(t *testing.T) {
+	p := newPlatform(t, "callback")
+	p.tenant = "downup"
+	c := p.fullCore("127.0.0.1/32")
+	p.startWorker()
+	p.register("add", 3000, 0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // down
+	ctx := context.Background()
+	e, _, err := c.StartExecution(ctx, core.Request{Tenant: p.tenant, Function: "add", LanguageTitle: "python",
+		Event: json.RawMessage(`{"A":1,"B":1}`), CallbackURL: "http://" + addr + "/hook"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		cb, err := p.store.GetCallback(ctx, e.ID)
+		return err == nil && cb.Attempts >= 2
+	}, 30*time.Second, 50*time.Millisecond, "retried while nothing listens")
+	cb, err := p.store.GetCallback(ctx, e.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.CallbackPending, cb.State)
+	require.Zero(t, cb.LastStatus)
+
+	var got atomic.Int32
+	ln, err = net.Listen("tcp", addr) // up
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	st := p.waitCallback(e.ID, 60*time.Second)
+	require.Equal(t, store.CallbackDelivered, st.State, "%+v", st)
+	require.Equal(t, 200, st.LastStatus)
+	require.Equal(t, int32(1), got.Load())
+	require.Greater(t, st.Attempts, 2)
+}
+
 // TestCallbackRotationAndRuns: after a rotation a pipeline run's callback carries two
 // signatures, one verifying with the old secret and one with the new.
 func TestCallbackRotationAndRuns(t *testing.T) {

@@ -175,6 +175,22 @@ func TestScheduleTimezoneAndOverlap(t *testing.T) {
 	time.Sleep(4500 * time.Millisecond)
 	require.NoError(t, c.DeleteSchedule(ctx, p.tenant, "busy"))
 	starts := p.startsOf(c, "busy")
+
+	// A scheduled execution is an ordinary one: canceled like any other.
+	_, err = c.CreateSchedule(ctx, p.tenant, core.ScheduleSpec{Name: "long", Target: core.ScheduleTarget{Function: "slow"},
+		Cron: core.Crons{"0 0 1 1 *"}, Input: json.RawMessage(`{"sleep_ms":8000}`)})
+	require.NoError(t, err)
+	require.NoError(t, c.TriggerSchedule(ctx, p.tenant, "long"))
+	long := p.waitStarts(c, "long", 1, 15*time.Second)[0]
+	require.Eventually(t, func() bool {
+		e, err := p.store.GetExecution(ctx, p.tenant, long.ExecutionID, false)
+		return err == nil && e.Status == store.StatusRunning
+	}, 15*time.Second, 50*time.Millisecond)
+	require.NoError(t, c.CancelExecution(ctx, p.tenant, long.ExecutionID))
+	require.Equal(t, store.StatusCanceled, p.wait(long.ExecutionID, 15*time.Second).Status)
+	got, err := c.GetSchedule(ctx, p.tenant, "long")
+	require.NoError(t, err)
+	require.Len(t, got.RecentActions, 1, "the trigger")
 	require.LessOrEqual(t, len(starts), 3, "skip: about one start per 3 s run, not one per second")
 	// No two executions overlapped: each started after the previous one finished.
 	var prevEnd time.Time

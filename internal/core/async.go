@@ -125,6 +125,12 @@ func (s *Service) abandon(e *store.Execution) {
 	if err := s.store.SaveExecution(ctx, e); err != nil {
 		s.log.Warn("record unstarted execution", logging.Err(err), zap.String(logging.FieldExecutionID, e.ID))
 	}
+	if e.CallbackState != nil {
+		// The caller was answered 503: nothing will be delivered.
+		if err := s.store.RecordCallbackAttempt(ctx, e.ID, 0, 0, store.CallbackFailed, "the execution never started"); err != nil {
+			s.log.Warn("record unstarted callback", logging.Err(err), zap.String(logging.FieldExecutionID, e.ID))
+		}
+	}
 }
 
 // CancelExecution requests the cancellation of a queued or running async execution: its
