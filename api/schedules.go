@@ -119,12 +119,7 @@ func (s *server) handleTriggerSchedule() http.HandlerFunc {
 
 func (s *server) handleScheduleRuns() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		name := chi.URLParam(r, "name")
-		if _, err := s.Core.GetSchedule(r.Context(), tenantOf(r), name); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		runs, err := s.Core.ScheduleRuns(r.Context(), tenantOf(r), name)
+		runs, err := s.Core.ScheduleRuns(r.Context(), tenantOf(r), chi.URLParam(r, "name"))
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -132,6 +132,10 @@ func TestSchedules(t *testing.T) {
 	require.True(t, fault.Is(err, fault.NotFound))
 	require.True(t, fault.Is(c.DeleteSchedule(ctx, "other", "tick"), fault.NotFound))
 	require.True(t, fault.Is(c.TriggerSchedule(ctx, "other", "tick"), fault.NotFound))
+	_, err = c.ScheduleRuns(ctx, "other", "tick")
+	require.True(t, fault.Is(err, fault.NotFound))
+	_, err = c.PauseSchedule(ctx, "other", "tick", true)
+	require.True(t, fault.Is(err, fault.NotFound))
 
 	list, err := c.ListSchedules(ctx, p.tenant)
 	require.NoError(t, err)
@@ -144,7 +148,9 @@ func TestSchedules(t *testing.T) {
 	require.True(t, fault.Is(err, fault.NotFound))
 	_, err = p.client.ScheduleClient().GetHandle(ctx, core.ScheduleID(p.tenant, "tick")).Describe(ctx)
 	require.Error(t, err)
-	require.NotEmpty(t, p.startsOf(c, "tick"))
+	_, err = c.ScheduleRuns(ctx, p.tenant, "tick")
+	require.True(t, fault.Is(err, fault.NotFound))
+	require.Equal(t, 1, p.query(`SELECT count(*) FROM request_logs WHERE id = $1`, e.ID), "what it started stays")
 }
 
 // TestScheduleTimezoneAndOverlap: a cron schedule in America/New_York fires at noon

@@ -337,8 +337,12 @@ func (s *Service) DeleteSchedule(ctx context.Context, tenant, name string) error
 	return s.store.DeleteSchedule(ctx, tenant, name)
 }
 
-// ScheduleRuns lists the newest executions and runs a schedule started (at most 100).
+// ScheduleRuns lists the newest executions and runs a schedule started (at most 100);
+// a schedule that is gone is NotFound (what it started still names it).
 func (s *Service) ScheduleRuns(ctx context.Context, tenant, name string) ([]ScheduleRun, error) {
+	if _, err := s.store.GetSchedule(ctx, tenant, name); err != nil {
+		return nil, err
+	}
 	starts, err := s.store.ScheduleStarts(ctx, tenant, name, 100)
 	if err != nil {
 		return nil, err
