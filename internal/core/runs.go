@@ -554,7 +554,9 @@ func (s *Service) RetryRun(ctx context.Context, tenant, id, fromStep string) (st
 	r := store.Run{ID: NewExecutionID(), Tenant: old.Tenant, Pipeline: old.Pipeline, Version: old.Version, SHA256: old.SHA256,
 		Mode: ModeAsync, Status: store.StatusQueued, Input: old.Input, Output: json.RawMessage("null"),
 		CreatedAt: time.Now().UTC().Truncate(time.Microsecond), Options: old.Options, Callback: old.Callback, RetryOf: old.ID, Steps: seeds}
-	if _, _, err := s.store.InsertRun(ctx, &r, store.Admission{MaxOpen: s.cfg.AsyncPerTenant}); err != nil {
+	// A retry reports to the callback URL its run asked for, with a delivery of its own.
+	if _, _, err := s.store.InsertRun(ctx, &r, store.Admission{MaxOpen: s.cfg.AsyncPerTenant,
+		Origin: origin("", r.Callback)}); err != nil {
 		return store.Run{}, err
 	}
 	if err := s.runs.StartRun(ctx, runStart(r)); err != nil {
