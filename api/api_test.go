@@ -155,8 +155,11 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 		Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()}
 	var runs *localRuns
 	for _, o := range opts {
-		if o, ok := o.(*localRuns); ok {
+		switch o := o.(type) {
+		case *localRuns:
 			runs, cdeps.Runs = o, o
+		case runsOption:
+			cdeps.Runs = o.runs
 		}
 	}
 	svc := core.New(cfg, cdeps)
@@ -172,7 +175,7 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 		switch o := o.(type) {
 		case fixtureOption:
 			o(&deps, st, c)
-		case coreOption, *localRuns:
+		case coreOption, *localRuns, runsOption:
 		default:
 			t.Fatalf("unknown fixture option %T", o)
 		}

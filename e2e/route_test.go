@@ -45,7 +45,7 @@ func TestBothRoutesReachTheRuntime(t *testing.T) {
 
 	for _, route := range []string{faas.RouteGateway, faas.RouteDirect} {
 		c, err := faas.New(faas.Config{GatewayURL: stack.GatewayURL, Namespace: "openfaas-fn", Route: route,
-			EndpointsURL: stack.ProviderURL, EndpointsRefresh: 2e9})
+			EndpointsURL: stack.ProviderURL, EndpointsRefresh: 2e9, RuntimeSecretFile: stack.RuntimeSecretFile})
 		require.NoError(t, err)
 		before := gatewayCount(t)
 		res, err := c.Run(context.Background(), "runtime-python", faas.Call{

@@ -38,6 +38,11 @@ type Runtime struct {
 	// BuildEnv names host environment variables passed through to Build and Prepare (a
 	// toolchain's home, say); workers never see the host environment.
 	BuildEnv []string `yaml:"build_env"`
+	// BuildReadOnly are the paths a build reads besides its own folder and the system: the
+	// toolchain, prepared dependencies ({cache_dir}, {runtime_dir} and $VARIABLES of the
+	// build environment expand; paths that do not exist are skipped). The sandbox shows a
+	// build nothing else of the host.
+	BuildReadOnly []string `yaml:"build_readonly"`
 	// Prepare runs once when a runtime host starts (checks the toolchain, warms shared
 	// build caches); the host reports ready only after it succeeded.
 	Prepare []string `yaml:"prepare"`

@@ -207,6 +207,9 @@ func newPlatform(t testing.TB, ns string) *platform {
 
 // newPlatformWith calls the runtime functions at gatewayURL (an OpenFaaS gateway or
 // provider); empty means the fake runtime.
+// testRuntimeSecret is the runtime hosts' invoke secret in these tests.
+const testRuntimeSecret = "worker-test-runtime-secret"
+
 func newPlatformWith(t testing.TB, ns, gatewayURL string) *platform {
 	t.Helper()
 	return newPlatformOn(t, ns, gatewayURL, db.New(t))
@@ -232,7 +235,7 @@ func newPlatformOn(t testing.TB, ns, gatewayURL, dbURL string) *platform {
 	if gatewayURL == "" {
 		gatewayURL = p.fake.srv.URL
 	}
-	fx, err := faas.New(faas.Config{GatewayURL: gatewayURL, Namespace: "openfaas-fn"})
+	fx, err := faas.New(faas.Config{GatewayURL: gatewayURL, Namespace: "openfaas-fn", RuntimeSecret: testRuntimeSecret})
 	require.NoError(t, err)
 	reg, err := runtimes.Load("")
 	require.NoError(t, err)

@@ -67,7 +67,9 @@ func TestRealRuntimeKilledMidCall(t *testing.T) {
 	for _, k := range []string{"PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME"} {
 		env[k] = os.Getenv(k)
 	}
-	prov, err := provider.New(provider.Config{
+	secretFile := filepath.Join(t.TempDir(), "runtime-secret")
+	require.NoError(t, os.WriteFile(secretFile, []byte(testRuntimeSecret), 0o600))
+	prov, err := provider.New(provider.Config{RuntimeSecretFile: secretFile,
 		RuntimeBin: bin, ReadyTimeout: 60 * time.Second, ProxyTimeout: 65 * time.Second, ProxyWait: 20 * time.Second,
 		StopGrace: 2 * time.Second, RestartBackoff: 50 * time.Millisecond, MaxRestartBackoff: time.Second,
 		ProbeInterval: time.Second, LogLines: 100, MaxReplicas: 2,

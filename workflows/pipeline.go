@@ -134,11 +134,8 @@ func RunPipeline(ctx workflow.Context, ref RunRef) (RunOutcome, error) {
 	}
 	upsertStatus(ctx, string(pipeline.RunRunning))
 	res := it.Run(ctx)
-	if res.Err != nil && res.Status == "" {
-		return RunOutcome{}, res.Err
-	}
 	if res.Err != nil {
-		// The outcome could not be recorded (PostgreSQL down past every retry).
+		// A step or the outcome could not be recorded (PostgreSQL down past every retry).
 		return RunOutcome{}, res.Err
 	}
 	return runEnd(RunOutcome{Status: string(res.Status), Error: res.Error})

@@ -95,6 +95,11 @@ func run(ctx context.Context, args []string, environment map[string]string, stdo
 		return err
 	}
 	defer host.Close()
+	if host.Direct() {
+		// Workers kept apart by their uids alone share /tmp: what they create there is
+		// their own (0600), whatever the umask of the image.
+		unix.Umask(0o077)
+	}
 	host.Start()
 
 	srv := &http.Server{

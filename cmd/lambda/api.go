@@ -46,13 +46,24 @@ type dataConfig struct {
 	Cache cache.Config
 	// Logs tunes the request log's group commit (LAMBDA_LOG_WRITERS commits in flight).
 	Logs store.LogWriterConfig
+	// env is the process environment (serve sets it): function dependencies' settings
+	// (LAMBDA_DEPS_*, LAMBDA_MAX_DEPS*, the package sources) are read through it.
+	env Env
 }
 
 func (c dataConfig) validate() error {
 	if c.Logs.Writers < 1 {
 		return errors.New("LAMBDA_LOG_WRITERS must be at least 1")
 	}
+	if _, err := c.depsConfig(); err != nil {
+		return err
+	}
 	return c.Cache.Validate()
+}
+
+// depsConfig is the dependency engine's configuration.
+func (c dataConfig) depsConfig() (deps.Config, error) {
+	return deps.ConfigFrom(func(k string) string { return c.env[k] })
 }
 
 type apiConfig struct {
@@ -76,6 +87,8 @@ type apiConfig struct {
 }
 
 func (c apiConfig) logConfig() logging.Config { return c.Log }
+
+func (c *apiConfig) setEnv(e Env) { c.Data.env = e }
 
 func (c apiConfig) validate() error {
 	if _, err := callback.ParseCIDRs(c.Core.CallbackAllowCIDRs); err != nil {
@@ -108,7 +121,7 @@ func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metri
 	if err != nil {
 		return nil, err
 	}
-	dcfg, err := deps.ConfigFromEnv()
+	dcfg, err := data.depsConfig()
 	if err != nil {
 		return nil, err
 	}

@@ -75,6 +75,9 @@ func serve[C serving](e Env, stderr io.Writer, name string, run func(context.Con
 		if err := e.parse(&cfg); err != nil {
 			return fmt.Errorf("%s config: %w", name, err)
 		}
+		if s, ok := any(&cfg).(interface{ setEnv(Env) }); ok {
+			s.setEnv(e) // settings read through the environment itself (dependencies)
+		}
 		if err := cfg.validate(); err != nil {
 			return err
 		}

@@ -45,6 +45,8 @@ type workerConfig struct {
 
 func (c workerConfig) logConfig() logging.Config { return c.Log }
 
+func (c *workerConfig) setEnv(e Env) { c.Data.env = e }
+
 func (c workerConfig) validate() error {
 	if _, err := callback.ParseCIDRs(c.Core.CallbackAllowCIDRs); err != nil {
 		return fmt.Errorf("LAMBDA_CALLBACK_ALLOW_CIDRS: %w", err)

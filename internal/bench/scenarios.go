@@ -16,7 +16,7 @@ import (
 type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
-	// Only, when not empty, limits the run to these scenario numbers (0–9).
+	// Only, when not empty, limits the run to these scenario numbers (0–10).
 	Only   map[int]bool
 	Python string // interpreter for the fork-per-request baseline
 

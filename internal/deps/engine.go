@@ -54,8 +54,12 @@ type Config struct {
 // reaches the network.
 var DefaultPassEnv = []string{"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"}
 
-// ConfigFromEnv reads the engine's configuration from the environment.
-func ConfigFromEnv() (Config, error) {
+// ConfigFromEnv reads the engine's configuration from the process environment.
+func ConfigFromEnv() (Config, error) { return ConfigFrom(os.Getenv) }
+
+// ConfigFrom reads the engine's configuration through getenv, which also becomes the
+// Config's Getenv (the entries' variables: package sources).
+func ConfigFrom(getenv func(string) string) (Config, error) {
 	c := Config{
 		CacheBytes:      2048 << 20,
 		MaxInstallBytes: 256 << 20,
@@ -64,8 +68,9 @@ func ConfigFromEnv() (Config, error) {
 		ResolveTimeout:  2 * time.Minute,
 		InstallTimeout:  5 * time.Minute,
 		ResolvedTTL:     10 * time.Minute,
+		Getenv:          getenv,
 	}
-	c.Dir = os.Getenv("LAMBDA_DEPS_DIR")
+	c.Dir = getenv("LAMBDA_DEPS_DIR")
 	if c.Dir == "" {
 		base, err := os.UserCacheDir()
 		if err != nil {
@@ -74,7 +79,7 @@ func ConfigFromEnv() (Config, error) {
 		c.Dir = filepath.Join(base, "lambda-microservice", "deps")
 	}
 	mb := func(key string, dst *int64) error {
-		if v := os.Getenv(key); v != "" {
+		if v := getenv(key); v != "" {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n <= 0 {
 				return fmt.Errorf("%s=%q: a positive number of MiB", key, v)
@@ -84,7 +89,7 @@ func ConfigFromEnv() (Config, error) {
 		return nil
 	}
 	count := func(key string, dst *int) error {
-		if v := os.Getenv(key); v != "" {
+		if v := getenv(key); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
 				return fmt.Errorf("%s=%q: a positive number", key, v)
@@ -94,7 +99,7 @@ func ConfigFromEnv() (Config, error) {
 		return nil
 	}
 	dur := func(key string, dst *time.Duration) error {
-		if v := os.Getenv(key); v != "" {
+		if v := getenv(key); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil || d <= 0 {
 				return fmt.Errorf("%s=%q: a positive duration", key, v)
@@ -104,7 +109,7 @@ func ConfigFromEnv() (Config, error) {
 		return nil
 	}
 	ttl := func(key string, dst *time.Duration) error {
-		if v := os.Getenv(key); v != "" {
+		if v := getenv(key); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil || d < 0 {
 				return fmt.Errorf("%s=%q: a duration (0 turns it off)", key, v)

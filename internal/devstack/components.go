@@ -49,7 +49,7 @@ func components() []component {
 		{name: "prometheus", enabled: (*Stack).prometheusWanted, start: (*Stack).startPrometheus,
 			job: "prometheus", metrics: func(s *Stack) string { return s.prometheusAddr }},
 		{name: "gateway", start: (*Stack).startGateway,
-			job: "openfaas-gateway", metrics: func(*Stack) string { return fmt.Sprintf("127.0.0.1:%d", GatewayMetricsPort) }},
+			job: "openfaas-gateway", metrics: func(s *Stack) string { return s.gatewayMetricsHostPort() }},
 		{name: "runtimes", start: (*Stack).deployRuntimes},
 		{name: "migrate", enabled: func(s *Stack) bool { return !s.opts.SkipAPI }, start: func(s *Stack, ctx context.Context) error {
 			return s.runOnce(ctx, "migrate", command{path: s.binLambda, args: []string{"migrate"}, env: s.PlatformEnv()})
@@ -147,11 +147,15 @@ func providerCommand(s *Stack) (command, error) {
 		"LAMBDA_RUNTIMES_FILE": s.opts.RuntimesFile,
 		"LAMBDA_LOG_LEVEL":     s.opts.Log.Level,
 		"LAMBDA_LOG_FORMAT":    s.opts.Log.Format,
+		// Every replica gets the invoke secret's file from the provider.
+		"LAMBDA_RUNTIME_SECRET_FILE": s.RuntimeSecretFile,
 	})
-	// The user's LAMBDA_PROVIDER_* tuning reaches the provider, and the dependency
-	// settings (cache, limits, package sources) reach it for the runtime hosts.
+	// The user's LAMBDA_PROVIDER_* tuning, the dependency settings (cache, limits, package
+	// sources) and the replicas' sandbox and tenant settings (LAMBDA_SANDBOX*,
+	// LAMBDA_RUNTIME_TENANT*) reach the provider, which hands the latter ones to every replica.
 	for k, v := range s.opts.Environ {
-		if strings.HasPrefix(k, "LAMBDA_PROVIDER_") && k != "LAMBDA_PROVIDER_ADDR" || isDepsVar(k) {
+		if strings.HasPrefix(k, "LAMBDA_PROVIDER_") && k != "LAMBDA_PROVIDER_ADDR" || isDepsVar(k) ||
+			strings.HasPrefix(k, "LAMBDA_SANDBOX") || strings.HasPrefix(k, "LAMBDA_RUNTIME_TENANT") {
 			env = append(env, k+"="+v)
 		}
 	}
@@ -164,10 +168,22 @@ func workerReady(s *Stack) func(context.Context) error {
 	return httpOK("http://" + s.workerMetrics + "/readyz")
 }
 
-// startGateway runs the real OpenFaaS gateway in front of the provider.
+// gatewayMetricsHostPort is where the gateway's metrics are scraped.
+func (s *Stack) gatewayMetricsHostPort() string {
+	if s.gatewayMetricsAddr != "" {
+		return s.gatewayMetricsAddr
+	}
+	return fmt.Sprintf("127.0.0.1:%d", GatewayMetricsPort)
+}
+
+// startGateway runs the real OpenFaaS gateway in front of the provider: in a network
+// namespace of its own where one can be made (reachable on 127.0.0.1 only), else on its
+// fixed ports.
 func (s *Stack) startGateway(ctx context.Context) error {
-	if err := s.lockGatewayPorts(); err != nil {
-		return err
+	if s.gatewayAddr == "" {
+		if err := s.lockGatewayPorts(); err != nil {
+			return err
+		}
 	}
 	promAddr := s.prometheusAddr
 	if promAddr == "" {
@@ -192,8 +208,19 @@ func (s *Stack) startGateway(ctx context.Context) error {
 		"faas_prometheus_port":    promPort,
 		"max_idle_conns":          "1024",
 		"max_idle_conns_per_host": "1024",
+		// The management API (/system/*) and the UI need the credentials of
+		// DataDir/secrets, as the real gateway's Kubernetes secret provides them.
+		"basic_auth":        "true",
+		"secret_mount_path": s.SecretsDir,
 	})
-	p, err := s.spawn("gateway", command{path: s.opts.GatewayBin, env: env, dir: dir})
+	gw := command{path: s.opts.GatewayBin, env: env, dir: dir}
+	var p *proc
+	var err error
+	if s.gatewayAddr != "" {
+		p, err = s.spawnGatewayInNetns(gw, promAddr)
+	} else {
+		p, err = s.spawn("gateway", gw)
+	}
 	if err != nil {
 		return err
 	}
@@ -263,7 +290,7 @@ func (s *Stack) deployed() ([]runtimes.Runtime, error) {
 // waits until each has an available replica.
 func (s *Stack) deployRuntimes(ctx context.Context) error {
 	gw, _ := url.Parse(s.GatewayURL)
-	c := sdk.NewClient(gw, nil, &http.Client{Timeout: 30 * time.Second})
+	c := sdk.NewClient(gw, s.gatewayAuth(), &http.Client{Timeout: 30 * time.Second})
 	deployed, err := s.deployed()
 	if err != nil {
 		return err
@@ -305,6 +332,69 @@ func (s *Stack) deployRuntimes(ctx context.Context) error {
 	}
 	s.Functions = selected
 	return nil
+}
+
+// spawnGatewayInNetns starts the gateway in a network namespace of its own: inside, the
+// provider's and Prometheus' loopback ports lead out to them; outside, the stack's gateway
+// addresses lead in to its 8080 and 8082.
+func (s *Stack) spawnGatewayInNetns(gw command, promAddr string) (*proc, error) {
+	var out []string // host addresses the gateway reaches, listened on at the same port inside
+	for _, a := range []string{s.providerAddr, promAddr} {
+		if loopbackPort(a) != "" {
+			out = append(out, a)
+		}
+	}
+	var inner []net.Listener
+	var p *proc
+	ns, err := newNetns(func() error {
+		for _, a := range out {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				return fmt.Errorf("gateway namespace: %w", err)
+			}
+			inner = append(inner, ln)
+		}
+		var err error
+		p, err = s.spawn("gateway", gw) // forked from this thread: the gateway lives in the namespace
+		return err
+	})
+	if err != nil {
+		for _, ln := range inner {
+			ln.Close()
+		}
+		return nil, err
+	}
+	var bridges []*bridge
+	for i, a := range out {
+		target := a
+		bridges = append(bridges, serveBridge(inner[i], func() (net.Conn, error) { return net.Dial("tcp", target) }))
+	}
+	for host, port := range map[string]int{s.gatewayAddr: GatewayPort, s.gatewayMetricsAddr: GatewayMetricsPort} {
+		ln, err := net.Listen("tcp", host)
+		if err != nil {
+			for _, b := range bridges {
+				b.close()
+			}
+			ns.close()
+			return p, fmt.Errorf("gateway address %s: %w", host, err)
+		}
+		inside := fmt.Sprintf("127.0.0.1:%d", port)
+		bridges = append(bridges, serveBridge(ln, func() (net.Conn, error) { return dialIn(ns, inside) }))
+	}
+	s.addCleanup(func() {
+		for _, b := range bridges {
+			b.close()
+		}
+		ns.close()
+	})
+	return p, nil
+}
+
+// gatewayAuth is the gateway's basic-auth credentials from the secret files.
+func (s *Stack) gatewayAuth() *sdk.BasicAuth {
+	user, _ := os.ReadFile(s.GatewayUserFile)
+	pass, _ := os.ReadFile(s.GatewayPassFile)
+	return &sdk.BasicAuth{Username: strings.TrimSpace(string(user)), Password: strings.TrimSpace(string(pass))}
 }
 
 func (s *Stack) procByName(name string) *proc {

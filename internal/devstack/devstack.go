@@ -33,6 +33,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 	"github.com/lambda-microservice/lambda/runtimes"
 )
 
@@ -189,6 +190,13 @@ type Stack struct {
 	// AdminToken is the api's admin bearer token: LAMBDA_ADMIN_TOKEN when set, otherwise
 	// one generated once per data dir (DataDir/admin-token).
 	AdminToken string
+	// SecretsDir (DataDir/secrets) holds the control plane's secret files, generated once:
+	// runtime-secret (the runtime hosts' invoke secret), basic-auth-user and
+	// basic-auth-password (the gateway's credentials, its secret_mount_path).
+	SecretsDir        string
+	RuntimeSecretFile string
+	GatewayUserFile   string
+	GatewayPassFile   string
 
 	opts                  Options
 	log                   *zap.Logger
@@ -203,8 +211,11 @@ type Stack struct {
 	workerMetrics     string
 	providerAddr      string
 	apiAddr           string
-	temporalUIPort    int
-	prometheusAddr    string
+	// The gateway's own network namespace (netns.go): its 127.0.0.1 addresses on this
+	// machine, or "" when it binds its fixed ports on every interface.
+	gatewayAddr, gatewayMetricsAddr string
+	temporalUIPort                  int
+	prometheusAddr                  string
 
 	mu       sync.Mutex
 	procs    []*proc  // started children, in start order
@@ -346,6 +357,9 @@ func (s *Stack) start(ctx context.Context) error {
 	if err := s.adminToken(); err != nil {
 		return err
 	}
+	if err := s.controlSecrets(); err != nil {
+		return err
+	}
 	if err := s.assignAddresses(); err != nil {
 		return err
 	}
@@ -463,6 +477,11 @@ func (s *Stack) platformVars() map[string]string {
 		"LAMBDA_LOG_FORMAT":       s.opts.Log.Format,
 		"LAMBDA_MIGRATE_ON_START": "true",
 		"LAMBDA_ADMIN_TOKEN":      s.AdminToken,
+		// The api and the worker call the runtime hosts with their secret and the
+		// gateway's management API with its credentials.
+		"LAMBDA_RUNTIME_SECRET_FILE":   s.RuntimeSecretFile,
+		"LAMBDA_GATEWAY_USER_FILE":     s.GatewayUserFile,
+		"LAMBDA_GATEWAY_PASSWORD_FILE": s.GatewayPassFile,
 	}
 	for k, val := range v {
 		if val == "" {
@@ -496,6 +515,35 @@ func (s *Stack) adminToken() error {
 	s.AdminToken = "dev-" + hex.EncodeToString(buf)
 	if err := os.WriteFile(path, []byte(s.AdminToken+"\n"), 0o600); err != nil {
 		return fmt.Errorf("devstack: admin token: %w", err)
+	}
+	return nil
+}
+
+// controlSecrets creates the control plane's secret files once per data dir (kept across
+// runs, readable by their owner only): the runtime hosts' invoke secret and the gateway's
+// basic-auth credentials, in the layout of the gateway's secret_mount_path.
+func (s *Stack) controlSecrets() error {
+	s.SecretsDir = filepath.Join(s.DataDir, "secrets")
+	if err := os.MkdirAll(s.SecretsDir, 0o700); err != nil {
+		return fmt.Errorf("devstack: secrets: %w", err)
+	}
+	s.RuntimeSecretFile = filepath.Join(s.SecretsDir, "runtime-secret")
+	s.GatewayUserFile = filepath.Join(s.SecretsDir, "basic-auth-user")
+	s.GatewayPassFile = filepath.Join(s.SecretsDir, "basic-auth-password")
+	for path, fixed := range map[string]string{s.RuntimeSecretFile: "", s.GatewayUserFile: "admin", s.GatewayPassFile: ""} {
+		if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			continue
+		}
+		v := fixed
+		if v == "" {
+			var err error
+			if v, err = platformsecret.New(); err != nil {
+				return fmt.Errorf("devstack: secrets: %w", err)
+			}
+		}
+		if err := platformsecret.WriteFile(path, v); err != nil {
+			return fmt.Errorf("devstack: secrets: %w", err)
+		}
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
 	"github.com/lambda-microservice/lambda/runtimes"
 )
@@ -281,8 +282,41 @@ func TestStartFullStack(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, "%v", out)
 	require.EqualValues(t, 3, out["result"], "%v", out)
 
-	// The gateway lists the runtime functions (its Prometheus query answered by the stub).
+	// As root the gateway runs in a network namespace of its own: its fixed ports bind
+	// nothing on this machine's interfaces; the stack reaches it on 127.0.0.1.
+	if os.Geteuid() == 0 {
+		gw := st.procByName("gateway")
+		require.NotNil(t, gw)
+		mine, err := os.Readlink("/proc/self/ns/net")
+		require.NoError(t, err)
+		theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", gw.cmd.Process.Pid))
+		require.NoError(t, err)
+		require.NotEqual(t, mine, theirs, "the gateway has a network namespace of its own")
+		require.True(t, strings.HasPrefix(st.GatewayURL, "http://127.0.0.1:"), st.GatewayURL)
+		require.NotContains(t, st.GatewayURL, ":8080", "a free loopback port leads to it")
+	}
+
+	// The gateway's management API needs its credentials (DataDir/secrets).
 	resp, err := http.Get(st.GatewayURL + "/system/functions")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	// A runtime host runs nothing called without the invoke secret, through the gateway
+	// or straight at a replica.
+	eps, err := faas.FetchEndpoints(context.Background(), http.DefaultClient, st.ProviderURL, st.Functions[0])
+	require.NoError(t, err)
+	for _, u := range []string{st.GatewayURL + "/function/" + st.Functions[0], eps[0] + "/"} {
+		resp, err = http.Post(u, "application/json", strings.NewReader(`{"function":"x","sha256":"`+strings.Repeat("0", 64)+`","source":""}`))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, u)
+	}
+
+	// The gateway lists the runtime functions (its Prometheus query answered by the stub).
+	auth := st.gatewayAuth()
+	req, _ := http.NewRequest(http.MethodGet, st.GatewayURL+"/system/functions", nil)
+	req.SetBasicAuth(auth.Username, auth.Password)
+	resp, err = http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	var fns []map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&fns))

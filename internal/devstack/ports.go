@@ -23,7 +23,25 @@ const (
 // Prometheus configuration and the children's environments can name them.
 func (s *Stack) assignAddresses() error {
 	o := &s.opts
-	if o.PortWait == 0 {
+	if netnsWorks() {
+		// The gateway gets a network namespace of its own, bridged in from 127.0.0.1 only
+		// (netns.go): its usual ports on loopback, or free ones for a test stack.
+		for _, a := range []struct {
+			dst  *string
+			port int
+		}{{&s.gatewayAddr, GatewayPort}, {&s.gatewayMetricsAddr, GatewayMetricsPort}} {
+			addr := fmt.Sprintf("127.0.0.1:%d", a.port)
+			if o.FreePorts {
+				var err error
+				if addr, err = freeAddr(); err != nil {
+					return err
+				}
+			} else if err := checkFree(addr); err != nil {
+				return fmt.Errorf("devstack: %s (the OpenFaaS gateway) is in use — is another `make run` running? (%v)", addr, err)
+			}
+			*a.dst = addr
+		}
+	} else if o.PortWait == 0 {
 		// Fail before anything starts when another stack runs (its gateway holds 8080).
 		if err := CheckGatewayPorts(); err != nil {
 			return fmt.Errorf("devstack: %w", err)
@@ -83,8 +101,12 @@ func (s *Stack) assignAddresses() error {
 		s.WorkerMetricsURL = "http://" + s.workerMetrics + "/metrics"
 	}
 	s.GatewayURL = fmt.Sprintf("http://127.0.0.1:%d", GatewayPort)
-	s.GatewayUIURL = s.GatewayURL + "/ui/"
 	s.GatewayMetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", GatewayMetricsPort)
+	if s.gatewayAddr != "" {
+		s.GatewayURL = "http://" + s.gatewayAddr
+		s.GatewayMetricsURL = "http://" + s.gatewayMetricsAddr + "/metrics"
+	}
+	s.GatewayUIURL = s.GatewayURL + "/ui/"
 	return nil
 }
 

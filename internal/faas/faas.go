@@ -17,12 +17,15 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	sdk "github.com/openfaas/go-sdk"
 
 	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 )
 
 // Call is one request to a runtime function.
@@ -86,6 +89,18 @@ type Config struct {
 	// http://{function}.{namespace}.svc.cluster.local:8080 (direct route).
 	EndpointTemplate string        `env:"LAMBDA_ENDPOINT_TEMPLATE"`
 	EndpointsRefresh time.Duration `env:"LAMBDA_ENDPOINTS_REFRESH" envDefault:"2s"`
+	// RuntimeSecretFile (or RuntimeSecret inline) is the runtime functions' invoke secret,
+	// sent with every call: a runtime host runs nothing without it.
+	RuntimeSecretFile string `env:"LAMBDA_RUNTIME_SECRET_FILE"`
+	RuntimeSecret     string `env:"LAMBDA_RUNTIME_SECRET"`
+	// GatewayUserFile and GatewayPasswordFile are the gateway's basic-auth credentials
+	// (the files of its secret_mount_path: basic-auth-user, basic-auth-password), sent on
+	// its management API.
+	GatewayUserFile     string `env:"LAMBDA_GATEWAY_USER_FILE"`
+	GatewayPasswordFile string `env:"LAMBDA_GATEWAY_PASSWORD_FILE"`
+	// GatewayUser and GatewayPassword give the same credentials inline (a Secret's keys).
+	GatewayUser     string `env:"LAMBDA_GATEWAY_USER"`
+	GatewayPassword string `env:"LAMBDA_GATEWAY_PASSWORD"`
 }
 
 // Client invokes runtime functions through the OpenFaaS gateway.
@@ -95,6 +110,7 @@ type Client struct {
 	namespace string
 	direct    *resolver // nil on the gateway route
 	h1        *h1Client // the direct route's client
+	secret    string    // the runtime hosts' invoke secret
 }
 
 // NewTransport returns the pooled keep-alive transport used on every platform hop.
@@ -115,15 +131,33 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("faas: invalid gateway url %q", cfg.GatewayURL)
 	}
+	secret, err := platformsecret.Load(cfg.RuntimeSecret, cfg.RuntimeSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("faas: LAMBDA_RUNTIME_SECRET(_FILE): %w", err)
+	}
+	if !validID(secret) {
+		return nil, errors.New("faas: the runtime secret holds control characters")
+	}
+	var auth sdk.ClientAuth
+	if cfg.GatewayUser != "" || cfg.GatewayPassword != "" {
+		auth = &sdk.BasicAuth{Username: cfg.GatewayUser, Password: cfg.GatewayPassword}
+	} else if cfg.GatewayUserFile != "" || cfg.GatewayPasswordFile != "" {
+		user, err1 := os.ReadFile(cfg.GatewayUserFile)
+		pass, err2 := os.ReadFile(cfg.GatewayPasswordFile)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("faas: gateway credentials: %w", err)
+		}
+		auth = &sdk.BasicAuth{Username: strings.TrimSpace(string(user)), Password: strings.TrimSpace(string(pass))}
+	}
 	hc := &http.Client{Transport: NewTransport()}
-	c := &Client{sdk: sdk.NewClient(u, nil, hc), http: hc, namespace: cfg.Namespace}
+	c := &Client{sdk: sdk.NewClient(u, auth, hc), http: hc, namespace: cfg.Namespace, secret: secret}
 	switch cfg.Route {
 	case RouteGateway, "":
 	case RouteDirect:
 		if c.direct, err = newResolver(cfg, hc); err != nil {
 			return nil, err
 		}
-		c.h1 = newH1Client()
+		c.h1 = newH1Client(secret)
 	default:
 		return nil, fmt.Errorf("faas: LAMBDA_INVOKE_ROUTE=%q: want gateway or direct", cfg.Route)
 	}
@@ -222,7 +256,7 @@ func (c *Client) send(ctx context.Context, fn, executionID string, body []byte) 
 			// Refused: the replica is gone; take the gateway this once.
 		}
 	}
-	req, err := newRequest(ctx, "/", executionID, body)
+	req, err := c.newRequest(ctx, "/", executionID, body)
 	if err != nil {
 		return nil, err
 	}
@@ -236,20 +270,23 @@ func (c *Client) postHTTP(ctx context.Context, base, executionID string, body []
 	if err != nil {
 		return nil, err
 	}
-	req, err := newRequest(ctx, u.String(), executionID, body)
+	req, err := c.newRequest(ctx, u.String(), executionID, body)
 	if err != nil {
 		return nil, err
 	}
 	return c.http.Do(req)
 }
 
-func newRequest(ctx context.Context, u, executionID string, body []byte) (*http.Request, error) {
+func (c *Client) newRequest(ctx context.Context, u, executionID string, body []byte) (*http.Request, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Lambda-Execution-Id", executionID)
+	if c.secret != "" {
+		req.Header.Set(platformsecret.RuntimeHeader, c.secret)
+	}
 	return req, nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 )
 
 // host is a stand-in runtime host speaking the host's HTTP contract: it knows a script
@@ -158,4 +159,44 @@ func TestDirectRouteWithAServiceTemplate(t *testing.T) {
 	require.NoError(t, err)
 	require.Positive(t, h.calls.Load())
 	require.Zero(t, gwHits.Load())
+}
+
+// Both routes carry the runtime hosts' invoke secret; a host that checks it (as the
+// runtime host does) answers the calls.
+func TestBothRoutesSendTheRuntimeSecret(t *testing.T) {
+	t.Parallel()
+	const secret = "0123456789abcdef-runtime"
+	h := &host{}
+	checked := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(platformsecret.RuntimeHeader) != secret {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":{"type":"Unauthorized","message":"no secret"}}`))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+	var hits atomic.Int64
+	gw := gateway(t, checked, &hits)
+	replica := httptest.NewServer(checked)
+	t.Cleanup(replica.Close)
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"function": "runtime-python", "endpoints": []string{replica.URL}})
+	}))
+	t.Cleanup(provider.Close)
+	call := faas.Call{ExecutionID: "e1", Function: "add", SHA256: "abc", Source: "src", Event: json.RawMessage(`1`)}
+	for _, route := range []string{faas.RouteGateway, faas.RouteDirect} {
+		cfg := faas.Config{GatewayURL: gw.URL, Namespace: "openfaas-fn", Route: route, EndpointsURL: provider.URL, EndpointsRefresh: time.Minute}
+		bare, err := faas.New(cfg)
+		require.NoError(t, err)
+		_, err = bare.Run(context.Background(), "runtime-python", call)
+		require.Error(t, err, "%s: a call without the secret is refused", route)
+		cfg.RuntimeSecret = secret
+		c, err := faas.New(cfg)
+		require.NoError(t, err)
+		res, err := c.Run(context.Background(), "runtime-python", call)
+		require.NoError(t, err, route)
+		require.Equal(t, "succeeded", res.Status, route)
+	}
+	_, err := faas.New(faas.Config{GatewayURL: gw.URL, RuntimeSecret: "short"})
+	require.Error(t, err)
 }

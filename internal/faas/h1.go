@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 )
 
 // h1Client is the direct route's HTTP/1.1 client: keep-alive connections per replica,
@@ -34,10 +36,16 @@ type h1Client struct {
 
 	mu   sync.Mutex
 	idle map[string][]*h1Conn // by host:port, most recently used last
+
+	secretLine string // the invoke secret's header line, "" when none
 }
 
-func newH1Client() *h1Client {
-	return &h1Client{dialer: net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second},
+func newH1Client(secret string) *h1Client {
+	line := ""
+	if secret != "" && validID(secret) {
+		line = "\r\n" + platformsecret.RuntimeHeader + ": " + secret
+	}
+	return &h1Client{secretLine: line, dialer: net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second},
 		maxIdle: 512, idleFor: 90 * time.Second, idle: map[string][]*h1Conn{}}
 }
 
@@ -125,7 +133,7 @@ func (c *h1Client) post(ctx context.Context, base, executionID string, body []by
 	}
 	// ctx's end (cancel or deadline) unblocks the call, which then returns ctx's error.
 	stop := context.AfterFunc(ctx, func() { _ = cn.SetDeadline(aLongTimeAgo) })
-	resp, err := cn.roundTrip(t, executionID, body)
+	resp, err := cn.roundTrip(t, executionID, c.secretLine, body)
 	if !stop() {
 		cn.Close()
 		return nil, ctx.Err()
@@ -142,7 +150,7 @@ func (c *h1Client) post(ctx context.Context, base, executionID string, body []by
 	return resp, nil
 }
 
-func (cn *h1Conn) roundTrip(t *h1Target, executionID string, body []byte) (*http.Response, error) {
+func (cn *h1Conn) roundTrip(t *h1Target, executionID, secretLine string, body []byte) (*http.Response, error) {
 	w := cn.bw
 	w.WriteString("POST ")
 	w.WriteString(t.path)
@@ -150,6 +158,7 @@ func (cn *h1Conn) roundTrip(t *h1Target, executionID string, body []byte) (*http
 	w.WriteString(t.host)
 	w.WriteString("\r\nUser-Agent: lambda\r\nContent-Type: application/json\r\nX-Lambda-Execution-Id: ")
 	w.WriteString(executionID)
+	w.WriteString(secretLine)
 	w.WriteString("\r\nContent-Length: ")
 	w.WriteString(strconv.Itoa(len(body)))
 	w.WriteString("\r\n\r\n")

@@ -51,7 +51,7 @@ func body(t *testing.T, resp *http.Response) string {
 func TestH1ReusesOneConnectionAndSendsTheContract(t *testing.T) {
 	t.Parallel()
 	srv, conns := replica(t, echo)
-	c := newH1Client()
+	c := newH1Client("")
 	for i := 0; i < 50; i++ {
 		resp, err := c.post(context.Background(), srv.URL, "exec-1", []byte(`{"n":1}`))
 		require.NoError(t, err)
@@ -82,7 +82,7 @@ func TestH1ReusesOneConnectionAndSendsTheContract(t *testing.T) {
 func TestH1ReplacesConnectionsTheReplicaClosed(t *testing.T) {
 	t.Parallel()
 	srv, conns := replica(t, echo)
-	c := newH1Client()
+	c := newH1Client("")
 	ctx := context.Background()
 	_, err := c.post(ctx, srv.URL, "e", []byte(`1`))
 	require.NoError(t, err)
@@ -107,7 +107,7 @@ func TestH1HonoursConnectionClose(t *testing.T) {
 		w.Header().Set("Connection", "close")
 		echo(w, r)
 	})
-	c := newH1Client()
+	c := newH1Client("")
 	for i := 0; i < 3; i++ {
 		resp, err := c.post(context.Background(), srv.URL, "e", []byte(`1`))
 		require.NoError(t, err)
@@ -123,7 +123,7 @@ func TestH1ReadsChunkedAnswersWhole(t *testing.T) {
 		w.(http.Flusher).Flush() // no Content-Length: chunked
 		_, _ = io.WriteString(w, `"stdout":"`+strings.Repeat("x", 100<<10)+`"}`)
 	})
-	c := newH1Client()
+	c := newH1Client("")
 	for i := 0; i < 2; i++ {
 		resp, err := c.post(context.Background(), srv.URL, "e", []byte(`1`))
 		require.NoError(t, err)
@@ -145,7 +145,7 @@ func TestH1AbandonsTheCallWhenTheContextEnds(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	})
-	c := newH1Client()
+	c := newH1Client("")
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	t0 := time.Now()
@@ -167,7 +167,7 @@ func TestH1AbandonsTheCallWhenTheContextEnds(t *testing.T) {
 func TestH1ConcurrentCallsAndARefusedDial(t *testing.T) {
 	t.Parallel()
 	srv, conns := replica(t, echo)
-	c := newH1Client()
+	c := newH1Client("")
 	var wg sync.WaitGroup
 	errs := make(chan error, 16*20)
 	for g := 0; g < 16; g++ {
@@ -250,7 +250,7 @@ func TestH1SkipsInformationalAnswersAndDropsAStreamOutOfStep(t *testing.T) {
 			return ok("third")
 		}
 	})
-	c := newH1Client()
+	c := newH1Client("")
 	for _, want := range []string{"first", "second", "third"} {
 		resp, err := c.post(context.Background(), base, "e", []byte(`1`))
 		require.NoError(t, err)
@@ -271,7 +271,7 @@ func TestH1ClosesConnectionsLeftIdleByABurst(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // keeps the burst's calls overlapping
 		echo(w, r)
 	})
-	c := newH1Client()
+	c := newH1Client("")
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for i := 0; i < 4; i++ {

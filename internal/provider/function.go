@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/openfaas/faas-provider/types"
+	"go.uber.org/zap"
+
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
 )
 
 // function is one deployed runtime function and its replicas.
@@ -24,6 +27,8 @@ type function struct {
 	replicas []*replica // current generation first, then replicas being replaced
 	desired  int
 	seq      int // replica id counter
+
+	lastBusy time.Time // the autoscaler last saw a busy worker (or scaled)
 
 	ready   atomic.Pointer[[]*replica] // ready replicas, for the proxy's lock-free pick
 	changed chan struct{}              // closed and replaced when the ready set changes; guarded by mu
@@ -235,4 +240,43 @@ func (fn *function) status() types.FunctionStatus {
 		CreatedAt:              fn.createdAt,
 	}
 	return st
+}
+
+// autoscale adds a replica while the ready replicas' busy and queued calls fill the share
+// AutoscaleUp of their workers, and removes one after AutoscaleIdle without a busy worker,
+// within the scale labels. Replicas still starting count as capacity on their way.
+func (fn *function) autoscale(now time.Time) {
+	cfg := fn.p.cfg
+	ready := fn.readySnapshot()
+	var busy, workers int64
+	for _, r := range ready {
+		busy += r.busy.Load() + r.queued.Load()
+		workers += r.workers.Load()
+	}
+	fn.mu.Lock()
+	defer fn.mu.Unlock()
+	if workers == 0 || fn.desired == 0 {
+		return // nothing reports a load (not a runtime host), or scaled to zero on purpose
+	}
+	minN := scaleLabel(fn.spec.Labels, LabelScaleMin, 1)
+	maxN := scaleLabel(fn.spec.Labels, LabelScaleMax, cfg.MaxReplicas)
+	starting := 0
+	for _, r := range fn.replicas {
+		if r.gen == fn.gen && !r.ready.Load() {
+			starting++
+		}
+	}
+	switch {
+	case busy > 0 && float64(busy) >= cfg.AutoscaleUp*float64(workers) && starting == 0 && fn.desired < maxN:
+		fn.lastBusy = now
+		fn.scale(fn.desired + 1)
+		fn.p.log.Info("function scaled out", zap.String(logging.FieldFunction, fn.name), zap.Int("replicas", fn.desired),
+			zap.Int64("busy", busy), zap.Int64("workers", workers))
+	case busy > 0 || fn.lastBusy.IsZero():
+		fn.lastBusy = now
+	case now.Sub(fn.lastBusy) >= cfg.AutoscaleIdle && fn.desired > minN:
+		fn.lastBusy = now
+		fn.scale(fn.desired - 1)
+		fn.p.log.Info("function scaled in", zap.String(logging.FieldFunction, fn.name), zap.Int("replicas", fn.desired))
+	}
 }

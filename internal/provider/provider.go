@@ -50,7 +50,15 @@ const (
 	EnvRuntimesFile = "LAMBDA_RUNTIMES_FILE"
 	EnvLogLevel     = "LAMBDA_LOG_LEVEL"
 	EnvLogFormat    = "LAMBDA_LOG_FORMAT"
+	EnvSecretFile   = "LAMBDA_RUNTIME_SECRET_FILE"
 )
+
+// reservedEnv are the prefixes of variables a deployment may not set: the replica's
+// isolation, authentication, address and files are the provider's (its operator's)
+// choice, never the caller's of PUT /system/functions. Variables of PassEnv are
+// reserved as well.
+var reservedEnv = []string{"LAMBDA_SANDBOX", "LAMBDA_RUNTIME_SECRET", "LAMBDA_RUNTIME_AUTH", "LAMBDA_RUNTIME_TENANT",
+	EnvRuntimeAddr, EnvRuntimesFile, "LAMBDA_RUNTIME_CACHE_DIR", "LAMBDA_RUNTIME_BIN", "LAMBDA_LOG_", "LD_", "GODEBUG", "GOMAXPROCS", "PATH"}
 
 // Config is the provider's configuration.
 type Config struct {
@@ -82,6 +90,14 @@ type Config struct {
 	// (3 failed health probes restart it; a failed readiness probe takes it out of the
 	// balancing). 0 disables them.
 	ProbeInterval time.Duration `env:"LAMBDA_PROVIDER_PROBE_INTERVAL" envDefault:"5s"`
+	// AutoscaleInterval is how often the provider looks at each function's load (the
+	// replicas' pools, from their readiness answers) to scale it: out by one replica while
+	// its busy and queued calls fill AutoscaleUp of its workers, back in by one after
+	// AutoscaleIdle without a busy worker, between the com.openfaas.scale.min and .max
+	// labels. 0 turns it off.
+	AutoscaleInterval time.Duration `env:"LAMBDA_PROVIDER_AUTOSCALE_INTERVAL" envDefault:"5s"`
+	AutoscaleUp       float64       `env:"LAMBDA_PROVIDER_AUTOSCALE_UP" envDefault:"0.8"`
+	AutoscaleIdle     time.Duration `env:"LAMBDA_PROVIDER_AUTOSCALE_IDLE" envDefault:"5m"`
 	// LogLines is how many output lines are kept per function for the logs API.
 	LogLines int `env:"LAMBDA_PROVIDER_LOG_LINES" envDefault:"1000"`
 	// MaxReplicas caps ScaleFunction when the deployment has no com.openfaas.scale.max label.
@@ -91,7 +107,15 @@ type Config struct {
 	// provider's secrets (database URL, tokens). The default includes what a runtime host's
 	// dependency installs read: the cache and its limits, the package sources (the
 	// registry entries' vars) and how this machine reaches them (proxies, CA bundles).
-	PassEnv []string `env:"LAMBDA_PROVIDER_PASS_ENV" envSeparator:"," envDefault:"PATH,HOME,USER,LANG,LC_ALL,TZ,TMPDIR,XDG_CACHE_HOME,RUSTUP_HOME,CARGO_HOME,LAMBDA_DEPS_DIR,LAMBDA_DEPS_CACHE_MB,LAMBDA_MAX_DEPS_MB,LAMBDA_DEPS_INSTALL_TIMEOUT,LAMBDA_NPM_REGISTRY,LAMBDA_PIP_INDEX_URL,LAMBDA_PIP_WHEELHOUSE,LAMBDA_CARGO_REGISTRY,HTTPS_PROXY,HTTP_PROXY,NO_PROXY,https_proxy,http_proxy,no_proxy,SSL_CERT_FILE,SSL_CERT_DIR,NODE_EXTRA_CA_CERTS,PIP_CERT,REQUESTS_CA_BUNDLE"`
+	// A name ending in * passes every variable with that prefix. The sandbox settings
+	// (LAMBDA_SANDBOX*) are the operator's: they come from here, never from a deployment.
+	PassEnv []string `env:"LAMBDA_PROVIDER_PASS_ENV" envSeparator:"," envDefault:"PATH,HOME,USER,LANG,LC_ALL,TZ,TMPDIR,XDG_CACHE_HOME,RUSTUP_HOME,CARGO_HOME,LAMBDA_DEPS_DIR,LAMBDA_DEPS_CACHE_MB,LAMBDA_MAX_DEPS_MB,LAMBDA_DEPS_INSTALL_TIMEOUT,LAMBDA_NPM_REGISTRY,LAMBDA_PIP_INDEX_URL,LAMBDA_PIP_WHEELHOUSE,LAMBDA_CARGO_REGISTRY,HTTPS_PROXY,HTTP_PROXY,NO_PROXY,https_proxy,http_proxy,no_proxy,SSL_CERT_FILE,SSL_CERT_DIR,NODE_EXTRA_CA_CERTS,PIP_CERT,REQUESTS_CA_BUNDLE,LAMBDA_SANDBOX*,LAMBDA_RUNTIME_TENANT*"`
+	// RuntimeSecretFile is handed to every replica as LAMBDA_RUNTIME_SECRET_FILE: the
+	// secret a runtime host requires of each call (the api reads the same file).
+	RuntimeSecretFile string `env:"LAMBDA_RUNTIME_SECRET_FILE"`
+	// RuntimeSecret is the same secret given inline, handed on as LAMBDA_RUNTIME_SECRET
+	// (a replica's environment is readable by its own uid only, never by its workers').
+	RuntimeSecret string `env:"LAMBDA_RUNTIME_SECRET"`
 	// Environ is the provider's own environment, from which PassEnv is copied.
 	Environ map[string]string `env:"-"`
 	// Log is handed on to replicas as LAMBDA_LOG_LEVEL and LAMBDA_LOG_FORMAT.
@@ -160,7 +184,30 @@ func New(cfg Config, log *zap.Logger, reg *prometheus.Registry) (*Provider, erro
 		cancel:  cancel,
 		fns:     map[string]*function{},
 	}
+	if cfg.AutoscaleInterval > 0 {
+		go p.autoscale()
+	}
 	return p, nil
+}
+
+// autoscale scales each function to its load until the provider closes (the seed's
+// horizontal scale-out; on Kubernetes the HPA and OpenFaaS' autoscaler do this).
+func (p *Provider) autoscale() {
+	t := time.NewTicker(p.cfg.AutoscaleInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case now := <-t.C:
+			p.mu.RLock()
+			fns := slices.Collect(maps.Values(p.fns))
+			p.mu.RUnlock()
+			for _, fn := range fns {
+				fn.autoscale(now)
+			}
+		}
+	}
 }
 
 // Close stops every replica of every function (SIGTERM to each process group, SIGKILL
@@ -306,6 +353,11 @@ func (p *Provider) checkSpec(spec *types.FunctionDeployment) error {
 	if spec.Service == "" {
 		return fault.New(fault.Invalid, "service (function name) is required")
 	}
+	for k := range spec.EnvVars {
+		if p.reserved(k) {
+			return fault.New(fault.Invalid, "envVars: %s is set by the provider's operator, not by a deployment", k)
+		}
+	}
 	if spec.Namespace != "" && spec.Namespace != Namespace {
 		return fault.New(fault.Invalid, "namespace %s does not exist (the local provider has only %s)", spec.Namespace, Namespace)
 	}
@@ -314,6 +366,21 @@ func (p *Provider) checkSpec(spec *types.FunctionDeployment) error {
 		return fault.New(fault.Invalid, "label %s=%d is above the replica limit", LabelScaleMin, n)
 	}
 	return nil
+}
+
+// reserved reports whether a deployment may not set the variable k.
+func (p *Provider) reserved(k string) bool {
+	for _, r := range reservedEnv {
+		if strings.HasPrefix(k, r) {
+			return true
+		}
+	}
+	for _, pass := range p.cfg.PassEnv {
+		if prefix, ok := strings.CutSuffix(pass, "*"); ok && strings.HasPrefix(k, prefix) || k == pass {
+			return true
+		}
+	}
+	return false
 }
 
 // scaleLabel reads a non-negative integer label, or def.
@@ -336,10 +403,23 @@ func scaleLabel(labels *map[string]string, key string, def int) int {
 // environment, the deployment's EnvVars, and what the provider must set.
 func (p *Provider) replicaEnv(spec *types.FunctionDeployment, addr string) []string {
 	env := map[string]string{}
+	maps.Copy(env, spec.EnvVars) // checked by checkSpec: nothing below can be overridden
 	for _, k := range p.cfg.PassEnv {
-		if v, ok := p.cfg.Environ[k]; ok {
+		if prefix, ok := strings.CutSuffix(k, "*"); ok {
+			for name, v := range p.cfg.Environ {
+				if strings.HasPrefix(name, prefix) {
+					env[name] = v
+				}
+			}
+		} else if v, ok := p.cfg.Environ[k]; ok {
 			env[k] = v
 		}
+	}
+	if p.cfg.RuntimeSecretFile != "" {
+		env[EnvSecretFile] = p.cfg.RuntimeSecretFile
+	}
+	if p.cfg.RuntimeSecret != "" {
+		env["LAMBDA_RUNTIME_SECRET"] = p.cfg.RuntimeSecret
 	}
 	if p.cfg.RuntimesFile != "" {
 		env[EnvRuntimesFile] = p.cfg.RuntimesFile
@@ -350,7 +430,6 @@ func (p *Provider) replicaEnv(spec *types.FunctionDeployment, addr string) []str
 	if p.cfg.Log.Format != "" {
 		env[EnvLogFormat] = p.cfg.Log.Format
 	}
-	maps.Copy(env, spec.EnvVars)
 	env[EnvRuntimeAddr] = addr
 	out := make([]string, 0, len(env))
 	for k, v := range env {

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,6 +56,14 @@ func fakeRuntimeHost() {
 	mux.HandleFunc("GET /_/ready", func(w http.ResponseWriter, r *http.Request) {
 		if !ready.Load() || unready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		// The pool's load as a runtime host reports it: busy workers read from a file the
+		// test writes (LAMBDA_FAKE_LOAD_FILE), out of 4.
+		if f := os.Getenv("LAMBDA_FAKE_LOAD_FILE"); f != "" {
+			b, _ := os.ReadFile(f)
+			busy, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+			fmt.Fprintf(w, `{"status":"ready","load":{"busy":%d,"queued":0,"workers":4}}`, busy)
 		}
 	})
 	// Test controls: POST /_/sick, /_/unready, /_/ready-again.
@@ -479,4 +488,78 @@ func TestProviderProbes(t *testing.T) {
 	})
 	require.False(t, alive(before.PID), "the sick process was stopped")
 	require.GreaterOrEqual(t, providerRestarts(t, srv.URL, "probed"), 1.0)
+}
+
+// A deployment cannot choose a replica's isolation, authentication or files: PUT and POST
+// /system/functions with such a variable are 400 and change nothing; the operator's
+// LAMBDA_SANDBOX* and the invoke secret's file reach every replica from the provider.
+func TestDeploymentCannotSetReservedVariables(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := fakeConfig(t)
+	cfg.PassEnv = append(cfg.PassEnv, "LAMBDA_SANDBOX*")
+	cfg.Environ["LAMBDA_SANDBOX"] = "strict"
+	cfg.Environ["LAMBDA_SANDBOX_PIDS"] = "64"
+	cfg.RuntimeSecretFile = "/run/secrets/lambda/runtime-secret"
+	_, srv, client := newProvider(t, cfg)
+	const name = "runtime-reserved"
+	spec := types.FunctionDeployment{Service: name, Image: "x", EnvVars: map[string]string{fakeReplicaEnv: "1", "LAMBDA_RUNTIME": "fake"}}
+	for _, k := range []string{"LAMBDA_SANDBOX", "LAMBDA_SANDBOX_NETWORK", "LAMBDA_RUNTIME_AUTH", "LAMBDA_RUNTIME_SECRET_FILE", "LD_PRELOAD", "PATH", "HOME"} {
+		bad := spec
+		bad.EnvVars = map[string]string{fakeReplicaEnv: "1", k: "off"}
+		_, err := client.Deploy(ctx, bad)
+		require.ErrorContains(t, err, k, "deploy with %s", k)
+	}
+	_, err := client.Deploy(ctx, spec)
+	require.NoError(t, err)
+	waitFor(t, 10*time.Second, "1 available replica", func() bool {
+		st, err := client.GetFunction(ctx, name, "")
+		return err == nil && st.AvailableReplicas == 1
+	})
+	bad := spec
+	bad.EnvVars = map[string]string{fakeReplicaEnv: "1", "LAMBDA_SANDBOX": "off"}
+	_, err = client.Update(ctx, bad)
+	require.ErrorContains(t, err, "LAMBDA_SANDBOX")
+
+	code, ans, raw := invoke(t, srv.URL, name, nil, `{}`)
+	require.Equal(t, http.StatusOK, code, raw)
+	env := strings.Join(ans.Env, "\n")
+	require.Contains(t, env, "LAMBDA_SANDBOX=strict\n")
+	require.Contains(t, env, "LAMBDA_SANDBOX_PIDS=64")
+	require.Contains(t, env, "LAMBDA_RUNTIME_SECRET_FILE=/run/secrets/lambda/runtime-secret")
+}
+
+// The provider scales a function out while its replicas' workers stay busy and back in
+// once they are idle, between the scale labels.
+func TestProviderAutoscales(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := fakeConfig(t)
+	cfg.ProbeInterval = 50 * time.Millisecond
+	cfg.AutoscaleInterval = 100 * time.Millisecond
+	cfg.AutoscaleUp = 0.8
+	cfg.AutoscaleIdle = 500 * time.Millisecond
+	_, _, client := newProvider(t, cfg)
+	load := filepath.Join(t.TempDir(), "load")
+	require.NoError(t, os.WriteFile(load, []byte("0"), 0o644))
+	labels := map[string]string{provider.LabelScaleMin: "1", provider.LabelScaleMax: "3"}
+	_, err := client.Deploy(ctx, types.FunctionDeployment{Service: "runtime-scaled", Image: "x", Labels: &labels,
+		EnvVars: map[string]string{fakeReplicaEnv: "1", "LAMBDA_FAKE_LOAD_FILE": load}})
+	require.NoError(t, err)
+	replicas := func() uint64 {
+		st, err := client.GetFunction(ctx, "runtime-scaled", "")
+		require.NoError(t, err)
+		return st.Replicas
+	}
+	waitFor(t, 10*time.Second, "1 replica", func() bool { return replicas() == 1 })
+	time.Sleep(300 * time.Millisecond)
+	require.EqualValues(t, 1, replicas(), "an idle function stays at its minimum")
+
+	require.NoError(t, os.WriteFile(load, []byte("4"), 0o644)) // every worker busy
+	waitFor(t, 15*time.Second, "scaled out to the maximum", func() bool { return replicas() == 3 })
+	time.Sleep(500 * time.Millisecond)
+	require.EqualValues(t, 3, replicas(), "never beyond com.openfaas.scale.max")
+
+	require.NoError(t, os.WriteFile(load, []byte("0"), 0o644))
+	waitFor(t, 15*time.Second, "scaled back in to the minimum", func() bool { return replicas() == 1 })
 }

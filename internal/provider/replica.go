@@ -3,6 +3,7 @@ package provider
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,8 @@ type replica struct {
 	base     atomic.Pointer[string] // http://127.0.0.1:port of the current process
 	pid      atomic.Int64
 	restarts atomic.Int64
+	// load is the replica's pool as its last readiness answer reported it.
+	busy, queued, workers atomic.Int64
 }
 
 func (r *replica) baseURL() string {
@@ -196,7 +199,8 @@ func (r *replica) runOnce(log *zap.Logger) error {
 	}
 }
 
-// probe tells whether GET url answers 200 within timeout.
+// probe tells whether GET url answers 200 within timeout; a readiness answer's "load"
+// (the runtime host's pool) is recorded for the autoscaler.
 func (r *replica) probe(url string, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(r.ctx, timeout)
 	defer cancel()
@@ -205,8 +209,17 @@ func (r *replica) probe(url string, timeout time.Duration) bool {
 	if err != nil {
 		return false
 	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	var doc struct {
+		Load *struct{ Busy, Queued, Workers int64 } `json:"load"`
+	}
+	if resp.StatusCode == http.StatusOK && json.Unmarshal(body, &doc) == nil && doc.Load != nil {
+		r.busy.Store(doc.Load.Busy)
+		r.queued.Store(doc.Load.Queued)
+		r.workers.Store(doc.Load.Workers)
+	}
 	return resp.StatusCode == http.StatusOK
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lambda-microservice/lambda/internal/faas"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
 )
 
@@ -29,6 +31,9 @@ func TestProviderRealRuntimeHost(t *testing.T) {
 	cfg.ReadyTimeout = 60 * time.Second
 	cfg.PassEnv = []string{"PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME"}
 	cfg.Environ = map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME"), "TMPDIR": os.Getenv("TMPDIR"), "XDG_CACHE_HOME": os.Getenv("XDG_CACHE_HOME")}
+	const secret = "provider-test-runtime-secret"
+	cfg.RuntimeSecretFile = filepath.Join(t.TempDir(), "runtime-secret")
+	require.NoError(t, os.WriteFile(cfg.RuntimeSecretFile, []byte(secret), 0o600))
 	_, srv, client := newProvider(t, cfg)
 
 	_, err := client.Deploy(ctx, types.FunctionDeployment{
@@ -49,9 +54,18 @@ func TestProviderRealRuntimeHost(t *testing.T) {
 		"sha256": hex.EncodeToString(sum[:]), "source": src,
 		"event": map[string]int{"a": 1, "b": 2}, "timeout_ms": 10000, "memory_mb": 128,
 	})
+	// Without the deployment's secret the replica runs nothing.
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/function/runtime-python", strings.NewReader(string(body)))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/function/runtime-python", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(platformsecret.RuntimeHeader, secret)
+	resp, err = http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	var out map[string]any

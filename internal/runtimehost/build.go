@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,8 @@ type script struct {
 // are both remembered, in memory and on disk.
 type builds struct {
 	rt       *runtimes.Runtime
+	private  bool     // sha folders are the host's alone (workers run copies: direct sandbox)
+	readOnly []string // what a build reads besides its folder: the runtime's files, its toolchain
 	dir      string
 	env      []string // environment of build and prepare commands
 	timeout  time.Duration
@@ -57,7 +60,15 @@ type builds struct {
 	mu       sync.RWMutex
 	known    map[string]*script
 	inflight singleflight.Group
+	// slots bounds the builds running at once (each has its own folder, target and cargo
+	// home: no build waits on another's lock, only for a free core).
+	slots chan struct{}
 }
+
+var errBuildTimeout = errors.New("build timed out")
+
+// prepareTimeout is the least time the runtime's prepare step gets.
+const prepareTimeout = 10 * time.Minute
 
 var errSourceRequired = fault.New(fault.NotFound, "this runtime host has not seen the script: resend the request with its source")
 
@@ -129,6 +140,7 @@ func (b *builds) build(sha, source string, lock *deps.Lock) (*script, error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("build %s: %w", sha, err)
 	}
+	defer b.settle(s.dir)
 	if err := writeFileAtomic(s.source, []byte(source)); err != nil {
 		return nil, fmt.Errorf("build %s: %w", sha, err)
 	}
@@ -137,10 +149,15 @@ func (b *builds) build(sha, source string, lock *deps.Lock) (*script, error) {
 	}
 	if len(b.rt.Build) > 0 {
 		start := time.Now()
-		out, err := b.runEnv(b.rt.ExpandVars(b.rt.Build, runtimes.Vars{Workdir: s.dir, CacheDir: b.dir}), s.dir,
+		out, err := b.runEnv(sandbox.RoleBuild, b.rt.ExpandVars(b.rt.Build, runtimes.Vars{Workdir: s.dir, CacheDir: b.dir}), s.dir,
 			b.depsEnviron(s), depsDirs(s))
 		var exit *exec.ExitError
 		switch {
+		case errors.Is(err, errBuildTimeout):
+			// The script's fault (const evaluation, macro loops), or a loaded machine's:
+			// answered as a compile error, not remembered.
+			b.metrics.buildsFailed.Inc()
+			return nil, fault.New(fault.Unprocessable, "the build took longer than %s (LAMBDA_RUNTIME_BUILD_TIMEOUT) and was stopped", b.timeout)
 		case errors.As(err, &exit) && exit.Exited():
 			b.metrics.buildsFailed.Inc()
 			return b.fail(s, out), nil
@@ -170,29 +187,53 @@ func (b *builds) fail(s *script, diag string) *script {
 	return b.remember(f)
 }
 
+// settle gives a script's build folder the mode workers need: readable (bubblewrap binds
+// it into them), or the host's alone (workers run copies).
+func (b *builds) settle(dir string) {
+	mode := os.FileMode(0o755)
+	if b.private {
+		mode = 0o700
+	}
+	_ = os.Chmod(dir, mode)
+}
+
 // run runs a build or prepare command with the build environment and timeout; it returns
-// the combined output.
-func (b *builds) run(argv []string, dir string) (string, error) {
-	return b.runEnv(argv, dir, b.env, nil)
+// the combined output. A build runs in the sandbox (its own uid, its folder writable, the
+// toolchain read-only, no network, CPU and memory bounded); prepare is the platform's own.
+func (b *builds) run(role sandbox.Role, argv []string, dir string) (string, error) {
+	return b.runEnv(role, argv, dir, b.env, nil)
 }
 
 // runEnv is run with the given environment and the read-only paths it reads besides the
-// folder (an install directory of dependencies).
-func (b *builds) runEnv(argv []string, dir string, env, readOnly []string) (string, error) {
+// folder and the toolchain (an install directory of dependencies).
+func (b *builds) runEnv(role sandbox.Role, argv []string, dir string, env, readOnly []string) (string, error) {
 	var out limitedBuffer
 	out.limit = maxDiagnostics
-	proc, err := b.spawner.Spawn(sandbox.Spec{Role: sandbox.RoleBuild, Argv: argv, Dir: dir, Env: env, Stdout: &out, Stderr: &out,
-		ReadOnly: readOnly})
+	spec := sandbox.Spec{Role: role, Argv: argv, Dir: dir, Env: env, Stdout: &out, Stderr: &out, ReadOnly: readOnly}
+	if role == sandbox.RoleBuild {
+		spec.Writable, spec.CPU = []string{dir}, b.timeout
+		spec.ReadOnly = append(slices.Clone(b.readOnly), readOnly...)
+		spec.Limits = sandbox.Limits{FileSize: 1 << 30, OpenFiles: 4096}
+		if b.slots != nil {
+			b.slots <- struct{}{}
+			defer func() { <-b.slots }()
+		}
+	}
+	proc, err := b.spawner.Spawn(spec)
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	timeout := b.timeout
+	if role == sandbox.RolePrepare {
+		timeout = max(timeout, prepareTimeout) // compiles the shared dependencies once
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, proc.Kill)
 	_, err = proc.Wait()
 	stop()
 	if ctx.Err() != nil {
-		return out.String(), fmt.Errorf("%s timed out after %s", argv[0], b.timeout)
+		return out.String(), fmt.Errorf("%s: %w after %s", argv[0], errBuildTimeout, timeout)
 	}
 	return out.String(), err
 }
@@ -206,7 +247,7 @@ func (b *builds) prepare() error {
 		return err
 	}
 	start := time.Now()
-	out, err := b.run(b.rt.ExpandVars(b.rt.Prepare, runtimes.Vars{CacheDir: b.dir}), b.dir)
+	out, err := b.run(sandbox.RolePrepare, b.rt.ExpandVars(b.rt.Prepare, runtimes.Vars{CacheDir: b.dir}), b.dir)
 	if err != nil {
 		return fmt.Errorf("prepare %s: %w: %s", b.rt.Title, err, strings.TrimSpace(out))
 	}

@@ -10,11 +10,13 @@ package runtimehost
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 	"github.com/lambda-microservice/lambda/internal/runtimehost/sandbox"
 )
 
@@ -35,8 +37,14 @@ type Config struct {
 	OutputLimit int `env:"LAMBDA_RUNTIME_OUTPUT_LIMIT" envDefault:"65536"`
 	// QueueLength bounds the requests waiting for a worker; more are refused (503).
 	QueueLength int `env:"LAMBDA_RUNTIME_QUEUE" envDefault:"256"`
+	// TenantShare is the largest fraction of Workers one tenant holds at once (at least
+	// one worker; 0 or 1: no bound): a tenant at its share waits for one of its own workers
+	// while other tenants' calls still find one. The tenant is the api's (authenticated call).
+	TenantShare float64 `env:"LAMBDA_RUNTIME_TENANT_SHARE" envDefault:"0.5"`
 	// QueueWait bounds how long a request waits for a worker before 503.
 	QueueWait time.Duration `env:"LAMBDA_RUNTIME_QUEUE_WAIT" envDefault:"5s"`
+	// Builds bounds the builds running at once (0: the number of CPUs).
+	Builds int `env:"LAMBDA_RUNTIME_BUILDS" envDefault:"0"`
 	// BuildTimeout bounds one build (a Rust compile, say).
 	BuildTimeout time.Duration `env:"LAMBDA_RUNTIME_BUILD_TIMEOUT" envDefault:"120s"`
 	// IdleTimeout stops a version's worker unused for this long (0 keeps it until evicted).
@@ -70,6 +78,16 @@ type Config struct {
 	// SandboxBwrap is the bubblewrap binary.
 	SandboxBwrap string `env:"LAMBDA_SANDBOX_BWRAP" envDefault:"bwrap"`
 
+	// SecretFile holds the deployment's invoke secret (a Kubernetes Secret's file); Secret
+	// is the same value given inline. POST / answers 401 and runs nothing unless the call
+	// carries it in the X-Lambda-Runtime-Secret header (the api sends it). Auth=none turns
+	// the check off explicitly (a trusted test bench); a host with neither refuses to start.
+	SecretFile string `env:"LAMBDA_RUNTIME_SECRET_FILE"`
+	Secret     string `env:"LAMBDA_RUNTIME_SECRET"`
+	Auth       string `env:"LAMBDA_RUNTIME_AUTH" envDefault:"secret"`
+
+	secret []byte // the invoke secret, loaded by Validate
+
 	Log logging.Config
 }
 
@@ -87,6 +105,9 @@ func (c *Config) Validate() error {
 	}
 	if c.OutputLimit < 0 {
 		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_OUTPUT_LIMIT=%d: want ≥ 0", c.OutputLimit))
+	}
+	if c.TenantShare < 0 || c.TenantShare > 1 {
+		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_TENANT_SHARE=%g: want 0..1", c.TenantShare))
 	}
 	if c.QueueLength < 0 {
 		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_QUEUE=%d: want ≥ 0", c.QueueLength))
@@ -115,11 +136,31 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("LAMBDA_SANDBOX_TMP_MB ≥ 1, LAMBDA_SANDBOX_PIDS ≥ 8 and LAMBDA_SANDBOX_MEMORY_MB ≥ 16 required"))
 		}
 	}
+	switch c.Auth {
+	case AuthSecret:
+		secret, err := platformsecret.Load(c.Secret, c.SecretFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_SECRET(_FILE): %w", err))
+		} else if secret == "" {
+			errs = append(errs, errors.New("LAMBDA_RUNTIME_SECRET_FILE (or LAMBDA_RUNTIME_SECRET) is required: the host runs calls only with the deployment's secret (LAMBDA_RUNTIME_AUTH=none accepts any caller)"))
+		}
+		c.secret = []byte(secret)
+	case AuthNone:
+		c.secret = nil
+	default:
+		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_AUTH=%q: want secret or none", c.Auth))
+	}
 	if c.MaxBody < 1024 {
 		errs = append(errs, fmt.Errorf("LAMBDA_RUNTIME_MAX_BODY=%d: want ≥ 1024", c.MaxBody))
 	}
 	return errors.Join(errs...)
 }
+
+// Invoke authentication modes (LAMBDA_RUNTIME_AUTH).
+const (
+	AuthSecret = "secret" // POST / needs the deployment's secret
+	AuthNone   = "none"   // any caller may invoke (a trusted bench only)
+)
 
 // sandboxConfig is the Sandbox configuration of the host.
 func (c *Config) sandboxConfig() sandbox.Config {
@@ -128,6 +169,18 @@ func (c *Config) sandboxConfig() sandbox.Config {
 		Pids: c.SandboxPids, MemoryMB: c.SandboxMemoryMB, Network: c.SandboxNetwork, Bwrap: c.SandboxBwrap,
 		MaxTimeout: c.MaxTimeout,
 	}
+}
+
+// tenantShare is the number of workers one tenant may hold (0: no bound).
+func (c *Config) tenantShare() int {
+	if c.TenantShare <= 0 || c.TenantShare >= 1 {
+		return 0
+	}
+	n := int(math.Ceil(c.TenantShare * float64(c.Workers)))
+	if n >= c.Workers {
+		return 0
+	}
+	return max(1, n)
 }
 
 // cacheDir returns the build cache folder for the runtime titled title.

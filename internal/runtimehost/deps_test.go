@@ -49,7 +49,7 @@ func depsHarness(t *testing.T, title, cacheDir string, engine *deps.Engine) (*ha
 	}
 	var cfg runtimehost.Config
 	require.NoError(t, env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{
-		"LAMBDA_RUNTIME": title, "LAMBDA_RUNTIME_CACHE_DIR": cacheDir}}))
+		"LAMBDA_RUNTIME": title, "LAMBDA_RUNTIME_CACHE_DIR": cacheDir, "LAMBDA_RUNTIME_SECRET": testSecret}}))
 	require.NoError(t, cfg.Validate())
 	promReg := prometheus.NewRegistry()
 	host, err := runtimehost.New(runtimehost.Options{

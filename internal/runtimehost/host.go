@@ -1,12 +1,15 @@
 package runtimehost
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,6 +111,9 @@ type Host struct {
 	m        *hostMetrics
 	log      *zap.Logger
 
+	direct     bool   // workers are kept apart by uids alone: each gets a private copy of its script
+	pinWhy     string // why workers cannot be isolated here: the host then serves one tenant only
+	pinned     atomic.Pointer[string]
 	sandboxDoc []byte // the "sandbox" member of /_/ready
 	prepared   atomic.Bool
 	spareUp    atomic.Bool
@@ -154,7 +160,14 @@ func New(o Options) (*Host, error) {
 				return nil, fmt.Errorf("runtimehost: %w", err)
 			}
 			sp = sb
-			if sb.PrivateMounts() {
+			if sb.Direct() {
+				// No mount namespace: each sha's folder is the host's alone (builds get
+				// theirs for their time, workers a copy of their script); the cache itself
+				// can be passed through (to the prepared dependencies), not listed.
+				if err := os.Chmod(cacheDir, 0o711); err != nil {
+					return nil, fmt.Errorf("runtimehost: cache dir: %w", err)
+				}
+			} else if sb.PrivateMounts() {
 				// Spares see the whole cache: workers may open a script they know the sha256
 				// of, never list the others.
 				if err := os.Chmod(cacheDir, 0o711); err != nil {
@@ -167,8 +180,16 @@ func New(o Options) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtimehost: temp dir: %w", err)
 	}
+	direct := false
+	if sb, ok := sp.(interface{ Direct() bool }); ok && sb.Direct() {
+		direct = true
+		// Workers (other uids) pass through to their own 0700 folders, list nothing.
+		if err := os.Chmod(tmpBase, 0o711); err != nil {
+			return nil, fmt.Errorf("runtimehost: temp dir: %w", err)
+		}
+	}
 	h := &Host{
-		cfg: o.Config, rt: o.Runtime, cacheDir: cacheDir, tmpBase: tmpBase, spawner: sp,
+		cfg: o.Config, rt: o.Runtime, cacheDir: cacheDir, tmpBase: tmpBase, spawner: sp, direct: direct,
 		m:    newHostMetrics(o.Runtime.Title, o.Metrics, o.HTTP),
 		log:  o.Logger.With(zap.String(logging.FieldRuntime, o.Runtime.Title)),
 		stop: make(chan struct{}),
@@ -180,6 +201,13 @@ func New(o Options) (*Host, error) {
 	if h.builds.env == nil {
 		h.builds.env = BuildEnviron(o.Runtime, func(string) string { return "" })
 	}
+	h.builds.private = direct
+	if n := o.Config.Builds; n > 0 {
+		h.builds.slots = make(chan struct{}, n)
+	} else {
+		h.builds.slots = make(chan struct{}, max(2, runtime.NumCPU()))
+	}
+	h.builds.readOnly = buildReadOnly(o.Runtime, cacheDir, h.builds.env)
 	if h.builds.deps = o.Deps; h.builds.deps == nil && o.Runtime.Deps != nil {
 		cfg, err := deps.ConfigFromEnv()
 		if err != nil {
@@ -202,6 +230,16 @@ func New(o Options) (*Host, error) {
 	}
 	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Config.StartTimeout, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
 	h.pool.onSpare = func() { h.spareUp.Store(true) }
+	h.pool.share = o.Config.tenantShare()
+	tenants := "isolated"
+	if sb, ok := sp.(*sandbox.Sandbox); ok && !sb.Isolated() {
+		// auto without distinct worker uids: never several tenants on shared ground.
+		tenants = "pinned"
+		h.pinWhy = "workers cannot run as distinct uids here (" + sb.Missing()["uid"] + "): this replica serves the first tenant it is called for, and refuses others"
+		h.m.pinned.Set(1)
+	} else if mode == sandbox.Off {
+		tenants = "shared" // LAMBDA_SANDBOX=off, explicitly
+	}
 	if lr, ok := sp.(sandbox.LayerReporter); ok {
 		layers := lr.Layers()
 		for layer, on := range layers {
@@ -211,21 +249,49 @@ func New(o Options) (*Host, error) {
 		if sb, ok := sp.(*sandbox.Sandbox); ok {
 			missing = sb.Missing()
 		}
-		h.sandboxDoc = sandboxJSON(mode, layers, missing)
+		h.sandboxDoc = sandboxJSON(mode, layers, missing, tenants, h.pinWhy)
 		h.log.Info("sandbox", zap.String("mode", mode), zap.Any("layers", layers), zap.Any("missing", missing))
 	}
 	return h, nil
 }
 
+// buildReadOnly expands the registry's build_readonly for this host: the runtime's own
+// folder first, then each path.
+func buildReadOnly(rt *runtimes.Runtime, cacheDir string, env []string) []string {
+	vars := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			vars[k] = v
+		}
+	}
+	out := []string{rt.Dir}
+	for _, p := range rt.ExpandVars(rt.BuildReadOnly, runtimes.Vars{CacheDir: cacheDir}) {
+		missing := false
+		p = os.Expand(p, func(k string) string {
+			v := vars[k]
+			missing = missing || v == ""
+			return v
+		})
+		if !missing && filepath.IsAbs(p) && !slices.Contains(out, p) {
+			out = append(out, p) // one that does not exist when a build starts is skipped then
+		}
+	}
+	return out
+}
+
 // sandboxJSON is the "sandbox" member of /_/ready: the mode, each layer's state and why
 // the inactive ones are missing.
-func sandboxJSON(mode string, layers map[string]bool, missing map[string]string) []byte {
+func sandboxJSON(mode string, layers map[string]bool, missing map[string]string, tenants, why string) []byte {
 	names := make([]string, 0, len(layers))
 	for l := range layers {
 		names = append(names, l)
 	}
 	slices.Sort(names)
 	b := append([]byte(`{"mode":`), appendString(nil, mode)...)
+	b = append(append(b, `,"tenants":`...), appendString(nil, tenants)...)
+	if why != "" {
+		b = append(append(b, `,"tenants_why":`...), appendString(nil, why)...)
+	}
 	b = append(b, `,"layers":{`...)
 	for i, l := range names {
 		if i > 0 {
@@ -302,6 +368,10 @@ func (h *Host) Problem() string {
 	return ""
 }
 
+// Direct reports whether the host's workers are kept apart by distinct uids alone (no
+// mount namespace): they share /tmp, so the binary sets a private umask.
+func (h *Host) Direct() bool { return h.direct }
+
 // Runtime is the registry entry this host serves.
 func (h *Host) Runtime() *runtimes.Runtime { return h.rt }
 
@@ -328,12 +398,30 @@ func (h *Host) startWorker(s *script) (*worker, error) {
 	vars := runtimes.Vars{CacheDir: h.cacheDir}
 	memory := 0
 	readOnly := []string{h.cacheDir} // a spare: any script of the cache may come
+	tmp, task := "", ""
 	if s != nil {
 		vars.Workdir = s.dir
 		readOnly = []string{s.dir}
 	}
+	if h.direct {
+		readOnly = nil
+		var err error
+		if tmp, err = os.MkdirTemp(h.tmpBase, "worker-"); err != nil {
+			return nil, fmt.Errorf("start worker: temp dir: %w", err)
+		}
+		if s != nil {
+			task = filepath.Join(tmp, "task")
+			if err := copyScript(s.dir, task); err != nil {
+				os.RemoveAll(tmp)
+				return nil, fmt.Errorf("start worker: %w", err)
+			}
+			vars.Workdir = task
+		}
+	}
 	readOnly = append(readOnly, h.depsReadOnly(s)...)
 	w, err := startWorker(&startSpec{
+		tmp:         tmp,
+		task:        task,
 		argv:        h.rt.ExpandVars(h.rt.Command, vars),
 		tmpBase:     h.tmpBase,
 		outputLimit: h.cfg.OutputLimit,
@@ -423,10 +511,22 @@ func compileError(diag string) error { return fault.New(fault.Unprocessable, "%s
 // Invoke runs req and fills out; an error means no execution happened (bad request,
 // source required, compile error, overload). On success the caller must call Done(out).
 func (h *Host) Invoke(req *Request, out *Outcome) error {
+	return h.InvokeContext(context.Background(), req, out)
+}
+
+// InvokeContext is Invoke for a caller that may go away: when ctx ends while the handler
+// runs (the api abandoned the call: a cancelled execution, a client gone), the worker is
+// killed there and then, not left to run to its timeout.
+func (h *Host) InvokeContext(ctx context.Context, req *Request, out *Outcome) error {
 	start := time.Now()
 	timeout, err := h.validate(req)
 	if err != nil {
 		return err
+	}
+	if h.pinWhy != "" {
+		if err := h.pin(req.Tenant); err != nil {
+			return err
+		}
 	}
 	out.timeout = timeout
 	s, err := h.builds.get(req.SHA256, req.Source, req.Lock)
@@ -445,6 +545,12 @@ func (h *Host) Invoke(req *Request, out *Outcome) error {
 		w, fresh, err := h.pool.acquire(key, s)
 		if err != nil {
 			return err
+		}
+		if !fresh && w.burnedWhileIdle() && attempt < 3 {
+			// A thread its last call left behind kept it busy: it goes, the call takes another.
+			h.log.Info("recycling a worker that used CPU while idle", zap.String(logging.FieldFunction, req.Function))
+			h.pool.release(w, false)
+			continue
 		}
 		out.w, out.Cold = w, fresh
 		if fresh {
@@ -469,17 +575,36 @@ func (h *Host) Invoke(req *Request, out *Outcome) error {
 			out.Duration = time.Since(start)
 			return nil
 		}
-		h.exec(w, req, deadline, out)
+		h.exec(ctx, w, req, deadline, out)
 		out.Duration = time.Since(start)
 		h.m.execution(out.Status, out.Duration.Seconds())
 		return nil
 	}
 }
 
+// pin keeps a host whose workers cannot be isolated to one tenant: the first one it is
+// called for.
+func (h *Host) pin(tenant string) error {
+	p := h.pinned.Load()
+	if p == nil {
+		if h.pinned.CompareAndSwap(nil, &tenant) {
+			h.log.Warn("replica pinned to one tenant", zap.String("reason", h.pinWhy))
+		}
+		p = h.pinned.Load()
+	}
+	if *p != tenant {
+		return fault.New(fault.Unavailable, "this replica serves another tenant only: %s", h.pinWhy)
+	}
+	return nil
+}
+
 // Done releases what out holds: the worker goes back to the pool.
 func (h *Host) Done(out *Outcome) {
 	if out.w == nil {
 		return
+	}
+	if out.healthy {
+		out.w.markIdle()
 	}
 	out.w.release(out.Stdout, out.Stderr)
 	h.pool.release(out.w, out.healthy)
@@ -490,11 +615,26 @@ func (h *Host) Done(out *Outcome) {
 // init (an error in the script's top level, a timeout); err a compile error or a worker
 // that died before answering (errWorkerGone).
 func (h *Host) initWorker(w *worker, key poolKey, req *Request, s *script, deadline time.Time, out *Outcome) (done bool, err error) {
+	source, workdir := s.source, s.dir
+	if h.direct {
+		if w.task == "" { // a spare: the script comes now, as the worker's own copy
+			w.task = filepath.Join(w.dir, "task")
+			err := copyScript(s.dir, w.task)
+			if o, ok := w.proc.(interface{ Own(string) error }); ok && err == nil {
+				err = o.Own(w.task)
+			}
+			if err != nil {
+				w.kill()
+				return false, fault.New(fault.Unavailable, "cannot hand the worker its script: %v", err)
+			}
+		}
+		source, workdir = filepath.Join(w.task, filepath.Base(s.source)), w.task
+	}
 	b, start := frame.Begin(w.wbuf[:0])
 	b = append(b, `{"type":"init","source":`...)
-	b = appendString(b, s.source)
+	b = appendString(b, source)
 	b = append(b, `,"workdir":`...)
-	b = appendString(b, s.dir)
+	b = appendString(b, workdir)
 	b = append(b, `,"sha256":`...)
 	b = appendString(b, req.SHA256)
 	b = append(b, `,"function":`...)
@@ -558,11 +698,26 @@ func (h *Host) initWorker(w *worker, key poolKey, req *Request, s *script, deadl
 		}
 		w.kill()
 		out.Stdout, out.Stderr, _ = w.collect(h.expiry(out, collectGrace))
-		out.Status, out.Error, out.healthy = statusFailed, reply.Error, false
+		out.Status, out.Error, out.healthy = statusFailed, h.relativePaths(w, req.SHA256, reply.Error), false
 		return true, nil
 	}
 	w.kill()
 	return false, fmt.Errorf("worker init: unexpected %q frame", reply.Type)
+}
+
+// relativePaths makes the paths of a script's files in an error document (a traceback's
+// frames, a message) relative to the script's folder: a caller sees handler.py, not where
+// the host keeps it.
+func (h *Host) relativePaths(w *worker, sha string, doc []byte) []byte {
+	if len(doc) == 0 {
+		return doc
+	}
+	for _, dir := range []string{filepath.Join(h.cacheDir, sha), w.task} {
+		if dir != "" && bytes.Contains(doc, []byte(dir+"/")) {
+			doc = bytes.ReplaceAll(doc, []byte(dir+"/"), nil)
+		}
+	}
+	return doc
 }
 
 // expiry arms out's timer for d and returns its channel.
@@ -578,7 +733,7 @@ func (h *Host) expiry(out *Outcome, d time.Duration) <-chan time.Time {
 var succeededPrefix = []byte(`{"type":"result","status":"succeeded","result":`)
 
 // exec runs one invocation on an assigned worker.
-func (h *Host) exec(w *worker, req *Request, deadline time.Time, out *Outcome) {
+func (h *Host) exec(ctx context.Context, w *worker, req *Request, deadline time.Time, out *Outcome) {
 	b, start := frame.Begin(w.wbuf[:0])
 	b = append(b, `{"type":"invoke","execution_id":`...)
 	b = appendString(b, req.ExecutionID)
@@ -594,9 +749,19 @@ func (h *Host) exec(w *worker, req *Request, deadline time.Time, out *Outcome) {
 		return
 	}
 	_ = w.resp.SetReadDeadline(deadline)
+	var abandoned atomic.Bool
+	stop := context.AfterFunc(ctx, func() {
+		abandoned.Store(true)
+		w.kill()
+	})
 	payload, err := w.rd.Next()
+	stop()
 	if err != nil {
 		_, _ = h.broken(w, err, out)
+		if abandoned.Load() {
+			out.Status = statusFailed
+			out.Error = errorDoc("Cancelled", "the caller abandoned the call: the handler was stopped", "")
+		}
 		return
 	}
 	out.healthy = true
@@ -613,7 +778,7 @@ func (h *Host) exec(w *worker, req *Request, deadline time.Time, out *Outcome) {
 		case reply.Status == statusSucceeded:
 			out.Status, out.Result = statusSucceeded, reply.Result
 		default:
-			out.Status, out.Error = statusFailed, reply.Error
+			out.Status, out.Error = statusFailed, h.relativePaths(w, w.key.sha, reply.Error)
 		}
 	}
 	var ok bool

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 	"github.com/lambda-microservice/lambda/internal/runtimehost"
 	"github.com/lambda-microservice/lambda/runtimes"
 )
@@ -64,7 +65,7 @@ func newHarness(t testing.TB, path, title, cacheDir string, overrides map[string
 	if cacheDir == "" {
 		cacheDir = t.TempDir()
 	}
-	vars := map[string]string{"LAMBDA_RUNTIME": title, "LAMBDA_RUNTIME_CACHE_DIR": cacheDir}
+	vars := map[string]string{"LAMBDA_RUNTIME": title, "LAMBDA_RUNTIME_CACHE_DIR": cacheDir, "LAMBDA_RUNTIME_SECRET": testSecret}
 	for k, v := range overrides {
 		vars[k] = v
 	}
@@ -112,6 +113,14 @@ type response struct {
 	Cold            bool            `json:"cold"`
 }
 
+// testSecret is the invoke secret of every test host; signed adds it to a request.
+const testSecret = "test-runtime-secret-0123456789"
+
+func signed(r *http.Request) *http.Request {
+	r.Header.Set(platformsecret.RuntimeHeader, testSecret)
+	return r
+}
+
 func sum(src string) string {
 	s := sha256.Sum256([]byte(src))
 	return hex.EncodeToString(s[:])
@@ -122,7 +131,7 @@ func (h *harness) post(t testing.TB, body map[string]any) (int, response) {
 	b, err := json.Marshal(body)
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()
-	h.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(b)))
+	h.handler.ServeHTTP(rec, signed(httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(b))))
 	var r response
 	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &r), "body %s", rec.Body.String())
 	return rec.Code, r
@@ -135,7 +144,7 @@ func (h *harness) call(t testing.TB, fn, src string, event any, extra map[string
 	body := map[string]any{
 		"execution_id": fmt.Sprintf("exec-%d", h.seq.Add(1)),
 		"function":     fn, "version": 1, "sha256": sum(src), "event": event,
-		"timeout_ms": 10000, "memory_mb": 128,
+		"timeout_ms": 60000, "memory_mb": 128, // a cold Rust call builds first: seconds under load
 	}
 	for k, v := range extra {
 		body[k] = v
@@ -218,7 +227,7 @@ func runLanguageSuite(t *testing.T, lc langCases) {
 
 	t.Run("timeout then next call", func(t *testing.T) {
 		t.Parallel()
-		h.ok(t, "sleep", lc.sleep, map[string]int{"ms": 1}, "succeeded", map[string]any{"timeout_ms": 5000}) // built and warm
+		h.ok(t, "sleep", lc.sleep, map[string]int{"ms": 1}, "succeeded", map[string]any{"timeout_ms": 60000}) // built and warm (a build under load takes seconds)
 		r := h.ok(t, "sleep", lc.sleep, map[string]int{"ms": 5000}, "timeout", map[string]any{"timeout_ms": 300})
 		require.Equal(t, "Timeout", r.Error.Type)
 		require.Less(t, r.DurationMS, 2000.0)

@@ -23,6 +23,8 @@ type hostMetrics struct {
 	httpRequests                *prometheus.CounterVec
 	httpDuration                *prometheus.HistogramVec
 	sandbox                     *prometheus.GaugeVec
+	pinned                      prometheus.Gauge
+	tenantWaits                 prometheus.Counter
 }
 
 func newHostMetrics(title string, rm *metrics.Runtime, hm *metrics.HTTP) *hostMetrics {
@@ -39,6 +41,8 @@ func newHostMetrics(title string, rm *metrics.Runtime, hm *metrics.HTTP) *hostMe
 		buildsFailed:    rm.Builds.WithLabelValues(title, "failed"),
 		buildTime:       rm.BuildTime.WithLabelValues(title),
 		sandbox:         rm.Sandbox,
+		pinned:          rm.Pinned.WithLabelValues(title),
+		tenantWaits:     rm.TenantWaits.WithLabelValues(title),
 		httpInvokeCodes: map[int]prometheus.Counter{},
 	}
 	if hm != nil {
@@ -46,7 +50,7 @@ func newHostMetrics(title string, rm *metrics.Runtime, hm *metrics.HTTP) *hostMe
 		m.httpInvokeDuration = hm.Duration.WithLabelValues("/", "POST")
 		m.httpRequests = hm.Requests
 		m.httpDuration = hm.Duration
-		for _, code := range []int{200, 400, 413, 422, 428, 500, 503} {
+		for _, code := range []int{200, 400, 401, 413, 422, 428, 500, 503} {
 			m.httpInvokeCodes[code] = hm.Requests.WithLabelValues("/", "POST", strconv.Itoa(code))
 		}
 	}

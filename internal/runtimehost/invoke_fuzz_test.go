@@ -46,7 +46,7 @@ func FuzzInvokeRequest(f *testing.F) {
 	var cfg Config
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{
 		"LAMBDA_RUNTIME": "python", "LAMBDA_RUNTIME_CACHE_DIR": f.TempDir(), "LAMBDA_SANDBOX": "off",
-		"LAMBDA_RUNTIME_MAX_BODY": "65536", "LAMBDA_RUNTIME_QUEUE_WAIT": "0s",
+		"LAMBDA_RUNTIME_AUTH": "none", "LAMBDA_RUNTIME_MAX_BODY": "65536", "LAMBDA_RUNTIME_QUEUE_WAIT": "0s",
 	}}); err != nil {
 		f.Fatal(err)
 	}

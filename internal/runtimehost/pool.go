@@ -68,13 +68,47 @@ type pool struct {
 	waiters       list.List // *waiter, oldest first
 	closed        bool
 	onSpare       func() // called once the first spare said hello
+
+	// share bounds the workers one tenant holds at once (0: no bound): a tenant at its
+	// share waits for one of its own to come free, while other tenants' calls still find
+	// workers. tenantBusy counts each tenant's held workers (and slots being started).
+	share      int
+	tenantBusy map[string]int
 }
 
 func newPool(max, queueMax int, queueWait, startWait time.Duration, prestart bool, start func(s *script) (*worker, error), m *hostMetrics, log *zap.Logger) *pool {
 	return &pool{
 		max: max, queueMax: queueMax, queueWait: queueWait, startWait: startWait, prestart: prestart,
-		start: start, metrics: m, log: log, idle: map[poolKey][]*worker{},
+		start: start, metrics: m, log: log, idle: map[poolKey][]*worker{}, tenantBusy: map[string]int{},
 	}
+}
+
+// atShareLocked reports whether tenant holds its share of the workers. A call without a
+// tenant (not the api's) is not bounded.
+func (p *pool) atShareLocked(tenant string) bool {
+	return p.share > 0 && tenant != "" && p.tenantBusy[tenant] >= p.share
+}
+
+// holdLocked counts a worker (or a slot for one) as held by tenant.
+func (p *pool) holdLocked(tenant string) { p.tenantBusy[tenant]++ }
+
+// unholdLocked ends one of tenant's holds.
+func (p *pool) unholdLocked(tenant string) {
+	if n := p.tenantBusy[tenant] - 1; n > 0 {
+		p.tenantBusy[tenant] = n
+	} else {
+		delete(p.tenantBusy, tenant)
+	}
+}
+
+// firstEligibleLocked is the oldest waiter whose tenant is below its share.
+func (p *pool) firstEligibleLocked() *list.Element {
+	for e := p.waiters.Front(); e != nil; e = e.Next() {
+		if !p.atShareLocked(e.Value.(*waiter).key.tenant) {
+			return e
+		}
+	}
+	return nil
 }
 
 // acquire returns a worker for key. fresh reports an unassigned worker the caller must
@@ -84,6 +118,15 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 	if p.closed {
 		p.mu.Unlock()
 		return nil, false, fault.New(fault.Unavailable, "runtime host is shutting down")
+	}
+	if p.atShareLocked(key.tenant) {
+		// The tenant holds its share: it waits for one of its own workers, whatever is free.
+		if p.queueWait <= 0 || p.waiters.Len() >= p.queueMax {
+			p.mu.Unlock()
+			return nil, false, fault.New(fault.Overloaded, "this tenant holds its share of the %d workers and the queue is full", p.max)
+		}
+		p.metrics.tenantWaits.Inc()
+		return p.waitLocked(key, s, p.queueWait)
 	}
 	if ws := p.idle[key]; len(ws) > 0 {
 		w = ws[len(ws)-1]
@@ -95,6 +138,8 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 		p.lru.Remove(w.elem)
 		w.elem = nil
 		p.busy++
+		p.holdLocked(key.tenant)
+		w.tenant = key.tenant
 		p.gaugesLocked()
 		p.mu.Unlock()
 		return w, false, nil
@@ -102,6 +147,8 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 	if n := len(p.spares); n > 0 {
 		w, p.spares = p.spares[n-1], p.spares[:n-1]
 		p.busy++
+		p.holdLocked(key.tenant)
+		w.tenant = key.tenant
 		p.refillLocked(true)
 		p.gaugesLocked()
 		p.mu.Unlock()
@@ -122,16 +169,23 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 		wait = max(wait, p.startWait) // a process is on its way: wait for it too
 	case slot:
 		p.busy++
+		p.holdLocked(key.tenant)
 		p.gaugesLocked()
 		p.mu.Unlock()
 		if victim != nil {
 			victim.kill()
 		}
-		return p.startNew(s)
+		return p.startNew(s, key.tenant)
 	case !canWait:
 		p.mu.Unlock()
 		return nil, false, fault.New(fault.Overloaded, "all %d workers are busy and the queue is full", p.max)
 	}
+	return p.waitLocked(key, s, wait)
+}
+
+// waitLocked queues the request (p.mu held; released here) until it is granted a worker
+// or a slot, or wait passes.
+func (p *pool) waitLocked(key poolKey, s *script, wait time.Duration) (w *worker, fresh bool, err error) {
 	wt := &waiter{key: key, ch: make(chan grant, 1)}
 	el := p.waiters.PushBack(wt)
 	p.metrics.queue.Set(float64(p.waiters.Len()))
@@ -156,26 +210,29 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 	}
 	switch {
 	case g.slot:
-		return p.startNew(s)
+		return p.startNew(s, key.tenant)
 	case g.w == nil: // the pool closed
 		return nil, false, fault.New(fault.Unavailable, "runtime host is shutting down")
 	}
 	return g.w, !g.w.assigned, nil
 }
 
-// startNew starts a worker in a slot already counted in live and busy.
-func (p *pool) startNew(s *script) (*worker, bool, error) {
+// startNew starts a worker for tenant in a slot already counted in live, busy and the
+// tenant's holds.
+func (p *pool) startNew(s *script, tenant string) (*worker, bool, error) {
 	w, err := p.start(s)
 	if err != nil {
 		p.mu.Lock()
 		p.live--
 		p.busy--
+		p.unholdLocked(tenant)
 		p.handoffLocked()
 		p.gaugesLocked()
 		p.mu.Unlock()
 		return nil, false, fault.Wrap(fault.Unavailable, err, "cannot start a worker")
 	}
 	p.metrics.coldStarts.Inc()
+	w.tenant = tenant // before anyone else sees it: set without the lock
 	return w, true, nil
 }
 
@@ -184,6 +241,7 @@ func (p *pool) startNew(s *script) (*worker, bool, error) {
 func (p *pool) release(w *worker, healthy bool) {
 	p.mu.Lock()
 	p.busy--
+	p.unholdLocked(w.tenant)
 	if !healthy || p.closed {
 		p.live--
 		p.handoffLocked()
@@ -198,6 +256,8 @@ func (p *pool) release(w *worker, healthy bool) {
 		if wt := e.Value.(*waiter); wt.key == w.key {
 			p.waiters.Remove(e)
 			p.busy++
+			p.holdLocked(wt.key.tenant)
+			w.tenant = wt.key.tenant
 			p.metrics.queue.Set(float64(p.waiters.Len()))
 			p.gaugesLocked()
 			wt.ch <- grant{w: w} // under the lock: a waiter timing out sees it (buffered)
@@ -206,9 +266,10 @@ func (p *pool) release(w *worker, healthy bool) {
 		}
 	}
 	// Someone needs another key and no process is starting for them: this slot is theirs.
-	if e := p.waiters.Front(); e != nil && p.waiters.Len() > p.growing {
+	if e := p.firstEligibleLocked(); e != nil && p.waiters.Len() > p.growing {
 		wt := p.waiters.Remove(e).(*waiter)
 		p.busy++
+		p.holdLocked(wt.key.tenant)
 		p.metrics.queue.Set(float64(p.waiters.Len()))
 		p.gaugesLocked()
 		wt.ch <- grant{slot: true}
@@ -282,9 +343,11 @@ func (p *pool) placeLocked(w *worker) (placed, toWaiter bool) {
 		p.live--
 		return false, false
 	}
-	if e := p.waiters.Front(); e != nil {
+	if e := p.firstEligibleLocked(); e != nil {
 		wt := p.waiters.Remove(e).(*waiter)
 		p.busy++
+		p.holdLocked(wt.key.tenant)
+		w.tenant = wt.key.tenant
 		p.metrics.queue.Set(float64(p.waiters.Len()))
 		p.gaugesLocked()
 		wt.ch <- grant{w: w} // under the lock: a waiter timing out sees it (buffered)
@@ -367,10 +430,11 @@ func (p *pool) startSpare() {
 // handoffWaiterOnlyLocked gives a freed slot to a waiter without starting a spare; it
 // reports whether a waiter took it.
 func (p *pool) handoffWaiterOnlyLocked() bool {
-	if e := p.waiters.Front(); e != nil && p.live < p.max {
+	if e := p.firstEligibleLocked(); e != nil && p.live < p.max {
 		wt := p.waiters.Remove(e).(*waiter)
 		p.live++
 		p.busy++
+		p.holdLocked(wt.key.tenant)
 		p.metrics.queue.Set(float64(p.waiters.Len()))
 		wt.ch <- grant{slot: true}
 		return true
@@ -407,11 +471,22 @@ func (p *pool) removeIdleLocked(w *worker) {
 	}
 }
 
-// reap stops idle workers unused for longer than ttl.
+// reap stops idle workers unused for longer than ttl, and those that use CPU while idle
+// (a thread their last call left running).
 func (p *pool) reap(ttl time.Duration) {
 	cutoff := time.Now().Add(-ttl)
 	var victims []*worker
 	p.mu.Lock()
+	for e := p.lru.Front(); e != nil; {
+		w := e.Value.(*worker)
+		next := e.Next()
+		if w.burnedWhileIdle() {
+			p.removeIdleLocked(w)
+			p.live--
+			victims = append(victims, w)
+		}
+		e = next
+	}
 	for e := p.lru.Back(); e != nil; {
 		w := e.Value.(*worker)
 		prev := e.Prev()
@@ -459,6 +534,13 @@ func (p *pool) close() {
 	for _, w := range victims {
 		w.kill()
 	}
+}
+
+// load is what the pool holds: busy workers (and slots), queued requests, its bound.
+func (p *pool) load() (busy, queued, workers int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.busy, p.waiters.Len(), p.max
 }
 
 func (p *pool) gaugesLocked() {

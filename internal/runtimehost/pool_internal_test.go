@@ -115,3 +115,46 @@ func TestStartErrorCarriesTheWorkersStderr(t *testing.T) {
 	require.Contains(t, err.Error(), "exit status 3")
 	require.Contains(t, err.Error(), "no bootstrap here")
 }
+
+// One tenant holds at most its share of the workers: its next call waits for one of its
+// own, while another tenant's call still finds a worker at once.
+func TestPoolTenantShare(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	gone := make(chan struct{})
+	close(gone) // kill is a no-op for these stand-ins
+	p := newPool(4, 16, 200*time.Millisecond, time.Second, false, func(*script) (*worker, error) {
+		return &worker{exited: gone}, nil
+	}, newHostMetrics("t", metrics.NewRuntime(reg), metrics.NewHTTP(reg)), zap.NewNop())
+	p.share = 2
+	t.Cleanup(p.close)
+	a1, _, err := p.acquire(poolKey{sha: "a", tenant: "A"}, &script{})
+	require.NoError(t, err)
+	a2, _, err := p.acquire(poolKey{sha: "a2", tenant: "A"}, &script{})
+	require.NoError(t, err)
+	start := time.Now()
+	_, _, err = p.acquire(poolKey{sha: "a3", tenant: "A"}, &script{})
+	require.Error(t, err, "A holds its share: its third call waits and times out")
+	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
+	b, _, err := p.acquire(poolKey{sha: "b", tenant: "B"}, &script{})
+	require.NoError(t, err, "B still finds a worker")
+
+	// A's waiting call gets a worker as soon as one of A's is released.
+	got := make(chan error, 1)
+	go func() {
+		w, _, err := p.acquire(poolKey{sha: "a4", tenant: "A"}, &script{})
+		if err == nil {
+			p.release(w, false)
+		}
+		got <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	p.release(a1, true)
+	require.NoError(t, <-got)
+	p.release(a2, true)
+	p.release(b, true)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	require.Empty(t, p.tenantBusy, "every hold ended")
+	require.Zero(t, p.busy)
+}

@@ -27,7 +27,7 @@ func BenchmarkSandboxInvokeWarm(b *testing.B) {
 		body := []byte(`{"execution_id":"bench","function":"add","version":1,"sha256":"` + sum(src) +
 			`","event":{"a":1,"b":2},"timeout_ms":10000,"memory_mb":128}`)
 		rec := httptest.NewRecorder()
-		req := httptest.NewRequest(http.MethodPost, "/", nil)
+		req := signed(httptest.NewRequest(http.MethodPost, "/", nil))
 		b.ReportAllocs()
 		for b.Loop() {
 			rec.Body.Reset()

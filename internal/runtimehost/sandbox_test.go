@@ -333,9 +333,11 @@ func requireSandbox(t *testing.T) {
 type readyDoc struct {
 	Status  string `json:"status"`
 	Sandbox *struct {
-		Mode    string            `json:"mode"`
-		Layers  map[string]bool   `json:"layers"`
-		Missing map[string]string `json:"missing"`
+		Mode       string            `json:"mode"`
+		Tenants    string            `json:"tenants"`
+		TenantsWhy string            `json:"tenants_why"`
+		Layers     map[string]bool   `json:"layers"`
+		Missing    map[string]string `json:"missing"`
 	} `json:"sandbox"`
 }
 
@@ -623,7 +625,7 @@ func newHost(t *testing.T, title string, vars map[string]string) (*runtimehost.H
 	require.NoError(t, err)
 	rt, ok := reg.Lookup(title)
 	require.True(t, ok)
-	all := withVars(vars, "LAMBDA_RUNTIME", title, "LAMBDA_RUNTIME_CACHE_DIR", t.TempDir())
+	all := withVars(vars, "LAMBDA_RUNTIME", title, "LAMBDA_RUNTIME_CACHE_DIR", t.TempDir(), "LAMBDA_RUNTIME_SECRET", testSecret)
 	var cfg runtimehost.Config
 	require.NoError(t, env.ParseWithOptions(&cfg, env.Options{Environment: all}))
 	require.NoError(t, cfg.Validate())

@@ -14,6 +14,7 @@ import (
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/platform/logging"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 )
 
 // NewServer returns the runtime host's HTTP handler (routes.go lists the routes).
@@ -38,6 +39,14 @@ func handleInvoke(h *Host) http.HandlerFunc {
 		if h.m.httpInFlight != nil {
 			h.m.httpInFlight.Inc()
 			defer h.m.httpInFlight.Dec()
+		}
+		if h.cfg.Auth != AuthNone && !platformsecret.Equal(r.Header.Get(platformsecret.RuntimeHeader), h.cfg.secret) {
+			// Nothing is read, built or run for a caller without the deployment's secret.
+			w.Header()["Content-Type"] = contentTypeJSON
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":{"type":"Unauthorized","message":"this runtime host runs calls of the platform only (`+platformsecret.RuntimeHeader+`)"}}`)
+			h.m.invokeServed(http.StatusUnauthorized, time.Since(start).Seconds())
+			return
 		}
 		buf := bufPool.Get().(*bytes.Buffer)
 		buf.Reset()
@@ -72,7 +81,7 @@ func (h *Host) invokeHTTP(r *http.Request, buf *bytes.Buffer, req *Request, out 
 	if err := json.Unmarshal(buf.Bytes(), req); err != nil {
 		return h.writeError(buf, fault.Wrap(fault.Invalid, err, "malformed request: %s", err.Error()))
 	}
-	if err := h.Invoke(req, out); err != nil {
+	if err := h.InvokeContext(r.Context(), req, out); err != nil {
 		return h.writeError(buf, err)
 	}
 	buf.Reset()
@@ -165,6 +174,15 @@ func handleReady(h *Host) http.HandlerFunc {
 			return
 		}
 		b := append([]byte(`{"status":"ready","runtime":`), appendString(nil, h.rt.Title)...)
+		// The pool's load, for the local provider's autoscaling.
+		busy, queued, workers := h.pool.load()
+		b = append(b, `,"load":{"busy":`...)
+		b = appendInt(b, int64(busy))
+		b = append(b, `,"queued":`...)
+		b = appendInt(b, int64(queued))
+		b = append(b, `,"workers":`...)
+		b = appendInt(b, int64(workers))
+		b = append(b, '}')
 		if h.sandboxDoc != nil {
 			b = append(append(b, `,"sandbox":`...), h.sandboxDoc...)
 		}

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +25,8 @@ import (
 type worker struct {
 	key      poolKey // zero until assigned
 	assigned bool
+	dir      string // the worker's private folder (its HOME and TMPDIR unless sandboxed)
+	task     string // its own copy of its script's folder (direct sandbox), or ""
 	proc     sandbox.Process
 	req      *os.File // fd 3 of the worker: host → worker frames
 	resp     *os.File // fd 4 of the worker: worker → host frames
@@ -42,6 +46,8 @@ type worker struct {
 	lastUsed time.Time
 	elem     *list.Element // in the pool's idle LRU list while idle
 	uses     int
+	tenant   string        // the tenant holding it while busy
+	idleCPU  time.Duration // its CPU time when its last call ended (-1: unknown)
 }
 
 // workerReply is a frame from a worker.
@@ -58,6 +64,8 @@ var errWorkerGone = errors.New("worker gone")
 
 // startSpec is what starting a worker needs from the host.
 type startSpec struct {
+	tmp         string // the worker's folder, made by the caller ("": made here)
+	task        string // the worker's own copy of its script, in tmp ("" for none)
 	argv        []string
 	tmpBase     string
 	outputLimit int
@@ -77,9 +85,11 @@ func newSentinel() []byte {
 
 // startWorker starts a worker process and waits for its hello frame.
 func startWorker(s *startSpec) (*worker, error) {
-	tmp, err := os.MkdirTemp(s.tmpBase, "worker-")
-	if err != nil {
-		return nil, fmt.Errorf("start worker: temp dir: %w", err)
+	tmp, err := s.tmp, error(nil)
+	if tmp == "" {
+		if tmp, err = os.MkdirTemp(s.tmpBase, "worker-"); err != nil {
+			return nil, fmt.Errorf("start worker: temp dir: %w", err)
+		}
 	}
 	var files []*os.File // every pipe end, closed on failure
 	pipe := func() (r, w *os.File) {
@@ -130,7 +140,7 @@ func startWorker(s *startSpec) (*worker, error) {
 		proc: proc, req: reqW, resp: respR, rd: frame.NewReader(respR, 0),
 		wbuf: make([]byte, 0, 4<<10), sentinel: sentinel,
 		stdout: newCapture(sentinel, s.outputLimit), stderr: newCapture(sentinel, s.outputLimit),
-		outR: outR, errR: errR, exited: make(chan struct{}),
+		outR: outR, errR: errR, exited: make(chan struct{}), dir: tmp, task: s.task, idleCPU: -1,
 	}
 	go w.stdout.run(outR)
 	go w.stderr.run(errR)
@@ -273,4 +283,68 @@ func (w *worker) collect(expired <-chan time.Time) (out, errOut segment, ok bool
 func (w *worker) release(out, errOut segment) {
 	w.stdout.release(out)
 	w.stderr.release(errOut)
+}
+
+// copyScript copies the regular files of a script's build folder (the source, a compiled
+// program; not the build's markers or sub-folders) into dst, a worker's own folder.
+func copyScript(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), info.Mode().Perm()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// idleCPUSlack is the CPU time an idle worker may use (its runtime's own housekeeping: a
+// garbage collector's background pass) before it counts as still busy.
+const idleCPUSlack = 50 * time.Millisecond
+
+// markIdle records the worker's CPU time as its call ends.
+func (w *worker) markIdle() {
+	w.idleCPU = -1
+	if m, ok := w.proc.(sandbox.CPUMeter); ok {
+		w.idleCPU = m.CPUTime()
+	}
+}
+
+// burnedWhileIdle reports whether the worker used CPU since its last call ended: a thread
+// or timer that call left running.
+func (w *worker) burnedWhileIdle() bool {
+	if w.idleCPU < 0 {
+		return false
+	}
+	m, ok := w.proc.(sandbox.CPUMeter)
+	return ok && m.CPUTime()-w.idleCPU > idleCPUSlack
 }

@@ -4,9 +4,13 @@
 #   build.sh <workdir> <cache_dir> <runtime_dir>     build the script in <workdir>/handler.rs
 #   build.sh --prepare <cache_dir> <runtime_dir>     compile serde_json once into the shared target
 #
-# Every script is its own cargo package (named after its sha256) and all share ONE target
-# directory under <cache_dir>, so serde_json compiles once per host and a script in about a
-# second. Crates come from Debian's packaged sources (librust-serde-json-dev), offline.
+# Every script is its own cargo package (named after its sha256) built in its own target
+# directory and CARGO_HOME inside <workdir>: builds of different scripts never wait on one
+# cargo lock and see no other script's output. The target starts as a copy of the
+# dependencies --prepare compiled once per host into <cache_dir>/cargo-target (serde_json
+# and what it needs, no script), so a script compiles in about a second; it is removed
+# afterwards. Crates come from Debian's packaged sources (librust-serde-json-dev), offline.
+# The host runs a build as an unprivileged uid of its own that can write <workdir> only.
 # On failure the compiler's diagnostics are printed on stderr and the exit status is non-zero.
 #
 # A version with dependencies builds with the environment of its installed lock (the
@@ -40,6 +44,24 @@ if [ -z "$cargo" ]; then
 	exit 127
 fi
 registry=${LAMBDA_CARGO_REGISTRY:-/usr/share/cargo/registry}
+# rustup's toolchains stay where HOME said; cargo's own state moves into the build.
+if [ -z "${RUSTUP_HOME:-}" ] && [ -d "${HOME:-/root}/.rustup" ]; then
+	export RUSTUP_HOME="${HOME:-/root}/.rustup"
+fi
+export CARGO_HOME="$work/.cargo-home"
+if [ "$name" = prepare ]; then
+	target=$cache/cargo-target
+else
+	target=$work/target
+	rm -rf "$target"
+	for d in deps build .fingerprint; do
+		mkdir -p "$target/release/$d"
+		if [ -d "$cache/cargo-target/release/$d" ]; then
+			find "$cache/cargo-target/release/$d" -mindepth 1 -maxdepth 1 ! -name 'script_*' ! -name 'prepare*' \
+				-exec cp -Rp {} "$target/release/$d/" \;
+		fi
+	done
+fi
 
 mkdir -p "$work/src" "$work/.cargo"
 cp "$rt/runtime.rs" "$work/src/lambda_runtime.rs"
@@ -82,12 +104,19 @@ fi
 
 cd "$work"
 log=$work/build.$$.log
-if ! CARGO_TARGET_DIR="$cache/cargo-target" CARGO_TERM_COLOR=never "$cargo" build --release --quiet --offline >"$log" 2>&1; then
-	sed -e 's#src/\.\./handler\.rs#handler.rs#g' "$log" >&2
-	rm -f "$log"
+if ! CARGO_TARGET_DIR="$target" CARGO_TERM_COLOR=never "$cargo" build --release --quiet --offline >"$log" 2>&1; then
+	sed -e 's#src/\.\./handler\.rs#handler.rs#g' -e "s#$work/##g" "$log" >&2
+	rm -rf "$log" "$CARGO_HOME"
+	[ "$name" = prepare ] || rm -rf "$target"
 	exit 1
 fi
-rm -f "$log"
+rm -rf "$log" "$CARGO_HOME"
+if [ "$name" = prepare ]; then
+	# Builds (other uids) copy the prepared dependencies from here.
+	chmod -R a+rX "$target"
+	exit 0
+fi
 # Hosts sharing a cache dir may build the same script at once: the copy is atomic.
-cp "$cache/cargo-target/release/$name" "$work/handler.tmp.$$"
+cp "$target/release/$name" "$work/handler.tmp.$$"
 mv -f "$work/handler.tmp.$$" "$work/handler"
+rm -rf "$target"

@@ -131,6 +131,12 @@ type Runtime struct {
 	BuildTime  *prometheus.HistogramVec // runtime
 	Sandbox    *prometheus.GaugeVec     // layer: 1 when active
 	Queue      *prometheus.GaugeVec     // runtime: requests waiting for a worker
+	// Pinned is 1 when the replica serves one tenant only: its workers cannot be kept
+	// apart from each other here (LAMBDA_SANDBOX=auto without distinct uids).
+	Pinned *prometheus.GaugeVec // runtime
+	// TenantWaits counts calls that waited because their tenant held its share of the
+	// workers (LAMBDA_RUNTIME_TENANT_SHARE).
+	TenantWaits *prometheus.CounterVec // runtime
 }
 
 // NewRuntime registers the runtime host collectors.
@@ -163,7 +169,13 @@ func NewRuntime(reg prometheus.Registerer) *Runtime {
 			Name: "lambda_runtime_queue_depth", Help: "Requests waiting for a free worker.",
 		}, []string{"runtime"}),
 	}
-	reg.MustRegister(m.Workers, m.Executions, m.Duration, m.ColdStarts, m.Builds, m.BuildTime, m.Sandbox, m.Queue)
+	m.Pinned = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lambda_runtime_tenant_pinned", Help: "1 when the replica serves one tenant only, its workers not being isolatable from each other here.",
+	}, []string{"runtime"})
+	m.TenantWaits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "lambda_runtime_tenant_share_waits_total", Help: "Calls that waited because their tenant held its share of the workers.",
+	}, []string{"runtime"})
+	reg.MustRegister(m.Workers, m.Executions, m.Duration, m.ColdStarts, m.Builds, m.BuildTime, m.Sandbox, m.Queue, m.Pinned, m.TenantWaits)
 	return m
 }
 

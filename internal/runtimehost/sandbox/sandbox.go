@@ -9,8 +9,10 @@
 // own unprivileged uid (one per live worker) with no capabilities and no_new_privs before
 // the language runtime starts. The host puts the worker in its own cgroups (memory, pids,
 // cgroup.kill) and sets its rlimits before the init frame, that is before any user code
-// runs. Builds (the platform's own toolchain, cargo) are not sandboxed; the programs they
-// produce are.
+// runs. Builds of scripts run in the sandbox as well, as a uid of their own that owns only
+// their folder for the build's time (runtimes/README.md, "Build cache"); without bubblewrap
+// the uid alone is the boundary (direct.go); the runtime's prepare step is the platform's
+// own and runs plain.
 package sandbox
 
 import (
@@ -74,6 +76,7 @@ type Config struct {
 	Bwrap         string        // bubblewrap binary (looked up in PATH when not absolute)
 	MaxTimeout    time.Duration // the longest execution: RLIMIT_CPU headroom
 	ReadOnlyExtra []string      // more host paths visible read-only in every worker
+	BuildMemoryMB int           // memory of a build (cgroup), 0: 2048
 }
 
 // Sandbox is the Spawner of sandboxed workers (builds run as plain processes).
@@ -88,6 +91,7 @@ type Sandbox struct {
 	bound    []string // host paths already visible (to skip nested binds)
 	seccomp  []byte
 	uids     *uidSlots
+	direct   bool // workers start as their uid without bubblewrap (direct.go)
 	cg       *cgroupRoot
 	live     atomic.Int64 // workers started and not cleaned up
 	closed   atomic.Bool
@@ -231,6 +235,7 @@ func (s *Sandbox) probe() {
 				s.why[l] = "the runtime host is not root"
 			}
 		}
+		s.probeDirect()
 		return
 	}
 	s.cg = newCgroupRoot()
@@ -268,7 +273,42 @@ func (s *Sandbox) probe() {
 	if !r.ok[layerUID] {
 		s.setpriv = ""
 	}
+	if !s.usesBwrap() {
+		s.probeDirect()
+	}
 }
+
+// probeDirect turns on distinct worker uids without bubblewrap when this process may
+// switch uids (root, or the capabilities direct.go lists).
+func (s *Sandbox) probeDirect() {
+	s.layers[layerUID] = false
+	if s.uids == nil {
+		return
+	}
+	ok, why := canSetIDs()
+	if !ok {
+		s.why[layerUID] = why
+		return
+	}
+	s.direct = true
+	s.layers[layerUID] = true
+	delete(s.why, layerUID)
+	if p, err := exec.LookPath("prlimit"); err == nil {
+		s.prlimit = p
+	} else if os.Geteuid() != 0 {
+		// Another uid's rlimits cannot be set from outside without CAP_SYS_RESOURCE.
+		s.layers[layerRlimits] = false
+		s.why[layerRlimits] = "prlimit (util-linux) not found: a worker's rlimits cannot be set"
+	}
+}
+
+// Direct reports whether workers are kept apart by their uids alone (no mount namespace):
+// the host then keeps its script cache to itself and gives each worker a private copy.
+func (s *Sandbox) Direct() bool { return s.direct }
+
+// Isolated reports whether workers of different tenants are kept apart: by bubblewrap's
+// namespaces with a uid each, or by a uid each.
+func (s *Sandbox) Isolated() bool { return s.layers[layerUID] }
 
 // etcAllowlist are the /etc entries workers see (when present): the dynamic linker's
 // cache, time zone, name service basics, CA certificates, language runtime defaults.
@@ -534,10 +574,12 @@ func seccompFile(prog []byte) (*os.File, error) {
 // usesBwrap reports whether workers start inside bubblewrap.
 func (s *Sandbox) usesBwrap() bool { return s.layers[layerMountNS] && s.bwrap != "" }
 
-// Spawn starts spec: a worker in the sandbox, a build as a plain process.
+// Spawn starts spec in the sandbox: a worker, or a build (as an unprivileged uid of its
+// own that can write only its Writable folders; without network, seeing only the system,
+// its ReadOnly paths and its folders when bubblewrap works).
 func (s *Sandbox) Spawn(spec Spec) (Process, error) {
-	if spec.Role != RoleWorker {
-		return Plain{}.Spawn(spec)
+	if spec.Role == RolePrepare || spec.Role == RoleBuild && !s.layers[layerUID] {
+		return Plain{}.Spawn(spec) // (a build without a uid to run it as: the host is pinned to one tenant)
 	}
 	if len(spec.Argv) == 0 {
 		return nil, fmt.Errorf("spawn: empty command")
@@ -554,9 +596,26 @@ func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 			return fail(err)
 		}
 	}
+	memory := s.cfg.MemoryMB
+	if spec.Role == RoleBuild {
+		memory = s.cfg.BuildMemoryMB
+		if memory <= 0 {
+			memory = 2048
+		}
+		mode := os.FileMode(0o700) // direct: other workers share the file system's view
+		if s.usesBwrap() {
+			mode = 0o755 // bubblewrap (without CAP_DAC_OVERRIDE) enters it first
+		}
+		for _, dir := range spec.Writable {
+			if err := ownMode(dir, p.lease.uid, mode); err != nil {
+				return fail(err)
+			}
+			p.reclaim = append(p.reclaim, dir)
+		}
+	}
 	if s.cg != nil && (s.layers[layerCgroupKill] || s.layers[layerCgroupMemory] || s.layers[layerCgroupPids]) {
 		name := "w-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(workerSeq.Add(1), 10)
-		if p.cg, err = s.cg.newWorker(name, s.cfg.Pids, s.cfg.MemoryMB); err != nil {
+		if p.cg, err = s.cg.newWorker(name, s.cfg.Pids, memory); err != nil {
 			return fail(err)
 		}
 	}
@@ -565,7 +624,7 @@ func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 	dir := spec.Dir
 	if s.usesBwrap() {
 		for i, kv := range env {
-			if k, v, ok := strings.Cut(kv, "="); ok && v == spec.Dir && (k == "HOME" || k == "TMPDIR") {
+			if k, v, ok := strings.Cut(kv, "="); ok && v == spec.Dir && (k == "HOME" || k == "TMPDIR") && spec.Role == RoleWorker {
 				env[i] = k + "=/tmp"
 			}
 		}
@@ -580,6 +639,17 @@ func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 			secFD = 2 + len(files)
 		}
 		argv = s.bwrapArgv(spec, secFD, p.lease)
+	}
+	direct := s.direct && p.lease != nil
+	if direct {
+		if spec.Role == RoleWorker {
+			if err := own(spec.Dir, p.lease.uid); err != nil {
+				return fail(err)
+			}
+		}
+		if s.prlimit != "" { // as the worker, before it runs anything of its own
+			argv = prlimitArgv(s.prlimit, spec.Limits, s.cfg.Pids, s.cpu(spec), argv)
+		}
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
@@ -599,11 +669,20 @@ func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 		defer unix.Close(fd)
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	}
-	if err := cmd.Start(); err != nil {
+	if direct {
+		cmd.SysProcAttr.Credential = credential(p.lease.uid)
+		err = startDropped(cmd)
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
 		return fail(err)
 	}
 	p.cmd = cmd
-	if !s.usesBwrap() { // no sandbox around it: limit the process right away as well
+	if spec.Role == RoleBuild && p.cg != nil {
+		_ = p.cg.join([]int{cmd.Process.Pid}) // v1 hierarchies: before the build forks much
+	}
+	if !s.usesBwrap() && !(direct && s.prlimit != "") { // no sandbox around it: limit the process right away as well
 		if err := setLimits(cmd.Process.Pid, spec.Limits); err != nil {
 			p.Kill()
 			_, _ = p.Wait()
@@ -615,7 +694,14 @@ func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 
 var workerSeq atomic.Uint64
 
-// bwrapArgv builds the bubblewrap command line of a worker.
+func (s *Sandbox) cpu(spec Spec) time.Duration {
+	if spec.CPU > 0 {
+		return spec.CPU
+	}
+	return s.cfg.MaxTimeout
+}
+
+// bwrapArgv builds the bubblewrap command line of a worker or a build.
 func (s *Sandbox) bwrapArgv(spec Spec, seccompFD int, lease *uidLease) []string {
 	a := []string{s.bwrap, "--die-with-parent", "--new-session", "--unshare-cgroup-try"}
 	a = append(a, s.nsArgs()...)
@@ -625,7 +711,14 @@ func (s *Sandbox) bwrapArgv(spec Spec, seccompFD int, lease *uidLease) []string 
 	for _, p := range s.readOnlyPaths(spec) {
 		a = append(parentDirs(a, made, p), "--ro-bind", p, p)
 	}
-	a = append(a, "--chdir", "/tmp")
+	chdir := "/tmp"
+	if spec.Role == RoleBuild {
+		for _, w := range spec.Writable {
+			a = append(parentDirs(a, made, w), "--bind", w, w)
+		}
+		chdir = spec.Dir
+	}
+	a = append(a, "--chdir", chdir)
 	if seccompFD > 0 {
 		a = append(a, "--seccomp", strconv.Itoa(seccompFD))
 	}
@@ -634,7 +727,7 @@ func (s *Sandbox) bwrapArgv(spec Spec, seccompFD int, lease *uidLease) []string 
 	} else {
 		a = append(a, "--cap-drop", "ALL")
 	}
-	cmd := chainArgv(s.prlimit, s.setpriv, lease, spec.Limits, s.cfg.Pids, s.cfg.MaxTimeout, spec.Argv)
+	cmd := chainArgv(s.prlimit, s.setpriv, lease, spec.Limits, s.cfg.Pids, s.cpu(spec), spec.Argv)
 	a = append(a, "--")
 	return append(a, cmd...)
 }
@@ -671,8 +764,10 @@ func (s *Sandbox) readOnlyPaths(spec Spec) []string {
 		}
 		paths = append(paths, p)
 	}
-	for _, a := range spec.Argv {
-		add(a)
+	if spec.Role == RoleWorker { // a build's arguments name the whole cache: it gets ReadOnly only
+		for _, a := range spec.Argv {
+			add(a)
+		}
 	}
 	for _, p := range spec.ReadOnly {
 		add(p)
@@ -686,12 +781,13 @@ func (s *Sandbox) readOnlyPaths(spec Spec) []string {
 
 // sandboxProcess is a worker started by a Sandbox.
 type sandboxProcess struct {
-	s      *Sandbox
-	cmd    *exec.Cmd
-	cg     *workerCgroup
-	lease  *uidLease
-	limits Limits
-	exited atomic.Bool
+	s       *Sandbox
+	cmd     *exec.Cmd
+	cg      *workerCgroup
+	lease   *uidLease
+	limits  Limits
+	reclaim []string // a build's folders, the host's again once the build is over
+	exited  atomic.Bool
 
 	mu       sync.Mutex
 	baseline []int // the worker's processes when it was confined, sorted
@@ -716,6 +812,12 @@ func (p *sandboxProcess) cleanup() {
 		if p.cg != nil {
 			gone = p.cg.remove()
 		}
+		if p.lease != nil && (p.s.direct || len(p.reclaim) > 0) {
+			gone = killUID(p.lease.uid) && gone // orphans that left the process group
+		}
+		for _, dir := range p.reclaim {
+			_ = own(dir, os.Geteuid()) // nothing of the build's uid runs any more
+		}
 		if gone {
 			p.lease.release()
 		} // else: something still runs as the uid: never hand it out again in this host
@@ -732,6 +834,26 @@ func (p *sandboxProcess) Kill() {
 	if !p.exited.Load() {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	}
+}
+
+// CPUTime is the CPU time the worker's processes have used so far (user and system).
+func (p *sandboxProcess) CPUTime() time.Duration {
+	p.mu.Lock()
+	pids := p.baseline
+	p.mu.Unlock()
+	if pids == nil {
+		pids = []int{p.cmd.Process.Pid}
+	}
+	return cpuTime(pids)
+}
+
+// Own gives the worker's uid path and what it holds (a script copied into its folder); a
+// no-op unless the worker is a direct one.
+func (p *sandboxProcess) Own(path string) error {
+	if !p.s.direct || p.lease == nil {
+		return nil
+	}
+	return own(path, p.lease.uid)
 }
 
 // Settle runs once the worker said hello, before any user code: every process of the
@@ -784,6 +906,9 @@ func (p *sandboxProcess) Clean() bool {
 		return true
 	}
 	if p.cg == nil {
+		if p.s.direct && p.lease != nil {
+			return len(uidProcesses(p.lease.uid)) == len(p.baseline) // its uid's processes are its own
+		}
 		return true // without a cgroup a daemon can leave the tree unseen: not worth a /proc walk per call
 	}
 	same, known := p.cg.sameProcs(p.buf[:0], p.baseline)

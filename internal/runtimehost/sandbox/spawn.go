@@ -1,10 +1,12 @@
 package sandbox
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -23,8 +25,9 @@ type Role int
 
 // The roles of spawned processes.
 const (
-	RoleWorker Role = iota // a language worker running user code
-	RoleBuild              // a build or prepare command (compiler, checker)
+	RoleWorker  Role = iota // a language worker running user code
+	RoleBuild               // a script's build (compiler, checker): user input, sandboxed
+	RolePrepare             // the runtime's prepare step: the platform's own, a plain process
 )
 
 // Limits are the resource limits of a spawned process; zero leaves a limit alone.
@@ -51,7 +54,13 @@ type Spec struct {
 	// ReadOnly are host paths a worker reads besides its command's own files: the script's
 	// folder, or the whole build cache for a spare. A sandbox makes them (and nothing else
 	// of the host's files outside the system folders) visible, read-only, at the same path.
+	// For a build: the toolchain and what the registry's build_readonly names.
 	ReadOnly []string
+	// Writable are the folders a build writes (its script's build folder): a sandbox hands
+	// them to the build's uid for the build's time and takes them back afterwards.
+	Writable []string
+	// CPU bounds the process's CPU time (RLIMIT_CPU); 0 means the sandbox's default.
+	CPU time.Duration
 }
 
 // Process is a started process.
@@ -86,6 +95,13 @@ type Settler interface {
 // behind; the host recycles a worker that is not clean after a call.
 type Cleaner interface {
 	Clean() bool
+}
+
+// CPUMeter is implemented by processes that can tell the CPU time they have used: the
+// host recycles a warm worker that used CPU while idle (a thread its last call left
+// running).
+type CPUMeter interface {
+	CPUTime() time.Duration
 }
 
 // LayerReporter is implemented by spawners that report which isolation layers they apply
@@ -169,6 +185,35 @@ func (p *process) Pid() int { return p.cmd.Process.Pid }
 func (p *process) Wait() (*os.ProcessState, error) {
 	err := p.cmd.Wait()
 	return p.cmd.ProcessState, err
+}
+
+// CPUTime is the process's CPU time so far.
+func (p *process) CPUTime() time.Duration { return cpuTime([]int{p.cmd.Process.Pid}) }
+
+// cpuTime sums the user and system time of pids (/proc/<pid>/stat, in clock ticks of
+// 10 ms, the kernel's USER_HZ everywhere Linux runs).
+func cpuTime(pids []int) time.Duration {
+	var ticks uint64
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ... : comm may hold spaces and parentheses; fields count
+		// from after its last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := bytes.Fields(b[i+1:])
+		if len(f) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseUint(string(f[11]), 10, 64)
+		s, _ := strconv.ParseUint(string(f[12]), 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 func (p *process) Kill() {
