@@ -154,8 +154,9 @@ func TestSchedules(t *testing.T) {
 }
 
 // TestScheduleTimezoneAndOverlap: a cron schedule in America/New_York fires at noon
-// local time on both sides of the 2027 DST change (Temporal's next action times), and an
-// every-second schedule of a 3 s function with overlap skip never runs two at once.
+// local time on both sides of the 2027 DST change (Temporal's next action times); an
+// every-second schedule of a 3 s function with overlap skip never runs two at once; a
+// scheduled execution can be canceled.
 func TestScheduleTimezoneAndOverlap(t *testing.T) {
 	p := newPlatform(t, "sched")
 	p.tenant = "tz"
