@@ -36,8 +36,7 @@ type ScheduleRef struct {
 // workflow with the ordinary ID (exec-<id> or run-<id>), waiting for its end. Waiting is
 // what makes the schedule's overlap policy apply to the work itself: Temporal sees this
 // workflow running while the execution runs (skip, buffer_one), and cancel_other cancels
-// it, which cancels the child (ParentClosePolicy REQUEST_CANCEL) so it is recorded
-// canceled. The child is the same workflow an async invoke starts, so a scheduled
+// it, which requests the child's cancellation (ParentClosePolicy REQUEST_CANCEL). The child is the same workflow an async invoke starts, so a scheduled
 // execution is searchable, cancelable (DELETE /v1/executions/{id}) and finishes the same
 // way.
 func ScheduledStart(ctx workflow.Context, ref ScheduleRef) error {
