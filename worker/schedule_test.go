@@ -155,8 +155,8 @@ func TestSchedules(t *testing.T) {
 
 // TestScheduleTimezoneAndOverlap: a cron schedule in America/New_York fires at noon
 // local time on both sides of the 2027 DST change (Temporal's next action times); an
-// every-second schedule of a 3 s function with overlap skip never runs two at once; a
-// scheduled execution can be canceled.
+// every-second schedule of a 3 s function with overlap skip never runs two at once, with
+// cancel_other cancels the running one; a scheduled execution can be canceled.
 func TestScheduleTimezoneAndOverlap(t *testing.T) {
 	p := newPlatform(t, "sched")
 	p.tenant = "tz"
@@ -183,6 +183,24 @@ func TestScheduleTimezoneAndOverlap(t *testing.T) {
 	_, err = c.PauseSchedule(ctx, p.tenant, "busy", true)
 	require.NoError(t, err)
 	starts := p.startsOf(c, "busy")
+
+	// cancel_other: each start cancels the running one. A function whose timeout puts its
+	// runtime call in a heartbeating activity sees the cancel at once and is recorded
+	// canceled; the starts keep to the interval instead of waiting for each run.
+	p.register("slower", 20_000, 0)
+	_, err = c.CreateSchedule(ctx, p.tenant, core.ScheduleSpec{Name: "eager", Target: core.ScheduleTarget{Function: "slower"},
+		IntervalMS: 1000, Overlap: "cancel_other", Input: json.RawMessage(`{"sleep_ms":5000}`)})
+	require.NoError(t, err)
+	p.waitStarts(c, "eager", 3, 10*time.Second)
+	_, err = c.PauseSchedule(ctx, p.tenant, "eager", true)
+	require.NoError(t, err)
+	canceled := 0
+	for _, st := range p.startsOf(c, "eager") {
+		if p.wait(st.ExecutionID, 20*time.Second).Status == store.StatusCanceled {
+			canceled++
+		}
+	}
+	require.GreaterOrEqual(t, canceled, 2, "cancel_other cancels the running execution")
 
 	// A scheduled execution is an ordinary one: canceled like any other.
 	_, err = c.CreateSchedule(ctx, p.tenant, core.ScheduleSpec{Name: "long", Target: core.ScheduleTarget{Function: "slow"},

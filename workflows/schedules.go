@@ -36,7 +36,7 @@ type ScheduleRef struct {
 // workflow with the ordinary ID (exec-<id> or run-<id>), waiting for its end. Waiting is
 // what makes the schedule's overlap policy apply to the work itself: Temporal sees this
 // workflow running while the execution runs (skip, buffer_one), and cancel_other cancels
-// it, which requests the child's cancellation (ParentClosePolicy REQUEST_CANCEL). The child is the same workflow an async invoke starts, so a scheduled
+// it, which requests the child's cancellation and ends this workflow at once. The child is the same workflow an async invoke starts, so a scheduled
 // execution is searchable, cancelable (DELETE /v1/executions/{id}) and finishes the same
 // way.
 func ScheduledStart(ctx workflow.Context, ref ScheduleRef) error {
@@ -69,12 +69,18 @@ func ScheduledStart(ctx workflow.Context, ref ScheduleRef) error {
 	default:
 		return nil
 	}
-	err = child.Get(ctx, nil)
+	// The child's outcome is recorded by the child; a failed execution is not the
+	// schedule's failure. A cancel (cancel_other) ends this workflow at once, without
+	// waiting for the child to close: the cancel is passed on to the child, which records
+	// it unless it finishes first (a runtime call in a local activity sees it only once
+	// the call returns), and the next start need not wait for that.
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(child, func(workflow.Future) {})
+	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+	sel.Select(ctx)
 	if ctx.Err() != nil {
 		return temporal.NewCanceledError()
 	}
-	// The child recorded its outcome; a failed execution is not the schedule's failure.
-	_ = err
 	return nil
 }
 
