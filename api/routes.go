@@ -72,6 +72,12 @@ func (s *server) routes() http.Handler {
 		r.Delete("/schedules/{name}", s.handleDeleteSchedule())
 		r.Post("/schedules/{name}/trigger", s.handleTriggerSchedule())
 		r.Get("/schedules/{name}/runs", s.handleScheduleRuns())
+
+		r.Post("/sessions", s.handleOpenSession())
+		r.Get("/sessions/{id}", s.handleGetSession())
+		r.Delete("/sessions/{id}", s.handleDeleteSession())
+		r.With(s.limitConcurrency).Post("/sessions/{id}/cells", s.handleRunCell())
+		r.With(s.limitRegistrations).Post("/sessions/{id}/promote", s.handlePromoteSession())
 	})
 	return r
 }

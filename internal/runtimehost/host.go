@@ -108,8 +108,11 @@ type Host struct {
 	spawner  sandbox.Spawner
 	builds   *builds
 	pool     *pool
-	m        *hostMetrics
-	log      *zap.Logger
+	sess     sessions
+	// advertise is this replica's base URL for the api's session calls ("" : the api's own).
+	advertise string
+	m         *hostMetrics
+	log       *zap.Logger
 
 	direct     bool   // workers are kept apart by uids alone: each gets a private copy of its script
 	pinWhy     string // why workers cannot be isolated here: the host then serves one tenant only
@@ -193,6 +196,14 @@ func New(o Options) (*Host, error) {
 		m:    newHostMetrics(o.Runtime.Title, o.Metrics, o.HTTP),
 		log:  o.Logger.With(zap.String(logging.FieldRuntime, o.Runtime.Title)),
 		stop: make(chan struct{}),
+	}
+	h.sess.m = map[string]*session{}
+	h.advertise = advertiseURL(o.Config)
+	if h.cfg.MaxSessions <= 0 {
+		h.cfg.MaxSessions = 32
+	}
+	if h.cfg.SessionIdle <= 0 {
+		h.cfg.SessionIdle = 30 * time.Minute
 	}
 	h.builds = &builds{
 		rt: o.Runtime, dir: cacheDir, env: o.BuildEnv, timeout: o.Config.BuildTimeout,
@@ -340,6 +351,18 @@ func (h *Host) Start() {
 		h.pool.refillLocked(false)
 		h.pool.mu.Unlock()
 	}()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case now := <-t.C:
+				h.reapSessions(now)
+			case <-h.stop:
+				return
+			}
+		}
+	}()
 	if h.cfg.IdleTimeout > 0 {
 		go func() {
 			t := time.NewTicker(min(h.cfg.IdleTimeout/2, 30*time.Second))
@@ -384,6 +407,7 @@ func (h *Host) Close() {
 		close(h.stop)
 	}
 	h.pool.close()
+	h.closeSessions()
 	// The workers were killed: their private temp dirs go now, and once more after
 	// stragglers (a busy worker released late) are gone.
 	if c, ok := h.spawner.(interface{ Close() }); ok {
