@@ -203,7 +203,7 @@ func TestScheduleTimezoneAndOverlap(t *testing.T) {
 	require.GreaterOrEqual(t, canceled, 2, "cancel_other cancels the running execution")
 
 	// A scheduled execution is an ordinary one: canceled like any other.
-	_, err = c.CreateSchedule(ctx, p.tenant, core.ScheduleSpec{Name: "long", Target: core.ScheduleTarget{Function: "slow"},
+	_, err = c.CreateSchedule(ctx, p.tenant, core.ScheduleSpec{Name: "long", Target: core.ScheduleTarget{Function: "slower"},
 		Cron: core.Crons{"0 0 1 1 *"}, Input: json.RawMessage(`{"sleep_ms":8000}`)})
 	require.NoError(t, err)
 	require.NoError(t, c.TriggerSchedule(ctx, p.tenant, "long"))
