@@ -20,6 +20,7 @@ import (
 	"github.com/lambda-microservice/lambda/api"
 	"github.com/lambda-microservice/lambda/internal/auth"
 	"github.com/lambda-microservice/lambda/internal/cache"
+	"github.com/lambda-microservice/lambda/internal/callback"
 	"github.com/lambda-microservice/lambda/internal/console"
 	"github.com/lambda-microservice/lambda/internal/core"
 	"github.com/lambda-microservice/lambda/internal/deps"
@@ -92,6 +93,9 @@ func (c apiConfig) logConfig() logging.Config { return c.Log }
 func (c *apiConfig) setEnv(e Env) { c.Data.env = e }
 
 func (c apiConfig) validate() error {
+	if _, err := callback.ParseCIDRs(c.Core.CallbackAllowCIDRs); err != nil {
+		return fmt.Errorf("LAMBDA_CALLBACK_ALLOW_CIDRS: %w", err)
+	}
 	fl := c.Core.Functions
 	if fl.MaxSourceBytes < 1 || c.API.MaxEventBytes < 1 {
 		return errors.New("LAMBDA_MAX_SOURCE_BYTES and LAMBDA_MAX_EVENT_BYTES must be positive")
@@ -180,8 +184,13 @@ func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metri
 func (b *backends) core(cfg core.Config, durable core.Durable, m *metrics.Invoke, log *zap.Logger) *core.Service {
 	// The durable side runs pipeline runs too once it implements their methods.
 	runs, _ := durable.(core.RunDurable)
+	callbacks, _ := durable.(core.CallbackDurable)
+	schedules, _ := durable.(core.ScheduleDurable)
+	// validate() has parsed the allowlist once already.
+	allow, _ := callback.ParseCIDRs(cfg.CallbackAllowCIDRs)
 	return core.New(cfg, core.Deps{Store: b.store, Cache: b.cache, Runner: b.faas, Logs: b.logs, Registry: b.reg,
-		Durable: durable, Runs: runs, Deps: b.deps, Metrics: m, Log: log})
+		Durable: durable, Runs: runs, Callbacks: callbacks, Schedules: schedules,
+		Deliverer: callback.NewClient(callback.Config{AllowCIDRs: allow}), Deps: b.deps, Metrics: m, Log: log})
 }
 
 // runtimeChecks probe each registry runtime's function through the OpenFaaS gateway.
