@@ -1,10 +1,12 @@
 package runtimehost
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -125,4 +127,36 @@ func depsEnv(s *script) map[string]string {
 		return nil
 	}
 	return s.deps.Env
+}
+
+// ResolveDeps resolves requested dependencies into a lock with this host's toolchain and
+// package sources (the runtime image carries npm, pip, cargo and the crate sources; the
+// api's image does not). Errors are faults: a refused name or spec Invalid, the installed
+// size TooLarge, an installer's refusal or another limit Unprocessable with its message.
+func (h *Host) ResolveDeps(ctx context.Context, requested map[string]string) (*deps.Lock, error) {
+	if h.rt.Deps == nil || h.builds.deps == nil {
+		return nil, fault.New(fault.Invalid, "%s functions take no dependencies on this runtime host", h.rt.Title)
+	}
+	lock, err := h.builds.deps.Resolve(ctx, h.rt.Deps, requested)
+	if err != nil {
+		return nil, deps.Fault(err)
+	}
+	return lock, nil
+}
+
+// resolveHTTP answers a resolve request ({"resolve": {...}}) with {"lock": ...}.
+func (h *Host) resolveHTTP(r *http.Request, buf *bytes.Buffer, requested map[string]string) int {
+	lock, err := h.ResolveDeps(r.Context(), requested)
+	if err != nil {
+		return h.writeError(buf, err)
+	}
+	data, err := json.Marshal(struct {
+		Lock *deps.Lock `json:"lock"`
+	}{lock})
+	if err != nil {
+		return h.writeError(buf, fault.Wrap(fault.Internal, err, "encode the lock"))
+	}
+	buf.Reset()
+	buf.Write(data)
+	return http.StatusOK
 }

@@ -56,6 +56,10 @@ type Request struct {
 	// Tenant is optional; when sent it is part of the worker key, so two tenants'
 	// identical functions never share a worker.
 	Tenant string `json:"tenant"`
+	// Resolve, when set, makes the request a resolve instead of an invoke: the host
+	// resolves these requested dependencies into a lock with its own toolchain and
+	// answers {"lock": ...}; nothing is built or run (the api registers functions this way).
+	Resolve map[string]string `json:"resolve"`
 }
 
 func (r *Request) reset() {
