@@ -34,8 +34,12 @@ type Installed struct {
 	lock *os.File
 }
 
-// Release lets eviction remove the directory again. It may be called more than once.
+// Release lets eviction remove the directory again. It may be called more than once, and
+// on nil.
 func (i *Installed) Release() {
+	if i == nil {
+		return
+	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.lock != nil {

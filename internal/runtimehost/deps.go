@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -54,8 +55,71 @@ func (b *builds) install(s *script, lock *deps.Lock) error {
 	}
 	b.log.Info("dependencies ready", zap.String("lock", lock.Hash), zap.Int("packages", lock.Packages),
 		zap.Bool("cached", in.Cached), zap.Int64("bytes", in.Size))
-	s.deps = in
+	s.deps, s.lock = in, lock
 	return nil
+}
+
+// depsHold is an install directory held for this host's calls and warm workers: the
+// directory stays while refs > 0, then the hold is dropped and eviction may take it.
+type depsHold struct {
+	in   *deps.Installed
+	refs int
+}
+
+// hold keeps s's install directory from eviction until the returned release runs: a
+// call holds it while it runs, a worker bound to s for its life. A directory evicted since
+// s was built is installed again (the lock is s's). Without dependencies it holds nothing.
+func (b *builds) hold(s *script) (release func(), err error) {
+	if s.lock == nil || b.deps == nil {
+		return func() {}, nil
+	}
+	hash := s.lock.Hash
+	b.heldMu.Lock()
+	if hd := b.held[hash]; hd != nil {
+		hd.refs++
+		b.heldMu.Unlock()
+		return b.releaser(hash), nil
+	}
+	b.heldMu.Unlock()
+	in, err := b.deps.Install(context.Background(), b.rt.Deps, s.lock)
+	if err != nil {
+		return nil, deps.Fault(err)
+	}
+	b.heldMu.Lock()
+	if hd := b.held[hash]; hd != nil {
+		hd.refs++ // another call held it meanwhile
+		b.heldMu.Unlock()
+		in.Release()
+		return b.releaser(hash), nil
+	}
+	if b.held == nil {
+		b.held = map[string]*depsHold{}
+	}
+	b.held[hash] = &depsHold{in: in, refs: 1}
+	b.heldMu.Unlock()
+	return b.releaser(hash), nil
+}
+
+// releaser drops one reference to hash's hold, once.
+func (b *builds) releaser(hash string) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.heldMu.Lock()
+			hd := b.held[hash]
+			if hd == nil {
+				b.heldMu.Unlock()
+				return
+			}
+			if hd.refs--; hd.refs > 0 {
+				b.heldMu.Unlock()
+				return
+			}
+			delete(b.held, hash)
+			b.heldMu.Unlock()
+			hd.in.Release()
+		})
+	}
 }
 
 // saveLock records s's lock in its build folder.
