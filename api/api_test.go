@@ -131,6 +131,10 @@ type fixtureOption = func(*api.Deps, *store.Store, *cache.Cache)
 // coreOption changes the invocation core's configuration.
 type coreOption func(*core.Config)
 
+// collaboratorsOption changes the invocation core's collaborators (a real runtime client
+// instead of the scripted runner, another registry).
+type collaboratorsOption func(*core.Deps)
+
 // newFixture serves the API over the real store and cache with a scripted runner; opts
 // are fixtureOption and coreOption values.
 func newFixture(t *testing.T, opts ...any) *fixture {
@@ -170,6 +174,11 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 	}
 	cdeps := core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Deps: engineResolver{engine, reg},
 		Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()}
+	for _, o := range opts {
+		if o, ok := o.(collaboratorsOption); ok {
+			o(&cdeps)
+		}
+	}
 	var runs *localRuns
 	for _, o := range opts {
 		switch o := o.(type) {
@@ -192,7 +201,7 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 		switch o := o.(type) {
 		case fixtureOption:
 			o(&deps, st, c)
-		case coreOption, *localRuns, runsOption:
+		case coreOption, collaboratorsOption, *localRuns, runsOption:
 		default:
 			t.Fatalf("unknown fixture option %T", o)
 		}

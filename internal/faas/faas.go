@@ -301,6 +301,8 @@ func statusError(fn string, status int, res Result) error {
 		return nil
 	case status == http.StatusUnprocessableEntity:
 		return fault.New(fault.Unprocessable, "%s", msg)
+	case status == http.StatusRequestEntityTooLarge && res.Error != nil && res.Error.Type == "TooLarge":
+		return fault.New(fault.TooLarge, "%s", msg) // the host's own limit (a body, installed dependencies)
 	case status == http.StatusServiceUnavailable && res.Error != nil && res.Error.Type == "Overloaded":
 		return fault.New(fault.Overloaded, "runtime %s is overloaded", fn)
 	case status == http.StatusNotFound:

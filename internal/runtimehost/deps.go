@@ -49,7 +49,7 @@ func (b *builds) install(s *script, lock *deps.Lock) error {
 		var inst *deps.InstallerError
 		var lim *deps.LimitError
 		if errors.As(err, &inst) || errors.As(err, &lim) {
-			return fault.Wrap(fault.Unprocessable, err, "%s", err.Error())
+			return deps.Fault(err) // 422 with the installer's message; 413 for the size
 		}
 		return fault.Wrap(fault.Internal, err, "install dependencies")
 	}
