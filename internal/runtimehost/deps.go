@@ -150,14 +150,17 @@ func loadLock(dir string) (*deps.Lock, error) {
 	return &l, nil
 }
 
-// depsEnviron is the build environment with s's installed packages' variables on top.
+// depsEnviron is the build environment with s's installed packages' variables on top
+// (the entry's runtime_env, then its build_env).
 func (b *builds) depsEnviron(s *script) []string {
 	if s.deps == nil {
 		return b.env
 	}
 	env := slices.Clone(b.env)
-	for k, v := range s.deps.Env {
-		env = append(slices.DeleteFunc(env, func(kv string) bool { return len(kv) > len(k) && kv[:len(k)+1] == k+"=" }), k+"="+v)
+	for _, m := range []map[string]string{s.deps.Env, s.deps.BuildEnv} {
+		for k, v := range m {
+			env = append(slices.DeleteFunc(env, func(kv string) bool { return len(kv) > len(k) && kv[:len(k)+1] == k+"=" }), k+"="+v)
+		}
 	}
 	return env
 }
