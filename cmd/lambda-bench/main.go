@@ -36,6 +36,7 @@ import (
 	"github.com/lambda-microservice/lambda/internal/bench"
 	"github.com/lambda-microservice/lambda/internal/devstack"
 	"github.com/lambda-microservice/lambda/internal/platform/freeport"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 )
 
 func main() {
@@ -191,7 +192,7 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		return err
 	}
 	r := &bench.Runner{
-		P: &bench.Platform{APIURL: stack.APIURL, ProviderURL: stack.ProviderURL, Token: stack.AdminToken,
+		P: &bench.Platform{APIURL: stack.APIURL, ProviderURL: stack.ProviderURL, Token: stack.AdminToken, RuntimeSecret: readSecret(stack.RuntimeSecretFile),
 			Client: bench.NewClient(16)},
 		S:   settings,
 		Log: stderr,
@@ -266,7 +267,8 @@ func runAgainst(ctx context.Context, cfg config, settings bench.Settings, opts d
 		token = strings.TrimSpace(string(b))
 	}
 	r := &bench.Runner{
-		P:         &bench.Platform{APIURL: strings.TrimRight(cfg.api, "/"), Token: token, Client: bench.NewClient(16)},
+		P: &bench.Platform{APIURL: strings.TrimRight(cfg.api, "/"), Token: token, Client: bench.NewClient(16),
+			RuntimeSecret: readSecret(filepath.Join(opts.DataDir, "secrets", "runtime-secret"))},
 		S:         settings,
 		Log:       stderr,
 		StackName: "running stack at " + cfg.api,
@@ -470,4 +472,10 @@ func sameDisk(ctx context.Context, databaseURL, dataDir string) string {
 	default:
 		return note + "; PostgreSQL's data directory " + pgDir + " is on **another device**: the rows measure the wrong disk."
 	}
+}
+
+// readSecret is the secret in file, or "" (the runtime hosts then refuse the direct calls).
+func readSecret(file string) string {
+	s, _ := platformsecret.Load("", file)
+	return s
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/faas"
+	platformsecret "github.com/lambda-microservice/lambda/internal/platform/secret"
 )
 
 // Platform is a running stack as the benchmark sees it: its public API (with a bearer
@@ -22,6 +23,8 @@ type Platform struct {
 	APIURL      string
 	ProviderURL string
 	Token       string
+	// RuntimeSecret is the runtime hosts' invoke secret, for the calls straight to a replica.
+	RuntimeSecret string
 	// Client is used for setup and sequential calls; each load makes its own pool.
 	Client *Client
 }
@@ -174,7 +177,7 @@ func (p *Platform) Replicas(ctx context.Context, function string) ([]string, err
 // (runtimes/README.md), for f and event, with a fresh execution id per request. Like the
 // platform's own calls it sends the source only when withSource is set (the first call to
 // a host that has not seen the sha256; the host answers 428 otherwise).
-func DirectRequest(replica string, f Function, event []byte, timeout time.Duration, withSource bool) Request {
+func DirectRequest(replica string, f Function, event []byte, timeout time.Duration, withSource bool, secret string) Request {
 	var seq atomic.Uint64
 	source := ""
 	if withSource {
@@ -183,6 +186,7 @@ func DirectRequest(replica string, f Function, event []byte, timeout time.Durati
 	return Request{
 		Method: http.MethodPost,
 		URL:    strings.TrimRight(replica, "/") + "/",
+		Header: http.Header{platformsecret.RuntimeHeader: []string{secret}},
 		NewBody: func() []byte {
 			b, _ := json.Marshal(faas.Call{
 				ExecutionID: fmt.Sprintf("bench-direct-%d-%d", os.Getpid(), seq.Add(1)),

@@ -577,10 +577,10 @@ func (r *Runner) direct(ctx context.Context, title string, f Function) (Request,
 		return Request{}, "", err
 	}
 	replica := reps[0]
-	if err := HTTPOp(r.P.client(), DirectRequest(replica, f, Event, 10*time.Second, true))(ctx); err != nil {
+	if err := HTTPOp(r.P.client(), DirectRequest(replica, f, Event, 10*time.Second, true, r.P.RuntimeSecret))(ctx); err != nil {
 		return Request{}, "", fmt.Errorf("direct call: %w", err)
 	}
-	return DirectRequest(replica, f, Event, 10*time.Second, false), replica, nil
+	return DirectRequest(replica, f, Event, 10*time.Second, false, r.P.RuntimeSecret), replica, nil
 }
 
 // 7: fork-per-request baseline vs the warm pool, same handler, same run. The baseline is

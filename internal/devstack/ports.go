@@ -37,7 +37,7 @@ func (s *Stack) assignAddresses() error {
 					return err
 				}
 			} else if err := checkFree(addr); err != nil {
-				return fmt.Errorf("devstack: %s (the OpenFaaS gateway) is in use — is another `make run` running? (%v)", addr, err)
+				return fmt.Errorf("devstack: port %d is in use — is another `make run` running? (the OpenFaaS gateway's %s: %v)", a.port, addr, err)
 			}
 			*a.dst = addr
 		}
