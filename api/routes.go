@@ -61,6 +61,12 @@ func (s *server) routes() http.Handler {
 		r.Post("/runs/{id}/retry", s.handleRetryRun())
 
 		r.Get("/stats/functions/{name}", s.handleFunctionStats())
+
+		r.Post("/sessions", s.handleOpenSession())
+		r.Get("/sessions/{id}", s.handleGetSession())
+		r.Delete("/sessions/{id}", s.handleDeleteSession())
+		r.With(s.limitConcurrency).Post("/sessions/{id}/cells", s.handleRunCell())
+		r.With(s.limitRegistrations).Post("/sessions/{id}/promote", s.handlePromoteSession())
 	})
 	return r
 }

@@ -94,6 +94,8 @@ type Deps struct {
 	// Console is the web console, served at /console/ without authentication (the page
 	// signs in with an API key and calls /v1 like any client); nil: no console.
 	Console http.Handler
+	// Sessions runs notebook sessions (*core.Sessions); nil: /v1/sessions answers 503.
+	Sessions Sessions
 }
 
 type server struct {

@@ -72,9 +72,11 @@ type apiConfig struct {
 	Auth  auth.Config
 	Limit ratelimit.Config
 	Core  core.Config
-	FaaS  faas.Config
-	Log   logging.Config
-	Data  dataConfig
+	// Sessions are the notebook sessions' limits (LAMBDA_SESSION_*).
+	Sessions core.SessionConfig
+	FaaS     faas.Config
+	Log      logging.Config
+	Data     dataConfig
 	// DebugAddr, when set, serves net/http/pprof there (keep it on loopback).
 	DebugAddr string `env:"LAMBDA_DEBUG_ADDR"`
 	// TemporalUI is where the console links a run's workflow (the Temporal Web UI).
@@ -240,13 +242,16 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 	if cfg.Auth.AdminToken == "" {
 		log.Warn("LAMBDA_ADMIN_TOKEN is not set: only existing API keys can call /v1, and no tenant can be created")
 	}
+	sessions := core.NewSessions(cfg.Sessions, b.store, b.faas, cache.NewIdleClock(b.cache.Client()), b.reg, c, log)
+	go sessions.RunExpiry(fctx)
 	h := api.NewServer(api.Deps{
 		Config: cfg.API, Log: log, Core: c, Store: b.store, Tenants: b.store, Checks: checks,
 		Finishes: finishes,
 		Auth:     authn,
 		Limits:   ratelimit.New(cfg.Limit, b.cache.Client(), log),
 		Metrics:  metrics.NewHTTP(reg), Gatherer: reg,
-		Console: console.Handler(console.WithTemporalUI(cfg.TemporalUI, cfg.Temporal.Namespace)),
+		Console:  console.Handler(console.WithTemporalUI(cfg.TemporalUI, cfg.Temporal.Namespace)),
+		Sessions: sessions,
 	})
 	if cfg.DebugAddr != "" {
 		go serveDebug(cfg.DebugAddr, log)

@@ -108,6 +108,7 @@ type Client struct {
 	sdk       *sdk.Client
 	http      *http.Client
 	namespace string
+	gateway   string
 	direct    *resolver // nil on the gateway route
 	h1        *h1Client // the direct route's client
 	secret    string    // the runtime hosts' invoke secret
@@ -150,7 +151,7 @@ func New(cfg Config) (*Client, error) {
 		auth = &sdk.BasicAuth{Username: strings.TrimSpace(string(user)), Password: strings.TrimSpace(string(pass))}
 	}
 	hc := &http.Client{Transport: NewTransport()}
-	c := &Client{sdk: sdk.NewClient(u, auth, hc), http: hc, namespace: cfg.Namespace, secret: secret}
+	c := &Client{sdk: sdk.NewClient(u, auth, hc), http: hc, namespace: cfg.Namespace, gateway: cfg.GatewayURL, secret: secret}
 	switch cfg.Route {
 	case RouteGateway, "":
 	case RouteDirect:
