@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -35,6 +36,12 @@ type Runtime struct {
 	SourceFile string   `yaml:"source_file"`
 	Build      []string `yaml:"build"`
 	Command    []string `yaml:"command"`
+	// Session starts a notebook session's worker (a kernel that keeps its state between
+	// cells); empty for a language without sessions.
+	Session []string `yaml:"session"`
+	// SessionPromote is the template file of a handler made from session cells
+	// (POST /v1/sessions/{id}/promote): its __CELLS__ becomes a JSON array of the sources.
+	SessionPromote string `yaml:"session_promote"`
 	// BuildEnv names host environment variables passed through to Build and Prepare (a
 	// toolchain's home, say); workers never see the host environment.
 	BuildEnv []string `yaml:"build_env"`
@@ -267,4 +274,21 @@ func unpackBundled() (string, error) {
 		}
 	}
 	return reg, nil
+}
+
+// PromoteTemplate reads the session_promote template. A registry file installed without
+// its language folders (a Kubernetes ConfigMap next to the api) falls back to the
+// template bundled into the binary for a language of the same title.
+func (rt *Runtime) PromoteTemplate() ([]byte, error) {
+	if rt.SessionPromote == "" {
+		return nil, fmt.Errorf("the %s runtime declares no session_promote template", rt.Title)
+	}
+	path := rt.ExpandVars([]string{rt.SessionPromote}, Vars{})[0]
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if bb, berr := bundled.ReadFile(rt.Title + "/" + filepath.Base(path)); berr == nil {
+			return bb, nil
+		}
+	}
+	return b, err
 }

@@ -78,3 +78,25 @@ func TestPackages(t *testing.T) {
 		require.Error(t, err, bad)
 	}
 }
+
+// A registry file installed alone (a ConfigMap next to the api) still finds the promote
+// templates of the bundled languages.
+func TestPromoteTemplateFallsBackToTheBundledOne(t *testing.T) {
+	data, err := os.ReadFile("runtimes.yaml")
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "runtimes.yaml")
+	require.NoError(t, os.WriteFile(path, data, 0o644))
+	reg, err := runtimes.Load(path)
+	require.NoError(t, err)
+	for _, title := range []string{"python", "node"} {
+		rt, ok := reg.Lookup(title)
+		require.True(t, ok)
+		b, err := rt.PromoteTemplate()
+		require.NoError(t, err, title)
+		require.Contains(t, string(b), "__CELLS__")
+	}
+	rust, _ := reg.Lookup("rust")
+	require.Empty(t, rust.Session)
+	_, err = rust.PromoteTemplate()
+	require.Error(t, err)
+}

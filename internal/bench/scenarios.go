@@ -16,7 +16,7 @@ import (
 type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
-	// Only, when not empty, limits the run to these scenario numbers (0–10).
+	// Only, when not empty, limits the run to these scenario numbers (0–11).
 	Only   map[int]bool
 	Python string // interpreter for the fork-per-request baseline
 
@@ -67,6 +67,7 @@ type Settings struct {
 	NewcomerRate     float64               // scenario 10
 	NewcomerWarmup   time.Duration
 	NewcomerDuration time.Duration
+	SessionCells     int // scenario 11: cells back to back in one session
 }
 
 // FullSettings are `make bench`'s.
@@ -91,6 +92,7 @@ func FullSettings() Settings {
 			SearchStart: 25, SearchFactor: 2, SearchMax: 400, SearchStep: 10 * time.Second, SearchRefine: 2,
 			MapItems: 1000, MapConcurrency: 50, MapRuns: 3},
 		NewcomerRate: 1000, NewcomerWarmup: 5 * time.Second, NewcomerDuration: 20 * time.Second,
+		SessionCells: 2000,
 	}
 }
 
@@ -117,6 +119,7 @@ func QuickSettings() Settings {
 			SearchStart: 10, SearchFactor: 2, SearchMax: 10, SearchStep: time.Second, SearchRefine: 0,
 			MapItems: 50, MapConcurrency: 10, MapRuns: 1},
 		NewcomerRate: 200, NewcomerWarmup: 200 * time.Millisecond, NewcomerDuration: time.Second,
+		SessionCells: 50,
 	}
 }
 
@@ -180,7 +183,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	fns := map[string]Function{}
 	needFns := len(r.S.Only) == 0
 	for n := range r.S.Only {
-		needFns = needFns || n != 0 // 0 brings its own
+		needFns = needFns || (n != 0 && n != 10 && n != 11) // 0, 10 and 11 bring their own
 	}
 	for _, title := range r.S.Runtimes {
 		if !needFns {
@@ -215,6 +218,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		{2, func() { r.cacheHit(ctx, rep) }},
 		{3, func() { r.search(ctx, rep, fns) }},
 		{9, func() { r.asyncPipelines(ctx, rep, fns) }},
+		{11, func() { r.sessionCells(ctx, rep) }},
 		{4, func() { r.async(ctx, rep, fns) }},
 	} {
 		if len(r.S.Only) == 0 || r.S.Only[s.n] {

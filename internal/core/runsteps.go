@@ -519,5 +519,8 @@ func (s *Service) FinishRun(ctx context.Context, runID string, out pipeline.RunO
 	if recorded {
 		s.countRun(ModeAsync, status)
 	}
+	if err := s.notifyRun(ctx, runID); err != nil {
+		return "", err
+	}
 	return pipeline.RunStatus(final), nil
 }

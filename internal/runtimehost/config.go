@@ -57,6 +57,17 @@ type Config struct {
 	MaxTimeout time.Duration `env:"LAMBDA_RUNTIME_MAX_TIMEOUT" envDefault:"15m"`
 	// MaxBody bounds a request body (event plus source plus envelope).
 	MaxBody int64 `env:"LAMBDA_RUNTIME_MAX_BODY" envDefault:"8388608"`
+	// AdvertiseURL is this replica's own base URL as the api should call it for the
+	// sessions it holds; "auto" is this host's first non-loopback IPv4 address and the
+	// listen port (a Kubernetes pod's address); empty lets the api use the address it
+	// reached the replica at.
+	AdvertiseURL string `env:"LAMBDA_RUNTIME_ADVERTISE_URL"`
+	// MaxSessions bounds the notebook sessions (one worker each, outside Workers) this
+	// host holds at once; more are refused (503).
+	MaxSessions int `env:"LAMBDA_RUNTIME_MAX_SESSIONS" envDefault:"32"`
+	// SessionIdle stops a session's worker after this long without a cell when its opener
+	// gave no idle time (the api passes LAMBDA_SESSION_IDLE plus a margin).
+	SessionIdle time.Duration `env:"LAMBDA_RUNTIME_SESSION_IDLE" envDefault:"30m"`
 	// FileSizeLimit is the workers' RLIMIT_FSIZE in bytes.
 	FileSizeLimit uint64 `env:"LAMBDA_RUNTIME_FILE_SIZE_LIMIT" envDefault:"134217728"`
 

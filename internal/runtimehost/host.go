@@ -56,6 +56,10 @@ type Request struct {
 	// Tenant is optional; when sent it is part of the worker key, so two tenants'
 	// identical functions never share a worker.
 	Tenant string `json:"tenant"`
+	// Resolve, when set, makes the request a resolve instead of an invoke: the host
+	// resolves these requested dependencies into a lock with its own toolchain and
+	// answers {"lock": ...}; nothing is built or run (the api registers functions this way).
+	Resolve map[string]string `json:"resolve"`
 }
 
 func (r *Request) reset() {
@@ -108,8 +112,11 @@ type Host struct {
 	spawner  sandbox.Spawner
 	builds   *builds
 	pool     *pool
-	m        *hostMetrics
-	log      *zap.Logger
+	sess     sessions
+	// advertise is this replica's base URL for the api's session calls ("" : the api's own).
+	advertise string
+	m         *hostMetrics
+	log       *zap.Logger
 
 	direct     bool   // workers are kept apart by uids alone: each gets a private copy of its script
 	pinWhy     string // why workers cannot be isolated here: the host then serves one tenant only
@@ -194,6 +201,14 @@ func New(o Options) (*Host, error) {
 		log:  o.Logger.With(zap.String(logging.FieldRuntime, o.Runtime.Title)),
 		stop: make(chan struct{}),
 	}
+	h.sess.m = map[string]*session{}
+	h.advertise = advertiseURL(o.Config)
+	if h.cfg.MaxSessions <= 0 {
+		h.cfg.MaxSessions = 32
+	}
+	if h.cfg.SessionIdle <= 0 {
+		h.cfg.SessionIdle = 30 * time.Minute
+	}
 	h.builds = &builds{
 		rt: o.Runtime, dir: cacheDir, env: o.BuildEnv, timeout: o.Config.BuildTimeout,
 		spawner: sp, metrics: h.m, log: h.log, known: map[string]*script{},
@@ -231,6 +246,13 @@ func New(o Options) (*Host, error) {
 	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Config.StartTimeout, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
 	h.pool.onSpare = func() { h.spareUp.Store(true) }
 	h.pool.share = o.Config.tenantShare()
+	if direct && o.Config.SecretFile != "" {
+		// Workers share the file system's view: the secret's file must be the host's alone.
+		if fi, err := os.Stat(o.Config.SecretFile); err == nil && fi.Mode().Perm()&0o004 != 0 {
+			h.log.Warn("the invoke secret's file is readable by every uid, workers included: mount it with mode 0440 (or 0400) for the host's uid or group",
+				zap.String("file.path", o.Config.SecretFile), zap.String("file.mode", fi.Mode().Perm().String()))
+		}
+	}
 	tenants := "isolated"
 	if sb, ok := sp.(*sandbox.Sandbox); ok && !sb.Isolated() {
 		// auto without distinct worker uids: never several tenants on shared ground.
@@ -340,6 +362,18 @@ func (h *Host) Start() {
 		h.pool.refillLocked(false)
 		h.pool.mu.Unlock()
 	}()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case now := <-t.C:
+				h.reapSessions(now)
+			case <-h.stop:
+				return
+			}
+		}
+	}()
 	if h.cfg.IdleTimeout > 0 {
 		go func() {
 			t := time.NewTicker(min(h.cfg.IdleTimeout/2, 30*time.Second))
@@ -384,6 +418,7 @@ func (h *Host) Close() {
 		close(h.stop)
 	}
 	h.pool.close()
+	h.closeSessions()
 	// The workers were killed: their private temp dirs go now, and once more after
 	// stragglers (a busy worker released late) are gone.
 	if c, ok := h.spawner.(interface{ Close() }); ok {
@@ -541,6 +576,13 @@ func (h *Host) InvokeContext(ctx context.Context, req *Request, out *Outcome) er
 	}
 	key := poolKey{sha: req.SHA256, function: req.Function, tenant: req.Tenant, version: req.Version,
 		memory: req.MemoryMB, env: envHash(req.Env)}
+	// The version's installed dependencies stay for the call (a worker it starts reads
+	// them) and then for as long as a warm worker of the version lives, no longer.
+	release, err := h.builds.hold(s)
+	if err != nil {
+		return err
+	}
+	defer release()
 	for attempt := 0; ; attempt++ {
 		w, fresh, err := h.pool.acquire(key, s)
 		if err != nil {
@@ -554,6 +596,11 @@ func (h *Host) InvokeContext(ctx context.Context, req *Request, out *Outcome) er
 		}
 		out.w, out.Cold = w, fresh
 		if fresh {
+			if s.lock != nil {
+				if wr, err := h.builds.hold(s); err == nil { // the call holds it: a reference more
+					w.holdDeps(wr)
+				}
+			}
 			done, err := h.initWorker(w, key, req, s, deadline, out)
 			if errors.Is(err, errWorkerGone) && attempt == 0 {
 				h.pool.release(w, false) // a spare that died while waiting: take another

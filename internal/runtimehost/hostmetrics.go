@@ -12,6 +12,7 @@ import (
 // path does no label lookups.
 type hostMetrics struct {
 	idle, busy, queue           prometheus.Gauge
+	sessions                    prometheus.Gauge // notebook sessions' workers
 	succeeded, failed, timedOut prometheus.Counter
 	duration                    prometheus.Observer
 	coldStarts                  prometheus.Counter
@@ -31,6 +32,7 @@ func newHostMetrics(title string, rm *metrics.Runtime, hm *metrics.HTTP) *hostMe
 	m := &hostMetrics{
 		idle:            rm.Workers.WithLabelValues(title, "idle"),
 		busy:            rm.Workers.WithLabelValues(title, "busy"),
+		sessions:        rm.Workers.WithLabelValues(title, "session"),
 		queue:           rm.Queue.WithLabelValues(title),
 		succeeded:       rm.Executions.WithLabelValues(title, "succeeded"),
 		failed:          rm.Executions.WithLabelValues(title, "failed"),

@@ -81,7 +81,7 @@ type cursor struct {
 func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execution, string, error) {
 	var where []string
 	args := []any{f.Tenant}
-	where = append(where, "tenant = $1")
+	where = append(where, "tenant = $1", "session_id IS NULL") // notebook cells are listed with their session
 	if f.Function != "" {
 		args = append(args, f.Function)
 		where = append(where, fmt.Sprintf("function = $%d", len(args)))
