@@ -377,3 +377,42 @@ func TestPipelineWorkerKilled(t *testing.T) {
 	require.Equal(t, 20, p.query(`SELECT count(*) FROM request_logs WHERE run_id = $1`, r.ID))
 	require.LessOrEqual(t, ran, 21, "at most the step in flight at the kill ran twice")
 }
+
+// An async run whose workflow an operator terminated is failed by the sweeper (once the
+// grace period has passed), as an execution's is; a run still running is left alone.
+func TestPipelineSweeperFailsTerminatedRuns(t *testing.T) {
+	p := newPlatform(t, "pipeline")
+	p.startWorker()
+	c := p.runCore(false)
+	p.register("add", 5000, 0)
+	p.registerPipeline(c, `{"name":"slow","steps":[
+	  {"id":"s1","function":"add","input":{"A":1,"B":1,"sleep_ms":3000}},
+	  {"id":"s2","function":"add","input":{"A":"${steps.s1.output}","B":1}}]}`)
+	ctx := context.Background()
+	start := func() string {
+		r, _, err := c.StartRun(ctx, core.RunRequest{Tenant: p.tenant, Pipeline: "slow", Input: json.RawMessage(`{}`), Async: true})
+		require.NoError(t, err)
+		p.waitRunStatus(c, r.ID, 30*time.Second, func(s string) bool { return s == store.StatusRunning })
+		return r.ID
+	}
+	terminated, alive := start(), start()
+	require.NoError(t, p.client.TerminateWorkflow(ctx, workflows.RunWorkflowID(terminated), "", "an operator's mistake"))
+
+	n, err := c.SweepRuns(ctx, time.Hour, 100)
+	require.NoError(t, err)
+	require.Zero(t, n, "before the grace period nothing is touched")
+	n, err = c.SweepRuns(ctx, 0, 100)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	r, err := c.GetRun(ctx, p.tenant, terminated)
+	require.NoError(t, err)
+	require.Equal(t, store.StatusFailed, r.Status)
+	require.Equal(t, core.ErrAbandoned, r.Error.Type)
+	require.Contains(t, r.Error.Message, "without recording its outcome")
+
+	r = p.waitRun(c, alive, 30*time.Second)
+	require.Equal(t, store.StatusSucceeded, r.Status, "%+v", r.Error)
+	n, err = c.SweepRuns(ctx, 0, 100)
+	require.NoError(t, err)
+	require.Zero(t, n, "swept again: nothing left to do")
+}

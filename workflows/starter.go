@@ -230,6 +230,23 @@ func (s *Starter) ExecutionRunState(ctx context.Context, id string) (core.RunSta
 	return core.RunClosed, nil
 }
 
+// RunWorkflowState implements core.RunInspector: the state of pipeline run id's workflow.
+func (s *Starter) RunWorkflowState(ctx context.Context, id string) (core.RunState, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	d, err := s.client.DescribeWorkflowExecution(ctx, RunWorkflowID(id), "")
+	var nf *serviceerror.NotFound
+	switch {
+	case errors.As(err, &nf):
+		return core.RunMissing, nil
+	case err != nil:
+		return 0, err
+	case d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return core.RunOpen, nil
+	}
+	return core.RunClosed, nil
+}
+
 // EnsureSearchAttributes registers LambdaFunction, LambdaLanguage, LambdaStatus and
 // LambdaPipeline (Keyword) in namespace unless they exist.
 func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -567,8 +568,17 @@ func (s *Service) RetryRun(ctx context.Context, tenant, id, fromStep string) (st
 	return r, nil
 }
 
+// RunInspector tells the state of a run's workflow (workflows.Starter). With it, SweepRuns
+// also fails async runs whose workflow ended without recording them (an operator
+// terminated it) or is gone.
+type RunInspector interface {
+	RunWorkflowState(ctx context.Context, runID string) (RunState, error)
+}
+
 // SweepRuns makes runs whole that a crash left behind, created more than olderThan ago,
 // at most limit of them:
+//   - with a RunInspector, an async run whose workflow is closed or gone (and that is
+//     not queued with no workflow) is failed with ErrAbandoned;
 //   - an async run still queued: its workflow is started (a repeat joins the one that
 //     started meanwhile);
 //   - a sync run still running after SyncPipelineMax as well: its api died mid-run, and
@@ -581,9 +591,39 @@ func (s *Service) SweepRuns(ctx context.Context, olderThan time.Duration, limit 
 	if err != nil {
 		return 0, err
 	}
+	ins, inspect := s.runs.(RunInspector)
 	n := 0
 	for _, o := range open {
 		switch {
+		case o.Mode == ModeAsync && inspect:
+			state, err := ins.RunWorkflowState(ctx, o.ID)
+			if err != nil {
+				return n, fmt.Errorf("sweep: inspect run %s: %w", o.ID, err)
+			}
+			if state == RunOpen {
+				continue
+			}
+			if state == RunMissing && o.Status == store.StatusQueued {
+				break // never started: start it below
+			}
+			why := "the run's workflow ended without recording its outcome (terminated, or its last step gave up)"
+			if state == RunMissing {
+				why = "the run was " + o.Status + " but its workflow is gone; its steps may not have finished"
+			}
+			_, recorded, err := s.store.FinishRun(ctx, o.ID, store.StatusFailed, nil,
+				&pipeline.Error{Type: ErrAbandoned, Message: why}, time.Now().UTC())
+			if err != nil {
+				return n, err
+			}
+			if recorded {
+				n++
+				s.countRun(ModeAsync, store.StatusFailed)
+				s.log.Warn("sweeper failed a run", zap.String("run.id", o.ID), zap.String("reason", why))
+				if err := s.notifyRun(ctx, o.ID); err != nil {
+					return n, err
+				}
+			}
+			continue
 		case o.Mode == ModeAsync && o.Status == store.StatusQueued:
 		case o.Mode == ModeSync && time.Since(o.CreatedAt) > olderThan+s.cfg.SyncPipelineMax:
 			r, err := s.store.LoadRun(ctx, o.ID)
