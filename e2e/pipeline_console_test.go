@@ -19,7 +19,9 @@ import (
 // "approve" and a last function step in the console's editor, starts a durable run from
 // the pipeline's page, sees the run's graph stop at the wait step, approves it with the
 // page's signal button and watches every step node turn succeeded — the run's output
-// computed by both function steps, and no error in the browser's console.
+// computed by both function steps, the last step's execution one click away — then visits
+// every other page (functions, executions, new pipeline, notebook), with no error in the
+// browser's console on any of them.
 func TestConsolePipeline(t *testing.T) {
 	t.Parallel()
 	c := signInConsole(t, "pipeline-console")
@@ -81,6 +83,21 @@ func TestConsolePipeline(t *testing.T) {
 	for _, step := range []string{"first", "approve", "last"} {
 		require.Contains(t, c.Attr(browser.TID("run-step-"+step), "class"), "st-succeeded", step)
 	}
+	c.Do("the last step's detail",
+		chromedp.Click(browser.TID("run-step-last")),
+		chromedp.WaitVisible(browser.TID("run-step-detail")),
+		browser.WaitText(browser.TID("run-step-detail-status"), "succeeded"),
+		browser.WaitText(browser.TID("run-step-output"), `"sum": 142`),
+		chromedp.WaitVisible(browser.TID("run-step-execution")),
+	)
+	c.Screenshot("run-step")
+	execution := c.Text(browser.TID("run-step-execution"))
+	require.Regexp(t, `^[0-9a-f-]{36}$`, execution)
+	c.Do("the step's execution",
+		chromedp.Click(browser.TID("run-step-execution")),
+		browser.WaitText(browser.TID("execution-id"), execution),
+		browser.WaitText(browser.TID("execution-result"), `"sum": 142`),
+	)
 	// The same run through the API: durable, every step succeeded.
 	got := callAs(t, c.key, "GET", "/v1/runs/"+id)
 	require.Equal(t, http.StatusOK, got.status, got.raw)
@@ -98,20 +115,13 @@ func TestConsolePipeline(t *testing.T) {
 		chromedp.WaitVisible(browser.TID("run-row-"+id)),
 		browser.WaitText(chromedp.CSS(`[data-testid="run-row-`+id+`"] [data-testid="run-row-status"]`), "succeeded"),
 	)
-	c.Check()
-}
-
-// TestConsolePages visits every page of the console with a fresh tenant: each one loads
-// from the real API with no error in the browser's console.
-func TestConsolePages(t *testing.T) {
-	t.Parallel()
-	c := signInConsole(t, "console-pages")
-	c.Do("functions", chromedp.Click(browser.TID("nav-functions")), chromedp.WaitVisible(browser.TID("function-list")))
-	c.Do("executions", chromedp.Click(browser.TID("nav-executions")), chromedp.WaitVisible(browser.TID("execution-list")))
-	c.Do("pipelines", chromedp.Click(browser.TID("nav-pipelines")), chromedp.WaitVisible(browser.TID("pipeline-list")))
-	c.Do("new pipeline", chromedp.Click(browser.TID("pipeline-new")), chromedp.WaitVisible(browser.TID("pipeline-definition-editor")))
+	// Every page of the console loads from the real API; c.Check covers them all.
+	c.Do("functions", chromedp.Click(browser.TID("nav-functions")), chromedp.WaitVisible(browser.TID("function-list")),
+		browser.WaitText(browser.TID("function-list"), "add"))
+	c.Do("executions", chromedp.Click(browser.TID("nav-executions")), chromedp.WaitVisible(browser.TID("execution-row-"+execution)))
+	c.Do("new pipeline", chromedp.Click(browser.TID("nav-pipelines")), chromedp.Click(browser.TID("pipeline-new")),
+		chromedp.WaitVisible(browser.TID("pipeline-definition-editor")))
 	c.Do("notebook", chromedp.Click(browser.TID("nav-notebook")), chromedp.WaitVisible(browser.TID("cell-editor-0")))
-	c.Screenshot("notebook-empty")
 	c.Check()
 }
 
