@@ -35,11 +35,12 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 
 # Only for docker-compose: the local OpenFaaS provider runs the runtime hosts as processes,
 # so it needs lambda-runtime, the runtime registry with the bootstraps and the toolchains the
-# registry's commands name (/usr/bin/python3, node, rustc with Debian's serde_json sources).
+# registry's commands name (/usr/bin/python3 with pip, node with npm, rustc and cargo with
+# Debian's crate sources): the runtime hosts resolve and install functions' dependencies.
 FROM debian:${DEBIAN_RELEASE}-slim AS local-provider
 RUN set -eux; \
     apt-get update; \
-    apt-get install -y --no-install-recommends ca-certificates tini python3 nodejs rustc cargo librust-serde-json-dev bubblewrap; \
+    apt-get install -y --no-install-recommends ca-certificates tini python3 python3-pip nodejs npm rustc cargo librust-serde-json-dev librust-itoa-dev librust-regex-dev bubblewrap; \
     rm -rf /var/lib/apt/lists/*; \
     useradd --system --uid 10001 --home-dir /var/lib/lambda --create-home lambda
 COPY --from=build /out/bin/ /usr/local/bin/

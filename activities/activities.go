@@ -40,6 +40,9 @@ type Core interface {
 	RunAttempt(ctx context.Context, id string, p core.Pinned, n int, timeout time.Duration, started func(n int)) (core.Attempt, error)
 	Finish(ctx context.Context, tenant, id string, f core.Final) (store.Execution, bool, error)
 	StoreResult(ctx context.Context, tenant, id, key string, ttl time.Duration) error
+	DeliverCallback(ctx context.Context, id string, n int) (core.Delivery, error)
+	GiveUpCallback(ctx context.Context, id, reason string) error
+	StartScheduled(ctx context.Context, tenant, name, key string) (core.ScheduledStart, error)
 }
 
 // Config tunes the activities.
@@ -126,6 +129,8 @@ type PersistInput struct {
 	// outcomes the runtime produced (already staged in the row).
 	ErrorType    string `json:"error_type,omitempty"`
 	ErrorMessage string `json:"error_message,omitempty"`
+	// Notify starts the execution's completion callback once it is final.
+	Notify bool `json:"notify,omitempty"`
 }
 
 // PersistResult is the status the execution was recorded with: the row's own when it
@@ -276,7 +281,7 @@ func (a *Activities) Invoke(ctx context.Context, in InvokeInput) (_ InvokeResult
 func (a *Activities) Persist(ctx context.Context, in PersistInput) (_ PersistResult, err error) {
 	defer a.track("Persist")(&err)
 	e, recorded, err := a.core.Finish(ctx, in.Exec.Tenant, in.Exec.ID, core.Final{Status: in.Status, Attempts: in.Attempts,
-		Cached: in.Cached, ErrorType: in.ErrorType, ErrorMessage: in.ErrorMessage})
+		Cached: in.Cached, ErrorType: in.ErrorType, ErrorMessage: in.ErrorMessage, Notify: in.Notify})
 	if err != nil {
 		return PersistResult{}, classify("persist", err)
 	}

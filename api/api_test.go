@@ -101,6 +101,23 @@ func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.
 	return faas.Result{Status: "succeeded", Result: json.RawMessage(fmt.Sprintf(`{"sum":%v}`, a+b)), Stdout: "hello\n", DurationMS: 0.3}, nil
 }
 
+// engineResolver resolves with a local engine what a runtime host of the function's
+// language resolves in a deployment (core.Resolver).
+type engineResolver struct {
+	e   *deps.Engine
+	reg *runtimes.Registry
+}
+
+func (r engineResolver) ResolveDeps(ctx context.Context, fn string, requested map[string]string) (*deps.Lock, error) {
+	for _, rt := range r.reg.All() {
+		if rt.Function == fn && rt.Deps != nil {
+			lock, err := r.e.Resolve(ctx, rt.Deps, requested)
+			return lock, deps.Fault(err)
+		}
+	}
+	return nil, fmt.Errorf("no runtime %s with dependencies", fn)
+}
+
 type fixture struct {
 	h      http.Handler // the API, for a test that serves it itself
 	srv    *httptest.Server
@@ -113,6 +130,10 @@ type fixtureOption = func(*api.Deps, *store.Store, *cache.Cache)
 
 // coreOption changes the invocation core's configuration.
 type coreOption func(*core.Config)
+
+// collaboratorsOption changes the invocation core's collaborators (a real runtime client
+// instead of the scripted runner, another registry).
+type collaboratorsOption func(*core.Deps)
 
 // newFixture serves the API over the real store and cache with a scripted runner; opts
 // are fixtureOption and coreOption values.
@@ -151,8 +172,13 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 			o(&cfg)
 		}
 	}
-	cdeps := core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Deps: engine,
+	cdeps := core.Deps{Store: st, Cache: c, Runner: r, Logs: logs, Registry: reg, Deps: engineResolver{engine, reg},
 		Metrics: metrics.NewInvoke(mreg), Log: zap.NewNop()}
+	for _, o := range opts {
+		if o, ok := o.(collaboratorsOption); ok {
+			o(&cdeps)
+		}
+	}
 	var runs *localRuns
 	for _, o := range opts {
 		switch o := o.(type) {
@@ -175,7 +201,7 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 		switch o := o.(type) {
 		case fixtureOption:
 			o(&deps, st, c)
-		case coreOption, *localRuns, runsOption:
+		case coreOption, collaboratorsOption, *localRuns, runsOption:
 		default:
 			t.Fatalf("unknown fixture option %T", o)
 		}

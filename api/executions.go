@@ -46,7 +46,12 @@ func (s *server) handleGetExecution() http.HandlerFunc {
 				return
 			}
 			if store.Finished(e.Status) || !time.Now().Before(deadline) {
-				encode(w, http.StatusOK, e)
+				es := []store.Execution{e}
+				if err := s.Store.AnnotateExecutions(r.Context(), es); err != nil {
+					s.writeError(w, r, err)
+					return
+				}
+				encode(w, http.StatusOK, es[0])
 				return
 			}
 			// Woken by the finish feed; the poll is the fallback while the feed is down.
@@ -94,6 +99,9 @@ func (s *server) handleListExecutions() http.HandlerFunc {
 			f.Limit = n
 		}
 		es, next, err := s.Store.ListExecutions(r.Context(), f)
+		if err == nil {
+			err = s.Store.AnnotateExecutions(r.Context(), es)
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return

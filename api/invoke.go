@@ -45,6 +45,11 @@ func (s *server) handleInvoke() http.HandlerFunc {
 			Function:       chi.URLParam(r, "name"),
 			LanguageTitle:  r.Header.Get("Language-Title"),
 			IdempotencyKey: r.Header.Get("Idempotency-Key"),
+			CallbackURL:    r.Header.Get("X-Callback-Url"),
+		}
+		if req.CallbackURL != "" && !preferAsync(r) {
+			s.writeError(w, r, invalid("X-Callback-Url needs an async invocation (Prefer: respond-async)"))
+			return
 		}
 		if len(req.IdempotencyKey) > 255 {
 			s.writeError(w, r, invalid("Idempotency-Key is longer than 255 characters"))
@@ -99,5 +104,9 @@ func (s *server) invokeAsync(w http.ResponseWriter, r *http.Request, req core.Re
 		encode(w, http.StatusAccepted, e)
 		return
 	}
-	encode(w, http.StatusAccepted, map[string]string{"id": e.ID, "status": e.Status})
+	body := map[string]any{"id": e.ID, "status": e.Status}
+	if e.CallbackState != nil {
+		body["callback"] = e.CallbackState
+	}
+	encode(w, http.StatusAccepted, body)
 }

@@ -62,6 +62,17 @@ func (s *server) routes() http.Handler {
 
 		r.Get("/stats/functions/{name}", s.handleFunctionStats())
 
+		r.Get("/webhook-secret", s.handleGetWebhookSecret())
+		r.Post("/webhook-secret", s.handleRotateWebhookSecret())
+
+		r.With(s.limitRegistrations).Post("/schedules", s.handleCreateSchedule())
+		r.Get("/schedules", s.handleListSchedules())
+		r.Get("/schedules/{name}", s.handleGetSchedule())
+		r.Patch("/schedules/{name}", s.handlePatchSchedule())
+		r.Delete("/schedules/{name}", s.handleDeleteSchedule())
+		r.Post("/schedules/{name}/trigger", s.handleTriggerSchedule())
+		r.Get("/schedules/{name}/runs", s.handleScheduleRuns())
+
 		r.Post("/sessions", s.handleOpenSession())
 		r.Get("/sessions/{id}", s.handleGetSession())
 		r.Delete("/sessions/{id}", s.handleDeleteSession())

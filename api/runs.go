@@ -110,7 +110,12 @@ func (s *server) handleGetRun() http.HandlerFunc {
 				return
 			}
 			if store.RunFinished(run.Status) || !time.Now().Before(deadline) {
-				encode(w, http.StatusOK, run)
+				rs := []store.Run{run}
+				if err := s.Store.AnnotateRuns(r.Context(), rs); err != nil {
+					s.writeError(w, r, err)
+					return
+				}
+				encode(w, http.StatusOK, rs[0])
 				return
 			}
 			next := poll
@@ -153,6 +158,9 @@ func (s *server) handleListRuns() http.HandlerFunc {
 			f.Limit = n
 		}
 		runs, next, err := s.Store.ListRuns(r.Context(), f)
+		if err == nil {
+			err = s.Store.AnnotateRuns(r.Context(), runs)
+		}
 		if err != nil {
 			s.writeError(w, r, err)
 			return

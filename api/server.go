@@ -53,6 +53,16 @@ type Core interface {
 	SignalRun(ctx context.Context, tenant, id, signal string, payload json.RawMessage) error
 	CancelRun(ctx context.Context, tenant, id string) error
 	RetryRun(ctx context.Context, tenant, id, fromStep string) (store.Run, error)
+
+	GetWebhookSecret(ctx context.Context, tenant string) (core.WebhookSecret, error)
+	RotateWebhookSecret(ctx context.Context, tenant string) (core.WebhookSecret, error)
+	CreateSchedule(ctx context.Context, tenant string, spec core.ScheduleSpec) (core.Schedule, error)
+	GetSchedule(ctx context.Context, tenant, name string) (core.Schedule, error)
+	ListSchedules(ctx context.Context, tenant string) ([]core.Schedule, error)
+	PauseSchedule(ctx context.Context, tenant, name string, paused bool) (core.Schedule, error)
+	TriggerSchedule(ctx context.Context, tenant, name string) error
+	DeleteSchedule(ctx context.Context, tenant, name string) error
+	ScheduleRuns(ctx context.Context, tenant, name string) ([]core.ScheduleRun, error)
 }
 
 // Store is what the handlers read from PostgreSQL directly.
@@ -67,6 +77,8 @@ type Store interface {
 	ListPipelineVersions(ctx context.Context, tenant, name string) ([]store.PipelineVersion, error)
 	GetPipeline(ctx context.Context, tenant, name string, version int) (store.PipelineVersion, error)
 	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, string, error)
+	AnnotateExecutions(ctx context.Context, es []store.Execution) error
+	AnnotateRuns(ctx context.Context, rs []store.Run) error
 }
 
 // Finishes wakes a long-poll the moment an async execution finishes (store.FinishFeed).

@@ -57,6 +57,8 @@ func run(m *testing.M) int {
 		}
 	}
 	environ["LAMBDA_PIP_WHEELHOUSE"] = wheelhouse
+	// Callbacks to the tests' own receivers on loopback.
+	environ["LAMBDA_CALLBACK_ALLOW_CIDRS"] = "127.0.0.1/32"
 	// Notebook sessions expire after 4 s without a cell, so the idle test sees it happen.
 	environ["LAMBDA_SESSION_IDLE"] = "4s"
 	opts, err := devstack.LoadOptions(environ)

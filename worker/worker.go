@@ -103,6 +103,8 @@ func Register(r sdkworker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.ExecuteFunction, workflow.RegisterOptions{Name: workflows.WorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.RunPipeline, workflow.RegisterOptions{Name: workflows.RunWorkflowName})
 	r.RegisterWorkflowWithOptions(workflows.RunPipelineChunk, workflow.RegisterOptions{Name: workflows.ChunkWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.DeliverCallback, workflow.RegisterOptions{Name: workflows.CallbackWorkflowName})
+	r.RegisterWorkflowWithOptions(workflows.ScheduledStart, workflow.RegisterOptions{Name: workflows.ScheduledWorkflowName})
 	r.RegisterActivity(acts)
 }
 

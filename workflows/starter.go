@@ -45,10 +45,61 @@ type Starter struct {
 }
 
 var (
-	_ core.Durable    = (*Starter)(nil)
-	_ core.RunDurable = (*Starter)(nil)
-	_ core.Inspector  = (*Starter)(nil)
+	_ core.Durable         = (*Starter)(nil)
+	_ core.RunDurable      = (*Starter)(nil)
+	_ core.Inspector       = (*Starter)(nil)
+	_ core.CallbackDurable = (*Starter)(nil)
+	_ core.ScheduleDurable = (*Starter)(nil)
 )
+
+// Settings are the starter's settings a workflow carries into the runs it starts.
+type Settings struct {
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+	MaxAttempts      int           `json:"max_attempts,omitempty"`
+	LocalInvokeMax   time.Duration `json:"local_invoke_max,omitempty"`
+}
+
+func (c StarterConfig) settings() Settings {
+	return Settings{HeartbeatTimeout: c.HeartbeatTimeout, MaxAttempts: c.MaxAttempts, LocalInvokeMax: c.LocalInvokeMax}
+}
+
+// NewExecutionRef is the ExecutionRef of an accepted execution.
+func NewExecutionRef(x core.AsyncExecution, st Settings) ExecutionRef {
+	return ExecutionRef{
+		ID: x.ID, Tenant: x.Tenant, Function: x.Function, Version: x.Version, SHA256: x.SHA256, Language: x.Language,
+		LanguageTitle: x.LanguageTitle, HeartbeatTimeout: st.HeartbeatTimeout, MaxAttempts: st.MaxAttempts,
+		LocalInvokeMax: st.LocalInvokeMax,
+		Runtime:        x.Runtime, TimeoutMS: x.TimeoutMS, MemoryMB: x.MemoryMB, CacheTTLS: x.CacheTTLS,
+		Callback: x.Callback,
+	}
+}
+
+// NewRunRef is the RunRef of an accepted run.
+func NewRunRef(x core.RunStart, st Settings) RunRef {
+	return RunRef{RunID: x.RunID, Tenant: x.Tenant, Pipeline: x.Pipeline, Version: x.Version,
+		HeartbeatTimeout: st.HeartbeatTimeout, MaxAttempts: st.MaxAttempts, LocalInvokeMax: st.LocalInvokeMax}
+}
+
+func executionSearch(ref ExecutionRef) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		SearchFunction.ValueSet(ref.Function),
+		SearchLanguage.ValueSet(ref.Language),
+		SearchStatus.ValueSet(store.StatusQueued),
+	)
+}
+
+func executionSummary(ref ExecutionRef) string {
+	return fmt.Sprintf("%s v%d (%s)", ref.Function, ref.Version, ref.Language)
+}
+
+func runSearch(ref RunRef) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		SearchPipeline.ValueSet(ref.Pipeline),
+		SearchStatus.ValueSet(store.StatusQueued),
+	)
+}
+
+func runSummary(ref RunRef) string { return fmt.Sprintf("pipeline %s v%d", ref.Pipeline, ref.Version) }
 
 // NewStarter returns a starter over a Temporal client (a lazy one is fine) of namespace.
 func NewStarter(cfg StarterConfig, c client.Client, namespace string) *Starter {
@@ -64,25 +115,16 @@ func (s *Starter) RunID(id string) string { return WorkflowID(id) }
 func (s *Starter) StartExecution(ctx context.Context, x core.AsyncExecution) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
 	defer cancel()
-	ref := ExecutionRef{
-		ID: x.ID, Tenant: x.Tenant, Function: x.Function, Version: x.Version, SHA256: x.SHA256, Language: x.Language,
-		LanguageTitle: x.LanguageTitle, HeartbeatTimeout: s.cfg.HeartbeatTimeout, MaxAttempts: s.cfg.MaxAttempts,
-		LocalInvokeMax: s.cfg.LocalInvokeMax,
-		Runtime:        x.Runtime, TimeoutMS: x.TimeoutMS, MemoryMB: x.MemoryMB, CacheTTLS: x.CacheTTLS,
-	}
+	ref := NewExecutionRef(x, s.cfg.settings())
 	opts := client.StartWorkflowOptions{
 		ID:                       WorkflowID(ref.ID),
 		TaskQueue:                TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		Memo:                     Memo(ref),
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			SearchFunction.ValueSet(ref.Function),
-			SearchLanguage.ValueSet(ref.Language),
-			SearchStatus.ValueSet(store.StatusQueued),
-		),
-		StaticSummary:    fmt.Sprintf("%s v%d (%s)", ref.Function, ref.Version, ref.Language),
-		EnableEagerStart: s.cfg.Eager,
+		TypedSearchAttributes:    executionSearch(ref),
+		StaticSummary:            executionSummary(ref),
+		EnableEagerStart:         s.cfg.Eager,
 	}
 	return s.execute(ctx, opts, WorkflowName, ref)
 }
@@ -112,20 +154,16 @@ func (s *Starter) execute(ctx context.Context, opts client.StartWorkflowOptions,
 func (s *Starter) StartRun(ctx context.Context, x core.RunStart) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
 	defer cancel()
-	ref := RunRef{RunID: x.RunID, Tenant: x.Tenant, Pipeline: x.Pipeline, Version: x.Version,
-		HeartbeatTimeout: s.cfg.HeartbeatTimeout, MaxAttempts: s.cfg.MaxAttempts, LocalInvokeMax: s.cfg.LocalInvokeMax}
+	ref := NewRunRef(x, s.cfg.settings())
 	opts := client.StartWorkflowOptions{
 		ID:                       RunWorkflowID(ref.RunID),
 		TaskQueue:                TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		Memo:                     RunMemo(ref),
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			SearchPipeline.ValueSet(ref.Pipeline),
-			SearchStatus.ValueSet(store.StatusQueued),
-		),
-		StaticSummary:    fmt.Sprintf("pipeline %s v%d", ref.Pipeline, ref.Version),
-		EnableEagerStart: s.cfg.Eager,
+		TypedSearchAttributes:    runSearch(ref),
+		StaticSummary:            runSummary(ref),
+		EnableEagerStart:         s.cfg.Eager,
 	}
 	return s.execute(ctx, opts, RunWorkflowName, ref)
 }

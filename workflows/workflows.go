@@ -97,6 +97,9 @@ type ExecutionRef struct {
 	TimeoutMS int    `json:"timeout_ms,omitempty"`
 	MemoryMB  int    `json:"memory_mb,omitempty"`
 	CacheTTLS int    `json:"cache_ttl_s,omitempty"`
+	// Callback: the execution asked for a completion callback; Persist starts its
+	// delivery once the execution is final.
+	Callback bool `json:"callback,omitempty"`
 }
 
 // pinned is the version the run was started with, or nil for a run started without it.
@@ -210,7 +213,7 @@ func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 			workflow.WithLocalActivityOptions(ctx, localOptions(fmt.Sprintf("resolve %s v%d", ref.Function, ref.Version))),
 			a.ResolveVersion, ver).Get(ctx, &v)
 		if err != nil {
-			return finish(ctx, platformFailure(ctx, target, err))
+			return finish(ctx, ref, platformFailure(ctx, target, err))
 		}
 	}
 
@@ -222,9 +225,9 @@ func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 			a.CheckCache, activities.CheckCacheInput{Exec: target, Version: ver, Pinned: pinned}).Get(ctx, &c)
 		switch {
 		case err != nil && canceled(ctx, err):
-			return finish(ctx, platformFailure(ctx, target, err))
+			return finish(ctx, ref, platformFailure(ctx, target, err))
 		case err == nil && c.Hit:
-			return finish(ctx, activities.PersistInput{Exec: target, Status: store.StatusSucceeded, Cached: true})
+			return finish(ctx, ref, activities.PersistInput{Exec: target, Status: store.StatusSucceeded, Cached: true})
 		case err == nil:
 			cacheKey = c.Key
 		}
@@ -253,7 +256,7 @@ func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 	default:
 		p = platformFailure(ctx, target, err)
 	}
-	out, ferr := finish(ctx, p)
+	out, ferr := finish(ctx, ref, p)
 	if pinned == nil && ferr == nil && out.Status == store.StatusSucceeded && cacheKey != "" && !out.Cached {
 		// Best effort: a result that could not be cached is still a succeeded execution.
 		// (Invoke stores the result itself when the run has its pinned version.)
@@ -291,7 +294,8 @@ func platformFailure(ctx workflow.Context, target activities.Target, err error) 
 // finish records the execution final (in a disconnected context, so a cancel cannot
 // abandon it), upserts LambdaStatus and ends the workflow with a matching state:
 // completed for succeeded, failed for failed/timeout, canceled for canceled.
-func finish(ctx workflow.Context, p activities.PersistInput) (Outcome, error) {
+func finish(ctx workflow.Context, ref ExecutionRef, p activities.PersistInput) (Outcome, error) {
+	p.Notify = ref.Callback
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	opts := localOptions("record " + p.Status)
 	opts.RetryPolicy, opts.ScheduleToCloseTimeout = persistRetry, 30*time.Minute

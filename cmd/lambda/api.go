@@ -20,6 +20,7 @@ import (
 	"github.com/lambda-microservice/lambda/api"
 	"github.com/lambda-microservice/lambda/internal/auth"
 	"github.com/lambda-microservice/lambda/internal/cache"
+	"github.com/lambda-microservice/lambda/internal/callback"
 	"github.com/lambda-microservice/lambda/internal/console"
 	"github.com/lambda-microservice/lambda/internal/core"
 	"github.com/lambda-microservice/lambda/internal/deps"
@@ -46,7 +47,9 @@ type dataConfig struct {
 	// Logs tunes the request log's group commit (LAMBDA_LOG_WRITERS commits in flight).
 	Logs store.LogWriterConfig
 	// env is the process environment (serve sets it): function dependencies' settings
-	// (LAMBDA_DEPS_*, LAMBDA_MAX_DEPS*, the package sources) are read through it.
+	// (LAMBDA_DEPS_*, LAMBDA_MAX_DEPS*, the package sources) are read through it. The
+	// runtime hosts resolve and install with them; a process given a malformed one still
+	// refuses to start, so a shared environment file fails at once.
 	env Env
 }
 
@@ -92,6 +95,9 @@ func (c apiConfig) logConfig() logging.Config { return c.Log }
 func (c *apiConfig) setEnv(e Env) { c.Data.env = e }
 
 func (c apiConfig) validate() error {
+	if _, err := callback.ParseCIDRs(c.Core.CallbackAllowCIDRs); err != nil {
+		return fmt.Errorf("LAMBDA_CALLBACK_ALLOW_CIDRS: %w", err)
+	}
 	fl := c.Core.Functions
 	if fl.MaxSourceBytes < 1 || c.API.MaxEventBytes < 1 {
 		return errors.New("LAMBDA_MAX_SOURCE_BYTES and LAMBDA_MAX_EVENT_BYTES must be positive")
@@ -110,7 +116,6 @@ type backends struct {
 	cache *cache.Cache
 	faas  *faas.Client
 	reg   *runtimes.Registry
-	deps  *deps.Engine // resolves registrations' dependencies (LAMBDA_DEPS_*, the sources' variables)
 	close func()
 }
 
@@ -118,22 +123,6 @@ func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metri
 	reg, err := runtimes.Load(data.RuntimesFile)
 	if err != nil {
 		return nil, err
-	}
-	dcfg, err := data.depsConfig()
-	if err != nil {
-		return nil, err
-	}
-	engine, err := deps.New(dcfg)
-	if err != nil {
-		return nil, err
-	}
-	for _, rt := range reg.All() {
-		if rt.Deps != nil {
-			if err := engine.Check(rt.Deps); err != nil {
-				log.Warn("dependency installers missing: registrations with dependencies will fail",
-					zap.String(logging.FieldRuntime, rt.Title), logging.Err(err))
-			}
-		}
 	}
 	if data.Migrate {
 		if err := store.Migrate(ctx, data.DatabaseURL); err != nil {
@@ -167,7 +156,7 @@ func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metri
 		defer close(logsDone)
 		logs.Run(lctx)
 	}()
-	return &backends{store: st, logs: logs, cache: c, faas: fx, reg: reg, deps: engine, close: func() {
+	return &backends{store: st, logs: logs, cache: c, faas: fx, reg: reg, close: func() {
 		stopLogs()
 		<-logsDone // queued rows are written before the pool closes
 		st.Close()
@@ -179,9 +168,16 @@ func openBackends(ctx context.Context, data dataConfig, fc faas.Config, m *metri
 // starts no async executions.
 func (b *backends) core(cfg core.Config, durable core.Durable, m *metrics.Invoke, log *zap.Logger) *core.Service {
 	// The durable side runs pipeline runs too once it implements their methods.
+	// Dependencies resolve on the runtime host of their language (its image has the
+	// toolchain and the package sources), through the same client as invocations.
 	runs, _ := durable.(core.RunDurable)
+	callbacks, _ := durable.(core.CallbackDurable)
+	schedules, _ := durable.(core.ScheduleDurable)
+	// validate() has parsed the allowlist once already.
+	allow, _ := callback.ParseCIDRs(cfg.CallbackAllowCIDRs)
 	return core.New(cfg, core.Deps{Store: b.store, Cache: b.cache, Runner: b.faas, Logs: b.logs, Registry: b.reg,
-		Durable: durable, Runs: runs, Deps: b.deps, Metrics: m, Log: log})
+		Durable: durable, Runs: runs, Callbacks: callbacks, Schedules: schedules,
+		Deliverer: callback.NewClient(callback.Config{AllowCIDRs: allow}), Deps: b.faas, Metrics: m, Log: log})
 }
 
 // runtimeChecks probe each registry runtime's function through the OpenFaaS gateway.

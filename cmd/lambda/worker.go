@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/lambda-microservice/lambda/activities"
+	"github.com/lambda-microservice/lambda/internal/callback"
 	"github.com/lambda-microservice/lambda/internal/core"
 	"github.com/lambda-microservice/lambda/internal/faas"
 	"github.com/lambda-microservice/lambda/internal/platform/health"
@@ -47,6 +48,9 @@ func (c workerConfig) logConfig() logging.Config { return c.Log }
 func (c *workerConfig) setEnv(e Env) { c.Data.env = e }
 
 func (c workerConfig) validate() error {
+	if _, err := callback.ParseCIDRs(c.Core.CallbackAllowCIDRs); err != nil {
+		return fmt.Errorf("LAMBDA_CALLBACK_ALLOW_CIDRS: %w", err)
+	}
 	if c.Temporal.Addr == "" || c.Temporal.Namespace == "" {
 		return errors.New("LAMBDA_TEMPORAL_ADDR and LAMBDA_TEMPORAL_NAMESPACE must not be empty")
 	}

@@ -1,9 +1,10 @@
 // Package auth authenticates API callers. An API key reads "lmk_<id>_<secret>": the id
 // finds the key's record, the secret is compared as SHA-256 in constant time, and only
 // the hash is ever stored. The operator's admin token (LAMBDA_ADMIN_TOKEN) is never
-// stored at all. Validated keys are cached briefly so the hot path skips PostgreSQL; a
-// revocation reaches every replica's cache at once (Forget, through the store's
-// revocation feed), the cache's TTL being the backstop while that feed is down.
+// stored at all. Validated keys are cached briefly so the hot path skips PostgreSQL (a key
+// in use is re-read in the background before its entry expires, so no request waits for
+// that read); a revocation reaches every replica's cache at once (Forget, through the
+// store's revocation feed), the cache's TTL being the backstop while that feed is down.
 package auth
 
 import (
@@ -49,11 +50,18 @@ type Authenticator struct {
 	admin [32]byte
 	mu    sync.Mutex
 	cache map[string]cached // full token hash → principal
+	// gen counts Forget/ForgetAll calls: a lookup that began before one does not cache
+	// what it read (the key may have been revoked since).
+	gen uint64
 }
 
 type cached struct {
 	p       Principal
 	expires time.Time
+	// refresh is when a call first re-reads the key in the background, while the entry
+	// still serves: a key in use is never looked up on a request's path.
+	refresh    time.Time
+	refreshing bool
 }
 
 // New returns an authenticator over the key store.
@@ -85,14 +93,28 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 	now := time.Now()
 	a.mu.Lock()
 	c, hit := a.cache[ck]
-	a.mu.Unlock()
 	if hit && now.Before(c.expires) {
+		if !c.refreshing && !now.Before(c.refresh) {
+			c.refreshing = true
+			a.cache[ck] = c
+			go a.refresh(ck, token, a.gen)
+		}
+		a.mu.Unlock()
 		return c.p, nil
 	}
+	gen := a.gen
+	a.mu.Unlock()
+	return a.lookup(ctx, ck, token, gen)
+}
+
+// lookup verifies token against its key's record and caches the principal, unless a key
+// was forgotten since gen.
+func (a *Authenticator) lookup(ctx context.Context, ck, token string, gen uint64) (Principal, error) {
 	id, secret, ok := parseKey(token)
 	if !ok {
 		return Principal{}, errUnauthorized
 	}
+	now := time.Now()
 	k, err := a.keys.GetAPIKey(ctx, id)
 	if err != nil {
 		if fault.Is(err, fault.NotFound) {
@@ -106,12 +128,33 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 	}
 	p := Principal{Tenant: k.Tenant, KeyID: k.ID}
 	a.mu.Lock()
-	if len(a.cache) > 10000 {
-		a.cache = map[string]cached{}
+	if a.gen == gen {
+		if len(a.cache) > 10000 {
+			a.cache = map[string]cached{}
+		}
+		ttl := a.cfg.CacheTTL
+		a.cache[ck] = cached{p: p, expires: now.Add(ttl), refresh: now.Add(ttl - ttl/4)}
 	}
-	a.cache[ck] = cached{p: p, expires: now.Add(a.cfg.CacheTTL)}
 	a.mu.Unlock()
 	return p, nil
+}
+
+// refresh re-reads a cached key in the background before its entry expires; a key
+// revoked or gone leaves the cache, and a failed read leaves the entry to expire.
+func (a *Authenticator) refresh(ck, token string, gen uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.CacheTTL/4+time.Second)
+	defer cancel()
+	_, err := a.lookup(ctx, ck, token, gen)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c, ok := a.cache[ck]; ok && c.refreshing {
+		if fault.Is(err, fault.Unauthorized) {
+			delete(a.cache, ck)
+		} else {
+			c.refreshing = false // not refreshed: retried by a later call, expires meanwhile
+			a.cache[ck] = c
+		}
+	}
 }
 
 // Forget drops cached principals of a key: after its revocation here, or anywhere (the
@@ -119,6 +162,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 func (a *Authenticator) Forget(keyID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.gen++
 	for k, c := range a.cache {
 		if c.p.KeyID == keyID {
 			delete(a.cache, k)
@@ -130,6 +174,7 @@ func (a *Authenticator) Forget(keyID string) {
 func (a *Authenticator) ForgetAll() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.gen++
 	clear(a.cache)
 }
 

@@ -150,7 +150,7 @@ func (r *Runner) Newcomer(ctx context.Context, rep *Report) {
 		f, err = tp.Register(ctx, "sum", "python", NewcomerHandler, nil)
 	}
 	if err != nil {
-		rep.add(Row{Section: "9 newcomer", Case: "python sum", Note: "setup failed: " + err.Error(), Verdict: "FAIL"})
+		rep.add(Row{Section: "10 newcomer", Case: "python sum", Note: "setup failed: " + err.Error(), Verdict: "FAIL"})
 		return
 	}
 	c := NewcomerClient()
@@ -162,7 +162,7 @@ func (r *Runner) Newcomer(ctx context.Context, rep *Report) {
 	op := NetHTTPOp(c, req)
 	for i := range 3 {
 		if err := op(ctx); err != nil {
-			rep.add(Row{Section: "9 newcomer", Case: "python sum", Note: fmt.Sprintf("warm-up call %d failed: %v", i+1, err), Verdict: "FAIL"})
+			rep.add(Row{Section: "10 newcomer", Case: "python sum", Note: fmt.Sprintf("warm-up call %d failed: %v", i+1, err), Verdict: "FAIL"})
 			return
 		}
 	}
@@ -177,7 +177,7 @@ func (r *Runner) Newcomer(ctx context.Context, rep *Report) {
 	if prof != nil {
 		rep.Profile, rep.ProfileOf = <-prof, "scenario 10"
 	}
-	row := Row{Section: "9 newcomer", Case: "python sum (`e['a'] + e['b']`), a tenant's key, net/http default client, " + r.StackName,
+	row := Row{Section: "10 newcomer", Case: "python sum (`e['a'] + e['b']`), a tenant's key, net/http default client, " + r.StackName,
 		Offered: r.S.NewcomerRate, Result: &res, Budget: "p50 ≤ 2 ms, p99 ≤ 10 ms, 0 errors"}
 	row.Verdict = verdict(res.Quantile(50) <= 2 && res.Quantile(99) <= 10 && res.Errors == 0)
 	rep.add(row)

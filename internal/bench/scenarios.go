@@ -183,7 +183,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	fns := map[string]Function{}
 	needFns := len(r.S.Only) == 0
 	for n := range r.S.Only {
-		needFns = needFns || (n != 0 && n != 9 && n != 11) // 0, 9 and 11 bring their own
+		needFns = needFns || (n != 0 && n != 10 && n != 11) // 0, 10 and 11 bring their own
 	}
 	for _, title := range r.S.Runtimes {
 		if !needFns {

@@ -38,6 +38,8 @@ type AsyncExecution struct {
 	ID            string
 	LanguageTitle string
 	Pinned
+	// Callback: the execution asked for a completion callback (its URL is in its row).
+	Callback bool
 }
 
 // errAsyncOff answers async requests on a server without a durable side.
@@ -52,36 +54,9 @@ func errAsyncOff() error {
 // A start that fails leaves the execution recorded failed and the key free for a retry;
 // a start that never happens (the api died after the row) is the sweeper's to finish.
 func (s *Service) StartExecution(ctx context.Context, req Request) (store.Execution, bool, error) {
-	if s.durable == nil {
-		return store.Execution{}, false, errAsyncOff()
-	}
-	v, rt, err := s.resolve(ctx, req.Tenant, req.Function, req.Version, req.LanguageTitle)
-	if err != nil {
-		return store.Execution{}, false, err
-	}
-	x := AsyncExecution{ID: NewExecutionID(), LanguageTitle: req.LanguageTitle, Pinned: pin(v, rt.Function)}
-	e := store.Execution{
-		ID: x.ID, Tenant: req.Tenant, Function: v.Name, Version: v.Version, Language: v.Language,
-		LanguageTitle: req.LanguageTitle, Mode: "async", Status: store.StatusQueued, Payload: req.Event,
-		CreatedAt: time.Now().UTC(), WorkflowID: s.durable.RunID(x.ID),
-	}
-	a := store.Admission{MaxOpen: s.cfg.AsyncPerTenant}
-	if req.IdempotencyKey != "" {
-		a.Key, a.KeyTTL = req.IdempotencyKey, s.cfg.IdempotencyTTL
-		a.RequestHash = requestHash("async", req.Function, req.Version, rt.Title, req.Event)
-	}
-	owner, created, err := s.store.EnqueueExecution(ctx, &e, a)
-	if err != nil {
-		return store.Execution{}, false, err
-	}
-	if !created {
-		s.countAsync(rt.Title, "deduplicated")
-		prev, err := s.store.GetExecution(ctx, req.Tenant, owner, false)
-		if fault.Is(err, fault.NotFound) {
-			// A claim made before claims and rows were written together.
-			return store.Execution{}, false, inProgress(req.IdempotencyKey)
-		}
-		return prev, err == nil, err
+	x, e, created, err := s.admitExecution(ctx, req, "")
+	if err != nil || !created {
+		return e, err == nil, err
 	}
 	if err := s.durable.StartExecution(ctx, x); err != nil {
 		s.log.Error("start durable execution", logging.Err(err), zap.String(logging.FieldExecutionID, x.ID))
@@ -89,8 +64,54 @@ func (s *Service) StartExecution(ctx context.Context, req Request) (store.Execut
 		s.release(req.Tenant, req.IdempotencyKey, x.ID)
 		return store.Execution{}, false, fault.Wrap(fault.Unavailable, err, "the durable execution service (Temporal) is unavailable")
 	}
-	s.countAsync(rt.Title, "started")
+	s.countAsync(x.Language, "started")
 	return e, false, nil
+}
+
+// admitExecution pins the version and records the execution queued, with its key's
+// claim, the tenant's cap and its origin (the schedule that started it, the callback it
+// asked for) in one transaction. created=false: the key's execution, already there.
+func (s *Service) admitExecution(ctx context.Context, req Request, schedule string) (AsyncExecution, store.Execution, bool, error) {
+	if s.durable == nil {
+		return AsyncExecution{}, store.Execution{}, false, errAsyncOff()
+	}
+	if err := s.validCallback(req.CallbackURL); err != nil {
+		return AsyncExecution{}, store.Execution{}, false, err
+	}
+	v, rt, err := s.resolve(ctx, req.Tenant, req.Function, req.Version, req.LanguageTitle)
+	if err != nil {
+		return AsyncExecution{}, store.Execution{}, false, err
+	}
+	x := AsyncExecution{ID: NewExecutionID(), LanguageTitle: req.LanguageTitle, Pinned: pin(v, rt.Function),
+		Callback: req.CallbackURL != ""}
+	e := store.Execution{
+		ID: x.ID, Tenant: req.Tenant, Function: v.Name, Version: v.Version, Language: v.Language,
+		LanguageTitle: req.LanguageTitle, Mode: "async", Status: store.StatusQueued, Payload: req.Event,
+		CreatedAt: time.Now().UTC(), WorkflowID: s.durable.RunID(x.ID), Schedule: schedule,
+	}
+	a := store.Admission{MaxOpen: s.cfg.AsyncPerTenant, Origin: origin(schedule, req.CallbackURL)}
+	if req.IdempotencyKey != "" {
+		a.Key, a.KeyTTL = req.IdempotencyKey, s.cfg.IdempotencyTTL
+		a.RequestHash = requestHash("async", req.Function, req.Version, rt.Title, req.Event)
+	}
+	owner, created, err := s.store.EnqueueExecution(ctx, &e, a)
+	if err != nil {
+		return AsyncExecution{}, store.Execution{}, false, err
+	}
+	if !created {
+		s.countAsync(rt.Title, "deduplicated")
+		prev, err := s.store.GetExecution(ctx, req.Tenant, owner, false)
+		if fault.Is(err, fault.NotFound) {
+			// A claim made before claims and rows were written together.
+			return AsyncExecution{}, store.Execution{}, false, inProgress(req.IdempotencyKey)
+		}
+		x.ID = prev.ID
+		return x, prev, false, err
+	}
+	if req.CallbackURL != "" {
+		e.CallbackState = &store.CallbackState{State: store.CallbackPending, URL: req.CallbackURL}
+	}
+	return x, e, true, nil
 }
 
 // abandon records an execution whose durable run could not be started as failed, so it
@@ -103,6 +124,12 @@ func (s *Service) abandon(e *store.Execution) {
 	e.Error = &store.ExecError{Type: "Unavailable", Message: "the durable execution service was unavailable; nothing ran"}
 	if err := s.store.SaveExecution(ctx, e); err != nil {
 		s.log.Warn("record unstarted execution", logging.Err(err), zap.String(logging.FieldExecutionID, e.ID))
+	}
+	if e.CallbackState != nil {
+		// The caller was answered 503: nothing will be delivered.
+		if err := s.store.RecordCallbackAttempt(ctx, e.ID, 0, 0, store.CallbackFailed, "the execution never started"); err != nil {
+			s.log.Warn("record unstarted callback", logging.Err(err), zap.String(logging.FieldExecutionID, e.ID))
+		}
 	}
 }
 

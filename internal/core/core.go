@@ -64,6 +64,18 @@ type Store interface {
 	TakeSignal(ctx context.Context, runID, stepID, signal string) (json.RawMessage, error)
 	ExecutionResults(ctx context.Context, ids []string) (map[string]json.RawMessage, error)
 	OpenRuns(ctx context.Context, before time.Time, limit int) ([]store.OpenRun, error)
+
+	GetCallback(ctx context.Context, id string) (store.Callback, error)
+	RecordCallbackAttempt(ctx context.Context, id string, attempt, status int, state, reason string) error
+	AnnotateExecutions(ctx context.Context, es []store.Execution) error
+	AnnotateRuns(ctx context.Context, rs []store.Run) error
+	WebhookSecret(ctx context.Context, tenant string, fresh func() string) (store.WebhookSecret, error)
+	RotateWebhookSecret(ctx context.Context, tenant, next string) (store.WebhookSecret, error)
+	CreateSchedule(ctx context.Context, r store.ScheduleRow) (store.ScheduleRow, error)
+	GetSchedule(ctx context.Context, tenant, name string) (store.ScheduleRow, error)
+	ListSchedules(ctx context.Context, tenant string) ([]store.ScheduleRow, error)
+	DeleteSchedule(ctx context.Context, tenant, name string) error
+	ScheduleStarts(ctx context.Context, tenant, schedule string, limit int) ([]store.ScheduleStart, error)
 }
 
 // ResultCache is the Redis result cache (*cache.Cache).
@@ -113,6 +125,10 @@ type Config struct {
 	// SyncPipelineMax is how long a sync pipeline run may take before it is answered 202
 	// and continues as a workflow from the steps it finished (when the durable side is on).
 	SyncPipelineMax time.Duration `env:"LAMBDA_SYNC_PIPELINE_MAX" envDefault:"10s"`
+	// CallbackAllowCIDRs are exceptions to the callback SSRF guard (comma- or
+	// space-separated CIDRs or addresses, callback.ParseCIDRs): loopback, private,
+	// link-local and metadata targets are refused unless listed.
+	CallbackAllowCIDRs string `env:"LAMBDA_CALLBACK_ALLOW_CIDRS"`
 	// Functions bounds what a registration may ask for.
 	Functions FunctionLimits
 }
@@ -136,6 +152,13 @@ type Deps struct {
 	// Runs runs pipeline runs durably (workflows.Starter); nil: async runs answer 503 and
 	// a sync run is never handed over.
 	Runs RunDurable
+	// Callbacks starts the delivery of completion callbacks (workflows.Starter); nil: a
+	// request asking for one (X-Callback-Url) is refused 503.
+	Callbacks CallbackDurable
+	// Deliverer makes delivery attempts (*callback.Client; the worker's core needs it).
+	Deliverer Deliverer
+	// Schedules runs schedules (workflows.Starter); nil: the schedules API answers 503.
+	Schedules ScheduleDurable
 	// Deps resolves functions' dependencies (nil: registrations asking for any are refused).
 	Deps    Resolver
 	Metrics *metrics.Invoke
@@ -144,18 +167,21 @@ type Deps struct {
 
 // Service is the invocation core.
 type Service struct {
-	cfg      Config
-	store    Store
-	cache    ResultCache
-	runner   Runner
-	logs     LogWriter
-	reg      *runtimes.Registry
-	durable  Durable
-	runs     RunDurable
-	deps     Resolver
-	m        *metrics.Invoke
-	log      *zap.Logger
-	versions sync.Map // versionKey → cachedVersion
+	cfg       Config
+	store     Store
+	cache     ResultCache
+	runner    Runner
+	logs      LogWriter
+	reg       *runtimes.Registry
+	durable   Durable
+	runs      RunDurable
+	deps      Resolver
+	callbacks CallbackDurable
+	deliverer Deliverer
+	schedules ScheduleDurable
+	m         *metrics.Invoke
+	log       *zap.Logger
+	versions  sync.Map // versionKey → cachedVersion
 	// pipelines holds compiled definitions by tenant and sha256 (immutable).
 	pipelines        sync.Map
 	pipelineVersions sync.Map // versionKey → cachedPipeline
@@ -164,7 +190,8 @@ type Service struct {
 // New returns the invocation core.
 func New(cfg Config, d Deps) *Service {
 	return &Service{cfg: cfg, store: d.Store, cache: d.Cache, runner: d.Runner, logs: d.Logs, reg: d.Registry,
-		durable: d.Durable, runs: d.Runs, deps: d.Deps, m: d.Metrics, log: d.Log}
+		durable: d.Durable, runs: d.Runs, deps: d.Deps, m: d.Metrics, log: d.Log,
+		callbacks: d.Callbacks, deliverer: d.Deliverer, schedules: d.Schedules}
 }
 
 // DefaultMaxResultBytes is the result cap when Config.MaxResultBytes is not set.

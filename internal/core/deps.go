@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"errors"
 	"maps"
 
 	"github.com/lambda-microservice/lambda/internal/deps"
@@ -11,9 +10,11 @@ import (
 	"github.com/lambda-microservice/lambda/runtimes"
 )
 
-// Resolver resolves a version's requested dependencies into a lock (*deps.Engine).
+// Resolver resolves a version's requested dependencies into a lock where the language's
+// toolchain is: the runtime function fn of the language (*faas.Client: its runtime host
+// resolves with its own npm / pip / cargo and package sources). Errors are faults.
 type Resolver interface {
-	Resolve(ctx context.Context, spec *deps.Spec, requested map[string]string) (*deps.Lock, error)
+	ResolveDeps(ctx context.Context, fn string, requested map[string]string) (*deps.Lock, error)
 }
 
 // validateDeps checks requested dependencies against the language's entry (names, specs):
@@ -29,7 +30,7 @@ func (s *Service) validateDeps(rt *runtimes.Runtime, requested map[string]string
 		return invalid("\"dependencies\" are not enabled on this platform")
 	}
 	if _, err := rt.Deps.Validate(requested); err != nil {
-		return depsFault(err)
+		return deps.Fault(err)
 	}
 	return nil
 }
@@ -50,34 +51,16 @@ func (s *Service) lockDeps(ctx context.Context, v *store.Version, prev *store.Ve
 			if err := s.validateDeps(rt, v.Dependencies); err != nil {
 				return err
 			}
-			lock, err := s.deps.Resolve(ctx, rt.Deps, v.Dependencies)
+			lock, err := s.deps.ResolveDeps(ctx, rt.Function, v.Dependencies)
 			if err != nil {
-				return depsFault(err)
+				return deps.Fault(err)
+			}
+			if err := lock.Verify(rt.Deps); err != nil {
+				return fault.Wrap(fault.Unavailable, err, "runtime %s answered a lock that does not fit its entry", rt.Function)
 			}
 			v.SetLock(lock)
 		}
 	}
 	seal(v)
 	return nil
-}
-
-// depsFault translates an error of package deps into the platform's fault kinds: a name
-// or spec the language refuses is Invalid (400), an installer's refusal (no such package
-// or version, no wheel) and a limit are Unprocessable (422) with the installer's message,
-// the installed size TooLarge (413).
-func depsFault(err error) error {
-	var inv *deps.InvalidError
-	var lim *deps.LimitError
-	var inst *deps.InstallerError
-	switch {
-	case errors.As(err, &inv):
-		return fault.Wrap(fault.Invalid, err, "%s", err.Error())
-	case errors.As(err, &lim) && lim.Limit == deps.LimitSize:
-		return fault.Wrap(fault.TooLarge, err, "%s", err.Error())
-	case errors.As(err, &lim), errors.As(err, &inst):
-		return fault.Wrap(fault.Unprocessable, err, "%s", err.Error())
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return err
-	}
-	return fault.Wrap(fault.Internal, err, "dependencies could not be resolved")
 }

@@ -30,6 +30,8 @@ type Request struct {
 	LanguageTitle  string
 	Event          json.RawMessage
 	IdempotencyKey string
+	// CallbackURL (X-Callback-Url, async only) receives the finished envelope, signed.
+	CallbackURL string
 }
 
 // Runtime resolves a Language-Title value against the registry.

@@ -42,7 +42,10 @@ type RunRequest struct {
 	Input          json.RawMessage
 	Async          bool // Prefer: respond-async
 	IdempotencyKey string
-	CallbackURL    string
+	// CallbackURL (X-Callback-Url) receives the finished run, signed; the run is async.
+	CallbackURL string
+	// Schedule names the schedule that started the run (set by StartScheduled only).
+	Schedule string
 }
 
 // Run modes.
@@ -72,6 +75,9 @@ func errRunsOff() error {
 // with them continues it; the run is returned queued (mode async). With an
 // Idempotency-Key already used it returns that key's run (replayed) and runs nothing.
 func (s *Service) StartRun(ctx context.Context, req RunRequest) (store.Run, bool, error) {
+	if err := s.validCallback(req.CallbackURL); err != nil {
+		return store.Run{}, false, err
+	}
 	pv, err := s.pipelineVersion(ctx, req.Tenant, req.Pipeline, req.Version)
 	if err != nil {
 		return store.Run{}, false, err
@@ -80,7 +86,7 @@ func (s *Service) StartRun(ctx context.Context, req RunRequest) (store.Run, bool
 	if err != nil {
 		return store.Run{}, false, err
 	}
-	async := req.Async || comp.HasWaits()
+	async := req.Async || comp.HasWaits() || req.CallbackURL != "" || req.Schedule != ""
 	if async && s.runs == nil {
 		return store.Run{}, false, errRunsOff()
 	}
@@ -92,8 +98,8 @@ func (s *Service) StartRun(ctx context.Context, req RunRequest) (store.Run, bool
 	r := store.Run{ID: NewExecutionID(), Tenant: req.Tenant, Pipeline: pv.Name, Version: pv.Version, SHA256: pv.SHA256,
 		Mode: ModeSync, Status: store.StatusRunning, Input: input, Output: json.RawMessage("null"), CreatedAt: now,
 		StartedAt: &now, Key: req.IdempotencyKey, Callback: req.CallbackURL,
-		Options: store.RunOptions{Versions: s.latestVersions(ctx, req.Tenant, comp)}}
-	var a store.Admission
+		Options: store.RunOptions{Versions: s.latestVersions(ctx, req.Tenant, comp)}, Schedule: req.Schedule}
+	a := store.Admission{Origin: origin(req.Schedule, req.CallbackURL)}
 	if async {
 		r.Mode, r.Status, r.StartedAt = ModeAsync, store.StatusQueued, nil
 		a.MaxOpen = s.cfg.AsyncPerTenant
@@ -118,7 +124,14 @@ func (s *Service) StartRun(ctx context.Context, req RunRequest) (store.Run, bool
 			return prev, err == nil, err
 		}
 	}
+	if async && req.Schedule != "" {
+		// A scheduled run: its workflow is started by the schedule's, as a child.
+		return r, false, nil
+	}
 	if async {
+		if r.Callback != "" {
+			r.CallbackState = &store.CallbackState{State: store.CallbackPending, URL: r.Callback}
+		}
 		if err := s.runs.StartRun(ctx, runStart(r)); err != nil {
 			s.log.Error("start durable run", logging.Err(err), zap.String("run.id", r.ID))
 			s.failUnstarted(r.ID)
@@ -464,6 +477,9 @@ func (s *Service) CancelRun(ctx context.Context, tenant, id string) error {
 			return fault.New(fault.Conflict, "run %s has already finished", id)
 		}
 		s.countRun(ModeAsync, store.StatusCanceled)
+		if err := s.notifyRun(ctx, r.ID); err != nil {
+			s.log.Warn("start run callback", logging.Err(err), zap.String("run.id", r.ID))
+		}
 		return nil
 	default:
 		return fault.Wrap(fault.Unavailable, err, "the durable execution service (Temporal) is unavailable")
@@ -538,7 +554,9 @@ func (s *Service) RetryRun(ctx context.Context, tenant, id, fromStep string) (st
 	r := store.Run{ID: NewExecutionID(), Tenant: old.Tenant, Pipeline: old.Pipeline, Version: old.Version, SHA256: old.SHA256,
 		Mode: ModeAsync, Status: store.StatusQueued, Input: old.Input, Output: json.RawMessage("null"),
 		CreatedAt: time.Now().UTC().Truncate(time.Microsecond), Options: old.Options, Callback: old.Callback, RetryOf: old.ID, Steps: seeds}
-	if _, _, err := s.store.InsertRun(ctx, &r, store.Admission{MaxOpen: s.cfg.AsyncPerTenant}); err != nil {
+	// A retry reports to the callback URL its run asked for, with a delivery of its own.
+	if _, _, err := s.store.InsertRun(ctx, &r, store.Admission{MaxOpen: s.cfg.AsyncPerTenant,
+		Origin: origin("", r.Callback)}); err != nil {
 		return store.Run{}, err
 	}
 	if err := s.runs.StartRun(ctx, runStart(r)); err != nil {

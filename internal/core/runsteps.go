@@ -426,5 +426,5 @@ func (s *Service) FinishRun(ctx context.Context, runID string, out pipeline.RunO
 	if recorded {
 		s.countRun(ModeAsync, status)
 	}
-	return nil
+	return s.notifyRun(ctx, runID)
 }

@@ -109,6 +109,9 @@ type Final struct {
 	// outcomes the runtime produced, which RunAttempt staged in the row.
 	ErrorType    string
 	ErrorMessage string
+	// Notify: the execution asked for a completion callback; once it is final, its
+	// delivery is started (again, harmlessly, when Finish is retried).
+	Notify bool
 }
 
 // Finish makes an execution final with f's status. The staged outcome (result, error,
@@ -120,6 +123,11 @@ func (s *Service) Finish(ctx context.Context, tenant, id string, f Final) (e sto
 		return store.Execution{}, false, err
 	}
 	if store.Finished(e.Status) {
+		if f.Notify {
+			if err := s.notify(ctx, store.KindExecution, tenant, id); err != nil {
+				return store.Execution{}, false, err
+			}
+		}
 		return e, false, nil
 	}
 	now := time.Now().UTC()
@@ -144,6 +152,11 @@ func (s *Service) Finish(ctx context.Context, tenant, id string, f Final) (e sto
 	}
 	if err := s.logs.Write(ctx, &e); err != nil {
 		return store.Execution{}, false, err
+	}
+	if f.Notify {
+		if err := s.notify(ctx, store.KindExecution, tenant, id); err != nil {
+			return store.Execution{}, false, err
+		}
 	}
 	if s.m != nil {
 		s.m.Invocations.WithLabelValues(e.Language, "workflow", e.Status).Inc()

@@ -78,8 +78,9 @@ func (s *Service) SweepExecutions(ctx context.Context, ins Inspector, olderThan 
 		default:
 			why = "the execution's durable run ended without recording an outcome (terminated, or its last step gave up)"
 		}
+		_, cbErr := s.store.GetCallback(ctx, o.ID)
 		if _, recorded, err := s.Finish(ctx, o.Tenant, o.ID, Final{Status: store.StatusFailed, ErrorType: ErrAbandoned,
-			ErrorMessage: why}); err != nil {
+			ErrorMessage: why, Notify: cbErr == nil}); err != nil {
 			return out, err
 		} else if recorded {
 			out.Failed++
@@ -100,7 +101,11 @@ func (s *Service) restart(ctx context.Context, o store.OpenAsync) (restarted boo
 	case err != nil:
 		return false, "", err
 	}
-	if err := s.durable.StartExecution(ctx, AsyncExecution{ID: o.ID, LanguageTitle: o.LanguageTitle, Pinned: p}); err != nil {
+	x := AsyncExecution{ID: o.ID, LanguageTitle: o.LanguageTitle, Pinned: p}
+	if _, err := s.store.GetCallback(ctx, o.ID); err == nil {
+		x.Callback = true
+	}
+	if err := s.durable.StartExecution(ctx, x); err != nil {
 		return false, "", fmt.Errorf("sweep: start execution %s: %w", o.ID, err)
 	}
 	s.log.Info("sweeper started an execution left queued", zap.String(logging.FieldExecutionID, o.ID))

@@ -1,10 +1,14 @@
 package deps
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
 )
 
 // InstallerError is a resolve or install command that failed: a package that does not
@@ -92,3 +96,28 @@ func (e *InvalidError) Error() string {
 
 // HTTPStatus is 400 Bad Request.
 func (e *InvalidError) HTTPStatus() int { return http.StatusBadRequest }
+
+// Fault translates an error of this package into the platform's fault kinds: a name or
+// spec the language refuses is Invalid (400), the installed size TooLarge (413), an
+// installer's refusal (no such package or version, no wheel) and the other limits
+// Unprocessable (422) with the installer's message. An error that already is a fault, or
+// a cancellation, is returned as it is.
+func Fault(err error) error {
+	var inv *InvalidError
+	var lim *LimitError
+	var inst *InstallerError
+	var f *fault.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &inv):
+		return fault.Wrap(fault.Invalid, err, "%s", err.Error())
+	case errors.As(err, &lim) && lim.Limit == LimitSize:
+		return fault.Wrap(fault.TooLarge, err, "%s", err.Error())
+	case errors.As(err, &lim), errors.As(err, &inst):
+		return fault.Wrap(fault.Unprocessable, err, "%s", err.Error())
+	case errors.As(err, &f), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	return fault.Wrap(fault.Internal, err, "dependencies could not be resolved")
+}

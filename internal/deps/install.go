@@ -22,6 +22,9 @@ type Installed struct {
 	Hash  string
 	// Dir is the install directory (installs/<hash>): node_modules/, site/, vendor/, ...
 	Dir string
+	// BuildEnv is the entry's build_env for this directory: what only a build gets (the
+	// cargo config naming the vendored sources); workers never see it.
+	BuildEnv map[string]string
 	// Env is the entry's runtime_env for this directory: NODE_PATH, PYTHONPATH, the cargo
 	// config naming the vendored sources.
 	Env map[string]string
@@ -34,8 +37,12 @@ type Installed struct {
 	lock *os.File
 }
 
-// Release lets eviction remove the directory again. It may be called more than once.
+// Release lets eviction remove the directory again. It may be called more than once, and
+// on nil.
 func (i *Installed) Release() {
+	if i == nil {
+		return
+	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if i.lock != nil {
@@ -84,7 +91,7 @@ func (e *Engine) Install(ctx context.Context, spec *Spec, lock *Lock) (*Installe
 			now := time.Now()
 			_ = os.Chtimes(filepath.Join(final, markerName), now, now)
 			in := &Installed{Title: spec.Title, Hash: lock.Hash, Dir: final, Cached: !installed, Size: m.Size, lock: f}
-			if in.Env, err = e.runtimeEnv(spec, final); err != nil {
+			if in.Env, in.BuildEnv, err = e.runtimeEnv(spec, final); err != nil {
 				in.Release()
 				return nil, err
 			}
@@ -205,10 +212,17 @@ func (e *Engine) install(ctx context.Context, spec *Spec, lock *Lock, final stri
 	return nil
 }
 
-func (e *Engine) runtimeEnv(spec *Spec, dir string) (map[string]string, error) {
+// runtimeEnv renders the entry's runtime_env and build_env for the install directory dir.
+func (e *Engine) runtimeEnv(spec *Spec, dir string) (env, build map[string]string, err error) {
 	d := &tmplData{Deps: []Dep{}, DepsMap: map[string]string{}, Var: e.vars(spec), Dir: dir, Final: dir,
 		Cache: filepath.Join(e.cfg.Dir, "downloads", spec.Title)}
-	return spec.renderMap("runtime_env", spec.RuntimeEnv, d)
+	if env, err = spec.renderMap("runtime_env", spec.RuntimeEnv, d); err != nil {
+		return nil, nil, err
+	}
+	if build, err = spec.renderMap("build_env", spec.BuildEnv, d); err != nil {
+		return nil, nil, err
+	}
+	return env, build, nil
 }
 
 func readMarker(dir string) (marker, error) {

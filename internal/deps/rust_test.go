@@ -80,7 +80,7 @@ fn main() {
 `))
 	env := append(os.Environ(), "CARGO_HOME="+filepath.Join(app, ".cargo-home"), "CARGO_TARGET_DIR="+filepath.Join(app, "target"), "CARGO_TERM_COLOR=never")
 	start = time.Now()
-	run(t, app, env, "cargo", "build", "--offline", "--locked", "--quiet", "--config", in.Env["LAMBDA_CARGO_CONFIG"])
+	run(t, app, env, "cargo", "build", "--offline", "--locked", "--quiet", "--config", in.BuildEnv["LAMBDA_CARGO_CONFIG"])
 	buildT := time.Since(start)
 	out := run(t, app, nil, filepath.Join(app, "target", "debug", "lambda-deps"))
 	if strings.TrimSpace(out) != `{"m":true,"n":"12345"}` {

@@ -40,6 +40,9 @@ type Spec struct {
 	InstallFiles map[string]string `yaml:"install_files"`
 	// RuntimeEnv is what a build or worker using an install gets in its environment.
 	RuntimeEnv map[string]string `yaml:"runtime_env"`
+	// BuildEnv is what only a build using an install gets (on top of RuntimeEnv): the
+	// workers never see it (Rust's cargo settings: the compiled handler needs none).
+	BuildEnv map[string]string `yaml:"build_env"`
 	// Hints add a sentence to an installer error whose output matches.
 	Hints []Hint `yaml:"hints"`
 
@@ -196,6 +199,11 @@ func (s *Spec) compile() error {
 	}
 	for k, v := range s.RuntimeEnv {
 		if err := add("runtime_env:"+k, v); err != nil {
+			return err
+		}
+	}
+	for k, v := range s.BuildEnv {
+		if err := add("build_env:"+k, v); err != nil {
 			return err
 		}
 	}

@@ -436,7 +436,8 @@ func (s *Stack) wantWorker(ctx context.Context) (bool, error) {
 }
 
 // isDepsVar reports a variable of function dependencies (internal/deps, the registry
-// entries' package sources): the api resolves with them, the runtime hosts install.
+// entries' package sources): the runtime hosts resolve and install with them (the api
+// validates them at start).
 func isDepsVar(k string) bool {
 	for _, p := range []string{"LAMBDA_DEPS_", "LAMBDA_MAX_DEP", "LAMBDA_NPM_", "LAMBDA_PIP_", "LAMBDA_CARGO_"} {
 		if strings.HasPrefix(k, p) {

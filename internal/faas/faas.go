@@ -302,6 +302,8 @@ func statusError(fn string, status int, res Result) error {
 		return nil
 	case status == http.StatusUnprocessableEntity:
 		return fault.New(fault.Unprocessable, "%s", msg)
+	case status == http.StatusRequestEntityTooLarge && res.Error != nil && res.Error.Type == "TooLarge":
+		return fault.New(fault.TooLarge, "%s", msg) // the host's own limit (a body, installed dependencies)
 	case status == http.StatusServiceUnavailable && res.Error != nil && res.Error.Type == "Overloaded":
 		return fault.New(fault.Overloaded, "runtime %s is overloaded", fn)
 	case status == http.StatusNotFound:
@@ -312,3 +314,61 @@ func statusError(fn string, status int, res Result) error {
 		return fault.Wrap(fault.Unavailable, fmt.Errorf("status %d: %s", status, msg), "runtime %s unavailable", fn)
 	}
 }
+
+// ResolveDeps asks the runtime function fn to resolve requested dependencies into a lock:
+// resolution runs where the language's toolchain and package sources are (the runtime
+// host's image), on the same route and with the same invoke secret as an invocation.
+// The host's refusals come back as faults of the same kind (400 Invalid, 413 TooLarge,
+// 422 Unprocessable with the installer's message).
+func (c *Client) ResolveDeps(ctx context.Context, fn string, requested map[string]string) (*deps.Lock, error) {
+	if requested == nil {
+		requested = map[string]string{}
+	}
+	body, err := json.Marshal(struct {
+		Resolve map[string]string `json:"resolve"`
+	}{requested})
+	if err != nil {
+		return nil, fault.Wrap(fault.Invalid, err, "dependencies cannot be encoded")
+	}
+	resp, err := c.send(ctx, fn, "resolve", body)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fault.Wrap(fault.Unavailable, err, "runtime %s unreachable", fn)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxLockAnswer+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fault.Wrap(fault.Unavailable, err, "runtime %s: reading answer", fn)
+	}
+	var answer struct {
+		Lock  *deps.Lock `json:"lock"`
+		Error *Error     `json:"error"`
+	}
+	if len(raw) > 0 && raw[0] == '{' {
+		_ = json.Unmarshal(raw, &answer)
+	}
+	if answer.Error == nil {
+		answer.Error = &Error{Type: "Gateway", Message: string(bytes.TrimSpace(raw))}
+	}
+	msg := answer.Error.Message
+	switch resp.StatusCode {
+	case http.StatusOK:
+		if answer.Lock == nil || len(raw) > maxLockAnswer {
+			return nil, fault.New(fault.Unavailable, "runtime %s: malformed resolve answer", fn)
+		}
+		return answer.Lock, nil
+	case http.StatusBadRequest:
+		return nil, fault.New(fault.Invalid, "%s", msg)
+	case http.StatusRequestEntityTooLarge:
+		return nil, fault.New(fault.TooLarge, "%s", msg)
+	}
+	return nil, statusError(fn, resp.StatusCode, Result{Error: answer.Error})
+}
+
+// maxLockAnswer bounds a resolve answer (a lock holds the lock files of every package).
+const maxLockAnswer = 64 << 20

@@ -39,7 +39,8 @@ type script struct {
 	source string // path of the source file in dir
 	diag   string // compile diagnostics when the build failed
 	failed bool
-	deps   *deps.Installed // the version's installed dependencies, nil without any
+	deps   *deps.Installed // the version's installed dependencies (paths, env), nil without any
+	lock   *deps.Lock      // the version's lock, nil without dependencies
 }
 
 // builds is the per-sha256 build cache: each script version gets a folder under the cache
@@ -63,6 +64,10 @@ type builds struct {
 	// slots bounds the builds running at once (each has its own folder, target and cargo
 	// home: no build waits on another's lock, only for a free core).
 	slots chan struct{}
+	// held are the install directories this host's calls and workers use, by lock hash
+	// (depsHold); the others may be evicted (LAMBDA_DEPS_CACHE_MB).
+	heldMu sync.Mutex
+	held   map[string]*depsHold
 }
 
 var errBuildTimeout = errors.New("build timed out")
@@ -123,6 +128,7 @@ func (b *builds) fromDisk(sha string) *script {
 		if lock, err := loadLock(s.dir); err != nil || (lock != nil && (b.deps == nil || b.install(s, lock) != nil)) {
 			return nil // built again from the source and lock the caller resends
 		}
+		s.deps.Release() // held again by the calls and workers that use it (hold)
 		return b.remember(s)
 	}
 	if diag, err := os.ReadFile(filepath.Join(s.dir, markerFailed)); err == nil {
@@ -137,6 +143,7 @@ func (b *builds) build(sha, source string, lock *deps.Lock) (*script, error) {
 	if err := b.install(s, lock); err != nil {
 		return nil, err // not remembered: a registry that was down may answer next time
 	}
+	defer s.deps.Release() // held while building; then by the calls and workers using it (hold)
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("build %s: %w", sha, err)
 	}
@@ -179,7 +186,7 @@ func (b *builds) fail(s *script, diag string) *script {
 	if len(diag) > maxDiagnostics {
 		diag = diag[:maxDiagnostics] + "\n[diagnostics truncated]"
 	}
-	f := &script{sha: s.sha, dir: s.dir, source: s.source, diag: diag, failed: true, deps: s.deps}
+	f := &script{sha: s.sha, dir: s.dir, source: s.source, diag: diag, failed: true, deps: s.deps, lock: s.lock}
 	if err := os.WriteFile(filepath.Join(s.dir, markerFailed), []byte(diag), 0o644); err != nil {
 		b.log.Warn("cannot record a failed build", logging.Err(err))
 	}

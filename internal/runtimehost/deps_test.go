@@ -3,6 +3,7 @@ package runtimehost_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,8 +37,9 @@ func needDepsTool(t *testing.T, ok bool, what string) {
 	t.Skipf("%s is missing locally: skipping", what)
 }
 
-// depsHarness is a host for title whose dependency engine is engine (a private cache).
-func depsHarness(t *testing.T, title, cacheDir string, engine *deps.Engine) (*harness, *runtimes.Runtime) {
+// depsHarness is a host for title whose dependency engine is engine (a private cache);
+// extra are more of the host's variables.
+func depsHarness(t *testing.T, title, cacheDir string, engine *deps.Engine, extra ...map[string]string) (*harness, *runtimes.Runtime) {
 	t.Helper()
 	reg, err := runtimes.Load(bundledRegistry)
 	require.NoError(t, err)
@@ -47,9 +49,12 @@ func depsHarness(t *testing.T, title, cacheDir string, engine *deps.Engine) (*ha
 	if cacheDir == "" {
 		cacheDir = t.TempDir()
 	}
+	vars := map[string]string{"LAMBDA_RUNTIME": title, "LAMBDA_RUNTIME_CACHE_DIR": cacheDir, "LAMBDA_RUNTIME_SECRET": testSecret}
+	for _, e := range extra {
+		maps.Copy(vars, e)
+	}
 	var cfg runtimehost.Config
-	require.NoError(t, env.ParseWithOptions(&cfg, env.Options{Environment: map[string]string{
-		"LAMBDA_RUNTIME": title, "LAMBDA_RUNTIME_CACHE_DIR": cacheDir, "LAMBDA_RUNTIME_SECRET": testSecret}}))
+	require.NoError(t, env.ParseWithOptions(&cfg, env.Options{Environment: vars}))
 	require.NoError(t, cfg.Validate())
 	promReg := prometheus.NewRegistry()
 	host, err := runtimehost.New(runtimehost.Options{

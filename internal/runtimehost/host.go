@@ -56,6 +56,10 @@ type Request struct {
 	// Tenant is optional; when sent it is part of the worker key, so two tenants'
 	// identical functions never share a worker.
 	Tenant string `json:"tenant"`
+	// Resolve, when set, makes the request a resolve instead of an invoke: the host
+	// resolves these requested dependencies into a lock with its own toolchain and
+	// answers {"lock": ...}; nothing is built or run (the api registers functions this way).
+	Resolve map[string]string `json:"resolve"`
 }
 
 func (r *Request) reset() {
@@ -572,6 +576,13 @@ func (h *Host) InvokeContext(ctx context.Context, req *Request, out *Outcome) er
 	}
 	key := poolKey{sha: req.SHA256, function: req.Function, tenant: req.Tenant, version: req.Version,
 		memory: req.MemoryMB, env: envHash(req.Env)}
+	// The version's installed dependencies stay for the call (a worker it starts reads
+	// them) and then for as long as a warm worker of the version lives, no longer.
+	release, err := h.builds.hold(s)
+	if err != nil {
+		return err
+	}
+	defer release()
 	for attempt := 0; ; attempt++ {
 		w, fresh, err := h.pool.acquire(key, s)
 		if err != nil {
@@ -585,6 +596,11 @@ func (h *Host) InvokeContext(ctx context.Context, req *Request, out *Outcome) er
 		}
 		out.w, out.Cold = w, fresh
 		if fresh {
+			if s.lock != nil {
+				if wr, err := h.builds.hold(s); err == nil { // the call holds it: a reference more
+					w.holdDeps(wr)
+				}
+			}
 			done, err := h.initWorker(w, key, req, s, deadline, out)
 			if errors.Is(err, errWorkerGone) && attempt == 0 {
 				h.pool.release(w, false) // a spare that died while waiting: take another

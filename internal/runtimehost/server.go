@@ -81,6 +81,9 @@ func (h *Host) invokeHTTP(r *http.Request, buf *bytes.Buffer, req *Request, out 
 	if err := json.Unmarshal(buf.Bytes(), req); err != nil {
 		return h.writeError(buf, fault.Wrap(fault.Invalid, err, "malformed request: %s", err.Error()))
 	}
+	if req.Resolve != nil {
+		return h.resolveHTTP(r, buf, req.Resolve)
+	}
 	if err := h.InvokeContext(r.Context(), req, out); err != nil {
 		return h.writeError(buf, err)
 	}

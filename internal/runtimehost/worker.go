@@ -42,6 +42,12 @@ type worker struct {
 	state    *os.ProcessState // valid once exited is closed
 	killOnce sync.Once
 
+	// depsRelease drops the worker's hold on its script's install directory when its
+	// process ends (depsGone: it has ended).
+	depsMu      sync.Mutex
+	depsRelease func()
+	depsGone    bool
+
 	// Pool bookkeeping, guarded by the pool's mutex.
 	lastUsed time.Time
 	elem     *list.Element // in the pool's idle LRU list while idle
@@ -151,6 +157,7 @@ func startWorker(s *startSpec) (*worker, error) {
 		if s.onExit != nil {
 			s.onExit(w)
 		}
+		w.dropDeps()
 		w.killGroup() // children left behind by the worker go with it
 		w.req.Close()
 		os.RemoveAll(tmp)
@@ -198,6 +205,34 @@ func (w *worker) stderrTail() string {
 
 // killGroup SIGKILLs the worker's process group.
 func (w *worker) killGroup() { w.proc.Kill() }
+
+// holdDeps gives the worker a hold on its script's installed dependencies, dropped when
+// its process ends (at once if it has ended).
+func (w *worker) holdDeps(release func()) {
+	w.depsMu.Lock()
+	if w.depsGone {
+		w.depsMu.Unlock()
+		release()
+		return
+	}
+	if w.depsRelease != nil {
+		prev := w.depsRelease
+		defer prev()
+	}
+	w.depsRelease = release
+	w.depsMu.Unlock()
+}
+
+// dropDeps drops the worker's hold (its process has ended).
+func (w *worker) dropDeps() {
+	w.depsMu.Lock()
+	release := w.depsRelease
+	w.depsRelease, w.depsGone = nil, true
+	w.depsMu.Unlock()
+	if release != nil {
+		release()
+	}
+}
 
 // kill stops the worker for good; safe to call more than once.
 func (w *worker) kill() {

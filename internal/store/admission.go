@@ -19,6 +19,9 @@ type Admission struct {
 	// MaxOpen is how many async executions the tenant may have queued or running; one
 	// more is RateLimited. 0: no cap.
 	MaxOpen int
+	// Origin, when set, is written in the same transaction: the callback the work asked
+	// for and the schedule that started it.
+	Origin *Origin
 }
 
 // EnqueueExecution writes an accepted async execution's queued row, its key's claim and
@@ -31,7 +34,7 @@ func (s *Store) EnqueueExecution(ctx context.Context, e *Execution, a Admission)
 	if err != nil {
 		return "", false, err
 	}
-	if a.Key == "" && a.MaxOpen <= 0 { // one statement: no transaction needed
+	if a.Key == "" && a.MaxOpen <= 0 && a.Origin == nil { // one statement: no transaction needed
 		if _, err := s.pool.Exec(ctx, upsertExecution, args...); err != nil {
 			return "", false, translate(err, "enqueue execution")
 		}
@@ -60,6 +63,9 @@ func (s *Store) EnqueueExecution(ctx context.Context, e *Execution, a Admission)
 			}
 		}
 		if _, err := tx.Exec(ctx, upsertExecution, args...); err != nil {
+			return err
+		}
+		if err := insertOrigin(ctx, tx, e.Tenant, e.ID, KindExecution, a.Origin); err != nil {
 			return err
 		}
 		owner, created = e.ID, true

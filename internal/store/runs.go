@@ -36,6 +36,9 @@ type Run struct {
 	Options    RunOptions      `json:"-"`
 	Key        string          `json:"-"` // its Idempotency-Key
 	Callback   string          `json:"-"`
+	// Schedule and CallbackState annotate the envelope (Store.Annotate*).
+	Schedule      string         `json:"schedule,omitempty"`
+	CallbackState *CallbackState `json:"callback,omitempty"`
 }
 
 // RunOptions are what a run's interpreter starts with besides its seeds (runs.options).
@@ -171,7 +174,7 @@ func (s *Store) InsertRun(ctx context.Context, r *Run, a Admission) (owner strin
 		return "", false, err
 	}
 	const sql = insertRun
-	if a.Key == "" && a.MaxOpen <= 0 && len(r.Steps) == 0 {
+	if a.Key == "" && a.MaxOpen <= 0 && len(r.Steps) == 0 && a.Origin == nil {
 		if _, err := s.pool.Exec(ctx, sql, args...); err != nil {
 			return "", false, translate(err, "insert run")
 		}
@@ -200,6 +203,9 @@ func (s *Store) InsertRun(ctx context.Context, r *Run, a Admission) (owner strin
 			}
 		}
 		if _, err := tx.Exec(ctx, sql, args...); err != nil {
+			return err
+		}
+		if err := insertOrigin(ctx, tx, r.Tenant, r.ID, KindRun, a.Origin); err != nil {
 			return err
 		}
 		if len(r.Steps) > 0 {

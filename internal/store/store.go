@@ -170,6 +170,10 @@ type Execution struct {
 	// RunID and StepID name the pipeline run and step whose call this execution is.
 	RunID  string `json:"run_id,omitempty"`
 	StepID string `json:"step_id,omitempty"`
+	// Schedule names the schedule that started the execution; CallbackState is its
+	// completion callback's delivery (Store.AnnotateExecutions).
+	Schedule      string         `json:"schedule,omitempty"`
+	CallbackState *CallbackState `json:"callback,omitempty"`
 
 	Tenant        string          `json:"-"`
 	LanguageTitle string          `json:"-"` // the Language-Title header as sent

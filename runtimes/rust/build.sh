@@ -14,7 +14,7 @@
 # On failure the compiler's diagnostics are printed on stderr and the exit status is non-zero.
 #
 # A version with dependencies builds with the environment of its installed lock (the
-# registry entry's runtime_env): LAMBDA_CARGO_MANIFEST (its [dependencies], serde_json
+# registry entry's build_env, which workers never see): LAMBDA_CARGO_MANIFEST (its [dependencies], serde_json
 # included), LAMBDA_CARGO_LOCK (the exact versions) and LAMBDA_CARGO_CONFIG (the vendored
 # sources of exactly those versions as the only source, offline).
 set -eu
