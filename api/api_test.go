@@ -183,7 +183,7 @@ func newFixtureOn(t *testing.T, redisURL string, opts ...any) *fixture {
 	for _, o := range opts {
 		switch o := o.(type) {
 		case *localRuns:
-			runs, cdeps.Runs = o, o
+			runs, cdeps.Runs, cdeps.Callbacks = o, o, o
 		case runsOption:
 			cdeps.Runs = o.runs
 		}

@@ -150,3 +150,7 @@ func (r *stepRunner) Wait(ctx context.Context, spec pipeline.WaitSpec) (bool, er
 		return false, ctx.Err()
 	}
 }
+
+// StartCallback accepts a callback delivery and delivers nothing (the worker's tests
+// deliver for real).
+func (l *localRuns) StartCallback(context.Context, core.CallbackStart) error { return nil }

@@ -634,3 +634,25 @@ func TestDurableRunsCountAgainstTheAsyncCap(t *testing.T) {
 	// Finished, it no longer counts.
 	require.Equal(t, 202, f.do(t, "POST", "/v1/pipelines/gate/runs", `{}`).status)
 }
+
+// An async run whose workflow cannot be started is answered 503 and recorded failed, and
+// so is the delivery of the callback it asked for: nothing will ever be delivered.
+func TestUnstartedRunFailsItsCallback(t *testing.T) {
+	t.Parallel()
+	runs := newLocalRuns()
+	f := newFixture(t, runs)
+	f.functions(t)
+	require.Equal(t, 201, f.do(t, "POST", "/v1/pipelines", `{"name":"one","steps":[{"id":"a","function":"add","input":{"a":1,"b":2}}]}`).status)
+	runs.down.Store(true)
+	r := f.do(t, "POST", "/v1/pipelines/one/runs", `{}`, "Prefer", "respond-async", "X-Callback-Url", "https://hooks.example.com/done")
+	require.Equal(t, 503, r.status, r.raw)
+	list := f.do(t, "GET", "/v1/runs?pipeline=one", "")
+	require.Equal(t, 200, list.status, list.raw)
+	rs := list.body["runs"].([]any)
+	require.Len(t, rs, 1)
+	run := rs[0].(map[string]any)
+	require.Equal(t, "failed", run["status"])
+	cb, ok := run["callback"].(map[string]any)
+	require.True(t, ok, "the run's envelope has its callback: %v", run)
+	require.Equal(t, "failed", cb["state"], "%v", cb)
+}

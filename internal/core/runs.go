@@ -135,7 +135,7 @@ func (s *Service) StartRun(ctx context.Context, req RunRequest) (store.Run, bool
 		}
 		if err := s.runs.StartRun(ctx, runStart(r)); err != nil {
 			s.log.Error("start durable run", logging.Err(err), zap.String("run.id", r.ID))
-			s.failUnstarted(r.ID)
+			s.failUnstarted(r.ID, r.Callback != "")
 			s.release(req.Tenant, req.IdempotencyKey, r.ID)
 			return store.Run{}, false, fault.Wrap(fault.Unavailable, err, "the durable execution service (Temporal) is unavailable")
 		}
@@ -198,13 +198,20 @@ func (s *Service) replayRun(ctx context.Context, tenant, id, key string) (store.
 	}
 }
 
-// failUnstarted records a run whose workflow could not be started as failed.
-func (s *Service) failUnstarted(runID string) {
+// failUnstarted records a run whose workflow could not be started as failed, and its
+// callback, when it asked for one, failed too: nothing will be delivered.
+func (s *Service) failUnstarted(runID string, callback bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, _, err := s.store.FinishRun(ctx, runID, store.StatusFailed, nil, &pipeline.Error{Type: "Unavailable",
 		Message: "the durable execution service was unavailable; nothing ran"}, time.Now().UTC()); err != nil {
 		s.log.Warn("record unstarted run", logging.Err(err), zap.String("run.id", runID))
+	}
+	if callback {
+		// The caller was answered 503: nothing will be delivered.
+		if err := s.store.RecordCallbackAttempt(ctx, runID, 0, 0, store.CallbackFailed, "the run never started"); err != nil {
+			s.log.Warn("record unstarted callback", logging.Err(err), zap.String("run.id", runID))
+		}
 	}
 }
 
@@ -561,7 +568,7 @@ func (s *Service) RetryRun(ctx context.Context, tenant, id, fromStep string) (st
 		return store.Run{}, err
 	}
 	if err := s.runs.StartRun(ctx, runStart(r)); err != nil {
-		s.failUnstarted(r.ID)
+		s.failUnstarted(r.ID, r.Callback != "")
 		return store.Run{}, fault.Wrap(fault.Unavailable, err, "the durable execution service (Temporal) is unavailable")
 	}
 	r.Steps = s.envelopeSteps(comp, seeds)
