@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambda-microservice/lambda/activities"
 	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/pipeline"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 )
 
@@ -47,6 +48,16 @@ func ScheduledStart(ctx workflow.Context, ref ScheduleRef) error {
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), a.StartScheduled,
 		activities.ScheduledInput{Tenant: ref.Tenant, Schedule: ref.Schedule, Key: key}).Get(ctx, &st)
 	if err != nil {
+		if ctx.Err() != nil && workflow.GetVersion(ctx, "scheduled-cancel-unstarted", workflow.DefaultVersion, 1) == 1 {
+			// Canceled while recording: the record may have been made all the same. The key
+			// makes a repeat return it (or make it), and it is recorded canceled.
+			dctx, _ := workflow.NewDisconnectedContext(ctx)
+			if workflow.ExecuteActivity(workflow.WithActivityOptions(dctx, opts), a.StartScheduled,
+				activities.ScheduledInput{Tenant: ref.Tenant, Schedule: ref.Schedule, Key: key}).Get(dctx, &st) == nil {
+				cancelUnstarted(ctx, nil, st, opts)
+			}
+			return temporal.NewCanceledError()
+		}
 		return err
 	}
 	copts := workflow.ChildWorkflowOptions{
@@ -79,9 +90,36 @@ func ScheduledStart(ctx workflow.Context, ref ScheduleRef) error {
 	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
 	sel.Select(ctx)
 	if ctx.Err() != nil {
+		if workflow.GetVersion(ctx, "scheduled-cancel-unstarted", workflow.DefaultVersion, 1) == 1 {
+			cancelUnstarted(ctx, child, st, opts)
+		}
 		return temporal.NewCanceledError()
 	}
 	return nil
+}
+
+// cancelUnstarted records the firing's execution or run canceled when the cancel came
+// before its child workflow started (the child, once started, records its own outcome):
+// otherwise the row would stay queued until the sweeper started the work the cancel was
+// meant to stop.
+func cancelUnstarted(ctx workflow.Context, child workflow.ChildWorkflowFuture, st core.ScheduledStart, opts workflow.ActivityOptions) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if child != nil && child.GetChildWorkflowExecution().Get(dctx, nil) == nil {
+		return
+	}
+	opts.Summary = "record the canceled start"
+	actx := workflow.WithActivityOptions(dctx, opts)
+	msg := "canceled before it started (the schedule's overlap policy or a cancel)"
+	switch {
+	case st.Execution != nil:
+		_ = workflow.ExecuteActivity(actx, a.Persist, activities.PersistInput{
+			Exec:   activities.Target{ID: st.Execution.ID, Tenant: st.Execution.Tenant},
+			Status: "canceled", ErrorType: "Canceled", ErrorMessage: msg, Notify: true}).Get(actx, nil)
+	case st.Run != nil:
+		_ = workflow.ExecuteActivity(actx, a.FinishRun, activities.FinishRunInput{RunID: st.Run.RunID,
+			Outcome: pipeline.RunOutcome{Status: pipeline.RunCanceled,
+				Error: &pipeline.Error{Type: "Canceled", Message: msg}}}).Get(actx, nil)
+	}
 }
 
 var overlapPolicies = map[string]enumspb.ScheduleOverlapPolicy{
