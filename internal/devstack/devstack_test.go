@@ -287,7 +287,11 @@ func TestStartFullStack(t *testing.T) {
 	if os.Geteuid() == 0 {
 		gw := st.procByName("gateway")
 		require.NotNil(t, gw)
-		mine, err := os.Readlink("/proc/self/ns/net")
+		// The provider runs in this machine's namespace. (Not /proc/self: that is the main
+		// thread's, and the thread parked in the gateway's namespace may be the main one.)
+		pv := st.procByName("provider")
+		require.NotNil(t, pv)
+		mine, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pv.cmd.Process.Pid))
 		require.NoError(t, err)
 		theirs, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", gw.cmd.Process.Pid))
 		require.NoError(t, err)
