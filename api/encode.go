@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -175,4 +176,26 @@ func readEvent(w http.ResponseWriter, r *http.Request, limit int64) (json.RawMes
 
 func invalid(format string, args ...any) error {
 	return fault.New(fault.Invalid, format, args...)
+}
+
+// pageLimit parses a list's limit parameter (1–500); empty keeps def.
+func pageLimit(l string, def int) (int, error) {
+	if l == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n < 1 || n > 500 {
+		return 0, invalid("limit must be between 1 and 500")
+	}
+	return n, nil
+}
+
+// encodePage writes one page of a list: its items under key and, when more follow, the
+// cursor of the next page.
+func encodePage(w http.ResponseWriter, key string, items any, next string) {
+	body := map[string]any{key: items}
+	if next != "" {
+		body["next_cursor"] = next
+	}
+	encode(w, http.StatusOK, body)
 }

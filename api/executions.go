@@ -90,13 +90,10 @@ func (s *server) handleListExecutions() http.HandlerFunc {
 			s.writeError(w, r, invalid("unknown status %q: want queued, running, succeeded, failed, timeout or canceled", f.Status))
 			return
 		}
-		if l := q.Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil || n < 1 || n > 500 {
-				s.writeError(w, r, invalid("limit must be between 1 and 500"))
-				return
-			}
-			f.Limit = n
+		var err error
+		if f.Limit, err = pageLimit(q.Get("limit"), f.Limit); err != nil {
+			s.writeError(w, r, err)
+			return
 		}
 		es, next, err := s.Store.ListExecutions(r.Context(), f)
 		if err == nil {
@@ -106,11 +103,7 @@ func (s *server) handleListExecutions() http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		body := map[string]any{"executions": es}
-		if next != "" {
-			body["next_cursor"] = next
-		}
-		encode(w, http.StatusOK, body)
+		encodePage(w, "executions", es, next)
 	}
 }
 

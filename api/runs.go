@@ -149,13 +149,10 @@ func (s *server) handleListRuns() http.HandlerFunc {
 			s.writeError(w, r, invalid("unknown status %q: want queued, running, waiting, succeeded, failed or canceled", f.Status))
 			return
 		}
-		if l := q.Get("limit"); l != "" {
-			n, err := strconv.Atoi(l)
-			if err != nil || n < 1 || n > 500 {
-				s.writeError(w, r, invalid("limit must be between 1 and 500"))
-				return
-			}
-			f.Limit = n
+		var err error
+		if f.Limit, err = pageLimit(q.Get("limit"), f.Limit); err != nil {
+			s.writeError(w, r, err)
+			return
 		}
 		runs, next, err := s.Store.ListRuns(r.Context(), f)
 		if err == nil {
@@ -165,11 +162,7 @@ func (s *server) handleListRuns() http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		body := map[string]any{"runs": runs}
-		if next != "" {
-			body["next_cursor"] = next
-		}
-		encode(w, http.StatusOK, body)
+		encodePage(w, "runs", runs, next)
 	}
 }
 
