@@ -144,8 +144,21 @@ func (s *Starter) execute(ctx context.Context, opts client.StartWorkflowOptions,
 			}
 			continue
 		}
+		if uncertain(ctx, err) {
+			return fmt.Errorf("%w: %w", core.ErrStartUncertain, err)
+		}
 		return err
 	}
+}
+
+// uncertain says a failed start may still have reached the server: the call timed out,
+// was canceled, or lost its connection (Unavailable) after it may have been sent.
+func uncertain(ctx context.Context, err error) bool {
+	var dl *serviceerror.DeadlineExceeded
+	var un *serviceerror.Unavailable
+	var ca *serviceerror.Canceled
+	return ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.As(err, &dl) || errors.As(err, &un) || errors.As(err, &ca)
 }
 
 // StartRun starts workflow run-{id} (RunPipeline) with the run's references. A run id
