@@ -65,6 +65,8 @@ type Record struct {
 	Result    json.RawMessage `json:"result,omitempty"`
 	LatencyMS float64         `json:"latency_ms"`
 	Err       string          `json:"err,omitempty"`
+	// FirstErr is what the first attempt saw when it failed and was retried.
+	FirstErr string `json:"first_err,omitempty"`
 }
 
 // Acknowledged says the platform answered with an id: it promised the execution, run or

@@ -177,6 +177,12 @@ func (l *Load) one(k Kind, seq int64) Record {
 		}
 		if attempt == 0 {
 			r.FirstOK = r.OK()
+			if !r.FirstOK {
+				r.FirstErr = r.Err
+				if r.FirstErr == "" {
+					r.FirstErr = fmt.Sprintf("%d %s", status, r.Status)
+				}
+			}
 		}
 		if r.ID != "" || status == http.StatusBadRequest || status == http.StatusUnprocessableEntity {
 			break

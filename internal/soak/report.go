@@ -160,7 +160,7 @@ func Markdown(r *Result, s Summary, command, plotFile, machine, code string) str
 	}
 	errs := errorSamples(r.Records, 8)
 	if len(errs) > 0 {
-		w("\n### What the failed requests saw (most frequent)\n\n")
+		w("\n### What failed first attempts saw (most frequent)\n\n")
 		for _, e := range errs {
 			w("- %s\n", e)
 		}
@@ -193,12 +193,18 @@ func errorSamples(rs []Record, n int) []string {
 	count := map[string]int{}
 	for i := range rs {
 		r := &rs[i]
-		if r.OK() {
+		if r.FirstOK {
 			continue
 		}
-		e := r.Err
+		e := r.FirstErr
+		if e == "" {
+			e = r.Err
+		}
 		if e == "" {
 			e = fmt.Sprintf("%d %s", r.HTTP, r.Status)
+		}
+		if r.OK() {
+			e += " (the retry succeeded)"
 		}
 		if len(e) > 160 {
 			e = e[:160] + "…"
