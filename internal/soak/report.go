@@ -107,6 +107,13 @@ func Markdown(r *Result, s Summary, command, plotFile, machine, code string) str
 	w("| accepted async executions and runs final | %d of %d (%d not succeeded) | all | %s |\n",
 		r.Checked.AsyncFinal, r.Checked.AsyncAccepted, r.Checked.AsyncFailed, verdict(r.Checked.AsyncFinal == r.Checked.AsyncAccepted))
 	w("| final rows rewritten (of %d final at mid-soak) | %d | 0 | %s |\n", r.Checked.RowsCompared, r.Checked.Count("rewritten"), verdict(r.Checked.Count("rewritten") == 0))
+	worst, worstKind := time.Duration(0), "–"
+	for _, f := range s.Faults {
+		if f.Kind != RestartPostgres && f.Recovery > worst {
+			worst, worstKind = f.Recovery, f.Kind
+		}
+	}
+	w("| longest recovery, every fault kind but the PostgreSQL restart | %s (%s) | ≤ 5 s | %s |\n", ms(worst), worstKind, verdict(worst <= TargetRecovery))
 	w("| other violations (status/result mismatch, wrong answer, steps) | %d | 0 | %s |\n\n", s.Other-r.Checked.Count("rewritten")-r.Checked.Count("not-final"),
 		verdict(s.Other-r.Checked.Count("rewritten")-r.Checked.Count("not-final") == 0))
 

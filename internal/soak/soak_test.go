@@ -55,6 +55,9 @@ func TestSoakShort(t *testing.T) {
 	for _, v := range res.Checked.Violations {
 		t.Log(v)
 	}
+	for _, e := range errorSamples(res.Records, 10) {
+		t.Log("failed first attempts: " + e)
+	}
 	require.NotEmpty(t, res.Faults, "the nemesis injected nothing")
 	require.Greater(t, sum.Sync.OK, 100, "the load hardly ran")
 	require.Zero(t, sum.Lost, "acknowledged records lost")
