@@ -123,8 +123,12 @@ func (l *Load) open(ctx context.Context, k Kind, rate float64, wg *sync.WaitGrou
 	}
 }
 
-// one sends one request of kind k, retried once with the same Idempotency-Key on the
-// other api when no envelope came back (a client behind a load balancer would).
+// Retries are the waits before a request's further attempts, each on the next api with
+// the same Idempotency-Key, when no envelope came back: a client behind a load balancer
+// riding out a restart (~1.75 s in all).
+var Retries = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second}
+
+// one sends one request of kind k, retried (Retries) when no envelope came back.
 func (l *Load) one(k Kind, seq int64) Record {
 	key := fmt.Sprintf("soak-%s-%d", l.RunID, seq)
 	api := int(l.next.Add(1)-1) % len(l.T.APIs)
@@ -152,7 +156,10 @@ func (l *Load) one(k Kind, seq int64) Record {
 			h.Set("Prefer", "respond-async")
 		}
 	}
-	for attempt := 0; attempt < 2; attempt++ {
+	for attempt := 0; attempt <= len(Retries); attempt++ {
+		if attempt > 0 {
+			time.Sleep(Retries[attempt-1])
+		}
 		r.Attempts++
 		base := l.T.APIs[(api+attempt)%len(l.T.APIs)]
 		status, resp, err := l.do(http.MethodPost, base+path, h, body)
@@ -187,7 +194,6 @@ func (l *Load) one(k Kind, seq int64) Record {
 		if r.ID != "" || status == http.StatusBadRequest || status == http.StatusUnprocessableEntity {
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 	r.LatencyMS = float64(time.Since(r.Sent).Microseconds()) / 1000
 	return r

@@ -99,7 +99,8 @@ func Markdown(r *Result, s Summary, command, plotFile, machine, code string) str
 	}
 	verdict := func(ok bool) string { return map[bool]string{true: "ok", false: "**MISSED**"}[ok] }
 	w("| promise | measured | target | |\n|---|---|---|---|\n")
-	w("| sync availability (answered as expected / offered, a client retrying once with its Idempotency-Key) | %s (%d of %d) | ≥ 99.9 %% | %s |\n",
+	w("| sync availability (answered as expected / offered; a client retrying up to %d times within %s with its Idempotency-Key, cells not retried) | %s (%d of %d) | ≥ 99.9 %% | %s |\n",
+		len(Retries), retryTotal(),
 		pct(s.Sync.Ratio()), s.Sync.OK, s.Sync.Offered, verdict(s.Sync.Ratio() >= TargetAvailability))
 	w("| … on the first attempt (no client retry) | %s (%d of %d) | | |\n", pct(s.Sync.FirstRatio()), s.Sync.FirstOK, s.Sync.Offered)
 	w("| acknowledged executions, runs and cells lost | %d | 0 | %s |\n", s.Lost, verdict(s.Lost == 0))
@@ -360,4 +361,12 @@ func Plot(r *Result, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+func retryTotal() time.Duration {
+	var t time.Duration
+	for _, d := range Retries {
+		t += d
+	}
+	return t
 }
