@@ -10,7 +10,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 )
 
-// A start that may have reached the server is uncertain; a refusal is not.
+// A start that may have reached the server is uncertain; a refusal, or a connection never
+// made, is not.
 func TestUncertainStartErrors(t *testing.T) {
 	t.Parallel()
 	live := context.Background()
@@ -26,6 +27,7 @@ func TestUncertainStartErrors(t *testing.T) {
 		{live, serviceerror.NewCanceled("canceled"), true},
 		{live, context.DeadlineExceeded, true},
 		{done, errors.New("anything, once the call's context ended"), true},
+		{live, serviceerror.NewUnavailable(`connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:7233: connect: connection refused"`), false},
 		{live, serviceerror.NewInvalidArgument("bad memo"), false},
 		{live, serviceerror.NewNamespaceNotFound("default"), false},
 	} {
