@@ -260,7 +260,7 @@ func WriteSection(path, generated string) error {
 }
 
 // faultColors shade each fault kind's windows on the timeline.
-var faultColors = []color.RGBA{
+var faultColors = []color.NRGBA{ // not premultiplied: the alpha shades
 	{230, 159, 0, 70}, {86, 180, 233, 70}, {0, 158, 115, 70}, {240, 228, 66, 90}, {0, 114, 178, 70},
 	{213, 94, 0, 70}, {204, 121, 167, 70}, {120, 120, 120, 70}, {160, 60, 200, 60},
 }
@@ -283,7 +283,7 @@ func Plot(r *Result, path string) error {
 		errs[i] = plotter.XY{X: x, Y: float64(b.Errors)}
 		maxY[0], maxY[1], maxY[2] = max(maxY[0], float64(b.OK)), max(maxY[1], b.P99), max(maxY[2], float64(b.Errors))
 	}
-	kindColor := map[string]color.RGBA{}
+	kindColor := map[string]color.NRGBA{}
 	for i, k := range r.Config.Faults {
 		kindColor[k] = faultColors[i%len(faultColors)]
 	}
@@ -302,14 +302,18 @@ func Plot(r *Result, path string) error {
 		p := plot.New()
 		p.Title.Text = pn.title
 		p.X.Min, p.X.Max = 0, sec(r.Finished)
-		p.Y.Min, p.Y.Max = 0, pn.ymax*1.1
+		top := pn.ymax * 1.1
+		if i == 0 {
+			top = pn.ymax * 1.9 // room for the legend above the line
+		}
+		p.Y.Min, p.Y.Max = 0, top
 		if i == len(panels)-1 {
 			p.X.Label.Text = "seconds since the load started"
 		}
 		seen := map[string]bool{}
 		for _, f := range r.Faults {
 			x0, x1 := sec(f.Start), max(sec(f.End), sec(f.Start)+1)
-			poly, err := plotter.NewPolygon(plotter.XYs{{X: x0, Y: 0}, {X: x1, Y: 0}, {X: x1, Y: pn.ymax * 1.1}, {X: x0, Y: pn.ymax * 1.1}})
+			poly, err := plotter.NewPolygon(plotter.XYs{{X: x0, Y: 0}, {X: x1, Y: 0}, {X: x1, Y: top}, {X: x0, Y: top}})
 			if err != nil {
 				return err
 			}
