@@ -173,7 +173,8 @@ func New(o Options) (*Host, error) {
 					return nil, fmt.Errorf("runtimehost: LAMBDA_SANDBOX=%s refuses to serve: workers could read the invoke secret's file %s (%s), "+
 						"and whoever holds it can call any replica as any tenant; mount it readable by the host only (mode 0400/0440 for the "+
 						"host's uid or group, or in a folder the workers cannot enter: the runtime images keep /var/openfaas 0710 root:10001), "+
-						"or, where workers share the host's uid, give it inline in LAMBDA_RUNTIME_SECRET (the host's environment is unreadable to them)",
+						"or, where workers share the host's uid, give it inline in LAMBDA_RUNTIME_SECRET (the host's environment is unreadable to them); "+
+						"LAMBDA_SANDBOX=off serves anyway, for one trusted user's machine only",
 						mode, o.Config.SecretFile, why)
 				}
 			}

@@ -11,8 +11,9 @@
 // cgroup.kill) and sets its rlimits before the init frame, that is before any user code
 // runs. Builds of scripts run in the sandbox as well, as a uid of their own that owns only
 // their folder for the build's time (runtimes/README.md, "Build cache"); without bubblewrap
-// the uid alone is the boundary (direct.go); the runtime's prepare step is the platform's
-// own and runs plain.
+// the uid alone is the boundary, with the same seccomp filter loaded by the thread that
+// starts the worker (direct.go); the runtime's prepare step is the platform's own and runs
+// plain.
 package sandbox
 
 import (
@@ -675,7 +676,7 @@ func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	filtered := !s.usesBwrap() && s.filter != nil // cloned by the confining thread
 	if p.cg != nil && p.cg.v2 != "" && !filtered {
-		// (A filtered direct worker is cloned by a thread under the filter, which answers
+		// (A filtered worker is cloned by a thread under the filter, which answers
 		// clone3 — the only way into a cgroup at clone — with ENOSYS: it joins right after
 		// its start instead, before it runs anything of its own.)
 		fd, err := unix.Open(p.cg.v2, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
