@@ -16,7 +16,7 @@ import (
 type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
-	// Only, when not empty, limits the run to these scenario numbers (0–11).
+	// Only, when not empty, limits the run to these scenario numbers (0–13).
 	Only   map[int]bool
 	Python string // interpreter for the fork-per-request baseline
 
@@ -67,7 +67,8 @@ type Settings struct {
 	NewcomerRate     float64               // scenario 10
 	NewcomerWarmup   time.Duration
 	NewcomerDuration time.Duration
-	SessionCells     int // scenario 11: cells back to back in one session
+	SessionCells     int           // scenario 11: cells back to back in one session
+	Noisy            NoisySettings // scenario 13
 }
 
 // FullSettings are `make bench`'s.
@@ -93,6 +94,7 @@ func FullSettings() Settings {
 			MapItems: 1000, MapConcurrency: 50, MapRuns: 3},
 		NewcomerRate: 1000, NewcomerWarmup: 5 * time.Second, NewcomerDuration: 20 * time.Second,
 		SessionCells: 2000,
+		Noisy:        NoisySettings{Sleep: 2 * time.Second, FloodRate: 20, Rate: 50, Warmup: 15 * time.Second, Duration: 30 * time.Second},
 	}
 }
 
@@ -120,6 +122,7 @@ func QuickSettings() Settings {
 			MapItems: 50, MapConcurrency: 10, MapRuns: 1},
 		NewcomerRate: 200, NewcomerWarmup: 200 * time.Millisecond, NewcomerDuration: time.Second,
 		SessionCells: 50,
+		Noisy:        NoisySettings{Sleep: 500 * time.Millisecond, FloodRate: 10, Rate: 20, Warmup: 500 * time.Millisecond, Duration: time.Second},
 	}
 }
 
@@ -183,7 +186,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	fns := map[string]Function{}
 	needFns := len(r.S.Only) == 0
 	for n := range r.S.Only {
-		needFns = needFns || (n != 0 && n != 10 && n != 11) // 0, 10 and 11 bring their own
+		needFns = needFns || (n != 0 && n != 10 && n != 11 && n != 13) // 0, 10, 11 and 13 bring their own
 	}
 	for _, title := range r.S.Runtimes {
 		if !needFns {
@@ -220,6 +223,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		{9, func() { r.asyncPipelines(ctx, rep, fns) }},
 		{11, func() { r.sessionCells(ctx, rep) }},
 		{4, func() { r.async(ctx, rep, fns) }},
+		{13, func() { r.noisy(ctx, rep) }},
 	} {
 		if len(r.S.Only) == 0 || r.S.Only[s.n] {
 			s.run()
