@@ -263,29 +263,27 @@ func (s *Store) GetRun(ctx context.Context, tenant, id string) (Run, error) {
 // LoadRun returns a run by id alone (the durable side's step operations name a run by
 // its id).
 func (s *Store) LoadRun(ctx context.Context, id string) (Run, error) {
-	uid, err := uuid.Parse(id)
-	if err != nil {
-		return Run{}, fault.New(fault.NotFound, "run %q not found", id)
-	}
-	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runCols+` FROM runs WHERE id = $1`, uid))
-	if err != nil {
-		return Run{}, notFound(err, "load run", "run %q not found", id)
-	}
-	return r, nil
+	return s.loadRun(ctx, id, runCols)
 }
 
 // LoadRunHead is LoadRun without the run's input and output (Input and Output nil): a
 // step call reads only what its input needs (RunInput, RunStepsOf).
 func (s *Store) LoadRunHead(ctx context.Context, id string) (Run, error) {
+	r, err := s.loadRun(ctx, id, runHeadCols)
+	r.Input, r.Output = nil, nil
+	return r, err
+}
+
+// loadRun reads a run by id alone with the columns cols (runCols or runHeadCols).
+func (s *Store) loadRun(ctx context.Context, id, cols string) (Run, error) {
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return Run{}, fault.New(fault.NotFound, "run %q not found", id)
 	}
-	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runHeadCols+` FROM runs WHERE id = $1`, uid))
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM runs WHERE id = $1`, uid))
 	if err != nil {
 		return Run{}, notFound(err, "load run", "run %q not found", id)
 	}
-	r.Input, r.Output = nil, nil
 	return r, nil
 }
 
