@@ -94,7 +94,7 @@ func FullSettings() Settings {
 			MapItems: 1000, MapConcurrency: 50, MapRuns: 3},
 		NewcomerRate: 1000, NewcomerWarmup: 5 * time.Second, NewcomerDuration: 20 * time.Second,
 		SessionCells: 2000,
-		Noisy:        NoisySettings{Sleep: 2 * time.Second, FloodRate: 20, Rate: 50, Warmup: 15 * time.Second, Duration: 30 * time.Second},
+		Noisy: NoisySettings{Sleep: 2 * time.Second, FloodRate: 20, Rate: 50, Warmup: 15 * time.Second, Duration: 30 * time.Second},
 	}
 }
 
@@ -122,7 +122,7 @@ func QuickSettings() Settings {
 			MapItems: 50, MapConcurrency: 10, MapRuns: 1},
 		NewcomerRate: 200, NewcomerWarmup: 200 * time.Millisecond, NewcomerDuration: time.Second,
 		SessionCells: 50,
-		Noisy:        NoisySettings{Sleep: 500 * time.Millisecond, FloodRate: 10, Rate: 20, Warmup: 500 * time.Millisecond, Duration: time.Second},
+		Noisy: NoisySettings{Sleep: 500 * time.Millisecond, FloodRate: 10, Rate: 20, Warmup: 500 * time.Millisecond, Duration: time.Second},
 	}
 }
 
@@ -428,12 +428,16 @@ func (r *Runner) async(ctx context.Context, rep *Report, fns map[string]Function
 
 // drain waits (up to AsyncDrain) until no execution is queued or running, so that one
 // async load's backlog does not land in the next.
-func (r *Runner) drain(ctx context.Context) {
+func (r *Runner) drain(ctx context.Context) { r.drainList(ctx, "/v1/executions", "async") }
+
+// drainList waits (up to AsyncDrain) until the API's list at path (executions or runs)
+// shows nothing queued or running, then pauses; what names the backlog in the log.
+func (r *Runner) drainList(ctx context.Context, path, what string) {
 	deadline := time.Now().Add(r.S.AsyncDrain)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		busy := false
 		for _, st := range []string{"queued", "running"} {
-			status, body, err := Do(ctx, r.P.client(), http.MethodGet, r.P.APIURL+"/v1/executions?limit=1&status="+st, r.P.Header(), nil)
+			status, body, err := Do(ctx, r.P.client(), http.MethodGet, r.P.APIURL+path+"?limit=1&status="+st, r.P.Header(), nil)
 			if err != nil || status != http.StatusOK || strings.Contains(string(body), `"id"`) {
 				busy = true
 			}
@@ -444,7 +448,7 @@ func (r *Runner) drain(ctx context.Context) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	r.logf("async backlog not drained after %s", r.S.AsyncDrain)
+	r.logf("%s backlog not drained after %s", what, r.S.AsyncDrain)
 }
 
 // 5: first call of a new version per runtime, over warm.
