@@ -23,6 +23,9 @@ type NoisySettings struct {
 	// provider's autoscaler see it.
 	Warmup   time.Duration
 	Duration time.Duration
+	// Alone is how long B is measured at Rate before A starts: the same stack and machine
+	// without the neighbour, for comparison.
+	Alone time.Duration
 }
 
 // noisyBudget is the bound on B's sync p99 while A saturates async.
@@ -160,6 +163,11 @@ func (r *Runner) noisy(ctx context.Context, rep *Report) {
 		return
 	}
 	fn := r.runtimeFunction(title)
+	req := b.InvokeRequest(fast, Event)
+	r.logf("13 noisy neighbours: B alone, %.0f/s for %s", ns.Rate, ns.Alone)
+	alone := r.load(ctx, ns.Rate, ns.Alone, 10*time.Second, func(c *Client) Op { return HTTPOp(c, req) })
+	rep.add(Row{Section: section, Case: "tenant B alone: python trivial handler sync (before A starts, for comparison)",
+		Offered: ns.Rate, Result: &alone, Budget: "—"})
 	before, _ := r.P.ReplicaCount(ctx, fn)
 
 	r.logf("13 noisy neighbours: A floods %s sleeps at %.0f/s for %s; B %.0f/s sync, measured for the last %s",
@@ -173,11 +181,13 @@ func (r *Runner) noisy(ctx context.Context, rep *Report) {
 		flood = r.load(ctx, ns.FloodRate, ns.Warmup+ns.Duration, 10*time.Second,
 			func(c *Client) Op { return a.AsyncPostOp(c, slow, Event) })
 	})
-	req := b.InvokeRequest(fast, Event)
 	r.load(ctx, ns.Rate, ns.Warmup, 10*time.Second, func(c *Client) Op { return HTTPOp(c, req) })
+	var cpu ProcCPU
+	wg.Go(func() { cpu = MeasureProcCPU(ctx, ns.Duration) })
 	res := r.load(ctx, ns.Rate, ns.Duration, 10*time.Second, func(c *Client) Op { return HTTPOp(c, req) })
 	stopWatch()
 	wg.Wait()
+	rep.notef("Scenario 13: CPU by program (cores) while B was measured and A flooded: %s.", cpu.Summary(6))
 	after, _ := r.P.ReplicaCount(ctx, fn)
 	r.cancelAll(ctx, a)
 

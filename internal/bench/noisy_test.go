@@ -131,3 +131,14 @@ func TestReplicaCountAsksTheProvider(t *testing.T) {
 	_, err = p.ReplicaCount(context.Background(), "runtime-node")
 	require.ErrorContains(t, err, "status 404")
 }
+
+func TestProcCPUSummary(t *testing.T) {
+	t.Parallel()
+	p := ProcCPU{Interval: 10 * time.Second, Total: 12 * time.Second, Groups: []ProcGroup{
+		{Name: "temporal", Processes: 1, CPU: 6 * time.Second},
+		{Name: "lambda worker", Processes: 1, CPU: 4 * time.Second},
+		{Name: "postgres", Processes: 9, CPU: 2 * time.Second},
+	}}
+	require.Equal(t, "temporal 0.60, lambda worker 0.40 (of 1.20 cores in all, over 10 s)", p.Summary(2))
+	require.Equal(t, "not measured", ProcCPU{}.Summary(3))
+}

@@ -94,7 +94,8 @@ func FullSettings() Settings {
 			MapItems: 1000, MapConcurrency: 50, MapRuns: 3},
 		NewcomerRate: 1000, NewcomerWarmup: 5 * time.Second, NewcomerDuration: 20 * time.Second,
 		SessionCells: 2000,
-		Noisy: NoisySettings{Sleep: 2 * time.Second, FloodRate: 20, Rate: 50, Warmup: 15 * time.Second, Duration: 30 * time.Second},
+		Noisy: NoisySettings{Sleep: 2 * time.Second, FloodRate: 20, Rate: 50, Warmup: 15 * time.Second, Duration: 30 * time.Second,
+			Alone: 10 * time.Second},
 	}
 }
 
@@ -122,7 +123,8 @@ func QuickSettings() Settings {
 			MapItems: 50, MapConcurrency: 10, MapRuns: 1},
 		NewcomerRate: 200, NewcomerWarmup: 200 * time.Millisecond, NewcomerDuration: time.Second,
 		SessionCells: 50,
-		Noisy: NoisySettings{Sleep: 500 * time.Millisecond, FloodRate: 10, Rate: 20, Warmup: 500 * time.Millisecond, Duration: time.Second},
+		Noisy: NoisySettings{Sleep: 500 * time.Millisecond, FloodRate: 10, Rate: 20, Warmup: 500 * time.Millisecond, Duration: time.Second,
+			Alone: 500 * time.Millisecond},
 	}
 }
 
