@@ -113,9 +113,11 @@ func (r *Runner) watchReplicas(ctx context.Context, function string, interval ti
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if n, err := r.P.ReplicaCount(ctx, function); err == nil {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if n, err := r.P.ReplicaCount(cctx, function); err == nil {
 			most = max(most, n)
 		}
+		cancel()
 		select {
 		case <-ctx.Done():
 			return most
@@ -192,7 +194,7 @@ func (r *Runner) noisy(ctx context.Context, rep *Report) {
 	r.cancelAll(ctx, a)
 
 	row := Row{Section: section, Case: "tenant B: python trivial handler sync, while tenant A floods async executions of a slow python handler",
-		Offered: ns.Rate, Result: &res, Budget: "B sync p99 < 100 ms, 0 errors",
+		Offered: ns.Rate, Result: &res, Budget: "B sync p99 < 100 ms (0 errors)",
 		Note: noisyNote(ns, flood, before, max(most, before, after), after)}
 	row.Verdict = verdict(noisyPass(res))
 	rep.add(row)
