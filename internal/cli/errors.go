@@ -24,9 +24,11 @@ const (
 )
 
 // exitCodesHelp is appended to every command's long help.
-const exitCodesHelp = `
+const exitCodesHelp = "\n\n" + ExitCodesHelp
 
-Exit codes: 0 ok; 1 the execution or run failed or timed out; 2 usage (bad flags,
+// ExitCodesHelp documents the exit codes, for the root's help (every user command's
+// help ends with it too).
+const ExitCodesHelp = `Exit codes: 0 ok; 1 the execution or run failed or timed out; 2 usage (bad flags,
 input or profile; nothing sent); 3 platform or network error.`
 
 // usageError is a mistake in what the user gave: nothing was sent.
