@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,6 +183,9 @@ next start times, how many starts it made and the latest ones, and its input.` +
 	return c
 }
 
+// maxNextShown is how many next start times schedule get lists (the API gives more).
+const maxNextShown = 5
+
 // printSchedule prints one schedule's fields, a row per cron expression, next start
 // and recent start.
 func (a *app) printSchedule(s client.Schedule) {
@@ -209,7 +213,11 @@ func (a *app) printSchedule(s client.Schedule) {
 	if len(next) == 0 && s.NextRunAt != nil {
 		next = []time.Time{*s.NextRunAt}
 	}
-	for _, t := range next {
+	for i, t := range next {
+		if i == maxNextShown {
+			rows = append(rows, []string{"", fmt.Sprintf("(%d more with -o json)", len(next)-i)})
+			break
+		}
 		rows = append(rows, []string{"next:", ui.Time(&t)})
 	}
 	rows = append(rows, []string{"starts:", strconv.FormatInt(s.Actions, 10)})
