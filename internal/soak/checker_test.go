@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,4 +176,15 @@ func TestReportAndPlot(t *testing.T) {
 		require.NoError(t, err)
 		require.Greater(t, st.Size(), int64(1000))
 	}
+}
+
+func TestErrorSamplesSayWhenARetrySucceeded(t *testing.T) {
+	t.Parallel()
+	long := "503 " + strings.Repeat("x", 300)
+	r := syncRec(1, "k", "e")
+	r.FirstOK, r.FirstErr, r.Attempts = false, long, 2
+	failed := Record{Kind: SyncNode, FirstErr: long, Err: long}
+	got := errorSamples([]Record{r, failed}, 5)
+	require.Len(t, got, 2)
+	require.True(t, strings.HasSuffix(got[0], "(a retry succeeded)") || strings.HasSuffix(got[1], "(a retry succeeded)"), "%v", got)
 }

@@ -211,11 +211,11 @@ func errorSamples(rs []Record, n int) []string {
 		if e == "" {
 			e = fmt.Sprintf("%d %s", r.HTTP, r.Status)
 		}
-		if r.OK() {
-			e += " (the retry succeeded)"
-		}
 		if len(e) > 160 {
 			e = e[:160] + "…"
+		}
+		if r.OK() {
+			e += " (a retry succeeded)"
 		}
 		count[fmt.Sprintf("%s: %s", r.Kind, e)]++
 	}
