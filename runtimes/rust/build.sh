@@ -22,6 +22,12 @@ set -eu
 if [ "$1" = "--prepare" ]; then
 	cache=$2 rt=$3 work=$2/prepare name=prepare
 	mkdir -p "$work"
+	# Replicas sharing a cache dir prepare one at a time: the files below are rewritten in
+	# place, and a second writer would truncate them under the first one's compiler.
+	if command -v flock >/dev/null 2>&1; then
+		exec 9>"$cache/prepare.lock"
+		flock 9
+	fi
 	cat >"$work/handler.rs" <<'RS'
 use serde_json::{json, Value};
 fn handler(event: Value, _ctx: &Context) -> Result<Value, String> {
