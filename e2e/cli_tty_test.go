@@ -106,7 +106,7 @@ func TestCLITerminal(t *testing.T) {
 		live := text[:end]
 		require.Regexp(t, spinnerFrame+` run napping v1 (queued|running) +\d+\.\ds`, live)
 		require.Regexp(t, `STEP +STATUS +ATTEMPTS +DURATION`, live, "the live table of steps")
-		require.Regexp(t, `rest +(running|succeeded) `, live, "the sleeping step, live")
+		require.Regexp(t, `rest +(sleeping until \S+|running|succeeded) `, live, "the sleeping step, live")
 		require.Regexp(t, `work +(pending|running) `, live, "the calling step, live")
 		require.Equal(t, 1, strings.Count(got, "output:"), got)
 		require.Equal(t, 1, strings.Count(got, "run napping v1 \x1b[32msucceeded"), "the final state once, in colour: %q", got)
