@@ -55,6 +55,10 @@ func TestRunShowsItsLiveSteps(t *testing.T) {
 	}
 
 	r := until("work running", func(_ store.Run, s map[string]store.RunStep) bool { return s["work"].Status == "running" })
+	q := time.Now()
+	again := c.WithLiveSteps(ctx, r)
+	t.Logf("the live steps of a run in flight: %s (query and merge)", time.Since(q))
+	require.True(t, *again.Live)
 	require.NotNil(t, r.Live)
 	require.True(t, *r.Live, "the workflow answered")
 	work := stepsByID(r)["work"]
