@@ -17,8 +17,8 @@ import (
 
 // ptyRun runs bin/lambda on a pseudo-terminal (standard input, output and error) with
 // env (KEY=VALUE) and returns everything the terminal received and the exit code. The
-// terminal answers a cursor position query as a real one does (the terminal libraries
-// ask it once at start, after their background colour query, which this one ignores).
+// terminal answers a cursor position query as a real one does, should a terminal library
+// ask one; it answers no other query.
 func (u *cliUser) ptyRun(t *testing.T, env []string, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
