@@ -29,6 +29,7 @@ type localRuns struct {
 }
 
 type localRun struct {
+	it      atomic.Pointer[pipeline.Interpreter[context.Context]] // once its plan is loaded
 	cancel  context.CancelFunc
 	signals map[string]chan struct{}
 	done    chan struct{}
@@ -61,9 +62,24 @@ func (l *localRuns) StartRun(_ context.Context, x core.RunStart) error {
 		_ = l.svc.MarkRunning(ctx, x.RunID)
 		r := &stepRunner{MemRunner: pipeline.NewMemRunner(plan.Compiled, pipeline.MemOptions{}), l: l, svc: l.svc,
 			runID: x.RunID, run: run}
-		pipeline.Run[context.Context](ctx, r, plan.Compiled, plan.Options)
+		it := pipeline.New[context.Context](r, plan.Compiled, plan.Options)
+		run.it.Store(it)
+		it.Run(ctx)
 	}()
 	return nil
+}
+
+// LiveSteps answers the interpreter's snapshot, as the workflow's "steps" query does;
+// a run with no interpreter yet (or gone) is not answered.
+func (l *localRuns) LiveSteps(ctx context.Context, runID string) ([]pipeline.StepState, error) {
+	l.mu.Lock()
+	run := l.running[runID]
+	l.mu.Unlock()
+	if run == nil || run.it.Load() == nil {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return run.it.Load().Snapshot(), nil
 }
 
 func (l *localRuns) signal(runID, name string) (chan struct{}, bool) {

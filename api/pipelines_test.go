@@ -368,6 +368,42 @@ func TestAsyncRunSignalCancelRetry(t *testing.T) {
 	require.Equal(t, 409, f.do(t, "POST", "/v1/runs/"+id+"/signals/approved", `{}`).status)
 }
 
+// GET /v1/runs/{id} of a durable run in flight shows its live steps: a sleep step
+// sleeping until its wake-up time, with "live":true; once final, the recorded rows and
+// no live flag.
+func TestRunEnvelopeShowsLiveSteps(t *testing.T) {
+	t.Parallel()
+	runs := newLocalRuns()
+	f := newFixture(t, runs)
+	f.functions(t)
+	p := `{"name":"napper","steps":[{"id":"prep","function":"add","input":{"a":1,"b":1}},{"id":"nap","sleep_ms":1500},
+		{"id":"after","function":"add","input":{"a":1,"b":2}}]}`
+	require.Equal(t, 201, f.do(t, "POST", "/v1/pipelines", p).status)
+	r := f.do(t, "POST", "/v1/pipelines/napper/runs", `{}`)
+	require.Equal(t, 202, r.status, r.raw)
+	id := r.body["id"].(string)
+	var live map[string]any
+	require.Eventually(t, func() bool {
+		live = f.do(t, "GET", "/v1/runs/"+id, "").body
+		return stepsByID(t, live)["nap"]["status"] == "sleeping"
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Equal(t, true, live["live"], live)
+	nap := stepsByID(t, live)["nap"]
+	started, err := time.Parse(time.RFC3339Nano, nap["started_at"].(string))
+	require.NoError(t, err)
+	until, err := time.Parse(time.RFC3339Nano, nap["until"].(string))
+	require.NoError(t, err)
+	require.Equal(t, 1500*time.Millisecond, until.Sub(started))
+	require.Equal(t, "succeeded", stepsByID(t, live)["prep"]["status"])
+	require.Equal(t, "pending", stepsByID(t, live)["after"]["status"])
+
+	w := f.do(t, "GET", "/v1/runs/"+id+"?wait=5s", "")
+	require.Equal(t, "succeeded", w.body["status"], w.raw)
+	require.NotContains(t, w.body, "live", "a final run: its rows, no query")
+	require.Equal(t, "succeeded", stepsByID(t, w.body)["nap"]["status"])
+	require.NotContains(t, stepsByID(t, w.body)["nap"], "until")
+}
+
 func TestRetryFromFailedStepReusesOutputs(t *testing.T) {
 	t.Parallel()
 	runs := newLocalRuns()

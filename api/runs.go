@@ -110,6 +110,9 @@ func (s *server) handleGetRun() http.HandlerFunc {
 				return
 			}
 			if store.RunFinished(run.Status) || !time.Now().Before(deadline) {
+				// A run in flight shows its workflow's live steps (bounded; a final run
+				// needs no query).
+				run = s.Core.WithLiveSteps(r.Context(), run)
 				rs := []store.Run{run}
 				if err := s.Store.AnnotateRuns(r.Context(), rs); err != nil {
 					s.writeError(w, r, err)

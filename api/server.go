@@ -51,6 +51,7 @@ type Core interface {
 	DeletePipeline(ctx context.Context, tenant, name string) error
 	StartRun(ctx context.Context, req core.RunRequest) (store.Run, bool, error)
 	GetRun(ctx context.Context, tenant, id string) (store.Run, error)
+	WithLiveSteps(ctx context.Context, r store.Run) store.Run
 	SignalRun(ctx context.Context, tenant, id, signal string, payload json.RawMessage) error
 	CancelRun(ctx context.Context, tenant, id string) error
 	RetryRun(ctx context.Context, tenant, id, fromStep string) (store.Run, error)

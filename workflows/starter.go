@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/pipeline"
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/store"
 )
@@ -291,4 +292,18 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return fmt.Errorf("add search attributes: %w", err)
 	}
 	return nil
+}
+
+// LiveSteps implements core.RunLive: the "steps" query of run id's workflow, bounded by
+// ctx (the caller's short timeout; a query waits for a worker to answer it).
+func (s *Starter) LiveSteps(ctx context.Context, runID string) ([]pipeline.StepState, error) {
+	v, err := s.client.QueryWorkflow(ctx, RunWorkflowID(runID), "", StepsQuery)
+	if err != nil {
+		return nil, err
+	}
+	var states []pipeline.StepState
+	if err := v.Get(&states); err != nil {
+		return nil, err
+	}
+	return states, nil
 }

@@ -80,6 +80,7 @@ func TestTTYExecutionSpinner(t *testing.T) {
 			final := got[strings.LastIndex(got, "adding"):]
 			if noColor {
 				require.NotContains(t, final, "\x1b[32m", "no colour with NO_COLOR")
+				require.NotRegexp(t, `\x1b\[[0-9;]*m`, got, "no SGR sequence at all with NO_COLOR, live view included")
 			} else {
 				require.Contains(t, final, "\x1b[32msucceeded", "status coloured on a terminal")
 			}

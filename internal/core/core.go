@@ -129,6 +129,10 @@ type Config struct {
 	// SyncPipelineMax is how long a sync pipeline run may take before it is answered 202
 	// and continues as a workflow from the steps it finished (when the durable side is on).
 	SyncPipelineMax time.Duration `env:"LAMBDA_SYNC_PIPELINE_MAX" envDefault:"10s"`
+	// LiveStepsTimeout bounds how long reading a durable run in flight waits for its
+	// workflow's live step states (the "steps" query); past it the recorded ones are
+	// answered (0: DefaultLiveStepsTimeout).
+	LiveStepsTimeout time.Duration `env:"LAMBDA_LIVE_STEPS_TIMEOUT" envDefault:"300ms"`
 	// CallbackAllowCIDRs are exceptions to the callback SSRF guard (comma- or
 	// space-separated CIDRs or addresses, callback.ParseCIDRs): loopback, private,
 	// link-local and metadata targets are refused unless listed.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
@@ -99,6 +100,9 @@ type Schedule struct {
 	RecentActions []ScheduleAction `json:"recent_actions"`
 	Actions       int64            `json:"actions"`
 	CreatedAt     time.Time        `json:"created_at"`
+	// Live, in a list, tells whether Temporal described the schedule in time (false:
+	// next_runs, recent_actions, actions and paused are as recorded at creation).
+	Live *bool `json:"live,omitempty"`
 }
 
 // ScheduleRun is one execution or run a schedule started.
@@ -238,16 +242,31 @@ func (s *Service) CreateSchedule(ctx context.Context, tenant string, spec Schedu
 }
 
 func (s *Service) schedule(ctx context.Context, row store.ScheduleRow) (Schedule, error) {
+	sc, err := recordedSchedule(row)
+	if err != nil {
+		return Schedule{}, err
+	}
+	info, err := s.schedules.DescribeSchedule(ctx, row.Tenant, row.Name)
+	if err != nil {
+		return Schedule{}, err
+	}
+	sc.describe(info)
+	return sc, nil
+}
+
+// recordedSchedule is a schedule as PostgreSQL records it (its spec as created).
+func recordedSchedule(row store.ScheduleRow) (Schedule, error) {
 	var sc Schedule
 	if err := json.Unmarshal(row.Spec, &sc.ScheduleSpec); err != nil {
 		return Schedule{}, err
 	}
 	sc.ID, sc.CreatedAt = ScheduleID(row.Tenant, row.Name), row.CreatedAt
 	sc.NextRuns, sc.RecentActions = []time.Time{}, []ScheduleAction{}
-	info, err := s.schedules.DescribeSchedule(ctx, row.Tenant, row.Name)
-	if err != nil {
-		return Schedule{}, err
-	}
+	return sc, nil
+}
+
+// describe sets Temporal's live fields of a schedule.
+func (sc *Schedule) describe(info ScheduleInfo) {
 	sc.Paused, sc.Actions = info.Paused, info.Actions
 	if info.NextRuns != nil {
 		sc.NextRuns = info.NextRuns
@@ -258,7 +277,6 @@ func (s *Service) schedule(ctx context.Context, row store.ScheduleRow) (Schedule
 	if len(sc.NextRuns) > 0 && !sc.Paused {
 		sc.NextRunAt = &sc.NextRuns[0]
 	}
-	return sc, nil
 }
 
 // GetSchedule returns a tenant's schedule with its next run times and recent actions.
@@ -273,7 +291,18 @@ func (s *Service) GetSchedule(ctx context.Context, tenant, name string) (Schedul
 	return s.schedule(ctx, row)
 }
 
-// ListSchedules lists a tenant's schedules.
+// List bounds of ListSchedules: at most listDescribes describes in flight, each given
+// listDescribeTimeout.
+const (
+	listDescribes       = 8
+	listDescribeTimeout = time.Second
+)
+
+// ListSchedules lists a tenant's schedules from what PostgreSQL records, with Temporal's
+// live fields (next run times, recent actions, paused state) described in parallel —
+// at most listDescribes at once, each within listDescribeTimeout. A describe that fails
+// or times out leaves that schedule's recorded fields, with Live false: a slow Temporal
+// degrades fields, never the list.
 func (s *Service) ListSchedules(ctx context.Context, tenant string) ([]Schedule, error) {
 	if err := s.schedulesOn(); err != nil {
 		return nil, err
@@ -282,18 +311,43 @@ func (s *Service) ListSchedules(ctx context.Context, tenant string) ([]Schedule,
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Schedule, 0, len(rows))
-	for _, row := range rows {
-		sc, err := s.schedule(ctx, row)
-		if fault.Is(err, fault.NotFound) {
-			continue // being deleted
-		}
+	out := make([]Schedule, len(rows))
+	gone := make([]bool, len(rows))
+	for i, row := range rows {
+		sc, err := recordedSchedule(row)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, sc)
+		out[i] = sc
 	}
-	return out, nil
+	sem := make(chan struct{}, listDescribes)
+	var wg sync.WaitGroup
+	for i, row := range rows {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			dctx, cancel := context.WithTimeout(ctx, listDescribeTimeout)
+			defer cancel()
+			info, err := s.schedules.DescribeSchedule(dctx, row.Tenant, row.Name)
+			live := err == nil
+			switch {
+			case fault.Is(err, fault.NotFound):
+				gone[i] = true // being deleted
+			case live:
+				out[i].describe(info)
+			}
+			out[i].Live = &live
+		}()
+	}
+	wg.Wait()
+	kept := out[:0]
+	for i, sc := range out {
+		if !gone[i] {
+			kept = append(kept, sc)
+		}
+	}
+	return kept, nil
 }
 
 // PauseSchedule pauses or resumes a schedule.

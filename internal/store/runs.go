@@ -29,11 +29,15 @@ type Run struct {
 	CreatedAt  time.Time       `json:"created_at"`
 	StartedAt  *time.Time      `json:"started_at,omitempty"`
 	FinishedAt *time.Time      `json:"finished_at"`
-	Tenant     string          `json:"-"`
-	SHA256     string          `json:"-"`
-	Options    RunOptions      `json:"-"`
-	Key        string          `json:"-"` // its Idempotency-Key
-	Callback   string          `json:"-"`
+	// Live, on a durable run not yet final, tells whether its steps include the live
+	// state of its workflow (true) or only the recorded one (false: Temporal did not
+	// answer in time). Absent on final and sync runs.
+	Live     *bool      `json:"live,omitempty"`
+	Tenant   string     `json:"-"`
+	SHA256   string     `json:"-"`
+	Options  RunOptions `json:"-"`
+	Key      string     `json:"-"` // its Idempotency-Key
+	Callback string     `json:"-"`
 	// Schedule and CallbackState annotate the envelope (Store.Annotate*).
 	Schedule      string         `json:"schedule,omitempty"`
 	CallbackState *CallbackState `json:"callback,omitempty"`
@@ -47,16 +51,18 @@ type RunOptions struct {
 
 // RunStep is one step of a run as recorded.
 type RunStep struct {
-	ID            string               `json:"id"`
-	Status        string               `json:"status"`
-	Attempts      int                  `json:"attempts"`
-	ExecutionID   string               `json:"execution_id,omitempty"`
-	Output        json.RawMessage      `json:"output"`
-	Error         *pipeline.Error      `json:"error"`
-	StartedAt     *time.Time           `json:"started_at"`
-	FinishedAt    *time.Time           `json:"finished_at"`
-	Items         *pipeline.ItemCounts `json:"items,omitempty"`
-	WaitingSignal string               `json:"-"`
+	ID          string               `json:"id"`
+	Status      string               `json:"status"`
+	Attempts    int                  `json:"attempts"`
+	ExecutionID string               `json:"execution_id,omitempty"`
+	Output      json.RawMessage      `json:"output"`
+	Error       *pipeline.Error      `json:"error"`
+	StartedAt   *time.Time           `json:"started_at"`
+	FinishedAt  *time.Time           `json:"finished_at"`
+	Items       *pipeline.ItemCounts `json:"items,omitempty"`
+	// Until is when a sleep step in flight wakes up (live state only).
+	Until         *time.Time `json:"until,omitempty"`
+	WaitingSignal string     `json:"-"`
 }
 
 // Run statuses besides the execution ones.

@@ -101,6 +101,8 @@ type Step struct {
 	StartedAt   *time.Time      `json:"started_at,omitempty"`
 	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
 	Items       *StepItems      `json:"items,omitempty"`
+	// Until is when a sleeping step wakes up (a run in flight's live state).
+	Until *time.Time `json:"until,omitempty"`
 }
 
 // StepItems counts a map step's items.

@@ -6,8 +6,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/charmbracelet/bubbles/spinner"
-	tea "github.com/charmbracelet/bubbletea"
+	"charm.land/bubbles/v2/spinner"
+	tea "charm.land/bubbletea/v2"
 )
 
 // View shows the states of one wait.
@@ -96,9 +96,9 @@ func (m model[S]) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 // View is empty once done, which erases the live frame.
-func (m model[S]) View() string {
+func (m model[S]) View() tea.View {
 	if m.done {
-		return ""
+		return tea.NewView("")
 	}
-	return m.view.Live(m.state, m.spin.View(), time.Since(m.start))
+	return tea.NewView(m.view.Live(m.state, m.spin.View(), time.Since(m.start)))
 }

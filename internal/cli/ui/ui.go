@@ -11,58 +11,64 @@ import (
 	"strings"
 	"time"
 
-	"github.com/charmbracelet/lipgloss"
-	"github.com/charmbracelet/lipgloss/table"
-	"github.com/muesli/termenv"
+	"charm.land/lipgloss/v2"
+	"charm.land/lipgloss/v2/table"
 	"sigs.k8s.io/yaml"
 )
 
 // Styles colour text for one writer, or leave it plain when colour is off.
 type Styles struct {
-	r     *lipgloss.Renderer
 	color bool
 }
 
 // NewStyles returns styles for w: ANSI colours when color is set, plain text otherwise.
-// The profile is set here, never detected, so the output does not depend on the
-// process's environment beyond what the caller decided.
-func NewStyles(w io.Writer, color bool) Styles {
-	r := lipgloss.NewRenderer(w)
-	if color {
-		r.SetColorProfile(termenv.ANSI)
-	} else {
-		r.SetColorProfile(termenv.Ascii)
-	}
-	return Styles{r: r, color: color}
+// Whether to colour is the caller's decision, never detected here, and nothing asks the
+// terminal anything (lipgloss v2 queries a terminal only when told to), so a command
+// that prints nothing styled never waits on a terminal.
+func NewStyles(_ io.Writer, color bool) Styles {
+	return Styles{color: color}
 }
 
 // Color reports whether these styles colour.
 func (s Styles) Color() bool { return s.color }
 
-func (s Styles) style() lipgloss.Style { return s.r.NewStyle() }
+func (s Styles) style() lipgloss.Style { return lipgloss.NewStyle() }
 
 // Bold is str in bold.
-func (s Styles) Bold(str string) string { return s.style().Bold(true).Render(str) }
+func (s Styles) Bold(str string) string {
+	if !s.color {
+		return str
+	}
+	return s.style().Bold(true).Render(str)
+}
 
 // Faint is str dimmed.
-func (s Styles) Faint(str string) string { return s.style().Faint(true).Render(str) }
+func (s Styles) Faint(str string) string {
+	if !s.color {
+		return str
+	}
+	return s.style().Faint(true).Render(str)
+}
 
 // Status is a status word coloured by its meaning.
 func (s Styles) Status(status string) string {
-	var c lipgloss.Color
+	var c string
 	switch status {
 	case "succeeded":
 		c = "2" // green
 	case "failed", "timeout", "canceled":
 		c = "1" // red
-	case "running", "waiting":
+	case "running", "waiting", "sleeping":
 		c = "3" // yellow
 	case "queued", "skipped", "paused":
 		c = "8" // grey
 	default:
 		return status
 	}
-	return s.style().Foreground(c).Render(status)
+	if !s.color {
+		return status
+	}
+	return s.style().Foreground(lipgloss.Color(c)).Render(status)
 }
 
 // Table renders rows under headers as aligned columns without borders (headers are
@@ -79,7 +85,7 @@ func (s Styles) Table(headers []string, rows [][]string) string {
 			if col < last {
 				st = st.PaddingRight(2)
 			}
-			if row == table.HeaderRow {
+			if row == table.HeaderRow && s.color {
 				st = st.Bold(true)
 			}
 			return st

@@ -51,8 +51,8 @@ func TestTablesPlainAndColoured(t *testing.T) {
 	require.Equal(t, "NAME\n", plain.Table([]string{"NAME"}, nil), "headers of an empty list")
 
 	colour := NewStyles(&buf, true)
-	require.Equal(t, "\x1b[32msucceeded\x1b[0m", colour.Status("succeeded"))
-	require.Equal(t, "\x1b[31mfailed\x1b[0m", colour.Status("failed"))
+	require.Equal(t, "\x1b[32msucceeded\x1b[m", colour.Status("succeeded"))
+	require.Equal(t, "\x1b[31mfailed\x1b[m", colour.Status("failed"))
 	require.Equal(t, "other", colour.Status("other"))
 	require.Contains(t, colour.Table([]string{"NAME"}, [][]string{{"x"}}), "\x1b[1mNAME")
 }
@@ -120,4 +120,21 @@ func TestRunViewLines(t *testing.T) {
 	require.True(t, strings.HasPrefix(live, "⣾ run running  1.5s  r\nSTEP"), live)
 	require.True(t, v.Done(r3))
 	require.False(t, v.Done(r2))
+}
+
+// A run in flight's live steps: the running step with its attempt, the sleeping one
+// with its wake-up time.
+func TestStepsShowLiveStates(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	wake := start.Add(3 * time.Second)
+	got := NewStyles(&bytes.Buffer{}, false).Steps([]client.Step{
+		{ID: "work", Status: "running", Attempts: 1, StartedAt: &start},
+		{ID: "nap", Status: "sleeping", StartedAt: &start, Until: &wake},
+		{ID: "last", Status: "pending"},
+	}, start.Add(2*time.Second))
+	require.Equal(t, "STEP  STATUS                               ATTEMPTS  DURATION\n"+
+		"work  running                              1         2s\n"+
+		"nap   sleeping until 2026-12-01T10:00:03Z  -         2s\n"+
+		"last  pending                              -         -\n", got)
 }

@@ -101,6 +101,9 @@ func (s Styles) Steps(steps []client.Step, now time.Time) string {
 		if st.Items != nil {
 			status += fmt.Sprintf(" %d/%d", st.Items.Succeeded+st.Items.Failed, st.Items.Total)
 		}
+		if st.Until != nil && !client.Finished(st.Status) {
+			status += " until " + Time(st.Until)
+		}
 		attempts := "-"
 		if st.Attempts > 0 {
 			attempts = strconv.Itoa(st.Attempts)
