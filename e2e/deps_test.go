@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -140,6 +141,7 @@ func TestDependenciesNode(t *testing.T) {
 		require.Equal(t, map[string]any{"n": true, "s": false}, inv.body["result"])
 	}
 	require.Contains(t, installDirs(t), hash)
+	requireReadOnlyInstall(t, hash)
 
 	// The same set for another function: the same lock, nothing installed again.
 	before := installDirs(t)
@@ -183,6 +185,32 @@ func TestDependenciesNode(t *testing.T) {
 	ents, err := os.ReadDir(npmMarkers)
 	require.NoError(t, err)
 	require.Empty(t, ents, "no install script ran")
+}
+
+// requireReadOnlyInstall checks that the install directory of hash belongs to the
+// platform (not to an installer's or a worker's uid), with directories 0755 and files
+// 0644 (0755 when executable), under a parent that lists nothing (0711).
+func requireReadOnlyInstall(t *testing.T, hash string) {
+	t.Helper()
+	installs := filepath.Join(stack.DataDir, "deps", "installs")
+	fi, err := os.Stat(installs)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o711), fi.Mode().Perm())
+	n := 0
+	require.NoError(t, filepath.Walk(filepath.Join(installs, hash), func(p string, fi os.FileInfo, err error) error {
+		require.NoError(t, err)
+		n++
+		require.Equal(t, uint32(os.Geteuid()), fi.Sys().(*syscall.Stat_t).Uid, p)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+		case fi.IsDir():
+			require.Equal(t, os.ModeDir|0o755, fi.Mode(), p)
+		default:
+			require.Contains(t, []os.FileMode{0o644, 0o755}, fi.Mode(), p)
+		}
+		return nil
+	}))
+	require.Greater(t, n, 3)
 }
 
 // TestDependenciesConcurrent: two registrations of the same new set at once both succeed,
