@@ -275,12 +275,15 @@ version = "0.3.0"
 	r := call(t, "POST", "/v1/functions", registerBody("dep-py", "python", src,
 		map[string]any{"dependencies": map[string]string{"e2egreet": "0.3.0"}}))
 	require.Equal(t, http.StatusCreated, r.status, r.raw)
-	lockHash(t, r)
+	hash := lockHash(t, r)
 	for _, n := range []string{"py", "again"} {
 		inv := invoke(t, "dep-py", "python", `{"n": "`+n+`"}`)
 		require.Equal(t, http.StatusOK, inv.status, inv.raw)
 		require.Equal(t, "hello "+n, inv.body["result"], inv.raw)
 	}
+	requireReadOnlyInstall(t, hash)
+	_, err = os.Stat(filepath.Join(stack.DataDir, "deps", "installs", hash, "wheels"))
+	require.ErrorIs(t, err, os.ErrNotExist, "the downloaded wheels are not kept beside the install")
 
 	r = call(t, "POST", "/v1/functions", registerBody("dep-py-sdist", "python", src,
 		map[string]any{"dependencies": map[string]string{"e2esdist": "1.0"}}))
@@ -303,12 +306,13 @@ fn handler(event: Value, _ctx: &Context) -> Result<Value, String> {
 	r := call(t, "POST", "/v1/functions", registerBody("dep-rs", "rust", src,
 		map[string]any{"dependencies": map[string]string{"itoa": "1"}, "timeout_ms": 30000}))
 	require.Equal(t, http.StatusCreated, r.status, r.raw)
-	lockHash(t, r)
+	hash := lockHash(t, r)
 	for _, n := range []int{1234, 7} {
 		inv := invoke(t, "dep-rs", "rust", fmt.Sprintf(`{"n": %d}`, n))
 		require.Equal(t, http.StatusOK, inv.status, inv.raw)
 		require.Equal(t, fmt.Sprint(n), inv.body["result"], inv.raw)
 	}
+	requireReadOnlyInstall(t, hash)
 	r = call(t, "POST", "/v1/functions", registerBody("dep-rs-bad", "rust", src,
 		map[string]any{"dependencies": map[string]string{"lambda-no-such-crate": "1"}}))
 	require.Equal(t, http.StatusUnprocessableEntity, r.status, r.raw)
