@@ -185,11 +185,11 @@ func (e *Engine) install(ctx context.Context, spec *Spec, lock *Lock, final stri
 	if size > e.cfg.MaxInstallBytes {
 		return &LimitError{Title: spec.Title, Limit: LimitSize, Max: e.cfg.MaxInstallBytes, Got: size}
 	}
-	if err := settleInstall(tmp); err != nil {
-		return fmt.Errorf("deps: %w", err)
-	}
 	m, _ := json.Marshal(marker{Title: spec.Title, Hash: lock.Hash, Size: size, Created: time.Now().UTC()})
 	if err := os.WriteFile(filepath.Join(tmp, markerName), m, 0o644); err != nil {
+		return fmt.Errorf("deps: %w", err)
+	}
+	if err := settleInstall(tmp); err != nil { // after the marker: the host's umask may be 077
 		return fmt.Errorf("deps: %w", err)
 	}
 	if err := os.Rename(tmp, final); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lambda-microservice/lambda/internal/deps"
+	"github.com/lambda-microservice/lambda/internal/faas"
 )
 
 // depsSandboxModes are the two sandboxed deployments: root with bubblewrap (the dev stack),
@@ -180,15 +182,25 @@ func TestDepsInstallersRunInTheBuildSandbox(t *testing.T) {
 	}
 }
 
-// requireOwnedReadOnly checks that everything under dir is the host's, directories 0755
-// and files 0644 (0755 when executable).
-func requireOwnedReadOnly(t *testing.T, dir string) {
+// requireOwnedReadOnly checks that everything under dir is this process's uid's,
+// directories 0755 and files 0644 (0755 when executable).
+func requireOwnedReadOnly(t *testing.T, dir string) { t.Helper(); requireOwnedBy(t, dir, os.Geteuid()) }
+
+// requireOwnedBy is requireOwnedReadOnly for the owner uid (-1: one uid, below 61000 — the
+// host's, not a sandbox uid — owns everything).
+func requireOwnedBy(t *testing.T, dir string, uid int) {
 	t.Helper()
+	if uid < 0 {
+		fi, err := os.Stat(dir)
+		require.NoError(t, err)
+		uid = int(fi.Sys().(*syscall.Stat_t).Uid)
+		require.Less(t, uid, 61000, "%s belongs to a sandbox uid", dir)
+	}
 	n := 0
 	require.NoError(t, filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		require.NoError(t, err)
 		n++
-		require.Equal(t, uint32(os.Geteuid()), fi.Sys().(*syscall.Stat_t).Uid, p)
+		require.Equal(t, uint32(uid), fi.Sys().(*syscall.Stat_t).Uid, p)
 		switch {
 		case fi.Mode()&os.ModeSymlink != 0:
 		case fi.IsDir():
@@ -207,6 +219,49 @@ func TestDepsWorkersCannotWriteInstalls(t *testing.T) {
 	requireSandbox(t)
 	_, err := exec.LookPath("npm")
 	needDepsTool(t, err == nil, "npm")
+	for _, mode := range depsSandboxModes {
+		t.Run(mode.name, func(t *testing.T) {
+			base := traversableDir(t, "lambda-deps-workers-")
+			engine, err := deps.New(deps.Config{Dir: filepath.Join(base, "deps")})
+			require.NoError(t, err)
+			h, rt := depsHarness(t, "node", "", engine, mode.vars)
+			resolve := func(set map[string]string) *deps.Lock {
+				lock, err := engine.Resolve(context.Background(), rt.Deps, set)
+				require.NoError(t, err)
+				return lock
+			}
+			runInstallTampering(t, h, resolve, filepath.Join(engine.Config().Dir, "installs"))
+		})
+	}
+}
+
+// The runtime image's own configuration (uid 10001, its capabilities, no bubblewrap):
+// dependencies resolve and install there (as sandbox uids the host hands their folders to),
+// and workers cannot change any install.
+func TestDepsInProductionConfiguration(t *testing.T) {
+	_, err := exec.LookPath("npm")
+	needDepsTool(t, err == nil, "npm")
+	h, ph := newProductionHarness(t, "node", productionCaps...)
+	srv := httptest.NewServer(h.handler)
+	t.Cleanup(srv.Close)
+	client, err := faas.New(faas.Config{GatewayURL: srv.URL, Route: faas.RouteDirect, EndpointTemplate: srv.URL,
+		RuntimeSecret: testSecret})
+	require.NoError(t, err)
+	resolve := func(set map[string]string) *deps.Lock {
+		lock, err := client.ResolveDeps(context.Background(), "runtime-node", set)
+		require.NoError(t, err)
+		return lock
+	}
+	// The host's LAMBDA_DEPS_DIR default: under its HOME (the image sets /var/cache/lambda/deps).
+	installs := filepath.Join(filepath.Dir(ph.cache), "tmp", ".cache", "lambda-microservice", "deps", "installs")
+	runInstallTampering(t, h, resolve, installs)
+}
+
+// runInstallTampering installs two locks through h, and runs a worker of the second that
+// tries to change its own packages and the first lock's: every attempt fails, the files
+// are unchanged and the first function still runs.
+func runInstallTampering(t *testing.T, h *harness, resolve func(map[string]string) *deps.Lock, installs string) {
+	t.Helper()
 	const victimSrc = "const isNumber = require('is-number');\nexports.handler = (e) => isNumber(e.x);\n"
 	const hostileSrc = `const fs = require('fs'), path = require('path');
 exports.handler = (e) => {
@@ -225,46 +280,35 @@ exports.handler = (e) => {
   return out;
 };
 `
-	for _, mode := range depsSandboxModes {
-		t.Run(mode.name, func(t *testing.T) {
-			base := traversableDir(t, "lambda-deps-workers-")
-			engine, err := deps.New(deps.Config{Dir: filepath.Join(base, "deps")})
-			require.NoError(t, err)
-			h, rt := depsHarness(t, "node", "", engine, mode.vars)
-			victimLock, err := engine.Resolve(context.Background(), rt.Deps, map[string]string{"is-number": "7.0.0"})
-			require.NoError(t, err)
-			hostileLock, err := engine.Resolve(context.Background(), rt.Deps, map[string]string{"is-number": "6.0.0"})
-			require.NoError(t, err)
-			victim := func() {
-				t.Helper()
-				code, r := h.call(t, "victim", victimSrc, map[string]any{"x": 3},
-					map[string]any{"sha256": deps.BuildHash(victimSrc, victimLock), "lock": victimLock, "tenant": "victim"})
-				require.Equal(t, http.StatusOK, code, "%+v", r.Error)
-				require.Equal(t, "true", string(r.Result), "%+v", r.Error)
-			}
-			victim()
-			installs := filepath.Join(engine.Config().Dir, "installs")
-			other := filepath.Join(installs, victimLock.Hash)
-			target := filepath.Join(other, "node_modules", "is-number", "index.js")
-			before := fileSum(t, target)
-
-			code, r := h.call(t, "mallory", hostileSrc, map[string]any{"other": other, "installs": installs},
-				map[string]any{"sha256": deps.BuildHash(hostileSrc, hostileLock), "lock": hostileLock, "tenant": "mallory"})
-			require.Equal(t, http.StatusOK, code, "%+v", r.Error)
-			require.Equal(t, "succeeded", r.Status, "%+v", r.Error)
-			var out map[string]string
-			require.NoError(t, json.Unmarshal(r.Result, &out))
-			t.Logf("%s: %v", mode.name, out)
-			require.Len(t, out, 8)
-			for k, v := range out {
-				require.NotEqual(t, "done", v, "a worker could %s", k)
-			}
-			require.Equal(t, before, fileSum(t, target), "the other lock's package is unchanged")
-			requireOwnedReadOnly(t, other)
-			requireOwnedReadOnly(t, filepath.Join(installs, hostileLock.Hash))
-			victim()
-		})
+	victimLock := resolve(map[string]string{"is-number": "7.0.0"})
+	hostileLock := resolve(map[string]string{"is-number": "6.0.0"})
+	victim := func() {
+		t.Helper()
+		code, r := h.call(t, "victim", victimSrc, map[string]any{"x": 3},
+			map[string]any{"sha256": deps.BuildHash(victimSrc, victimLock), "lock": victimLock, "tenant": "victim"})
+		require.Equal(t, http.StatusOK, code, "%+v", r.Error)
+		require.Equal(t, "true", string(r.Result), "%+v", r.Error)
 	}
+	victim()
+	other := filepath.Join(installs, victimLock.Hash)
+	target := filepath.Join(other, "node_modules", "is-number", "index.js")
+	before := fileSum(t, target)
+
+	code, r := h.call(t, "mallory", hostileSrc, map[string]any{"other": other, "installs": installs},
+		map[string]any{"sha256": deps.BuildHash(hostileSrc, hostileLock), "lock": hostileLock, "tenant": "mallory"})
+	require.Equal(t, http.StatusOK, code, "%+v", r.Error)
+	require.Equal(t, "succeeded", r.Status, "%+v", r.Error)
+	var out map[string]string
+	require.NoError(t, json.Unmarshal(r.Result, &out))
+	t.Logf("attempts: %v", out)
+	require.Len(t, out, 8)
+	for k, v := range out {
+		require.NotEqual(t, "done", v, "a worker could %s", k)
+	}
+	require.Equal(t, before, fileSum(t, target), "the other lock's package is unchanged")
+	requireOwnedBy(t, other, -1)
+	requireOwnedBy(t, filepath.Join(installs, hostileLock.Hash), -1)
+	victim()
 }
 
 func fileSum(t *testing.T, p string) [32]byte {
