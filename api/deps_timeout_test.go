@@ -46,7 +46,7 @@ func TestRegistrationOutlivesTheWriteTimeoutWhileResolving(t *testing.T) {
 	}))
 	cfg := api.Config{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second,
 		WriteTimeout: 500 * time.Millisecond, IdleTimeout: 10 * time.Second}
-	srv := api.HTTPServer(cfg, f.h)
+	srv := api.HTTPServer(cfg, f.h, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(ln) }()
