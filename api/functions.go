@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -37,12 +38,24 @@ func (req functionRequest) spec(r *http.Request) core.FunctionSpec {
 
 func (s *server) bodyLimit() int64 { return int64(s.Core.Config().Functions.MaxSourceBytes)*2 + 64<<10 }
 
+// allowResolve moves a registration's write deadline past WriteTimeout by the time a
+// dependency resolve may take on the runtime host (LAMBDA_DEPS_RESOLVE_TIMEOUT), so the
+// answer is not cut off before the resolve's own limit answers.
+func (s *server) allowResolve(w http.ResponseWriter) {
+	if s.Config.WriteTimeout > 0 && s.Config.DepsResolveTimeout > 0 {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.Config.WriteTimeout + s.Config.DepsResolveTimeout))
+	}
+}
+
 func (s *server) handleCreateFunction() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req functionRequest
 		if err := decode(w, r, s.bodyLimit(), &req); err != nil {
 			s.writeError(w, r, err)
 			return
+		}
+		if len(req.Dependencies) > 0 {
+			s.allowResolve(w)
 		}
 		f, err := s.Core.RegisterFunction(r.Context(), req.spec(r))
 		if err != nil {
@@ -68,6 +81,9 @@ func (s *server) handlePutFunction() http.HandlerFunc {
 			return
 		}
 		req.Name = name
+		if len(req.Dependencies) > 0 {
+			s.allowResolve(w)
+		}
 		f, created, err := s.Core.UpdateFunction(r.Context(), req.spec(r))
 		if err != nil {
 			s.writeError(w, r, err)

@@ -30,6 +30,10 @@ type Config struct {
 	ReadTimeout       time.Duration `env:"LAMBDA_HTTP_READ_TIMEOUT" envDefault:"30s"`
 	WriteTimeout      time.Duration `env:"LAMBDA_HTTP_WRITE_TIMEOUT" envDefault:"90s"`
 	IdleTimeout       time.Duration `env:"LAMBDA_HTTP_IDLE_TIMEOUT" envDefault:"120s"`
+	// DepsResolveTimeout is the runtime hosts' bound on resolving a dependency set (the
+	// same variable): a function registration's answer may take that much longer than
+	// WriteTimeout before it is cut off.
+	DepsResolveTimeout time.Duration `env:"LAMBDA_DEPS_RESOLVE_TIMEOUT" envDefault:"2m"`
 	// MaxKeys bounds a tenant's active (unrevoked) API keys; 0: no bound.
 	MaxKeys int `env:"LAMBDA_TENANT_MAX_KEYS" envDefault:"100"`
 }

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -140,6 +141,7 @@ func TestDependenciesNode(t *testing.T) {
 		require.Equal(t, map[string]any{"n": true, "s": false}, inv.body["result"])
 	}
 	require.Contains(t, installDirs(t), hash)
+	requireReadOnlyInstall(t, hash)
 
 	// The same set for another function: the same lock, nothing installed again.
 	before := installDirs(t)
@@ -183,6 +185,32 @@ func TestDependenciesNode(t *testing.T) {
 	ents, err := os.ReadDir(npmMarkers)
 	require.NoError(t, err)
 	require.Empty(t, ents, "no install script ran")
+}
+
+// requireReadOnlyInstall checks that the install directory of hash belongs to the
+// platform (not to an installer's or a worker's uid), with directories 0755 and files
+// 0644 (0755 when executable), under a parent that lists nothing (0711).
+func requireReadOnlyInstall(t *testing.T, hash string) {
+	t.Helper()
+	installs := filepath.Join(stack.DataDir, "deps", "installs")
+	fi, err := os.Stat(installs)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o711), fi.Mode().Perm())
+	n := 0
+	require.NoError(t, filepath.Walk(filepath.Join(installs, hash), func(p string, fi os.FileInfo, err error) error {
+		require.NoError(t, err)
+		n++
+		require.Equal(t, uint32(os.Geteuid()), fi.Sys().(*syscall.Stat_t).Uid, p)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+		case fi.IsDir():
+			require.Equal(t, os.ModeDir|0o755, fi.Mode(), p)
+		default:
+			require.Contains(t, []os.FileMode{0o644, 0o755}, fi.Mode(), p)
+		}
+		return nil
+	}))
+	require.Greater(t, n, 3)
 }
 
 // TestDependenciesConcurrent: two registrations of the same new set at once both succeed,
@@ -247,12 +275,15 @@ version = "0.3.0"
 	r := call(t, "POST", "/v1/functions", registerBody("dep-py", "python", src,
 		map[string]any{"dependencies": map[string]string{"e2egreet": "0.3.0"}}))
 	require.Equal(t, http.StatusCreated, r.status, r.raw)
-	lockHash(t, r)
+	hash := lockHash(t, r)
 	for _, n := range []string{"py", "again"} {
 		inv := invoke(t, "dep-py", "python", `{"n": "`+n+`"}`)
 		require.Equal(t, http.StatusOK, inv.status, inv.raw)
 		require.Equal(t, "hello "+n, inv.body["result"], inv.raw)
 	}
+	requireReadOnlyInstall(t, hash)
+	_, err = os.Stat(filepath.Join(stack.DataDir, "deps", "installs", hash, "wheels"))
+	require.ErrorIs(t, err, os.ErrNotExist, "the downloaded wheels are not kept beside the install")
 
 	r = call(t, "POST", "/v1/functions", registerBody("dep-py-sdist", "python", src,
 		map[string]any{"dependencies": map[string]string{"e2esdist": "1.0"}}))
@@ -275,12 +306,13 @@ fn handler(event: Value, _ctx: &Context) -> Result<Value, String> {
 	r := call(t, "POST", "/v1/functions", registerBody("dep-rs", "rust", src,
 		map[string]any{"dependencies": map[string]string{"itoa": "1"}, "timeout_ms": 30000}))
 	require.Equal(t, http.StatusCreated, r.status, r.raw)
-	lockHash(t, r)
+	hash := lockHash(t, r)
 	for _, n := range []int{1234, 7} {
 		inv := invoke(t, "dep-rs", "rust", fmt.Sprintf(`{"n": %d}`, n))
 		require.Equal(t, http.StatusOK, inv.status, inv.raw)
 		require.Equal(t, fmt.Sprint(n), inv.body["result"], inv.raw)
 	}
+	requireReadOnlyInstall(t, hash)
 	r = call(t, "POST", "/v1/functions", registerBody("dep-rs-bad", "rust", src,
 		map[string]any{"dependencies": map[string]string{"lambda-no-such-crate": "1"}}))
 	require.Equal(t, http.StatusUnprocessableEntity, r.status, r.raw)

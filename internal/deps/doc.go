@@ -8,15 +8,18 @@
 // with that lock and gets a directory (one per lock hash, shared by every function with
 // the same lock) and the environment pointing a worker or build at it.
 //
-// What each step needs (every command runs through Config.Exec, the sandbox's seam, with
-// a minimal environment, a private HOME and a timeout; Cmd.Network says what it reaches):
+// What each step needs (every command runs through Config.Exec, the sandbox's seam — the
+// runtime host's build sandbox, SetExecutor — with a minimal environment, a private HOME and
+// a timeout; Cmd.Network says what it reaches). Fetching is apart from installing: a
+// `registry` command only downloads, every command that unpacks packages is `none`.
 //
 //	node    resolve  npm install --package-lock-only --ignore-scripts   registry (metadata)
-//	        install  npm ci --ignore-scripts --omit=dev --prefer-offline registry (tarballs not in the npm cache)
+//	        install  npm cache add <the lock's packages>                registry (tarballs into the cache)
+//	                 npm ci --offline --ignore-scripts --omit=dev       none
 //	python  resolve  pip download --only-binary=:all:, then a hashing    none with a wheelhouse only,
 //	                 script writing name==version --hash=sha256:… lines registry with an index URL
-//	        install  pip install --no-deps --only-binary=:all:          as resolve
-//	                 --require-hashes --target site/
+//	        install  pip download --no-deps --require-hashes            as resolve
+//	                 pip install --no-index --require-hashes --target    none
 //	rust    resolve  cargo generate-lockfile --offline                   none (the crate registry directory)
 //	        install  cargo vendor --offline --locked                    none
 //

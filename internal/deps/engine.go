@@ -143,6 +143,18 @@ type Engine struct {
 	recentUse   time.Duration
 	resolved    sync.Map // resolveKey → resolvedLock
 	resolving   singleflight.Group
+	exec        atomic.Pointer[Executor] // SetExecutor's, else cfg.Exec
+}
+
+// SetExecutor makes x run every later command of the engine (a runtime host hands its
+// sandbox the engine it was given).
+func (e *Engine) SetExecutor(x Executor) { e.exec.Store(&x) }
+
+func (e *Engine) executor() Executor {
+	if x := e.exec.Load(); x != nil {
+		return *x
+	}
+	return e.cfg.Exec
 }
 
 // New prepares the cache root and removes what interrupted runs left there.
@@ -189,8 +201,18 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.PassEnv == nil {
 		cfg.PassEnv = DefaultPassEnv
 	}
-	for _, d := range []string{"downloads", "installs", "locks", "work"} {
-		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o755); err != nil {
+	// Commands run as uids of their own that pass through to their folders (0711); the
+	// install directories are opened by their lock hash, never listed; the locks are the
+	// engine's alone.
+	for _, d := range []struct {
+		name string
+		mode os.FileMode
+	}{{"", 0o711}, {"downloads", 0o711}, {"installs", 0o711}, {"locks", 0o700}, {"work", 0o711}} {
+		p := filepath.Join(cfg.Dir, d.name)
+		if err := os.MkdirAll(p, d.mode); err != nil {
+			return nil, fmt.Errorf("deps: %w", err)
+		}
+		if err := os.Chmod(p, d.mode); err != nil {
 			return nil, fmt.Errorf("deps: %w", err)
 		}
 	}
@@ -283,9 +305,9 @@ func (e *Engine) run(ctx context.Context, st stepEnv, watchDir string) error {
 			cmd := Cmd{
 				Title: s.Title, Step: st.step, Dir: d.Dir, Args: args, Env: env,
 				Timeout: time.Until(deadline), Network: network,
-				Writable: []string{d.Dir, d.Cache, home}, ReadOnly: s.pathVars(d.Var),
+				Writable: []string{d.Dir, d.Cache, home}, ReadOnly: s.pathVars(d.Var), Shared: []string{d.Cache},
 			}
-			stdout, stderr, err := e.cfg.Exec.Exec(ctx, cmd)
+			stdout, stderr, err := e.executor().Exec(ctx, cmd)
 			if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 				var le *LimitError
 				if errors.As(cause, &le) {

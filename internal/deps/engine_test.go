@@ -519,3 +519,65 @@ func TestToyConcurrentResolveOnce(t *testing.T) {
 		t.Fatal("callers share one *Lock")
 	}
 }
+
+// The bundled entries keep fetching apart from installing: a command that may reach the
+// network (in any configuration of the package sources) only downloads — resolves a lock
+// from metadata, stores tarballs or wheels — and every command that unpacks packages or
+// could run package code (npm ci, pip install, cargo) is `network: none`.
+func TestBundledInstallersFetchApartFromInstalling(t *testing.T) {
+	specs, err := registrySpecs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	configs := []map[string]string{
+		{},
+		{"LAMBDA_PIP_INDEX_URL": "https://pypi.example/simple", "LAMBDA_NPM_REGISTRY": "https://npm.example/"},
+		{"LAMBDA_PIP_WHEELHOUSE": "/srv/wheels"},
+	}
+	runsPackages := func(args []string) bool {
+		a := " " + strings.Join(args, " ") + " "
+		return strings.Contains(a, " npm ci ") || strings.Contains(a, " pip install ") || strings.Contains(a, "cargo ")
+	}
+	downloads := func(args []string) bool {
+		a := strings.Join(args, " ")
+		return strings.Contains(a, "--package-lock-only") || strings.Contains(a, "pip download") || strings.Contains(a, `"cache", "add"`)
+	}
+	for title, s := range specs {
+		for _, vars := range configs {
+			e, err := New(Config{Dir: t.TempDir(), Getenv: func(k string) string { return vars[k] }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := e.data(s, nil, "/dir", "/final")
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.Home = "/home"
+			installs := 0
+			for _, step := range []string{"resolve", "install"} {
+				n := len(s.Resolve)
+				if step == "install" {
+					n = len(s.Install)
+				}
+				for i := range n {
+					args, network, err := s.command(step, i, d)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if runsPackages(args) {
+						installs++
+						if network != NetworkNone {
+							t.Errorf("%s %s %v (%v): installs with network %s", title, step, args, vars, network)
+						}
+					}
+					if network == NetworkRegistry && !downloads(args) {
+						t.Errorf("%s %s %v (%v): reaches the network and is not a download step", title, step, args, vars)
+					}
+				}
+			}
+			if installs == 0 {
+				t.Errorf("%s: no install command found (the check recognises npm ci, pip install, cargo)", title)
+			}
+		}
+	}
+}

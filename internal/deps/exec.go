@@ -50,6 +50,34 @@ type Cmd struct {
 	// ReadOnly are input directories outside the system paths it reads (a wheelhouse, a
 	// crate registry).
 	ReadOnly []string
+	// Shared are the Writable directories other commands write too (the language's
+	// download cache): an executor that hands Writable to the command's own uid for its
+	// time gives it these alone meanwhile.
+	Shared []string
+}
+
+// Program is the executable Args[0] names, found with the command's own PATH (not this
+// process's).
+func (c Cmd) Program() (string, error) {
+	if len(c.Args) == 0 {
+		return "", errors.New("deps: empty command")
+	}
+	return lookPath(c.Args[0], envValue(c.Env, "PATH"))
+}
+
+// Output is a command's captured stream: its first and last limit/2 bytes.
+type Output interface {
+	Write(p []byte) (int, error)
+	Bytes() []byte
+}
+
+// NewOutput returns an Output keeping limit bytes (256 KiB when limit <= 0), what
+// LocalExecutor keeps of each stream.
+func NewOutput(limit int) Output {
+	if limit <= 0 {
+		limit = 256 << 10
+	}
+	return &headTail{limit: limit}
 }
 
 // Executor runs a Cmd. An error is an *exec.ExitError when the command ran and failed,
@@ -79,15 +107,11 @@ func (l LocalExecutor) Exec(ctx context.Context, c Cmd) ([]byte, []byte, error) 
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
 		defer cancel()
 	}
-	bin, err := lookPath(c.Args[0], envValue(c.Env, "PATH"))
+	bin, err := c.Program()
 	if err != nil {
 		return nil, nil, err
 	}
-	limit := l.MaxOutput
-	if limit <= 0 {
-		limit = 256 << 10
-	}
-	stdout, stderr := &headTail{limit: limit}, &headTail{limit: limit}
+	stdout, stderr := NewOutput(l.MaxOutput), NewOutput(l.MaxOutput)
 	cmd := exec.CommandContext(ctx, bin, c.Args[1:]...)
 	cmd.Args[0] = c.Args[0]
 	cmd.Dir, cmd.Env = c.Dir, c.Env

@@ -185,24 +185,11 @@ func (e *Engine) install(ctx context.Context, spec *Spec, lock *Lock, final stri
 	if size > e.cfg.MaxInstallBytes {
 		return &LimitError{Title: spec.Title, Limit: LimitSize, Max: e.cfg.MaxInstallBytes, Got: size}
 	}
-	// Workers run under other uids: everything readable, directories traversable.
-	_ = filepath.WalkDir(tmp, func(p string, de fs.DirEntry, err error) error {
-		if err != nil || de.Type()&fs.ModeSymlink != 0 {
-			return nil
-		}
-		if fi, err := de.Info(); err == nil {
-			want := fi.Mode().Perm() | 0o444
-			if de.IsDir() {
-				want |= 0o111
-			}
-			if want != fi.Mode().Perm() {
-				_ = os.Chmod(p, want)
-			}
-		}
-		return nil
-	})
 	m, _ := json.Marshal(marker{Title: spec.Title, Hash: lock.Hash, Size: size, Created: time.Now().UTC()})
 	if err := os.WriteFile(filepath.Join(tmp, markerName), m, 0o644); err != nil {
+		return fmt.Errorf("deps: %w", err)
+	}
+	if err := settleInstall(tmp); err != nil { // after the marker: the host's umask may be 077
 		return fmt.Errorf("deps: %w", err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -210,6 +197,45 @@ func (e *Engine) install(ctx context.Context, spec *Spec, lock *Lock, final stri
 	}
 	ok = true
 	return nil
+}
+
+// settleInstall gives a finished install directory the modes workers read it with: the
+// engine's uid owns it (its commands' uids had it only for their time), directories 0755,
+// files 0644 (0755 when executable), no setuid, setgid or sticky bit, nothing but
+// directories, regular files and symbolic links. Workers, of other uids, read it and
+// write nothing.
+func settleInstall(dir string) error {
+	uid, gid := os.Geteuid(), os.Getegid()
+	return filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := de.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != uid || int(st.Gid) != gid) {
+			if err := os.Lchown(p, uid, gid); err != nil {
+				return err
+			}
+		}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return nil
+		case fi.IsDir():
+			return os.Chmod(p, 0o755)
+		case fi.Mode().IsRegular():
+			mode := os.FileMode(0o644)
+			if fi.Mode().Perm()&0o111 != 0 {
+				mode = 0o755
+			}
+			if fi.Mode() != mode {
+				return os.Chmod(p, mode)
+			}
+			return nil
+		}
+		return os.Remove(p) // a socket, a FIFO, a device: nothing a package needs
+	})
 }
 
 // runtimeEnv renders the entry's runtime_env and build_env for the install directory dir.

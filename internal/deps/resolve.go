@@ -184,7 +184,7 @@ func (e *Engine) resolve(ctx context.Context, spec *Spec, list []Dep) (*Lock, er
 // data is the template data of a step in dir.
 func (e *Engine) data(spec *Spec, list []Dep, dir, final string) (*tmplData, error) {
 	cache := filepath.Join(e.cfg.Dir, "downloads", spec.Title)
-	if err := os.MkdirAll(cache, 0o755); err != nil {
+	if err := os.MkdirAll(cache, 0o700); err != nil { // the engine's and its commands' only
 		return nil, fmt.Errorf("deps: %w", err)
 	}
 	m := make(map[string]string, len(list))

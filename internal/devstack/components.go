@@ -17,6 +17,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	sdk "github.com/openfaas/go-sdk"
 
+	"github.com/lambda-microservice/lambda/internal/deps"
 	"github.com/lambda-microservice/lambda/internal/provider"
 	"github.com/lambda-microservice/lambda/runtimes"
 )
@@ -180,6 +181,8 @@ func providerCommand(s *Stack) (command, error) {
 		"LAMBDA_LOG_FORMAT":    s.opts.Log.Format,
 		// Every replica gets the invoke secret's file from the provider.
 		"LAMBDA_RUNTIME_SECRET_FILE": s.RuntimeSecretFile,
+		// Above the gateway's upstream timeout (the user's own value, below, wins).
+		"LAMBDA_PROVIDER_PROXY_TIMEOUT": (s.upstreamTimeout() + 5*time.Second).String(),
 	})
 	// The user's LAMBDA_PROVIDER_* tuning, the dependency settings (cache, limits, package
 	// sources) and the replicas' sandbox and tenant settings (LAMBDA_SANDBOX*,
@@ -226,9 +229,9 @@ func (s *Stack) startGateway(ctx context.Context) error {
 	}
 	env := s.plainEnv(map[string]string{
 		"functions_provider_url":  s.ProviderURL + "/",
-		"read_timeout":            "65s",
-		"write_timeout":           "65s",
-		"upstream_timeout":        "60s",
+		"read_timeout":            (s.upstreamTimeout() + 10*time.Second).String(),
+		"write_timeout":           (s.upstreamTimeout() + 10*time.Second).String(),
+		"upstream_timeout":        s.upstreamTimeout().String(),
 		"faas_prometheus_host":    promHost,
 		"faas_prometheus_port":    promPort,
 		"max_idle_conns":          "1024",
@@ -463,6 +466,18 @@ func (s *Stack) wantWorker(ctx context.Context) (bool, error) {
 // isDepsVar reports a variable of function dependencies (internal/deps, the registry
 // entries' package sources): the runtime hosts resolve and install with them (the api
 // validates them at start).
+// upstreamTimeout is how long one call may take through the gateway to a runtime replica:
+// the longest sync call (60 s) or a dependency resolve on the replica
+// (LAMBDA_DEPS_RESOLVE_TIMEOUT, 2 min), whichever is longer, plus a margin, so that no hop
+// cuts a resolve off before its own limit answers.
+func (s *Stack) upstreamTimeout() time.Duration {
+	d := 60 * time.Second
+	if cfg, err := deps.ConfigFrom(func(k string) string { return s.opts.Environ[k] }); err == nil {
+		d = max(d, cfg.ResolveTimeout)
+	}
+	return d + 5*time.Second
+}
+
 func isDepsVar(k string) bool {
 	for _, p := range []string{"LAMBDA_DEPS_", "LAMBDA_MAX_DEP", "LAMBDA_NPM_", "LAMBDA_PIP_", "LAMBDA_CARGO_"} {
 		if strings.HasPrefix(k, p) {

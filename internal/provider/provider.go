@@ -109,7 +109,7 @@ type Config struct {
 	// registry entries' vars) and how this machine reaches them (proxies, CA bundles).
 	// A name ending in * passes every variable with that prefix. The sandbox settings
 	// (LAMBDA_SANDBOX*) are the operator's: they come from here, never from a deployment.
-	PassEnv []string `env:"LAMBDA_PROVIDER_PASS_ENV" envSeparator:"," envDefault:"PATH,HOME,USER,LANG,LC_ALL,TZ,TMPDIR,XDG_CACHE_HOME,RUSTUP_HOME,CARGO_HOME,LAMBDA_DEPS_DIR,LAMBDA_DEPS_CACHE_MB,LAMBDA_MAX_DEPS_MB,LAMBDA_DEPS_INSTALL_TIMEOUT,LAMBDA_NPM_REGISTRY,LAMBDA_PIP_INDEX_URL,LAMBDA_PIP_WHEELHOUSE,LAMBDA_CARGO_REGISTRY,HTTPS_PROXY,HTTP_PROXY,NO_PROXY,https_proxy,http_proxy,no_proxy,SSL_CERT_FILE,SSL_CERT_DIR,NODE_EXTRA_CA_CERTS,PIP_CERT,REQUESTS_CA_BUNDLE,LAMBDA_SANDBOX*,LAMBDA_RUNTIME_TENANT*"`
+	PassEnv []string `env:"LAMBDA_PROVIDER_PASS_ENV" envSeparator:"," envDefault:"PATH,HOME,USER,LANG,LC_ALL,TZ,TMPDIR,XDG_CACHE_HOME,RUSTUP_HOME,CARGO_HOME,LAMBDA_DEPS_*,LAMBDA_MAX_DEP*,LAMBDA_NPM_REGISTRY,LAMBDA_PIP_INDEX_URL,LAMBDA_PIP_WHEELHOUSE,LAMBDA_CARGO_REGISTRY,HTTPS_PROXY,HTTP_PROXY,NO_PROXY,https_proxy,http_proxy,no_proxy,SSL_CERT_FILE,SSL_CERT_DIR,NODE_EXTRA_CA_CERTS,PIP_CERT,REQUESTS_CA_BUNDLE,LAMBDA_SANDBOX*,LAMBDA_RUNTIME_TENANT*"`
 	// RuntimeSecretFile is handed to every replica as LAMBDA_RUNTIME_SECRET_FILE: the
 	// secret a runtime host requires of each call (the api reads the same file).
 	RuntimeSecretFile string `env:"LAMBDA_RUNTIME_SECRET_FILE"`

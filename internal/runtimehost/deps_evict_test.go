@@ -67,7 +67,7 @@ func TestDepsHoldsEndWithTheWorkers(t *testing.T) {
 	room := in.Size * 3 / 2
 	engine, err := deps.New(deps.Config{Dir: t.TempDir(), Getenv: getenv, CacheBytes: room, MaxInstallBytes: room})
 	require.NoError(t, err)
-	h, rt := depsHarness(t, "python", "", engine, map[string]string{"LAMBDA_RUNTIME_IDLE_TIMEOUT": "1s"})
+	h, rt := depsHarness(t, "python", "", engine, map[string]string{"LAMBDA_RUNTIME_IDLE_TIMEOUT": "10s"}) // above an install under load
 	lockA, err = engine.Resolve(ctx, rt.Deps, map[string]string{"greetlib": "1.0.0"})
 	require.NoError(t, err)
 	lockB, err := engine.Resolve(ctx, rt.Deps, map[string]string{"greetlib": "1.1.0"})
@@ -98,7 +98,7 @@ func TestDepsHoldsEndWithTheWorkers(t *testing.T) {
 	require.Eventually(t, func() bool {
 		engine.Evict()
 		return slices.Equal(installs(), []string{lockB.Hash})
-	}, 30*time.Second, 250*time.Millisecond, "installs left: %v", installs())
+	}, 60*time.Second, 250*time.Millisecond, "installs left: %v", installs())
 
 	// The evicted version runs again: its packages are installed again.
 	call(lockA, "hello 1.0.0 x")

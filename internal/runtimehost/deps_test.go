@@ -230,7 +230,8 @@ func TestDepsInstallFailureNotCached(t *testing.T) {
 	src := "const n = require('is-number');\nexports.handler = (e) => n(e.x);\n"
 	code, r := h.callLocked(t, "isn", src, lock, map[string]any{"x": 1})
 	require.Equal(t, http.StatusUnprocessableEntity, code, "%+v", r)
-	require.Contains(t, r.Error.Message, "node dependencies: install failed (npm exited")
+	require.Contains(t, r.Error.Message, "node dependencies: install failed (")
+	require.Contains(t, r.Error.Message, "npm error code E404")
 	require.Empty(t, hostEngine.Entries())
 
 	mu.Lock()

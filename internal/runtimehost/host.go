@@ -247,12 +247,10 @@ func New(o Options) (*Host, error) {
 		if err := h.builds.deps.Check(o.Runtime.Deps); err != nil {
 			h.log.Warn("dependency installers missing: versions with dependencies will not build", logging.Err(err))
 		}
-	}
-	if sb, ok := sp.(*sandbox.Sandbox); ok && sb.PrivateMounts() && h.builds.deps != nil {
-		// Spares see every install, like every script: opened by a lock hash, never listed.
-		if err := os.Chmod(filepath.Join(h.builds.deps.Config().Dir, "installs"), 0o711); err != nil {
-			return nil, fmt.Errorf("runtimehost: deps dir: %w", err)
-		}
+		// Installers run in the build sandbox, like the builds (deps_exec.go). Spares see
+		// every install, like every script: opened by a lock hash, never listed (the
+		// engine keeps installs/ 0711).
+		h.builds.deps.SetExecutor(depsExecutor{b: h.builds})
 	}
 	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Config.StartTimeout, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
 	h.pool.onSpare = func() { h.spareUp.Store(true) }

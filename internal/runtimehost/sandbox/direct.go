@@ -167,10 +167,20 @@ func ownMode(dir string, uid int, mode os.FileMode) error {
 		if err != nil {
 			return err
 		}
-		if path == dir { // before the chown: afterwards only the owner may
-			if err := os.Chmod(path, mode); err != nil {
+		if path != dir {
+			return os.Lchown(path, uid, uid)
+		}
+		// The folder's mode is set by its owner (a host without CAP_FOWNER may not change
+		// another uid's): before the chown when handing it over, after it when taking it
+		// back from a worker or a build.
+		if uid == os.Geteuid() {
+			if err := os.Lchown(path, uid, uid); err != nil {
 				return err
 			}
+			return os.Chmod(path, mode)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			return err
 		}
 		return os.Lchown(path, uid, uid)
 	})

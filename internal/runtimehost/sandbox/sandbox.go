@@ -731,10 +731,19 @@ func (s *Sandbox) cpu(spec Spec) time.Duration {
 // bwrapArgv builds the bubblewrap command line of a worker or a build.
 func (s *Sandbox) bwrapArgv(spec Spec, seccompFD int, lease *uidLease) []string {
 	a := []string{s.bwrap, "--die-with-parent", "--new-session", "--unshare-cgroup-try"}
-	a = append(a, s.nsArgs()...)
+	ns := s.nsArgs()
+	if spec.Network && spec.Role == RoleBuild {
+		ns = slices.DeleteFunc(ns, func(f string) bool { return f == "--unshare-net" })
+	}
+	a = append(a, ns...)
 	a = append(a, s.args...)
 	a = append(a, "--perms", "1777", "--size", strconv.FormatInt(int64(s.cfg.TmpMB)<<20, 10), "--tmpfs", "/tmp")
 	made := map[string]bool{"/tmp": true}
+	if spec.Network && spec.Role == RoleBuild {
+		if real, err := filepath.EvalSymlinks("/etc/resolv.conf"); err == nil { // name resolution
+			a = append(parentDirs(a, made, "/etc/resolv.conf"), "--ro-bind", real, "/etc/resolv.conf")
+		}
+	}
 	for _, p := range s.readOnlyPaths(spec) {
 		a = append(parentDirs(a, made, p), "--ro-bind", p, p)
 	}

@@ -61,6 +61,9 @@ type Spec struct {
 	Writable []string
 	// CPU bounds the process's CPU time (RLIMIT_CPU); 0 means the sandbox's default.
 	CPU time.Duration
+	// Network keeps a build in the host's network (a dependency download from its package
+	// source); every other build and worker gets none where a network namespace works.
+	Network bool
 }
 
 // Process is a started process.
