@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -84,9 +85,21 @@ func (u *cliUser) run(t *testing.T, args ...string) cliResult {
 // runEnv is run with extra environment (KEY=VALUE).
 func (u *cliUser) runEnv(t *testing.T, env []string, args ...string) cliResult {
 	t.Helper()
+	return u.runWith(t, env, "", args...)
+}
+
+// runStdin is run with stdin on standard input.
+func (u *cliUser) runStdin(t *testing.T, stdin string, args ...string) cliResult {
+	t.Helper()
+	return u.runWith(t, nil, stdin, args...)
+}
+
+func (u *cliUser) runWith(t *testing.T, env []string, stdin string, args ...string) cliResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := u.command(ctx, args, env...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -158,6 +171,20 @@ func writeFiles(t *testing.T, files map[string]string) string {
 	return dir
 }
 
+// buildWheel builds a one-module Python package offline into the stack's wheelhouse,
+// where the platform's pip finds it.
+func buildWheel(t *testing.T, name, version, module string) {
+	t.Helper()
+	proj := writeFiles(t, map[string]string{
+		name + "/__init__.py": module,
+		"pyproject.toml": fmt.Sprintf("[build-system]\nrequires = [\"setuptools\"]\nbuild-backend = \"setuptools.build_meta\"\n"+
+			"[project]\nname = %q\nversion = %q\n", name, version),
+	})
+	out, err := exec.Command("/usr/bin/python3", "-I", "-m", "pip", "wheel", "--no-build-isolation", "--no-deps",
+		"--no-index", "-w", wheelhouse, proj).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+}
+
 // servedOrSkip skips t when the platform answers 404 for a collection it does not serve
 // yet (its route is not there): the CLI's commands for it are tested once it is.
 func servedOrSkip(t *testing.T, path, what string) {
@@ -173,8 +200,10 @@ var cliSources = map[string]string{
 	"hello.js": "exports.handler = async (event, context) => {\n  console.log('hello', event.name);\n  return { hello: event.name, fn: context.functionName };\n};\n",
 	"square.rs": "use serde_json::{json, Value};\nfn handler(event: Value, _ctx: &Context) -> Result<Value, String> {\n" +
 		"    let n = event[\"n\"].as_i64().ok_or(\"n must be an integer\")?;\n    Ok(json!({\"square\": n * n}))\n}\n",
-	"slow.py":   "import time\ndef handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    print('slept', event.get('sleep', 0))\n    return 'done'\n",
-	"notes.txt": "not a function\n",
+	"slow.py":     "import time\ndef handler(event, context):\n    time.sleep(event.get('sleep', 0))\n    print('slept', event.get('sleep', 0))\n    return 'done'\n",
+	"notes.txt":   "not a function\n",
+	"handler.txt": "def handler(event, context):\n    return 'txt'\n",
+	"event.json":  `{"a": 2, "b": 3}`,
 }
 
 // TestCLI drives the real bin/lambda against the shared platform, as a tenant's user:
@@ -212,6 +241,12 @@ func TestCLI(t *testing.T) {
 		require.Equal(t, "{\n  \"sum\": 42\n}\n", r.stdout)
 		require.Contains(t, r.stderr, "adding {'a': 2, 'b': 40}\n", "the function's stdout goes to standard error")
 		require.Regexp(t, `add v1 succeeded in [0-9.]+[µm]?s [0-9a-f-]{36}\n$`, r.stderr)
+
+		// The event from a file and from standard input.
+		r = u.run(t, "invoke", "add", "--data", "@"+file("event.json"))
+		require.Equal(t, cliResult{stdout: "{\n  \"sum\": 5\n}\n", stderr: r.stderr, code: 0}, r)
+		r = u.runStdin(t, `{"a": 10, "b": 20}`, "invoke", "add", "--data", "-")
+		require.Equal(t, cliResult{stdout: "{\n  \"sum\": 30\n}\n", stderr: r.stderr, code: 0}, r)
 
 		require.Equal(t, "updated add v2\n", u.run(t, "fn", "deploy", file("mul.py"), "--name", "add").stdout)
 		require.Equal(t, "80\n", u.run(t, "invoke", "add", "-d", `{"a": 2, "b": 40}`).stdout)
@@ -255,12 +290,24 @@ func TestCLI(t *testing.T) {
 		require.EqualValues(t, 1, vs.Versions[0]["version"], "oldest first")
 
 		// Settings: a new version when they change.
-		r = u.run(t, "fn", "deploy", file("mul.py"), "--name", "add", "--env", "MODE=prod", "--memory", "256", "--timeout", "5s")
+		r = u.run(t, "fn", "deploy", file("mul.py"), "--name", "add", "--env", "MODE=prod", "--memory", "256", "--timeout", "5s",
+			"--cache-ttl", "1m")
 		require.Equal(t, "updated add v3\n", r.stdout, r.stderr)
 		u.json(t, &fn, "fn", "get", "add")
 		require.EqualValues(t, 256, fn["memory_mb"])
 		require.EqualValues(t, 5000, fn["timeout_ms"])
+		require.EqualValues(t, 60, fn["cache_ttl_s"])
 		require.Equal(t, map[string]any{"MODE": "prod"}, fn["env"])
+		// The cache TTL is in force: the same event again is answered from the cache.
+		require.Equal(t, 0, u.run(t, "invoke", "add", "-d", `{"a": 3, "b": 3}`).code)
+		r = u.run(t, "invoke", "add", "-d", `{"a": 3, "b": 3}`)
+		require.Equal(t, "9\n", r.stdout, r.stderr)
+		require.Contains(t, r.stderr, "(cached)")
+
+		// An extension the CLI does not know, with the language given.
+		r = u.run(t, "fn", "deploy", file("handler.txt"), "--language", "python")
+		require.Equal(t, cliResult{stdout: "created handler v1\n", code: 0}, r)
+		require.Equal(t, "\"txt\"\n", u.run(t, "invoke", "handler").stdout)
 
 		require.Equal(t, cliResult{stdout: "deleted add\n", code: 0}, u.run(t, "fn", "rm", "add"))
 		r = u.run(t, "fn", "get", "add")
@@ -439,6 +486,37 @@ func TestCLI(t *testing.T) {
 		require.Contains(t, got.stdout, "is-number ^7.0.0")
 		require.Regexp(t, `lock:\s+[0-9a-f]{64} \(packages: 1\)`, got.stdout)
 	})
+	t.Run("dependencies from requirements.txt", func(t *testing.T) {
+		t.Parallel()
+		buildWheel(t, "e2ecliwords", "0.2.0", "def shout(s):\n    return s.upper() + '!'\n")
+		ddir := writeFiles(t, map[string]string{
+			"shout.py":         "import e2ecliwords\n\ndef handler(event, context):\n    return e2ecliwords.shout(event['s'])\n",
+			"requirements.txt": "# what shout.py imports\ne2ecliwords==0.2.0\n",
+		})
+		r := u.run(t, "fn", "deploy", filepath.Join(ddir, "shout.py"))
+		require.Equal(t, cliResult{stdout: "created shout v1\n", code: 0}, r)
+		require.Equal(t, "\"HEY!\"\n", u.run(t, "invoke", "shout", "-d", `{"s": "hey"}`).stdout)
+		got := u.run(t, "fn", "get", "shout")
+		require.Contains(t, got.stdout, "e2ecliwords ==0.2.0")
+		require.Regexp(t, `lock:\s+[0-9a-f]{64} \(packages: 1\)`, got.stdout)
+		// The same file and manifest again: no new version.
+		require.Equal(t, cliResult{stdout: "unchanged shout v1\n", code: 0}, u.run(t, "fn", "deploy", filepath.Join(ddir, "shout.py")))
+	})
+	t.Run("dependencies from Cargo.toml", func(t *testing.T) {
+		t.Parallel()
+		ddir := writeFiles(t, map[string]string{
+			"digits.rs": "use serde_json::{json, Value};\n\nfn handler(event: Value, _ctx: &Context) -> Result<Value, String> {\n" +
+				"    let mut buf = itoa::Buffer::new();\n    Ok(json!(buf.format(event[\"n\"].as_i64().unwrap_or(0)).len()))\n}\n",
+			"Cargo.toml": "[package]\nname = \"digits\"\nversion = \"0.1.0\"\n\n[dependencies]\nitoa = \"1\"\n",
+		})
+		r := u.run(t, "fn", "deploy", filepath.Join(ddir, "digits.rs"), "--timeout", "30s")
+		require.Equal(t, cliResult{stdout: "created digits v1\n", code: 0}, r)
+		r = u.run(t, "invoke", "digits", "-d", `{"n": 123456}`)
+		require.Equal(t, cliResult{stdout: "6\n", stderr: r.stderr, code: 0}, r)
+		got := u.run(t, "fn", "get", "digits")
+		require.Regexp(t, `dependency:\s+itoa 1`, got.stdout)
+		require.Regexp(t, `lock:\s+[0-9a-f]{64} \(packages: \d+\)`, got.stdout)
+	})
 	t.Run("pipeline from YAML, run --wait", func(t *testing.T) {
 		servedOrSkip(t, "/v1/pipelines", "pipelines")
 		t.Parallel()
@@ -448,11 +526,48 @@ func TestCLI(t *testing.T) {
 			"  - id: sum\n    function: flow-add\n    input: {a: \"${input.a}\", b: 3}\n" +
 			"  - id: greet\n    function: flow-hello\n    input: {name: \"${string(steps.sum.output.sum)}\"}\n"})
 		require.Equal(t, cliResult{stdout: "created flow v1\n", code: 0}, u.run(t, "pipeline", "deploy", filepath.Join(pdir, "flow.yaml")))
+		require.Equal(t, cliResult{stdout: "unchanged flow v1\n", code: 0}, u.run(t, "pipeline", "deploy", filepath.Join(pdir, "flow.yaml")))
 		var run map[string]any
 		u.json(t, &run, "run", "flow", "--data", `{"a": 4}`)
 		require.Equal(t, "succeeded", run["status"], "%v", run)
 		require.Equal(t, "sync", run["mode"], "%v", run)
 		require.Equal(t, map[string]any{"fn": "flow-hello", "hello": "7"}, run["output"])
+		syncID := run["id"].(string)
+
+		// The same run as a table: its status line, steps and output.
+		r := u.run(t, "run", "flow", "--data", `{"a": 1}`)
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Regexp(t, `^run flow v1 succeeded in \S+ [0-9a-f-]{36}\nSTEP +STATUS +ATTEMPTS +DURATION\nsum +succeeded +1 +\S+\ngreet +succeeded +1 +\S+\noutput:\n`, r.stdout)
+		require.Contains(t, r.stdout, `"hello": "4"`)
+		r = u.run(t, "run", "get", syncID)
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Contains(t, r.stdout, "run flow v1 succeeded")
+		require.Contains(t, r.stdout, `"hello": "7"`)
+
+		// A JSON definition, a second version from an edited file, ls, get, rm.
+		jdir := writeFiles(t, map[string]string{"flow2.json": `{"steps": [{"id": "only", "function": "flow-add", "input": {"a": 1, "b": 2}}]}`})
+		require.Equal(t, cliResult{stdout: "created flow2 v1\n", code: 0}, u.run(t, "pipeline", "deploy", filepath.Join(jdir, "flow2.json")))
+		require.NoError(t, os.WriteFile(filepath.Join(jdir, "flow2.json"),
+			[]byte(`{"description": "adds", "steps": [{"id": "only", "function": "flow-add", "input": {"a": 2, "b": 2}}]}`), 0o644))
+		require.Equal(t, cliResult{stdout: "updated flow2 v2\n", code: 0}, u.run(t, "pipeline", "deploy", filepath.Join(jdir, "flow2.json")))
+		r = u.run(t, "pipeline", "ls")
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Regexp(t, `(?m)^flow +1 +2 +`, r.stdout)
+		require.Regexp(t, `(?m)^flow2 +2 +1 +adds `, r.stdout)
+		r = u.run(t, "pipeline", "get", "flow")
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Regexp(t, `(?m)^sum +function +flow-add$`, r.stdout)
+		require.Regexp(t, `(?m)^greet +function +flow-hello$`, r.stdout)
+		var runs struct {
+			Runs []map[string]any `json:"runs"`
+		}
+		u.json(t, &runs, "run", "ls", "--pipeline", "flow")
+		require.Len(t, runs.Runs, 2)
+		require.Equal(t, syncID, runs.Runs[1]["id"], "newest first")
+		require.Equal(t, cliResult{stdout: "deleted flow2\n", code: 0}, u.run(t, "pipeline", "rm", "flow2"))
+		r = u.run(t, "pipeline", "get", "flow2")
+		require.Equal(t, 3, r.code)
+		require.Contains(t, r.stderr, "(404)")
 		if r := u.run(t, "run", "flow", "--async", "--data", `{"a": 4}`); r.code != 0 && strings.Contains(r.stderr, "not enabled") {
 			t.Skip("durable pipeline runs not yet enabled on the platform (503)")
 		}
@@ -465,8 +580,46 @@ func TestCLI(t *testing.T) {
 		t.Parallel()
 		require.Equal(t, 0, u.run(t, "fn", "deploy", file("hello.js"), "--name", "cron-hello").code)
 		r := u.run(t, "schedule", "create", "nightly", "--function", "cron-hello", "--every", "1h", "--data", `{"name":"cron"}`)
-		require.Equal(t, 0, r.code, r.stderr)
+		require.Equal(t, cliResult{stdout: "created schedule nightly\n", code: 0}, r)
 		require.Equal(t, cliResult{stdout: "paused schedule nightly\n", code: 0}, u.run(t, "schedule", "pause", "nightly"))
-		require.Contains(t, u.run(t, "schedule", "ls").stdout, "nightly")
+		var sc map[string]any
+		u.json(t, &sc, "schedule", "get", "nightly")
+		require.Equal(t, true, sc["paused"])
+
+		// Several cron expressions: get and ls show every one.
+		r = u.run(t, "schedule", "create", "reports", "--function", "cron-hello", "--cron", "0 9 * * 1-5", "--cron", "30 12 * * 6",
+			"--timezone", "Europe/Paris", "--paused")
+		require.Equal(t, cliResult{stdout: "created schedule reports\n", code: 0}, r)
+		r = u.run(t, "schedule", "get", "reports")
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Regexp(t, `(?m)^cron: +0 9 \* \* 1-5\ncron: +30 12 \* \* 6\ntimezone: +Europe/Paris$`, r.stdout)
+		require.Regexp(t, `(?m)^state: +paused$`, r.stdout)
+		require.Regexp(t, `(?m)^id: +sched-\S+-reports$`, r.stdout)
+		r = u.run(t, "schedule", "ls")
+		require.Equal(t, 0, r.code, r.stderr)
+		require.Regexp(t, `(?m)^nightly +function cron-hello +every 1h +paused`, r.stdout, "")
+		require.Regexp(t, `(?m)^reports +function cron-hello +0 9 \* \* 1-5; 30 12 \* \* 6 \(Europe/Paris\) +paused`, r.stdout)
+		u.json(t, &sc, "schedule", "get", "reports")
+		require.Equal(t, []any{"0 9 * * 1-5", "30 12 * * 6"}, sc["cron"])
+
+		// Resume, trigger (a start now, which runs the function), its runs, rm.
+		require.Equal(t, cliResult{stdout: "resumed schedule nightly\n", code: 0}, u.run(t, "schedule", "resume", "nightly"))
+		u.json(t, &sc, "schedule", "get", "nightly")
+		require.Equal(t, false, sc["paused"])
+		require.Equal(t, cliResult{stdout: "triggered schedule nightly\n", code: 0}, u.run(t, "schedule", "trigger", "nightly"))
+		require.Eventually(t, func() bool {
+			r := u.run(t, "schedule", "runs", "nightly")
+			return r.code == 0 && regexp.MustCompile(`(?m)^\S+ +execution +[0-9a-f-]{36} +succeeded$`).MatchString(r.stdout)
+		}, 60*time.Second, 500*time.Millisecond, "the triggered start ran")
+		require.Equal(t, cliResult{stdout: "deleted schedule nightly\ndeleted schedule reports\n", code: 0},
+			u.run(t, "schedule", "rm", "nightly", "reports"))
+		r = u.run(t, "schedule", "get", "nightly")
+		require.Equal(t, 3, r.code)
+		require.Contains(t, r.stderr, "(404)")
+		// A cron expression the platform refuses: its 400, nothing created.
+		r = u.run(t, "schedule", "create", "broken", "--function", "cron-hello", "--cron", "every day")
+		require.Equal(t, 3, r.code, r.stderr)
+		require.Contains(t, r.stderr, "invalid cron expression")
+		require.Equal(t, 3, u.run(t, "schedule", "get", "broken").code)
 	})
 }

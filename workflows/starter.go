@@ -215,26 +215,19 @@ func (s *Starter) CancelExecution(ctx context.Context, id string) error {
 // ExecutionRunState tells whether execution id's run is open, closed or missing (never
 // started, or gone past the namespace's retention): the sweeper's core.Inspector.
 func (s *Starter) ExecutionRunState(ctx context.Context, id string) (core.RunState, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
-	defer cancel()
-	d, err := s.client.DescribeWorkflowExecution(ctx, WorkflowID(id), "")
-	var nf *serviceerror.NotFound
-	switch {
-	case errors.As(err, &nf):
-		return core.RunMissing, nil
-	case err != nil:
-		return 0, err
-	case d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		return core.RunOpen, nil
-	}
-	return core.RunClosed, nil
+	return s.workflowState(ctx, WorkflowID(id))
 }
 
 // RunWorkflowState implements core.RunInspector: the state of pipeline run id's workflow.
 func (s *Starter) RunWorkflowState(ctx context.Context, id string) (core.RunState, error) {
+	return s.workflowState(ctx, RunWorkflowID(id))
+}
+
+// workflowState tells whether the workflow workflowID is open, closed or missing.
+func (s *Starter) workflowState(ctx context.Context, workflowID string) (core.RunState, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
 	defer cancel()
-	d, err := s.client.DescribeWorkflowExecution(ctx, RunWorkflowID(id), "")
+	d, err := s.client.DescribeWorkflowExecution(ctx, workflowID, "")
 	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &nf):

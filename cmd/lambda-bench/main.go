@@ -84,8 +84,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		c.only = map[int]bool{}
 		for _, f := range strings.Split(*only, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil || n < 0 || n > 11 {
-				return c, fmt.Errorf("-only: %q is not a scenario number 0–11", f)
+			if err != nil || n < 0 || n > 13 {
+				return c, fmt.Errorf("-only: %q is not a scenario number 0–13", f)
 			}
 			c.only[n] = true
 		}

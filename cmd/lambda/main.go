@@ -107,8 +107,15 @@ func serverCommands(e Env, stdout, stderr io.Writer) []*cobra.Command {
 
 func run(ctx context.Context, args []string, e Env, stdin io.Reader, stdout, stderr io.Writer) error {
 	root := &cobra.Command{
-		Use:           "lambda",
-		Short:         "lambda-microservice: register scripts over HTTP and run them fast or durably",
+		Use:   "lambda",
+		Short: "lambda-microservice: register scripts over HTTP and run them fast or durably",
+		Long: `lambda-microservice: register scripts over HTTP and run them fast or durably.
+
+The server commands run the platform's processes (lambda dev runs them all on this
+machine). The user commands talk to a platform over its public API: start with
+lambda login, then lambda fn deploy FILE and lambda invoke NAME.
+
+` + cli.ExitCodesHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

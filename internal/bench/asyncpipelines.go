@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -25,40 +23,7 @@ type AsyncPipelineSettings struct {
 // long-polls GET /v1/runs/{id}?wait= until the run is final; it fails unless it
 // succeeded.
 func (p *Platform) AsyncRunOp(c *Client, name string, version int, input []byte) Op {
-	post := p.RunRequest(name, version, input, "Prefer", "respond-async")
-	auth := p.Header()
-	return func(ctx context.Context) error {
-		status, body, err := Do(ctx, c, post.Method, post.URL, post.Header, post.Body)
-		if err != nil {
-			return fmt.Errorf("post: %w", err)
-		}
-		if status != http.StatusAccepted {
-			return fmt.Errorf("post: %w", StatusError(status, body))
-		}
-		var r struct {
-			ID     string `json:"id"`
-			Status string `json:"status"`
-		}
-		if err := json.Unmarshal(body, &r); err != nil || r.ID == "" {
-			return fmt.Errorf("post: no run id in %q", body)
-		}
-		for !runFinished(r.Status) {
-			status, body, err = Do(ctx, c, http.MethodGet, p.APIURL+"/v1/runs/"+r.ID+"?wait=30s", auth, nil)
-			if err != nil {
-				return fmt.Errorf("get: %w", err)
-			}
-			if status != http.StatusOK {
-				return fmt.Errorf("get: %w", StatusError(status, body))
-			}
-			if err := json.Unmarshal(body, &r); err != nil {
-				return fmt.Errorf("get: %w", err)
-			}
-		}
-		if r.Status != "succeeded" {
-			return fmt.Errorf("run %s", r.Status)
-		}
-		return nil
-	}
+	return p.asyncOp(c, p.RunRequest(name, version, input, "Prefer", "respond-async"), "run", "/v1/runs/", runFinished)
 }
 
 func runFinished(status string) bool {
@@ -138,22 +103,5 @@ func (r *Runner) asyncPipelines(ctx context.Context, rep *Report, fns map[string
 	}
 }
 
-// drainRuns waits (up to AsyncDrain) until no run is queued, running or waiting.
-func (r *Runner) drainRuns(ctx context.Context) {
-	deadline := time.Now().Add(r.S.AsyncDrain)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		busy := false
-		for _, st := range []string{"queued", "running"} {
-			status, body, err := Do(ctx, r.P.client(), http.MethodGet, r.P.APIURL+"/v1/runs?limit=1&status="+url.QueryEscape(st), r.P.Header(), nil)
-			if err != nil || status != http.StatusOK || strings.Contains(string(body), `"id"`) {
-				busy = true
-			}
-		}
-		if !busy {
-			r.pause(ctx)
-			return
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	r.logf("run backlog not drained after %s", r.S.AsyncDrain)
-}
+// drainRuns waits (up to AsyncDrain) until no run is queued or running.
+func (r *Runner) drainRuns(ctx context.Context) { r.drainList(ctx, "/v1/runs", "run") }

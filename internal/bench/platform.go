@@ -124,6 +124,13 @@ func (p *Platform) Invoke(ctx context.Context, f Function, event []byte) error {
 func (p *Platform) AsyncOp(c *Client, f Function, event []byte) Op {
 	post := p.InvokeRequest(f, event)
 	post.Header = p.Header("Language-Title", f.Language, "Prefer", "respond-async")
+	return p.asyncOp(c, post, "execution", "/v1/executions/", finished)
+}
+
+// asyncOp sends post, which the API answers 202 with the envelope of what it started (a
+// what: execution or run), and long-polls GET {APIURL}{path}{id}?wait=30s until done says
+// the status is final; it fails unless the final status is succeeded.
+func (p *Platform) asyncOp(c *Client, post Request, what, path string, done func(status string) bool) Op {
 	auth := p.Header()
 	return func(ctx context.Context) error {
 		status, body, err := Do(ctx, c, post.Method, post.URL, post.Header, post.Body)
@@ -138,10 +145,10 @@ func (p *Platform) AsyncOp(c *Client, f Function, event []byte) Op {
 			Status string `json:"status"`
 		}
 		if err := json.Unmarshal(body, &e); err != nil || e.ID == "" {
-			return fmt.Errorf("post: no execution id in %q", body)
+			return fmt.Errorf("post: no %s id in %q", what, body)
 		}
-		for !finished(e.Status) {
-			status, body, err = Do(ctx, c, http.MethodGet, p.APIURL+"/v1/executions/"+e.ID+"?wait=30s", auth, nil)
+		for !done(e.Status) {
+			status, body, err = Do(ctx, c, http.MethodGet, p.APIURL+path+e.ID+"?wait=30s", auth, nil)
 			if err != nil {
 				return fmt.Errorf("get: %w", err)
 			}
@@ -153,7 +160,7 @@ func (p *Platform) AsyncOp(c *Client, f Function, event []byte) Op {
 			}
 		}
 		if e.Status != "succeeded" {
-			return fmt.Errorf("execution %s", e.Status)
+			return fmt.Errorf("%s %s", what, e.Status)
 		}
 		return nil
 	}

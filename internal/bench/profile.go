@@ -118,6 +118,19 @@ func MeasureProcCPU(ctx context.Context, d time.Duration) ProcCPU {
 	return res
 }
 
+// Summary is the top n programs on one line, with CPU as cores in use.
+func (p ProcCPU) Summary(n int) string {
+	secs := p.Interval.Seconds()
+	if secs <= 0 {
+		return "not measured"
+	}
+	var parts []string
+	for _, g := range p.Groups[:min(n, len(p.Groups))] {
+		parts = append(parts, fmt.Sprintf("%s %.2f", g.Name, g.CPU.Seconds()/secs))
+	}
+	return fmt.Sprintf("%s (of %.2f cores in all, over %.0f s)", strings.Join(parts, ", "), p.Total.Seconds()/secs, secs)
+}
+
 // Markdown renders the table of the top n programs, with CPU as cores in use.
 func (p ProcCPU) Markdown(n int) string {
 	var b strings.Builder

@@ -16,7 +16,7 @@ import (
 type Settings struct {
 	Quick    bool
 	Runtimes []string // runtime titles of the trivial handlers
-	// Only, when not empty, limits the run to these scenario numbers (0–11).
+	// Only, when not empty, limits the run to these scenario numbers (0–13).
 	Only   map[int]bool
 	Python string // interpreter for the fork-per-request baseline
 
@@ -67,7 +67,8 @@ type Settings struct {
 	NewcomerRate     float64               // scenario 10
 	NewcomerWarmup   time.Duration
 	NewcomerDuration time.Duration
-	SessionCells     int // scenario 11: cells back to back in one session
+	SessionCells     int           // scenario 11: cells back to back in one session
+	Noisy            NoisySettings // scenario 13
 }
 
 // FullSettings are `make bench`'s.
@@ -93,6 +94,8 @@ func FullSettings() Settings {
 			MapItems: 1000, MapConcurrency: 50, MapRuns: 3},
 		NewcomerRate: 1000, NewcomerWarmup: 5 * time.Second, NewcomerDuration: 20 * time.Second,
 		SessionCells: 2000,
+		Noisy: NoisySettings{Sleep: 2 * time.Second, FloodRate: 20, Rate: 50, Warmup: 15 * time.Second, Duration: 30 * time.Second,
+			Alone: 10 * time.Second},
 	}
 }
 
@@ -120,6 +123,8 @@ func QuickSettings() Settings {
 			MapItems: 50, MapConcurrency: 10, MapRuns: 1},
 		NewcomerRate: 200, NewcomerWarmup: 200 * time.Millisecond, NewcomerDuration: time.Second,
 		SessionCells: 50,
+		Noisy: NoisySettings{Sleep: 500 * time.Millisecond, FloodRate: 10, Rate: 20, Warmup: 500 * time.Millisecond, Duration: time.Second,
+			Alone: 500 * time.Millisecond},
 	}
 }
 
@@ -183,7 +188,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 	fns := map[string]Function{}
 	needFns := len(r.S.Only) == 0
 	for n := range r.S.Only {
-		needFns = needFns || (n != 0 && n != 10 && n != 11) // 0, 10 and 11 bring their own
+		needFns = needFns || (n != 0 && n != 10 && n != 11 && n != 13) // 0, 10, 11 and 13 bring their own
 	}
 	for _, title := range r.S.Runtimes {
 		if !needFns {
@@ -220,6 +225,7 @@ func (r *Runner) Run(ctx context.Context) (*Report, error) {
 		{9, func() { r.asyncPipelines(ctx, rep, fns) }},
 		{11, func() { r.sessionCells(ctx, rep) }},
 		{4, func() { r.async(ctx, rep, fns) }},
+		{13, func() { r.noisy(ctx, rep) }},
 	} {
 		if len(r.S.Only) == 0 || r.S.Only[s.n] {
 			s.run()
@@ -424,12 +430,16 @@ func (r *Runner) async(ctx context.Context, rep *Report, fns map[string]Function
 
 // drain waits (up to AsyncDrain) until no execution is queued or running, so that one
 // async load's backlog does not land in the next.
-func (r *Runner) drain(ctx context.Context) {
+func (r *Runner) drain(ctx context.Context) { r.drainList(ctx, "/v1/executions", "async") }
+
+// drainList waits (up to AsyncDrain) until the API's list at path (executions or runs)
+// shows nothing queued or running, then pauses; what names the backlog in the log.
+func (r *Runner) drainList(ctx context.Context, path, what string) {
 	deadline := time.Now().Add(r.S.AsyncDrain)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		busy := false
 		for _, st := range []string{"queued", "running"} {
-			status, body, err := Do(ctx, r.P.client(), http.MethodGet, r.P.APIURL+"/v1/executions?limit=1&status="+st, r.P.Header(), nil)
+			status, body, err := Do(ctx, r.P.client(), http.MethodGet, r.P.APIURL+path+"?limit=1&status="+st, r.P.Header(), nil)
 			if err != nil || status != http.StatusOK || strings.Contains(string(body), `"id"`) {
 				busy = true
 			}
@@ -440,7 +450,7 @@ func (r *Runner) drain(ctx context.Context) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	r.logf("async backlog not drained after %s", r.S.AsyncDrain)
+	r.logf("%s backlog not drained after %s", what, r.S.AsyncDrain)
 }
 
 // 5: first call of a new version per runtime, over warm.

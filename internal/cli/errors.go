@@ -24,10 +24,12 @@ const (
 )
 
 // exitCodesHelp is appended to every command's long help.
-const exitCodesHelp = `
+const exitCodesHelp = "\n\n" + ExitCodesHelp
 
-Exit codes: 0 ok; 1 the execution or run failed or timed out; 2 usage (bad flags,
-input or profile; nothing sent); 3 platform or network error.`
+// ExitCodesHelp documents the exit codes, for the root's help (every user command's
+// help ends with it too).
+const ExitCodesHelp = `Exit codes: 0 ok; 1 the execution or run failed or timed out; 2 usage (bad flags,
+input or profile; nothing sent); 3 platform or network error; 130 interrupted (Ctrl-C).`
 
 // usageError is a mistake in what the user gave: nothing was sent.
 type usageError struct{ err error }

@@ -159,8 +159,11 @@ func (a *app) pipelineGetCmd() *cobra.Command {
 			return err
 		}
 		s := a.outStyles()
-		a.printf("%s", s.Fields([][]string{{"name:", p.Name}, {"version:", strconv.Itoa(p.Version)},
-			{"sha256:", p.SHA256}, {"description:", p.Description}, {"created:", ui.Time(&p.CreatedAt)}}))
+		fields := [][]string{{"name:", p.Name}, {"version:", strconv.Itoa(p.Version)}, {"sha256:", p.SHA256}}
+		if p.Description != "" {
+			fields = append(fields, []string{"description:", p.Description})
+		}
+		a.printf("%s", s.Fields(append(fields, []string{"created:", ui.Time(&p.CreatedAt)})))
 		rows := make([][]string, 0, len(p.Steps))
 		for _, raw := range p.Steps {
 			rows = append(rows, describeStep(raw))

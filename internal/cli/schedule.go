@@ -2,7 +2,10 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,16 +34,17 @@ func (a *app) scheduleCreateCmd() *cobra.Command {
 		Use:   "create NAME",
 		Short: "Create a schedule that starts a function or a pipeline",
 		Long: `Create a schedule that starts a function (--function) or a pipeline (--pipeline) with
---data as its input, on a cron expression (--cron, in --timezone) or every interval
-(--every). --overlap says what happens when the previous start is still running.` + exitCodesHelp,
+--data as its input, on cron expressions (--cron, repeatable, in --timezone) or every
+interval (--every). --overlap says what happens when the previous start is still running.` + exitCodesHelp,
 		Example: `  lambda schedule create nightly --pipeline etl --cron "0 3 * * *" --timezone Europe/Paris
+  lambda schedule create reports --function report --cron "0 9 * * 1-5" --cron "0 12 * * 6"
   lambda schedule create ping --function add --every 30s --data '{"a":1,"b":2}' --paused`,
 		Args: args(cobra.ExactArgs(1)),
 	}
 	f := c.Flags()
 	f.StringVar(&s.Target.Function, "function", "", "the function to invoke")
 	f.StringVar(&s.Target.Pipeline, "pipeline", "", "the pipeline to run")
-	f.StringVar(&s.Cron, "cron", "", `a cron expression, e.g. "*/5 * * * *"`)
+	f.StringArrayVar((*[]string)(&s.Cron), "cron", nil, `a cron expression, e.g. "*/5 * * * *" (repeatable: it starts at each one's times)`)
 	f.DurationVar(&every, "every", 0, "an interval, e.g. 30s or 1h")
 	f.StringVar(&s.Timezone, "timezone", "", "IANA timezone of the cron expression (default UTC)")
 	f.StringVarP(&data, "data", "d", "", "the input of each start: JSON, @FILE, or - for standard input")
@@ -54,7 +58,7 @@ func (a *app) scheduleCreateCmd() *cobra.Command {
 		if (s.Target.Function == "") == (s.Target.Pipeline == "") {
 			return usagef("give one of --function or --pipeline")
 		}
-		if (s.Cron == "") == (every == 0) {
+		if (len(s.Cron) == 0) == (every == 0) {
 			return usagef("give one of --cron or --every")
 		}
 		if every < 0 || every%time.Millisecond != 0 {
@@ -90,24 +94,37 @@ func (a *app) scheduleRows(ss []client.Schedule) [][]string {
 	st := a.outStyles()
 	rows := make([][]string, 0, len(ss))
 	for _, s := range ss {
-		target := "function " + s.Target.Function
-		if s.Target.Pipeline != "" {
-			target = "pipeline " + s.Target.Pipeline
-		}
-		when := "every " + ui.Millis(float64(s.IntervalMS))
-		if s.Cron != "" {
-			when = s.Cron
-			if s.Timezone != "" {
-				when += " " + s.Timezone
-			}
-		}
-		state := "active"
-		if s.Paused {
-			state = st.Status("paused")
-		}
-		rows = append(rows, []string{s.Name, target, when, state, ui.Time(s.NextRunAt)})
+		rows = append(rows, []string{s.Name, scheduleTarget(s), scheduleWhen(s), a.scheduleState(st, s), ui.Time(s.NextRunAt)})
 	}
 	return rows
+}
+
+// scheduleTarget is "function add" or "pipeline etl".
+func scheduleTarget(s client.Schedule) string {
+	if s.Target.Pipeline != "" {
+		return "pipeline " + s.Target.Pipeline
+	}
+	return "function " + s.Target.Function
+}
+
+// scheduleWhen is every cron expression ("; " between them) with the timezone, or the
+// interval: "0 9 * * 1-5; 0 12 * * 6 (Europe/Paris)", "every 30s".
+func scheduleWhen(s client.Schedule) string {
+	if len(s.Cron) == 0 {
+		return "every " + ui.Millis(float64(s.IntervalMS))
+	}
+	when := strings.Join(s.Cron, "; ")
+	if s.Timezone != "" {
+		when += " (" + s.Timezone + ")"
+	}
+	return when
+}
+
+func (a *app) scheduleState(st ui.Styles, s client.Schedule) string {
+	if s.Paused {
+		return st.Status("paused")
+	}
+	return "active"
 }
 
 var scheduleHeaders = []string{"NAME", "TARGET", "WHEN", "STATE", "NEXT"}
@@ -141,9 +158,10 @@ func (a *app) scheduleListCmd() *cobra.Command {
 
 func (a *app) scheduleGetCmd() *cobra.Command {
 	c := &cobra.Command{
-		Use:     "get NAME",
-		Short:   "Show a schedule",
-		Long:    "Show one schedule; -o json or yaml prints it whole, input included." + exitCodesHelp,
+		Use:   "get NAME",
+		Short: "Show a schedule",
+		Long: `Show one schedule: its target, every cron expression (or its interval), state,
+next start times, how many starts it made and the latest ones, and its input.` + exitCodesHelp,
 		Example: `  lambda schedule get nightly -o yaml`,
 		Args:    args(cobra.ExactArgs(1)),
 	}
@@ -159,10 +177,60 @@ func (a *app) scheduleGetCmd() *cobra.Command {
 		if ok, err := a.structured(s); ok {
 			return err
 		}
-		a.printf("%s", a.outStyles().Table(scheduleHeaders, a.scheduleRows([]client.Schedule{s})))
+		a.printSchedule(s)
 		return nil
 	})
 	return c
+}
+
+// maxNextShown is how many next start times schedule get lists (the API gives more).
+const maxNextShown = 5
+
+// printSchedule prints one schedule's fields, a row per cron expression, next start
+// and recent start.
+func (a *app) printSchedule(s client.Schedule) {
+	st := a.outStyles()
+	rows := [][]string{{"name:", s.Name}}
+	if s.ID != "" {
+		rows = append(rows, []string{"id:", s.ID})
+	}
+	rows = append(rows, []string{"target:", scheduleTarget(s)})
+	for _, c := range s.Cron {
+		rows = append(rows, []string{"cron:", c})
+	}
+	if len(s.Cron) == 0 {
+		rows = append(rows, []string{"every:", ui.Millis(float64(s.IntervalMS))})
+	}
+	tz := s.Timezone
+	if tz == "" {
+		tz = "UTC"
+	}
+	if len(s.Cron) > 0 {
+		rows = append(rows, []string{"timezone:", tz})
+	}
+	rows = append(rows, []string{"overlap:", orDash(s.Overlap)}, []string{"state:", a.scheduleState(st, s)})
+	next := s.NextRuns
+	if len(next) == 0 && s.NextRunAt != nil {
+		next = []time.Time{*s.NextRunAt}
+	}
+	for i, t := range next {
+		if i == maxNextShown {
+			rows = append(rows, []string{"", fmt.Sprintf("(%d more with -o json)", len(next)-i)})
+			break
+		}
+		rows = append(rows, []string{"next:", ui.Time(&t)})
+	}
+	rows = append(rows, []string{"starts:", strconv.FormatInt(s.Actions, 10)})
+	for _, r := range s.RecentActions {
+		rows = append(rows, []string{"recent:", ui.Time(r.StartedAt) + " " + r.WorkflowID})
+	}
+	if s.CreatedAt != nil {
+		rows = append(rows, []string{"created:", ui.Time(s.CreatedAt)})
+	}
+	a.printf("%s", st.Fields(rows))
+	if len(s.Input) > 0 {
+		a.printf("%s\n%s\n", st.Bold("input:"), ui.Indent(s.Input))
+	}
 }
 
 func (a *app) schedulePauseCmd(pause bool) *cobra.Command {
@@ -240,13 +308,13 @@ func (a *app) scheduleRunsCmd() *cobra.Command {
 		s := a.outStyles()
 		rows := make([][]string, 0, len(runs))
 		for _, r := range runs {
-			id := r.ExecutionID
+			kind, id := "execution", r.ExecutionID
 			if r.RunID != "" {
-				id = r.RunID
+				kind, id = "run", r.RunID
 			}
-			rows = append(rows, []string{ui.Time(r.ScheduledAt), ui.Time(r.StartedAt), id, s.Status(r.Status)})
+			rows = append(rows, []string{ui.Time(r.StartedAt), kind, id, s.Status(r.Status)})
 		}
-		a.printf("%s", s.Table([]string{"SCHEDULED", "STARTED", "ID", "STATUS"}, rows))
+		a.printf("%s", s.Table([]string{"STARTED", "KIND", "ID", "STATUS"}, rows))
 		return nil
 	})
 	return c

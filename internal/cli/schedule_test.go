@@ -12,8 +12,17 @@ import (
 func scheduleJSON(name string, paused bool) map[string]any {
 	s := map[string]any{"name": name, "target": map[string]string{"pipeline": "etl"}, "cron": "0 3 * * *",
 		"timezone": "Europe/Paris", "overlap": "skip", "paused": paused, "next_run_at": "2026-12-02T02:00:00Z"}
-	if name == "ping" {
+	switch name {
+	case "ping":
 		s = map[string]any{"name": "ping", "target": map[string]string{"function": "add"}, "interval_ms": 30000, "paused": paused}
+	case "reports":
+		// Several cron expressions come as a list, with the details a get answers.
+		s = map[string]any{"name": "reports", "id": "sched-default-reports", "target": map[string]string{"function": "report"},
+			"cron": []string{"0 9 * * 1-5", "0 12 * * 6"}, "timezone": "Europe/Paris", "input": map[string]int{"days": 7},
+			"overlap": "skip", "paused": paused, "next_run_at": "2026-12-02T08:00:00Z",
+			"next_runs":      []string{"2026-12-02T08:00:00Z", "2026-12-03T08:00:00Z"},
+			"recent_actions": []any{map[string]string{"scheduled_at": "2026-12-01T08:00:00Z", "started_at": "2026-12-01T08:00:00.1Z", "workflow_id": "sched-default-reports-2026-12-01T08:00:00Z"}},
+			"actions":        1, "created_at": "2026-11-30T09:00:00Z"}
 	}
 	return s
 }
@@ -34,8 +43,15 @@ func TestScheduleCommands(t *testing.T) {
 			args:      []string{"schedule", "create", "ping", "--function", "add", "--every", "30s", "--data", `{"a":1,"b":2}`, "--paused"},
 			wantCalls: []string{"POST /v1/schedules"},
 			wantBody:  `{"name":"ping","target":{"function":"add"},"interval_ms":30000,"input":{"a":1,"b":2},"paused":true}`},
+		{golden: "schedule_create_crons",
+			args:      []string{"schedule", "create", "reports", "--function", "report", "--cron", "0 9 * * 1-5", "--cron", "0 12 * * 6"},
+			wantCalls: []string{"POST /v1/schedules"},
+			wantBody:  `{"name":"reports","target":{"function":"report"},"cron":["0 9 * * 1-5","0 12 * * 6"],"paused":false}`},
 		{golden: "schedule_ls", args: []string{"schedule", "ls"}, wantCalls: []string{"GET /v1/schedules"}},
 		{golden: "schedule_get_json", args: []string{"schedule", "get", "nightly", "-o", "json"}, wantCalls: []string{"GET /v1/schedules/nightly"}},
+		{golden: "schedule_get", args: []string{"schedule", "get", "reports"}, wantCalls: []string{"GET /v1/schedules/reports"}},
+		{golden: "schedule_get_crons_json", args: []string{"schedule", "get", "reports", "-o", "json"}, wantCalls: []string{"GET /v1/schedules/reports"}},
+		{golden: "schedule_get_every", args: []string{"schedule", "get", "ping"}, wantCalls: []string{"GET /v1/schedules/ping"}},
 		{golden: "schedule_pause", args: []string{"schedule", "pause", "nightly"},
 			wantCalls: []string{"PATCH /v1/schedules/nightly"}, wantBody: `{"paused":true}`},
 		{golden: "schedule_resume", args: []string{"schedule", "resume", "nightly"},
@@ -49,20 +65,27 @@ func TestScheduleCommands(t *testing.T) {
 			t.Parallel()
 			f := newFake(t).
 				on("POST /v1/schedules", func(w http.ResponseWriter, r *http.Request) {
+					body, _ := io.ReadAll(r.Body)
 					name := "nightly"
-					if r.ContentLength > 0 && contains(r, `"ping"`) {
-						name = "ping"
+					for _, n := range []string{"ping", "reports"} {
+						if strings.Contains(string(body), `"`+n+`"`) {
+							name = n
+						}
 					}
 					reply(201, scheduleJSON(name, false))(w, r)
 				}).
-				on("GET /v1/schedules", reply(200, map[string]any{"schedules": []any{scheduleJSON("nightly", false), scheduleJSON("ping", true)}})).
+				on("GET /v1/schedules", reply(200, map[string]any{"schedules": []any{scheduleJSON("nightly", false), scheduleJSON("ping", true),
+					scheduleJSON("reports", false)}})).
 				on("GET /v1/schedules/nightly", reply(200, scheduleJSON("nightly", false))).
+				on("GET /v1/schedules/reports", reply(200, scheduleJSON("reports", false))).
+				on("GET /v1/schedules/ping", reply(200, scheduleJSON("ping", true))).
 				on("PATCH /v1/schedules/nightly", func(w http.ResponseWriter, r *http.Request) {
 					reply(200, scheduleJSON("nightly", contains(r, "true")))(w, r)
 				}).
 				on("POST /v1/schedules/nightly/trigger", reply(202, nil)).
 				on("GET /v1/schedules/nightly/runs", reply(200, map[string]any{"runs": []any{
-					map[string]any{"scheduled_at": "2026-12-01T02:00:00Z", "started_at": "2026-12-01T02:00:00.02Z", "run_id": runID, "status": "succeeded"},
+					map[string]any{"started_at": "2026-12-01T02:00:00.02Z", "run_id": runID, "status": "succeeded"},
+					map[string]any{"started_at": "2026-11-30T02:00:00.02Z", "execution_id": execID, "status": "failed"},
 				}})).
 				on("DELETE /v1/schedules/nightly", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) })
 			r := on(f).run(t, tt.args...)

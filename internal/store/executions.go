@@ -2,11 +2,8 @@ package store
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -72,63 +69,16 @@ type ExecutionFilter struct {
 	Cursor   string // opaque, from the previous page
 }
 
-type cursor struct {
-	T  time.Time `json:"t"`
-	ID string    `json:"i"`
-}
-
 // ListExecutions lists executions newest first; it returns the next page's cursor or "".
 func (s *Store) ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execution, string, error) {
-	var where []string
-	args := []any{f.Tenant}
-	where = append(where, "tenant = $1", "session_id IS NULL") // notebook cells are listed with their session
-	if f.Function != "" {
-		args = append(args, f.Function)
-		where = append(where, fmt.Sprintf("function = $%d", len(args)))
-	}
-	if f.Status != "" {
-		args = append(args, f.Status)
-		where = append(where, fmt.Sprintf("status = $%d", len(args)))
-	}
-	if f.Cursor != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(f.Cursor)
-		var c cursor
-		if err == nil {
-			err = json.Unmarshal(raw, &c)
-		}
-		uid, uerr := uuid.Parse(c.ID)
-		if err != nil || uerr != nil {
-			return nil, "", fault.New(fault.Invalid, "invalid cursor")
-		}
-		args = append(args, c.T, uid)
-		where = append(where, fmt.Sprintf("(timestamp, id) < ($%d, $%d)", len(args)-1, len(args)))
-	}
-	args = append(args, f.Limit+1)
-	rows, err := s.pool.Query(ctx, `SELECT `+execCols+` FROM request_logs WHERE `+strings.Join(where, " AND ")+
-		fmt.Sprintf(` ORDER BY timestamp DESC, id DESC LIMIT $%d`, len(args)), args...)
-	if err != nil {
-		return nil, "", translate(err, "list executions")
-	}
-	defer rows.Close()
-	out := []Execution{}
-	for rows.Next() {
-		e, err := scanExecution(rows, false)
-		if err != nil {
-			return nil, "", translate(err, "list executions")
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", translate(err, "list executions")
-	}
-	next := ""
-	if len(out) > f.Limit {
-		out = out[:f.Limit]
-		last := out[len(out)-1]
-		raw, _ := json.Marshal(cursor{T: last.CreatedAt, ID: last.ID})
-		next = base64.RawURLEncoding.EncodeToString(raw)
-	}
-	return out, next, nil
+	var w filter
+	w.eq("tenant", f.Tenant)
+	w.where = append(w.where, "session_id IS NULL") // notebook cells are listed with their session
+	w.eqUnlessEmpty("function", f.Function)
+	w.eqUnlessEmpty("status", f.Status)
+	return listPage(ctx, s, "list executions", `SELECT `+execCols+` FROM request_logs`, "timestamp", w, f.Cursor, f.Limit,
+		func(row pgx.Row) (Execution, error) { return scanExecution(row, false) },
+		func(e Execution) (time.Time, string) { return e.CreatedAt, e.ID })
 }
 
 // ClaimIdempotencyKey records key → executionID for a tenant unless the key is already

@@ -2,10 +2,8 @@ package store
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -263,15 +261,7 @@ func (s *Store) GetRun(ctx context.Context, tenant, id string) (Run, error) {
 // LoadRun returns a run by id alone (the durable side's step operations name a run by
 // its id).
 func (s *Store) LoadRun(ctx context.Context, id string) (Run, error) {
-	uid, err := uuid.Parse(id)
-	if err != nil {
-		return Run{}, fault.New(fault.NotFound, "run %q not found", id)
-	}
-	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runCols+` FROM runs WHERE id = $1`, uid))
-	if err != nil {
-		return Run{}, notFound(err, "load run", "run %q not found", id)
-	}
-	return r, nil
+	return s.loadRun(ctx, id, runCols)
 }
 
 // LoadRunMarkingRunning is MarkRunRunning then LoadRun in one round trip and one
@@ -302,15 +292,21 @@ func (s *Store) LoadRunMarkingRunning(ctx context.Context, id string) (Run, erro
 // LoadRunHead is LoadRun without the run's input and output (Input and Output nil): a
 // step call reads only what its input needs (RunInput, RunStepsOf).
 func (s *Store) LoadRunHead(ctx context.Context, id string) (Run, error) {
+	r, err := s.loadRun(ctx, id, runHeadCols)
+	r.Input, r.Output = nil, nil
+	return r, err
+}
+
+// loadRun reads a run by id alone with the columns cols (runCols or runHeadCols).
+func (s *Store) loadRun(ctx context.Context, id, cols string) (Run, error) {
 	uid, err := uuid.Parse(id)
 	if err != nil {
 		return Run{}, fault.New(fault.NotFound, "run %q not found", id)
 	}
-	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runHeadCols+` FROM runs WHERE id = $1`, uid))
+	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+cols+` FROM runs WHERE id = $1`, uid))
 	if err != nil {
 		return Run{}, notFound(err, "load run", "run %q not found", id)
 	}
-	r.Input, r.Output = nil, nil
 	return r, nil
 }
 
@@ -654,55 +650,12 @@ type RunFilter struct {
 
 // ListRuns lists runs newest first (without their steps); it returns the next page's cursor or "".
 func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]Run, string, error) {
-	where := []string{"tenant = $1"}
-	args := []any{f.Tenant}
-	if f.Pipeline != "" {
-		args = append(args, f.Pipeline)
-		where = append(where, fmt.Sprintf("pipeline = $%d", len(args)))
-	}
-	if f.Status != "" {
-		args = append(args, f.Status)
-		where = append(where, fmt.Sprintf("status = $%d", len(args)))
-	}
-	if f.Cursor != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(f.Cursor)
-		var c cursor
-		if err == nil {
-			err = json.Unmarshal(raw, &c)
-		}
-		uid, uerr := uuid.Parse(c.ID)
-		if err != nil || uerr != nil {
-			return nil, "", fault.New(fault.Invalid, "invalid cursor")
-		}
-		args = append(args, c.T, uid)
-		where = append(where, fmt.Sprintf("(created_at, id) < ($%d, $%d)", len(args)-1, len(args)))
-	}
-	args = append(args, f.Limit+1)
-	rows, err := s.pool.Query(ctx, `SELECT `+runCols+` FROM runs WHERE `+strings.Join(where, " AND ")+
-		fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args)), args...)
-	if err != nil {
-		return nil, "", translate(err, "list runs")
-	}
-	defer rows.Close()
-	out := []Run{}
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, "", translate(err, "list runs")
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", translate(err, "list runs")
-	}
-	next := ""
-	if len(out) > f.Limit {
-		out = out[:f.Limit]
-		last := out[len(out)-1]
-		raw, _ := json.Marshal(cursor{T: last.CreatedAt, ID: last.ID})
-		next = base64.RawURLEncoding.EncodeToString(raw)
-	}
-	return out, next, nil
+	var w filter
+	w.eq("tenant", f.Tenant)
+	w.eqUnlessEmpty("pipeline", f.Pipeline)
+	w.eqUnlessEmpty("status", f.Status)
+	return listPage(ctx, s, "list runs", `SELECT `+runCols+` FROM runs`, "created_at", w, f.Cursor, f.Limit,
+		scanRun, func(r Run) (time.Time, string) { return r.CreatedAt, r.ID })
 }
 
 // OpenRun is a run that is not final, as the sweeper sees it.

@@ -16,8 +16,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sethvargo/go-retry"
 )
 
 // Client calls one platform with one API key. It is safe for concurrent use.
@@ -80,6 +83,8 @@ type Error struct {
 	// Method and Path are the request's, for messages under -v.
 	Method string `json:"-"`
 	Path   string `json:"-"`
+
+	retryAfter time.Duration // the answer's Retry-After
 }
 
 // Error is the detail (or title) and the status: `function "x" not found (404)`.
@@ -118,7 +123,48 @@ type response struct {
 	body   []byte
 }
 
+// Reads (GET) answered 429, 502, 503 or 504 — a platform briefly overloaded or a
+// dependency briefly away — are tried again readRetries times, readBackoff apart and
+// doubling, or after the answer's Retry-After when longer (at most maxRetryAfter).
+// Writes are never repeated: the caller decides (an Idempotency-Key makes it safe).
+var (
+	readRetries   uint64 = 3
+	readBackoff          = 250 * time.Millisecond
+	maxRetryAfter        = 5 * time.Second
+)
+
+// transient reports whether an answer to a read is worth another try.
+func transient(status int) bool {
+	switch status {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
 func (c *Client) do(ctx context.Context, r request) (*response, error) {
+	if r.method != http.MethodGet {
+		return c.once(ctx, r)
+	}
+	var after time.Duration // the last answer's Retry-After
+	exp := retry.NewExponential(readBackoff)
+	b := retry.WithMaxRetries(readRetries, retry.BackoffFunc(func() (time.Duration, bool) {
+		d, stop := exp.Next()
+		return max(d, after), stop
+	}))
+	return retry.DoValue(ctx, b, func(ctx context.Context) (*response, error) {
+		resp, err := c.once(ctx, r)
+		var e *Error
+		if errors.As(err, &e) && transient(e.Status) {
+			after = min(e.retryAfter, maxRetryAfter)
+			return nil, retry.RetryableError(err)
+		}
+		return resp, err
+	})
+}
+
+// once makes one request.
+func (c *Client) once(ctx context.Context, r request) (*response, error) {
 	// r.path holds escaped segments (url.PathEscape): keep them as sent.
 	u := *c.base
 	u.RawPath = c.base.EscapedPath() + r.path
@@ -195,7 +241,22 @@ func problem(r request, resp *response, mediaType string) *Error {
 		e.RequestID = id
 	}
 	e.Method, e.Path = r.method, r.path
+	e.retryAfter = retryAfter(resp.header.Get("Retry-After"))
 	return e
+}
+
+// retryAfter reads a Retry-After header: seconds or an HTTP date (0 when absent).
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
 }
 
 // call does r and decodes a JSON answer into out (when out is not nil).

@@ -264,3 +264,43 @@ func TestFinished(t *testing.T) {
 		require.Equal(t, want, Finished(status), status)
 	}
 }
+
+// A read answered 503 or 429 is tried again (after Retry-After when given); a write is not.
+func TestTransientReadsAreRetried(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	calls := map[string]int{}
+	c, _ := server(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls[r.Method+" "+r.URL.Path]++
+		n := calls[r.Method+" "+r.URL.Path]
+		mu.Unlock()
+		switch {
+		case r.URL.Path == "/v1/functions" && r.Method == "GET" && n <= 2:
+			writeJSON(w, 503, "application/problem+json", `{"status":503,"detail":"the durable execution service (Temporal) is unavailable"}`)
+		case r.URL.Path == "/v1/schedules" && n == 1:
+			writeJSON(w, 429, "application/problem+json", `{"status":429,"detail":"slow down"}`, "Retry-After", "1")
+		case r.URL.Path == "/v1/functions/gone":
+			writeJSON(w, 503, "application/problem+json", `{"status":503,"detail":"schedules are not enabled"}`)
+		case r.Method == "POST":
+			writeJSON(w, 503, "application/problem+json", `{"status":503,"detail":"busy"}`)
+		default:
+			writeJSON(w, 200, "application/json", `{"functions":[],"schedules":[]}`)
+		}
+	})
+	ctx := context.Background()
+	_, err := c.ListFunctions(ctx)
+	require.NoError(t, err, "the third try answers")
+	start := time.Now()
+	_, err = c.ListSchedules(ctx)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, time.Since(start), time.Second, "after Retry-After")
+	_, err = c.GetFunction(ctx, "gone")
+	require.True(t, IsStatus(err, 503), "%v", err)
+	_, err = c.CreateFunction(ctx, FunctionSpec{Name: "x", Language: "python", Source: "x"})
+	require.True(t, IsStatus(err, 503), "%v", err)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, map[string]int{"GET /v1/functions": 3, "GET /v1/schedules": 2, "GET /v1/functions/gone": 1 + int(readRetries),
+		"POST /v1/functions": 1}, calls)
+}

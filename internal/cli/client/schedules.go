@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -12,15 +13,59 @@ import (
 type Schedule struct {
 	Name       string          `json:"name"`
 	Target     ScheduleTarget  `json:"target"`
-	Cron       string          `json:"cron,omitempty"`
+	Cron       Crons           `json:"cron,omitempty"`
 	IntervalMS int64           `json:"interval_ms,omitempty"`
 	Timezone   string          `json:"timezone,omitempty"`
 	Input      json.RawMessage `json:"input,omitempty"`
 	Overlap    string          `json:"overlap,omitempty"`
 	Paused     bool            `json:"paused"`
 	// Read-only; filled by the server when it reports them.
-	NextRunAt *time.Time `json:"next_run_at,omitempty"`
-	CreatedAt *time.Time `json:"created_at,omitempty"`
+	ID            string           `json:"id,omitempty"`
+	NextRunAt     *time.Time       `json:"next_run_at,omitempty"`
+	NextRuns      []time.Time      `json:"next_runs,omitempty"`
+	RecentActions []ScheduleAction `json:"recent_actions,omitempty"`
+	Actions       int64            `json:"actions,omitempty"`
+	CreatedAt     *time.Time       `json:"created_at,omitempty"`
+}
+
+// Crons are a schedule's cron expressions: the API writes one as a string, several
+// as a list, and takes either.
+type Crons []string
+
+// UnmarshalJSON accepts "expr" or ["expr", ...].
+func (c *Crons) UnmarshalJSON(b []byte) error {
+	if bytes.HasPrefix(bytes.TrimSpace(b), []byte("[")) {
+		var l []string
+		if err := json.Unmarshal(b, &l); err != nil {
+			return err
+		}
+		*c = l
+		return nil
+	}
+	var one string
+	if err := json.Unmarshal(b, &one); err != nil {
+		return err
+	}
+	*c = nil
+	if one != "" {
+		*c = Crons{one}
+	}
+	return nil
+}
+
+// MarshalJSON writes one expression as a string, several as a list.
+func (c Crons) MarshalJSON() ([]byte, error) {
+	if len(c) == 1 {
+		return json.Marshal(c[0])
+	}
+	return json.Marshal([]string(c))
+}
+
+// ScheduleAction is one start the schedule made, as Temporal recorded it.
+type ScheduleAction struct {
+	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	WorkflowID  string     `json:"workflow_id,omitempty"`
 }
 
 // ScheduleTarget names exactly one of a function or a pipeline.
@@ -31,7 +76,6 @@ type ScheduleTarget struct {
 
 // ScheduleRun is one start a schedule made: an execution or a run.
 type ScheduleRun struct {
-	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
 	StartedAt   *time.Time `json:"started_at,omitempty"`
 	ExecutionID string     `json:"execution_id,omitempty"`
 	RunID       string     `json:"run_id,omitempty"`

@@ -145,7 +145,7 @@ func Indent(raw json.RawMessage) string {
 	return b.String()
 }
 
-// Duration is d for people: "1.7ms", "412ms", "3.2s", "1m5s".
+// Duration is d for people: "1.7ms", "412ms", "3.2s", "1m5s", "1h", "1h30m".
 func Duration(d time.Duration) string {
 	switch {
 	case d < 0:
@@ -157,7 +157,14 @@ func Duration(d time.Duration) string {
 	case d < time.Minute:
 		return d.Round(100 * time.Millisecond).String()
 	default:
-		return d.Round(time.Second).String()
+		s := d.Round(time.Second).String() // "1h0m0s": the zero units at the end go
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+		return s
 	}
 }
 

@@ -23,6 +23,11 @@ func TestDurations(t *testing.T) {
 		999400 * time.Microsecond:             "999ms",
 		3240 * time.Millisecond:               "3.2s",
 		65*time.Second + 400*time.Millisecond: "1m5s",
+		time.Minute:                           "1m",
+		time.Hour:                             "1h",
+		90 * time.Minute:                      "1h30m",
+		time.Hour + time.Second:               "1h0m1s",
+		36 * time.Hour:                        "36h",
 	} {
 		require.Equal(t, want, Duration(d), d.String())
 	}
