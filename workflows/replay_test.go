@@ -18,10 +18,12 @@ import (
 //     Invoke as a local activity (ResolveVersion first, StoreCache last);
 //   - history-pinned-version.json: a run of this code, started with its pinned version
 //     (CheckCache, Invoke and Persist as local activities, no ResolveVersion or StoreCache).
+//   - history-status-at-end.json: "pinned-version" 2 (Invoke records the outcome final; a
+//     short local Invoke upserts no running status).
 func TestReplayRecordedHistories(t *testing.T) {
 	t.Parallel()
 	for _, f := range []string{"testdata/history-regular-invoke.json", "testdata/history-local-invoke.json",
-		"testdata/history-pinned-version.json"} {
+		"testdata/history-pinned-version.json", "testdata/history-status-at-end.json"} {
 		r := worker.NewWorkflowReplayer()
 		r.RegisterWorkflowWithOptions(workflows.ExecuteFunction, workflowRegisterOptions())
 		require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f), f)
