@@ -37,7 +37,7 @@ const (
 type Core interface {
 	Pin(ctx context.Context, tenant, name string, version int, title string) (core.Pinned, error)
 	CheckCache(ctx context.Context, id string, p core.Pinned) (key string, hit bool, err error)
-	RunAttempt(ctx context.Context, id string, p core.Pinned, n int, timeout time.Duration, started func(n int)) (core.Attempt, error)
+	RunAttempt(ctx context.Context, id string, p core.Pinned, n int, timeout time.Duration, final bool, started func(n int)) (core.Attempt, error)
 	Finish(ctx context.Context, tenant, id string, f core.Final) (store.Execution, bool, error)
 	StoreResult(ctx context.Context, tenant, id, key string, ttl time.Duration) error
 	DeliverCallback(ctx context.Context, id string, n int) (core.Delivery, error)
@@ -110,6 +110,9 @@ type InvokeInput struct {
 	Version   ResolveInput `json:"version"`
 	Pinned    *core.Pinned `json:"pinned,omitempty"`
 	TimeoutMS int          `json:"timeout_ms"`
+	// Final: record the runtime's outcome final, not staged (the workflow persists the
+	// same status next, finding the row final).
+	Final bool `json:"final,omitempty"`
 }
 
 // InvokeResult is the outcome of the runtime call, without its payload (staged in the
@@ -245,7 +248,7 @@ func (a *Activities) Invoke(ctx context.Context, in InvokeInput) (_ InvokeResult
 		}()
 	}
 	timeout := time.Duration(in.TimeoutMS) * time.Millisecond
-	at, runErr := a.core.RunAttempt(ctx, in.Exec.ID, p, int(info.Attempt), timeout, heartbeat)
+	at, runErr := a.core.RunAttempt(ctx, in.Exec.ID, p, int(info.Attempt), timeout, in.Final, heartbeat)
 	if runErr != nil && at.Number == 0 {
 		return InvokeResult{}, classify("invoke", runErr) // before the attempt started
 	}
@@ -260,6 +263,9 @@ func (a *Activities) Invoke(ctx context.Context, in InvokeInput) (_ InvokeResult
 		return InvokeResult{}, classify("invoke", runErr)
 	}
 	res := InvokeResult{Status: at.Status, Attempt: at.Number}
+	if at.Recorded && a.m != nil {
+		a.m.Completed.WithLabelValues(p.Language, at.Status).Inc()
+	}
 	if at.Final {
 		return res, nil
 	}

@@ -20,7 +20,12 @@ import (
 type Runs interface {
 	// PlanRun loads the run's pinned definition and options.
 	PlanRun(ctx context.Context, runID string) (Plan, error)
+	// StartPlanRun is MarkRunning and PlanRun in one operation.
+	StartPlanRun(ctx context.Context, runID string) (Plan, error)
 	CallStep(ctx context.Context, runID string, spec pipeline.CallSpec) (pipeline.CallResult, error)
+	// CallAndSettleStep is CallStep that also settles a function step (not a map item)
+	// succeeded, in the execution's commit, when the call succeeded (settled).
+	CallAndSettleStep(ctx context.Context, runID string, spec pipeline.CallSpec, started time.Time) (pipeline.CallResult, bool, error)
 	EvalStep(ctx context.Context, runID string, spec pipeline.EvalSpec) (pipeline.EvalResult, error)
 	SettleStep(ctx context.Context, runID string, rec pipeline.StepRecord) error
 	MarkWaiting(ctx context.Context, runID string, spec pipeline.WaitSpec, waiting bool) error
@@ -50,6 +55,16 @@ type Plan struct {
 type CallStepInput struct {
 	RunID string            `json:"run_id"`
 	Spec  pipeline.CallSpec `json:"spec"`
+	// SettleStartedAt, when set (a function step, not a map item), asks the call to
+	// settle the step succeeded if it succeeds, started at this time, in the execution's
+	// commit (CallStepResult.Settled).
+	SettleStartedAt *time.Time `json:"settle_started_at,omitempty"`
+}
+
+// CallStepResult is a call's outcome, and whether it settled its step.
+type CallStepResult struct {
+	pipeline.CallResult
+	Settled bool `json:"settled,omitempty"`
 }
 
 // EvalStepInput asks for a step's if or a map's items.
@@ -103,6 +118,18 @@ func (a *Activities) RunPlan(ctx context.Context, runID string) (_ Plan, err err
 	return p, classify("run plan", err)
 }
 
+// StartRunPlan moves the run to running and loads its plan: MarkRunning and RunPlan in one
+// local activity and one commit.
+func (a *Activities) StartRunPlan(ctx context.Context, runID string) (_ Plan, err error) {
+	defer a.track("StartRunPlan")(&err)
+	r, err := a.runOps()
+	if err != nil {
+		return Plan{}, err
+	}
+	p, err := r.StartPlanRun(ctx, runID)
+	return p, classify("start run plan", err)
+}
+
 // CallStep runs one attempt of a step's function (core: render the input from recorded
 // state, invoke, record the execution and the output). The handler's failure or timeout
 // is a result (CallResult.Status), never an error, so Temporal never retries it: the
@@ -110,14 +137,22 @@ func (a *Activities) RunPlan(ctx context.Context, runID string) (_ Plan, err err
 // retries under the activity's RetryPolicy. Run as a regular activity it heartbeats while
 // the call runs, so a dead worker is noticed by the heartbeat timeout and a cancel of the
 // run reaches it.
-func (a *Activities) CallStep(ctx context.Context, in CallStepInput) (_ pipeline.CallResult, err error) {
+func (a *Activities) CallStep(ctx context.Context, in CallStepInput) (_ CallStepResult, err error) {
 	defer a.track("CallStep")(&err)
 	r, err := a.runOps()
 	if err != nil {
-		return pipeline.CallResult{}, err
+		return CallStepResult{}, err
+	}
+	call := func() (CallStepResult, error) {
+		if in.SettleStartedAt != nil {
+			res, settled, err := r.CallAndSettleStep(ctx, in.RunID, in.Spec, *in.SettleStartedAt)
+			return CallStepResult{CallResult: res, Settled: settled}, err
+		}
+		res, err := r.CallStep(ctx, in.RunID, in.Spec)
+		return CallStepResult{CallResult: res}, err
 	}
 	if !activity.IsActivity(ctx) || activity.GetInfo(ctx).IsLocalActivity {
-		res, err := r.CallStep(ctx, in.RunID, in.Spec)
+		res, err := call()
 		return res, classify("call step", err)
 	}
 	info := activity.GetInfo(ctx)
@@ -140,11 +175,11 @@ func (a *Activities) CallStep(ctx context.Context, in CallStepInput) (_ pipeline
 			}
 		}
 	}()
-	res, err := r.CallStep(ctx, in.RunID, in.Spec)
+	res, err := call()
 	stop()
 	<-done
 	if err != nil && ctx.Err() != nil {
-		return pipeline.CallResult{}, ctx.Err()
+		return CallStepResult{}, ctx.Err()
 	}
 	return res, classify("call step", err)
 }
@@ -218,6 +253,8 @@ func FunctionKey(name string, version int) string { return name + "@" + strconv.
 // CoreRuns is the core's side of durable runs (*core.Service).
 type CoreRuns interface {
 	RunPlan(ctx context.Context, runID string) (core.RunPlan, error)
+	StartRunPlan(ctx context.Context, runID string) (core.RunPlan, error)
+	CallAndSettleStep(ctx context.Context, runID string, spec pipeline.CallSpec, started time.Time) (pipeline.CallResult, bool, error)
 	FunctionTimeoutMS(ctx context.Context, tenant, name string, version int) (int, error)
 	CallStep(ctx context.Context, runID string, spec pipeline.CallSpec) (pipeline.CallResult, error)
 	EvalStep(ctx context.Context, runID string, spec pipeline.EvalSpec) (pipeline.EvalResult, error)
@@ -239,6 +276,18 @@ func (c coreRuns) PlanRun(ctx context.Context, runID string) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
+	return c.plan(ctx, p)
+}
+
+func (c coreRuns) StartPlanRun(ctx context.Context, runID string) (Plan, error) {
+	p, err := c.StartRunPlan(ctx, runID)
+	if err != nil {
+		return Plan{}, err
+	}
+	return c.plan(ctx, p)
+}
+
+func (c coreRuns) plan(ctx context.Context, p core.RunPlan) (Plan, error) {
 	def, err := p.Compiled.Definition().Canonical()
 	if err != nil {
 		return Plan{}, err

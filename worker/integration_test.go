@@ -81,6 +81,34 @@ func TestAsyncExecutions(t *testing.T) {
 		}, 10*time.Second, 100*time.Millisecond)
 	})
 
+	t.Run("a short execution records its outcome in one workflow task, status at its end", func(t *testing.T) {
+		t.Parallel()
+		p.register("add3s", 3000, 0) // a timeout of at most workflows.StatusAtEndMax
+		id := p.start(d, "add3s", fakeEvent{A: 1, B: 2}, "").ID
+		e := p.wait(id, 60*time.Second)
+		require.Equal(t, store.StatusSucceeded, e.Status, "%+v", e.Error)
+		require.JSONEq(t, "3", string(e.Result))
+		require.Equal(t, 1, e.Attempts)
+		require.NotNil(t, e.FinishedAt)
+		require.Eventually(t, func() bool {
+			desc, err := p.client.DescribeWorkflowExecution(context.Background(), workflows.WorkflowID(id), "")
+			return err == nil && desc.GetWorkflowExecutionInfo().GetStatus().String() == "Completed"
+		}, 10*time.Second, 20*time.Millisecond)
+		var statuses []string
+		it := p.client.GetWorkflowHistory(context.Background(), workflows.WorkflowID(id), "", false, 0)
+		for it.HasNext() {
+			ev, err := it.Next()
+			require.NoError(t, err)
+			if f := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()["LambdaStatus"]; f != nil {
+				var st string
+				require.NoError(t, converter.GetDefaultDataConverter().FromPayload(f, &st))
+				statuses = append(statuses, st)
+			}
+		}
+		require.Equal(t, []string{store.StatusSucceeded}, statuses, "no running status upserted with the final one")
+		p.recordHistory(workflows.WorkflowID(id), "history-status-at-end.json")
+	})
+
 	t.Run("runtime killed mid-call retries and is recorded once", func(t *testing.T) {
 		t.Parallel()
 		p.register("dies", 5000, 0)

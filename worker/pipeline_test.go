@@ -118,6 +118,9 @@ func TestPipelineRunAsync(t *testing.T) {
 		require.Equal(t, pipeline.StepExecutionID(r.ID, id, -1), s.ExecutionID, id)
 		require.Equal(t, 1, p.rows(s.ExecutionID), "step %s recorded as one execution", id)
 		require.Equal(t, 1, p.fake.callsOf(s.ExecutionID), "step %s's handler ran once", id)
+		require.NotNil(t, s.StartedAt, id)
+		require.NotNil(t, s.FinishedAt, id)
+		require.False(t, s.FinishedAt.Before(*s.StartedAt), id)
 	}
 	require.JSONEq(t, "2", string(steps["s1"].Output))
 	require.Equal(t, 3, p.query(`SELECT count(*) FROM request_logs WHERE run_id = $1`, r.ID))
@@ -145,7 +148,12 @@ func TestPipelineRunAsync(t *testing.T) {
 		require.NotContains(t, hist, payload, "payloads stay in PostgreSQL")
 	}
 	require.Contains(t, hist, "step s2: add v1", "activity summaries name the step and the function")
-	p.recordHistory(workflows.RunWorkflowID(r.ID), "history-run-sequence.json")
+	// One workflow task: the start, the task, the version marker, five local activities
+	// (the plan with the move to running, three calls that settle their steps, the
+	// finish), the finish's version marker, three search-attribute upserts (the two
+	// version markers' TemporalChangeVersion, LambdaStatus succeeded), the end.
+	require.Equal(t, 15, p.historyLen(workflows.RunWorkflowID(r.ID)), "%s", hist)
+	p.recordHistory(workflows.RunWorkflowID(r.ID), "history-run-fused.json")
 }
 
 // history is a run's workflow history as JSON.

@@ -106,13 +106,22 @@ func compileDefinition(def []byte) (*pipeline.Compiled, error) {
 // check, sleeps and signal timeouts are timers, signals are Temporal signals, branches
 // and map items are coroutines. The query "steps" answers the interpreter's snapshot.
 func RunPipeline(ctx workflow.Context, ref RunRef) (RunOutcome, error) {
+	// "fused-step-records": the run is marked running with its plan's load (one local
+	// activity, StartRunPlan), and a function step's call settles the step when it
+	// succeeds, in the execution's commit (no SettleStep of its own). Runs started
+	// before replay their old shape: RunPlan, MarkRunning, a SettleStep after each call.
+	fused := workflow.GetVersion(ctx, "fused-step-records", workflow.DefaultVersion, 1) != workflow.DefaultVersion
 	var plan activities.Plan
-	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions("load run plan")),
-		a.RunPlan, ref.RunID).Get(ctx, &plan)
+	planAct, planWhat := a.RunPlan, "load run plan"
+	if fused {
+		planAct, planWhat = a.StartRunPlan, "start run: load its plan, mark it running"
+	}
+	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions(planWhat)),
+		planAct, ref.RunID).Get(ctx, &plan)
 	if err != nil {
 		return RunOutcome{}, err
 	}
-	r := &runner{ref: ref, plan: plan}
+	r := &runner{ref: ref, plan: plan, fused: fused}
 	c, err := compileDefinition(plan.Definition)
 	if err != nil {
 		out := pipeline.RunOutcome{Status: pipeline.RunFailed,
@@ -128,11 +137,21 @@ func RunPipeline(ctx workflow.Context, ref RunRef) (RunOutcome, error) {
 	}); err != nil {
 		return RunOutcome{}, err
 	}
-	if err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions("mark running")),
-		a.MarkRunning, ref.RunID).Get(ctx, nil); err != nil && ctx.Err() == nil {
-		return RunOutcome{}, err
+	if !fused {
+		if err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, localOptions("mark running")),
+			a.MarkRunning, ref.RunID).Get(ctx, nil); err != nil && ctx.Err() == nil {
+			return RunOutcome{}, err
+		}
 	}
-	upsertStatus(ctx, string(pipeline.RunRunning))
+	if fused {
+		// LambdaStatus "running" is upserted only once the run outlasts its first workflow
+		// task's local activities (ensureRunning): a run that ends within them goes from
+		// queued to its final status, and a running status upserted with the final one in
+		// the same task completion would never be seen (one visibility write less per run).
+		r.start = workflow.Now(ctx)
+	} else {
+		upsertStatus(ctx, string(pipeline.RunRunning))
+	}
 	res := it.Run(ctx)
 	if res.Err != nil {
 		// A step or the outcome could not be recorded (PostgreSQL down past every retry).
@@ -179,6 +198,33 @@ type runner struct {
 	// items: a map step's item count (from Eval), for the chunk decision.
 	items  map[string]int
 	chunks map[string]*chunker
+
+	// fused ("fused-step-records"): a function step's successful call settles it.
+	// started: a function step's first call's time (the step row's started_at);
+	// settledBy: the steps their call settled, with the execution that did.
+	fused     bool
+	started   map[string]time.Time
+	settledBy map[string]string
+	// start: when the run started running; statusUp: LambdaStatus "running" upserted.
+	start    time.Time
+	statusUp bool
+}
+
+// RunningStatusAfter: a fused run whose local activities have taken this long upserts
+// LambdaStatus "running" before its next one (its workflow task may be completed
+// before the run ends: the SDK's workflow task heartbeat, at 80 % of its 10 s timeout).
+const RunningStatusAfter = 2 * time.Second
+
+// ensureRunning upserts LambdaStatus "running" once, before the run waits on something
+// that ends its workflow task (a timer, an activity, a child workflow), or when long is
+// set and the run has been running longer than RunningStatusAfter. Runs of the old
+// shape upserted it at their start.
+func (r *runner) ensureRunning(ctx workflow.Context, long bool) {
+	if !r.fused || r.statusUp || (long && workflow.Now(ctx).Sub(r.start) < RunningStatusAfter) {
+		return
+	}
+	r.statusUp = true
+	upsertStatus(ctx, string(pipeline.RunRunning))
 }
 
 var _ pipeline.Runner[workflow.Context] = (*runner)(nil)
@@ -226,8 +272,13 @@ func StepSummary(spec pipeline.CallSpec) string {
 
 // callStep runs one attempt: a local activity when the call's timeout is at most
 // LocalInvokeMax, else a regular activity that heartbeats.
-func callStep(ctx workflow.Context, ref RunRef, timeoutMS int, retry *temporal.RetryPolicy, spec pipeline.CallSpec) workflow.Future {
-	in := activities.CallStepInput{RunID: ref.RunID, Spec: spec}
+// localCall reports whether a call with this timeout runs as a local activity.
+func (r *runner) localCall(timeoutMS int) bool {
+	return r.ref.LocalInvokeMax > 0 && time.Duration(timeoutMS)*time.Millisecond <= r.ref.LocalInvokeMax
+}
+
+func callStep(ctx workflow.Context, ref RunRef, timeoutMS int, retry *temporal.RetryPolicy, spec pipeline.CallSpec, settleFrom *time.Time) workflow.Future {
+	in := activities.CallStepInput{RunID: ref.RunID, Spec: spec, SettleStartedAt: settleFrom}
 	stc := time.Duration(timeoutMS)*time.Millisecond + InvokeMargin
 	if ref.LocalInvokeMax > 0 && time.Duration(timeoutMS)*time.Millisecond <= ref.LocalInvokeMax {
 		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
@@ -245,16 +296,32 @@ func callStep(ctx workflow.Context, ref RunRef, timeoutMS int, retry *temporal.R
 
 // Call implements pipeline.Runner.
 func (r *runner) Call(ctx workflow.Context, spec pipeline.CallSpec) (pipeline.CallResult, error) {
+	r.ensureRunning(ctx, r.localCall(r.callTimeoutMS(spec)))
 	if threshold, _ := r.ref.chunking(); spec.Item >= 0 && spec.Attempt == 1 && r.items[spec.StepID] > threshold {
 		return r.chunkCall(ctx, spec)
 	}
-	var res pipeline.CallResult
-	err := callStep(ctx, r.ref, r.callTimeoutMS(spec), r.callRetry(), spec).Get(ctx, &res)
-	return res, err
+	var settleFrom *time.Time
+	if r.fused && spec.Item < 0 {
+		if r.started == nil {
+			r.started, r.settledBy = map[string]time.Time{}, map[string]string{}
+		}
+		if _, ok := r.started[spec.StepID]; !ok || spec.Attempt == 1 {
+			r.started[spec.StepID] = workflow.Now(ctx)
+		}
+		t := r.started[spec.StepID]
+		settleFrom = &t
+	}
+	var res activities.CallStepResult
+	err := callStep(ctx, r.ref, r.callTimeoutMS(spec), r.callRetry(), spec, settleFrom).Get(ctx, &res)
+	if err == nil && res.Settled {
+		r.settledBy[spec.StepID] = res.ExecutionID
+	}
+	return res.CallResult, err
 }
 
 // Eval implements pipeline.Runner.
 func (r *runner) Eval(ctx workflow.Context, spec pipeline.EvalSpec) (pipeline.EvalResult, error) {
+	r.ensureRunning(ctx, true)
 	var res pipeline.EvalResult
 	err := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx,
 		localOptions(fmt.Sprintf("step %s: %s", spec.StepID, spec.Kind))),
@@ -270,6 +337,10 @@ func (r *runner) Eval(ctx workflow.Context, spec pipeline.EvalSpec) (pipeline.Ev
 
 // Settle implements pipeline.Runner.
 func (r *runner) Settle(ctx workflow.Context, rec pipeline.StepRecord) error {
+	if r.fused && rec.Status == pipeline.StepSucceeded && rec.Output.Kind == pipeline.OutputCall &&
+		rec.Output.ExecutionID != "" && r.settledBy[rec.StepID] == rec.Output.ExecutionID {
+		return nil // its call recorded it
+	}
 	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx,
 		localOptions(fmt.Sprintf("step %s: %s", rec.StepID, rec.Status))),
 		a.SettleStep, activities.SettleStepInput{RunID: r.ref.RunID, Record: rec}).Get(ctx, nil)
@@ -280,6 +351,7 @@ func (r *runner) Sleep(ctx workflow.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
+	r.ensureRunning(ctx, false)
 	return workflow.Sleep(ctx, d)
 }
 
@@ -318,6 +390,7 @@ func (r *runner) Wait(ctx workflow.Context, spec pipeline.WaitSpec) (bool, error
 	r.waits--
 	if r.waits == 0 {
 		upsertStatus(mctx, string(pipeline.RunRunning))
+		r.statusUp = true
 	}
 	if !received && werr == nil && ch.ReceiveAsync(nil) {
 		// The signal was accepted (its payload stored) before the step stopped waiting.
@@ -468,6 +541,7 @@ type chunker struct {
 }
 
 func (r *runner) chunkCall(ctx workflow.Context, spec pipeline.CallSpec) (pipeline.CallResult, error) {
+	r.ensureRunning(ctx, false)
 	if r.chunks == nil {
 		r.chunks = map[string]*chunker{}
 	}
@@ -571,7 +645,7 @@ func RunPipelineChunk(ctx workflow.Context, ref ChunkRef) (ChunkResult, error) {
 		spec := ref.Spec
 		spec.Item, spec.Attempt = ref.From+i, 1
 		var res pipeline.CallResult
-		if err := callStep(c, ref.Run, ref.TimeoutMS, retry, spec).Get(c, &res); err != nil {
+		if err := callStep(c, ref.Run, ref.TimeoutMS, retry, spec, nil).Get(c, &res); err != nil {
 			if c.Err() != nil {
 				return err
 			}

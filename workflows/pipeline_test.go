@@ -131,6 +131,26 @@ func (f *fakeRuns) CallStep(ctx context.Context, _ string, spec pipeline.CallSpe
 
 var faultUnavailable = fault.New(fault.Unavailable, "runtime runtime-python unavailable")
 
+func (f *fakeRuns) StartPlanRun(ctx context.Context, runID string) (activities.Plan, error) {
+	if err := f.MarkRunning(ctx, runID); err != nil {
+		return activities.Plan{}, err
+	}
+	return f.PlanRun(ctx, runID)
+}
+
+// CallAndSettleStep settles a function step whose call succeeded as the core does: the
+// record the interpreter would settle, through SettleStep (counted in settles).
+func (f *fakeRuns) CallAndSettleStep(ctx context.Context, runID string, spec pipeline.CallSpec, started time.Time) (pipeline.CallResult, bool, error) {
+	res, err := f.CallStep(ctx, runID, spec)
+	if err != nil || res.Status != pipeline.CallSucceeded || spec.Item >= 0 {
+		return res, false, err
+	}
+	err = f.SettleStep(ctx, runID, pipeline.StepRecord{StepID: spec.StepID, Status: pipeline.StepSucceeded,
+		Attempts: spec.Attempt, ExecutionID: res.ExecutionID, StartedAt: started, FinishedAt: started,
+		Output: pipeline.OutputRef{Kind: pipeline.OutputCall, ExecutionID: res.ExecutionID}})
+	return res, err == nil, err
+}
+
 func (f *fakeRuns) EvalStep(ctx context.Context, _ string, spec pipeline.EvalSpec) (pipeline.EvalResult, error) {
 	return f.mem.Eval(ctx, spec)
 }
@@ -277,7 +297,7 @@ func TestRunPipelineSequence(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, workflows.RunOutcome{Status: "succeeded"}, out)
 	require.JSONEq(t, `{"n":6}`, string(p.f.output), "(1+1)*2 + 1 + 1")
-	require.Equal(t, []string{"running", "succeeded"}, p.statuses)
+	require.Equal(t, []string{"succeeded"}, p.statuses, "no running status upserted in the run's only workflow task")
 	require.Equal(t, 1, p.f.running)
 	require.Len(t, p.f.finished, 1)
 	for _, id := range []string{"a", "b", "c"} {
@@ -290,10 +310,42 @@ func TestRunPipelineSequence(t *testing.T) {
 	require.Equal(t, pipeline.Source{Step: "a"}, p.f.callsOf("b")[0].InputFrom)
 	require.Equal(t, 3, p.local["CallStep"], "short functions are local activities")
 	require.Zero(t, p.regular["CallStep"])
+	// Each call settled its step (one commit): no SettleStep, no MarkRunning of their own.
+	require.Zero(t, p.local["SettleStep"], "the calls settled their steps")
+	require.Zero(t, p.local["MarkRunning"], "marked running with the plan's load")
+	require.Equal(t, 1, p.local["StartRunPlan"])
+	require.Equal(t, 5, sumOf(p.local), "plan, three calls, finish")
 	st := p.steps(t)
 	require.Equal(t, pipeline.StepSucceeded, st["c"].Status)
 	require.Equal(t, 1, st["c"].Attempts)
 	require.Equal(t, pipeline.StepExecutionID("r1", "c", -1), p.f.settled["c"].ExecutionID)
+}
+
+func sumOf(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// A step whose calls fail is settled failed by its own SettleStep, after its last
+// attempt; a step whose call succeeds after a failed attempt is settled by that call.
+func TestRunPipelineFusedSettleOnlyOnSuccess(t *testing.T) {
+	t.Parallel()
+	p := newPipelineEnv(t, `{"steps":[
+	  {"id":"a","function":"flaky","retry":{"max_attempts":3,"initial_interval_ms":1}},
+	  {"id":"b","function":"fail","retry":{"max_attempts":2,"initial_interval_ms":1}}]}`, `{}`)
+	_, err := p.run(t)
+	require.Error(t, err)
+	require.Len(t, p.f.callsOf("a"), 3)
+	require.Len(t, p.f.callsOf("b"), 2)
+	require.Equal(t, pipeline.StepSucceeded, p.f.settled["a"].Status)
+	require.Equal(t, 3, p.f.settled["a"].Attempts, "settled by its third call")
+	require.Equal(t, pipeline.StepFailed, p.f.settled["b"].Status)
+	require.Equal(t, 1, p.f.settles["a"])
+	require.Equal(t, 1, p.f.settles["b"])
+	require.Equal(t, 1, p.local["SettleStep"], "only the failed step's own")
 }
 
 func TestRunPipelineLongFunctionHeartbeats(t *testing.T) {
@@ -357,6 +409,7 @@ func TestRunPipelineRetries(t *testing.T) {
 		}
 		require.Equal(t, 3, p.f.settled["a"].Attempts)
 		require.JSONEq(t, `{"attempt":3}`, string(p.f.output))
+		require.Equal(t, []string{"running", "succeeded"}, p.statuses, "running before the backoff's timer")
 	})
 	t.Run("a handler failure is never retried by Temporal", func(t *testing.T) {
 		t.Parallel()
@@ -370,7 +423,7 @@ func TestRunPipelineRetries(t *testing.T) {
 		require.Empty(t, p.f.callsOf("b"))
 		require.Equal(t, pipeline.RunFailed, p.f.finished[0].Status)
 		require.Equal(t, &pipeline.Error{Type: "ValueError", Message: "boom", Step: "a"}, p.f.finished[0].Error)
-		require.Equal(t, []string{"running", "failed"}, p.statuses)
+		require.Equal(t, []string{"failed"}, p.statuses)
 		_ = out
 	})
 	t.Run("a handler timeout is a result", func(t *testing.T) {
@@ -464,7 +517,7 @@ func TestRunPipelineSignalTimeout(t *testing.T) {
 		require.Error(t, err)
 		require.Equal(t, pipeline.ErrTypeWaitTimeout, p.f.finished[0].Error.Type)
 		require.Empty(t, p.f.callsOf("e"))
-		require.Equal(t, []string{"running", "waiting", "running", "failed"}, p.statuses)
+		require.Equal(t, []string{"waiting", "running", "failed"}, p.statuses, "waiting is the first status the run shows")
 	})
 	t.Run("the signal before the timeout", func(t *testing.T) {
 		t.Parallel()
@@ -549,7 +602,7 @@ func TestRunPipelineLargeMapFailures(t *testing.T) {
 func TestRunPipelinePlanErrorIsNotRecorded(t *testing.T) {
 	t.Parallel()
 	p := newPipelineEnv(t, `{"steps":[{"id":"a","function":"echo"}]}`, `{}`)
-	p.env.OnActivity("RunPlan", mock.Anything, mock.Anything).Return(activities.Plan{},
+	p.env.OnActivity("StartRunPlan", mock.Anything, mock.Anything).Return(activities.Plan{},
 		temporal.NewNonRetryableApplicationError("run plan: run not found", "not_found", errors.New("no run")))
 	_, err := p.run(t)
 	require.Error(t, err)
@@ -598,7 +651,7 @@ func TestRunPipelineUpsertsTheStatusFinishRunRecorded(t *testing.T) {
 	var app *temporal.ApplicationError
 	require.ErrorAs(t, err, &app)
 	require.Equal(t, "RunFailed", app.Type())
-	require.Equal(t, []string{"running", "failed"}, p.statuses)
+	require.Equal(t, []string{"failed"}, p.statuses)
 	require.Len(t, p.f.finished, 1)
 	require.Equal(t, pipeline.RunSucceeded, p.f.finished[0].Status)
 }

@@ -18,10 +18,12 @@ import (
 //     Invoke as a local activity (ResolveVersion first, StoreCache last);
 //   - history-pinned-version.json: a run of this code, started with its pinned version
 //     (CheckCache, Invoke and Persist as local activities, no ResolveVersion or StoreCache).
+//   - history-status-at-end.json: "pinned-version" 2 (Invoke records the outcome final; a
+//     short local Invoke upserts no running status).
 func TestReplayRecordedHistories(t *testing.T) {
 	t.Parallel()
 	for _, f := range []string{"testdata/history-regular-invoke.json", "testdata/history-local-invoke.json",
-		"testdata/history-pinned-version.json"} {
+		"testdata/history-pinned-version.json", "testdata/history-status-at-end.json"} {
 		r := worker.NewWorkflowReplayer()
 		r.RegisterWorkflowWithOptions(workflows.ExecuteFunction, workflowRegisterOptions())
 		require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f), f)
@@ -33,6 +35,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 // interpreter or the runner must keep them replaying (or be guarded by
 // workflow.GetVersion).
 //   - history-run-sequence.json: three function steps, all local activities, one task;
+//   - history-run-fused.json: the same run since "fused-step-records" (the plan's load
+//     marks the run running, each call settles its step);
 //   - history-run-signal.json: a function, a wait for an approval signal, a function;
 //   - history-run-canceled.json: canceled while waiting for its signal;
 //   - history-run-kinds.json: a map in three chunk child workflows, an if, a parallel
@@ -40,7 +44,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 //   - history-run-chunk.json: one of those chunks (RunPipelineChunk).
 func TestReplayRecordedRunHistories(t *testing.T) {
 	t.Parallel()
-	for _, f := range []string{"testdata/history-run-sequence.json", "testdata/history-run-signal.json",
+	for _, f := range []string{"testdata/history-run-sequence.json", "testdata/history-run-fused.json", "testdata/history-run-signal.json",
 		"testdata/history-run-canceled.json", "testdata/history-run-kinds.json", "testdata/history-run-chunk.json"} {
 		r := worker.NewWorkflowReplayer()
 		r.RegisterWorkflowWithOptions(workflows.RunPipeline, workflow.RegisterOptions{Name: workflows.RunWorkflowName})

@@ -30,7 +30,10 @@
 // existed replay their old shape (workflow.GetVersion): "local-invoke" (before it, Invoke
 // was always a regular activity) and "pinned-version" (before it, a run resolved its
 // version in a ResolveVersion step, CheckCache and Invoke resolved it again, and a
-// StoreCache step filled the cache after Persist). Measurements: BENCHMARKS.md.
+// StoreCache step filled the cache after Persist; since its version 2, Invoke records the
+// runtime's outcome final instead of staging it for Persist — one commit less — and a
+// short local Invoke upserts no "running" status, StatusAtEndMax). Measurements:
+// BENCHMARKS.md.
 package workflows
 
 import (
@@ -202,8 +205,16 @@ func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 	ver := activities.ResolveInput{Tenant: ref.Tenant, Function: ref.Function, Version: ref.Version, LanguageTitle: ref.LanguageTitle}
 
 	pinned := ref.pinned()
-	if pinned != nil && workflow.GetVersion(ctx, "pinned-version", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		pinned = nil
+	statusAtEnd := false
+	if pinned != nil {
+		// 2: Invoke records the outcome final, and a short local Invoke upserts no
+		// running status (statusAtEnd).
+		switch workflow.GetVersion(ctx, "pinned-version", workflow.DefaultVersion, 2) {
+		case workflow.DefaultVersion:
+			pinned = nil
+		case 2:
+			statusAtEnd = true
+		}
 	}
 	var v activities.Resolved
 	if pinned != nil {
@@ -234,11 +245,17 @@ func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 		// A cache that cannot be read is a miss: the script runs.
 	}
 
-	upsertStatus(ctx, store.StatusRunning)
+	if !statusAtEnd {
+		upsertStatus(ctx, store.StatusRunning)
+	}
+	local := localInvoke(ctx, ref, v.TimeoutMS)
+	if statusAtEnd && (!local || time.Duration(v.TimeoutMS)*time.Millisecond > StatusAtEndMax) {
+		upsertStatus(ctx, store.StatusRunning)
+	}
 	var res activities.InvokeResult
 	var err error
-	in := activities.InvokeInput{Exec: target, Version: ver, Pinned: pinned, TimeoutMS: v.TimeoutMS}
-	if localInvoke(ctx, ref, v.TimeoutMS) {
+	in := activities.InvokeInput{Exec: target, Version: ver, Pinned: pinned, TimeoutMS: v.TimeoutMS, Final: statusAtEnd}
+	if local {
 		err = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, InvokeLocalOptions(ref, v.TimeoutMS)),
 			a.Invoke, in).Get(ctx, &res)
 	} else {
@@ -323,6 +340,14 @@ func titleCase(s string) string {
 	}
 	return string(s[0]-'a'+'A') + s[1:]
 }
+
+// StatusAtEndMax: an execution whose Invoke is a local activity with a timeout of at most
+// this (since "pinned-version" 2) upserts no LambdaStatus "running": the call ends within
+// its workflow task (the SDK completes a task running local activities only after 8 s,
+// and the core waits at most the timeout and 5 s of slack), so "running" would reach
+// Temporal in the same task completion as the final status and never be seen — one
+// search-attribute upsert and visibility write per execution saved.
+const StatusAtEndMax = 3 * time.Second
 
 func upsertStatus(ctx workflow.Context, status string) {
 	// An upsert is a command carried by the next workflow task completion: no extra

@@ -369,6 +369,7 @@ func TestPinnedRunDoesNotResolveTheVersion(t *testing.T) {
 	require.Equal(t, "runtime-python", got.Pinned.Runtime)
 	require.Equal(t, 3, got.Pinned.Version)
 	require.Equal(t, 1000, got.TimeoutMS, "the pinned version's timeout")
+	require.True(t, got.Final, "Invoke records the outcome final")
 	require.Len(t, h.persisted, 1)
 }
 
@@ -391,4 +392,34 @@ func TestPinnedRunCachesInInvoke(t *testing.T) {
 	require.Equal(t, store.StatusSucceeded, out.Status)
 	require.NotNil(t, checked.Pinned, "CheckCache gets the pinned version")
 	require.Empty(t, h.cached, "Invoke stores the result itself: no StoreCache step")
+}
+
+// A pinned run whose Invoke is a short local activity ends within its workflow task: it
+// upserts its final status only ("pinned-version" 2); a longer or a regular Invoke
+// upserts running first.
+func TestPinnedRunUpsertsRunningOnlyWhenItCanBeSeen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		timeoutMS int
+		localMax  time.Duration
+		want      []string
+	}{
+		{"short local invoke", 1000, 10 * time.Second, []string{store.StatusSucceeded}},
+		{"long local invoke", 5000, 10 * time.Second, []string{store.StatusRunning, store.StatusSucceeded}},
+		{"regular invoke", 1000, 500 * time.Millisecond, []string{store.StatusRunning, store.StatusSucceeded}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, 0, func(h *harness) {
+				h.ref = pinnedRef
+				h.ref.TimeoutMS, h.ref.LocalInvokeMax = tc.timeoutMS, tc.localMax
+			})
+			h.env.OnActivity(a.Invoke, mock.Anything, mock.Anything).Return(
+				activities.InvokeResult{Status: store.StatusSucceeded, Attempt: 1}, nil).Once()
+			_, err := h.run()
+			require.NoError(t, err)
+			require.Equal(t, tc.want, h.statuses)
+		})
+	}
 }

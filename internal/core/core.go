@@ -50,6 +50,7 @@ type Store interface {
 	InsertRun(ctx context.Context, r *store.Run, a store.Admission) (string, bool, error)
 	GetRun(ctx context.Context, tenant, id string) (store.Run, error)
 	LoadRun(ctx context.Context, id string) (store.Run, error)
+	LoadRunMarkingRunning(ctx context.Context, id string) (store.Run, error)
 	RunSteps(ctx context.Context, runID string) ([]store.RunStep, error)
 	RunStepsOf(ctx context.Context, runID string, ids []string) ([]store.RunStep, error)
 	LoadRunHead(ctx context.Context, id string) (store.Run, error)
@@ -96,6 +97,9 @@ type Runner interface {
 // LogWriter durably records an execution (group commit, *store.LogWriter).
 type LogWriter interface {
 	Write(ctx context.Context, e *store.Execution) error
+	// WriteWithStep also upserts the row of the pipeline step e settles (run runID), its
+	// output e's result, in the same commit.
+	WriteWithStep(ctx context.Context, e *store.Execution, runID string, step store.RunStep) error
 }
 
 // Durable runs executions durably; the Temporal side implements it (workflows.Starter).

@@ -36,6 +36,20 @@ func (s *Service) RunPlan(ctx context.Context, runID string) (RunPlan, error) {
 	if err != nil {
 		return RunPlan{}, err
 	}
+	return s.runPlan(ctx, r)
+}
+
+// StartRunPlan is MarkRunning and RunPlan in one operation (one round trip for the
+// run's row and its move to running, one commit).
+func (s *Service) StartRunPlan(ctx context.Context, runID string) (RunPlan, error) {
+	r, err := s.store.LoadRunMarkingRunning(ctx, runID)
+	if err != nil {
+		return RunPlan{}, err
+	}
+	return s.runPlan(ctx, r)
+}
+
+func (s *Service) runPlan(ctx context.Context, r store.Run) (RunPlan, error) {
 	comp, err := s.compiledOf(ctx, r.Tenant, r.SHA256)
 	if err != nil {
 		return RunPlan{}, err
@@ -224,39 +238,96 @@ func exprFailure(err error, where string) (*pipeline.Error, error) {
 // recorded and its handler not run again. A Go error is a platform fault (retryable); a
 // handler's failure or timeout is the result's Status.
 func (s *Service) CallStep(ctx context.Context, runID string, spec pipeline.CallSpec) (pipeline.CallResult, error) {
+	res, _, err := s.callStep(ctx, runID, spec, nil)
+	return res, err
+}
+
+// CallAndSettleStep is CallStep for a function step (not a map item) that also settles
+// the step when the call succeeded — the interpreter settles a function step succeeded
+// as soon as a call of it succeeds —: the step's row (succeeded, this attempt, started at
+// started, the execution's result as its output) commits with the execution row.
+// settled reports that it did; then the runner need not Settle the step.
+func (s *Service) CallAndSettleStep(ctx context.Context, runID string, spec pipeline.CallSpec, started time.Time) (res pipeline.CallResult, settled bool, err error) {
+	if spec.Item >= 0 {
+		res, err := s.CallStep(ctx, runID, spec)
+		return res, false, err
+	}
+	return s.callStep(ctx, runID, spec, &started)
+}
+
+// settledRow is the row of a function step whose call attempt succeeded.
+func settledRow(spec pipeline.CallSpec, execID string, started time.Time, finished time.Time) store.RunStep {
+	return stepRow(pipeline.StepRecord{StepID: spec.StepID, Status: pipeline.StepSucceeded, Attempts: spec.Attempt,
+		ExecutionID: execID, StartedAt: started, FinishedAt: finished,
+		Output: pipeline.OutputRef{Kind: pipeline.OutputCall, ExecutionID: execID}}, nil)
+}
+
+func (s *Service) callStep(ctx context.Context, runID string, spec pipeline.CallSpec, settleFrom *time.Time) (pipeline.CallResult, bool, error) {
 	execID := pipeline.StepExecutionID(runID, spec.StepID, spec.Item)
 	// The run without its input: callInput reads only what the call's input needs (a
 	// map over a large input would read it once per item otherwise).
 	rs, err := s.loadState(ctx, runID, false)
 	if err != nil {
-		return pipeline.CallResult{}, err
+		return pipeline.CallResult{}, false, err
 	}
 	prev, err := s.store.GetExecution(ctx, rs.run.Tenant, execID, false)
 	switch {
 	case err == nil && store.Finished(prev.Status) && prev.Attempts >= spec.Attempt:
+		// A repeat (the activity retried, or replayed after a worker crash): the call
+		// is recorded; so is its step when it was settled with it (the upsert never
+		// rewrites a final row).
 		o := outcomeOf(prev)
-		return pipeline.CallResult{Status: o.Status, ExecutionID: execID, Error: o.Error, DurationMS: o.DurationMS}, nil
+		res := pipeline.CallResult{Status: o.Status, ExecutionID: execID, Error: o.Error, DurationMS: o.DurationMS}
+		if settleFrom == nil || o.Status != pipeline.CallSucceeded {
+			return res, false, nil
+		}
+		fin := time.Now()
+		if prev.FinishedAt != nil {
+			fin = *prev.FinishedAt
+		}
+		if err := s.store.SaveCallStep(ctx, runID, settledRow(spec, execID, *settleFrom, fin), execID); err != nil {
+			return pipeline.CallResult{}, false, err
+		}
+		return res, true, nil
 	case err != nil && !fault.Is(err, fault.NotFound):
-		return pipeline.CallResult{}, err
+		return pipeline.CallResult{}, false, err
 	}
 	cs := rs.comp.Step(spec.StepID)
 	if cs == nil {
-		return pipeline.CallResult{}, fmt.Errorf("call step: run %s has no step %q", runID, spec.StepID)
+		return pipeline.CallResult{}, false, fmt.Errorf("call step: run %s has no step %q", runID, spec.StepID)
 	}
 	input, fail, err := s.callInput(ctx, rs, cs, spec)
 	if err != nil {
-		return pipeline.CallResult{}, err
+		return pipeline.CallResult{}, false, err
 	}
 	if fail != nil {
-		return pipeline.CallResult{Status: pipeline.CallFailed, ExecutionID: execID, Error: fail}, nil
+		return pipeline.CallResult{Status: pipeline.CallFailed, ExecutionID: execID, Error: fail}, false, nil
+	}
+	record := s.logs.Write
+	var settled *store.RunStep
+	if settleFrom != nil {
+		record = func(ctx context.Context, e *store.Execution) error {
+			if e.Status != store.StatusSucceeded {
+				return s.logs.Write(ctx, e)
+			}
+			row := settledRow(spec, execID, *settleFrom, time.Now())
+			if err := s.logs.WriteWithStep(ctx, e, runID, row); err != nil {
+				return err
+			}
+			settled = &row
+			return nil
+		}
 	}
 	out, err := s.callFunction(ctx, &rs.run, pipeline.FunctionCall{RunID: runID, ExecutionID: execID, StepID: spec.StepID,
 		Item: spec.Item, Attempt: spec.Attempt, Function: spec.Function, Version: spec.Version, Input: input,
-		TimeoutMS: spec.TimeoutMS}, false, s.logs.Write)
+		TimeoutMS: spec.TimeoutMS}, false, record)
 	if err != nil {
-		return pipeline.CallResult{ExecutionID: execID}, err
+		return pipeline.CallResult{ExecutionID: execID}, false, err
 	}
-	return pipeline.CallResult{Status: out.Status, ExecutionID: execID, Error: out.Error, DurationMS: out.DurationMS}, nil
+	if settled != nil {
+		s.countStep(rs.comp, *settled)
+	}
+	return pipeline.CallResult{Status: out.Status, ExecutionID: execID, Error: out.Error, DurationMS: out.DurationMS}, settled != nil, nil
 }
 
 // callInput renders a call's input: the step's template, else a map item's item, else

@@ -57,6 +57,9 @@ type Attempt struct {
 	Status string           // succeeded, failed or timeout; the row's own when Final
 	Error  *store.ExecError // the handler's error, if any
 	Final  bool             // the row was already final: nothing ran
+	// Recorded: this attempt made the row final (RunAttempt's final), so the durable
+	// side's Finish of the same status finds it final and records nothing.
+	Recorded bool
 }
 
 // RunAttempt runs attempt n of an execution on its runtime function and stages the
@@ -66,7 +69,10 @@ type Attempt struct {
 // (the durable side heartbeats from then on). A succeeded result is stored in the result
 // cache when the version caches results. An error is a platform fault (runtime
 // unreachable, PostgreSQL down, ctx ended); a handler failure or timeout is an Attempt.
-func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, timeout time.Duration, started func(n int)) (Attempt, error) {
+// With final, the outcome is recorded final instead of staged — what Finish with the
+// attempt's status would record, one commit earlier (the durable side persists that
+// status next; its Finish then finds the row final).
+func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, timeout time.Duration, final bool, started func(n int)) (Attempt, error) {
 	v, err := s.version(ctx, p.Tenant, p.Function, p.Version)
 	if err != nil {
 		return Attempt{}, err
@@ -92,8 +98,30 @@ func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, ti
 			s.cacheStore(key, time.Duration(p.CacheTTLS)*time.Second, &e)
 		}
 	}
-	e.Status = store.StatusRunning
 	e.Payload = nil
+	if final {
+		now := time.Now().UTC()
+		if e.Status != store.StatusSucceeded {
+			e.Result = nil
+		}
+		e.Cached = false
+		if e.FinishedAt == nil {
+			e.FinishedAt = &now
+			if e.DurationMS == 0 {
+				e.DurationMS = float64(now.Sub(e.CreatedAt).Microseconds()) / 1000
+			}
+		}
+		if err := s.logs.Write(ctx, &e); err != nil {
+			return a, fmt.Errorf("record the outcome: %w", err)
+		}
+		a.Recorded = true
+		if s.m != nil {
+			s.m.Invocations.WithLabelValues(e.Language, "workflow", e.Status).Inc()
+			s.m.Duration.WithLabelValues(e.Language, "workflow").Observe(now.Sub(e.CreatedAt).Seconds())
+		}
+		return a, nil
+	}
+	e.Status = store.StatusRunning
 	if err := s.logs.Write(ctx, &e); err != nil {
 		return a, fmt.Errorf("stage the outcome: %w", err)
 	}

@@ -107,8 +107,15 @@ type LogWriter struct {
 
 type logReq struct {
 	e    *Execution
+	step *stepWrite // a pipeline step settled with its call, in the same commit
 	enq  time.Time
 	done chan error
+}
+
+// stepWrite is a function step's row written with its execution (SaveCallStep's upsert).
+type stepWrite struct {
+	runID string
+	row   RunStep
 }
 
 // NewLogWriter returns a group-commit writer; call Run to start it. observe, when set,
@@ -143,7 +150,18 @@ func (w *LogWriter) Run(ctx context.Context) {
 
 // Write queues e and waits until it is committed (or ctx ends).
 func (w *LogWriter) Write(ctx context.Context, e *Execution) error {
-	r := &logReq{e: e, enq: time.Now(), done: make(chan error, 1)}
+	return w.write(ctx, &logReq{e: e, enq: time.Now(), done: make(chan error, 1)})
+}
+
+// WriteWithStep is Write plus the row of the pipeline step e settles (run runID): the
+// step's upsert, its output copied from e's result (SaveCallStep), commits in the same
+// transaction as e — a durable run's function step costs one commit, not two.
+func (w *LogWriter) WriteWithStep(ctx context.Context, e *Execution, runID string, step RunStep) error {
+	step.ExecutionID = e.ID
+	return w.write(ctx, &logReq{e: e, step: &stepWrite{runID: runID, row: step}, enq: time.Now(), done: make(chan error, 1)})
+}
+
+func (w *LogWriter) write(ctx context.Context, r *logReq) error {
 	select {
 	case w.reqs <- r:
 	case <-ctx.Done():
@@ -242,6 +260,16 @@ func (w *LogWriter) send(ctx context.Context, batch []*logReq) error {
 			return err
 		}
 		b.Queue(upsertExecution, args...)
+		if r.step != nil {
+			// After its execution's upsert in the same transaction: the step's output is
+			// the result that statement wrote.
+			sargs, err := stepArgs(r.step.runID, r.step.row)
+			if err != nil {
+				return err
+			}
+			sargs[5] = r.step.row.ExecutionID
+			b.Queue(saveCallStep, sargs...)
+		}
 	}
 	// Without an explicit transaction, pgx sends the batch as one pipeline ending in a
 	// single Sync: PostgreSQL runs it as one implicit transaction, one commit.

@@ -270,6 +270,31 @@ func (s *Store) LoadRun(ctx context.Context, id string) (Run, error) {
 	return s.loadRun(ctx, id, runCols)
 }
 
+// LoadRunMarkingRunning is MarkRunRunning then LoadRun in one round trip and one
+// implicit transaction: a durable run's first step operation.
+func (s *Store) LoadRunMarkingRunning(ctx context.Context, id string) (Run, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return Run{}, fault.New(fault.NotFound, "run %q not found", id)
+	}
+	b := &pgx.Batch{}
+	b.Queue(markRunRunning, uid)
+	b.Queue(`SELECT `+runCols+` FROM runs WHERE id = $1`, uid)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return Run{}, translate(err, "mark run running")
+	}
+	r, err := scanRun(br.QueryRow())
+	if err != nil {
+		return Run{}, notFound(err, "load run", "run %q not found", id)
+	}
+	if err := br.Close(); err != nil {
+		return Run{}, translate(err, "load run")
+	}
+	return r, nil
+}
+
 // LoadRunHead is LoadRun without the run's input and output (Input and Output nil): a
 // step call reads only what its input needs (RunInput, RunStepsOf).
 func (s *Store) LoadRunHead(ctx context.Context, id string) (Run, error) {
@@ -560,10 +585,12 @@ func (s *Store) HandOver(ctx context.Context, r *Run, steps []RunStep, execs []*
 
 // MarkRunRunning moves a queued run to running (started_at).
 func (s *Store) MarkRunRunning(ctx context.Context, runID string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE runs SET status = 'running', started_at = coalesce(started_at, now())
-		WHERE id = $1 AND status = 'queued'`, runID)
+	_, err := s.pool.Exec(ctx, markRunRunning, runID)
 	return translate(err, "mark run running")
 }
+
+const markRunRunning = `UPDATE runs SET status = 'running', started_at = coalesce(started_at, now())
+	WHERE id = $1 AND status = 'queued'`
 
 // SetWaiting records a wait_for step waiting for signal (or no longer waiting) and the
 // run waiting while any of its steps waits, running otherwise.

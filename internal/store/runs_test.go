@@ -52,6 +52,48 @@ func TestRunsAndExecutionsShareTheAsyncCap(t *testing.T) {
 	require.True(t, created)
 }
 
+// A function step settled with its call: the step's row commits with the execution's,
+// its output the execution's result; a later write never rewrites the final step.
+func TestWriteWithStepSettlesTheStepInTheExecutionsCommit(t *testing.T) {
+	t.Parallel()
+	st, _ := open(t)
+	w := newWriter(t, st)
+	ctx := context.Background()
+	r := asyncRun(t, st, "default")
+	_, created, err := st.InsertRun(ctx, r, store.Admission{})
+	require.NoError(t, err)
+	require.True(t, created)
+
+	run, err := st.LoadRunMarkingRunning(ctx, r.ID)
+	require.NoError(t, err)
+	require.Equal(t, "running", run.Status, "the load marks the run running")
+	require.NotNil(t, run.StartedAt)
+	_, err = st.LoadRunMarkingRunning(ctx, uuid.NewString())
+	require.True(t, fault.Is(err, fault.NotFound), "%v", err)
+
+	e := execution(uuid.NewString())
+	e.Mode, e.RunID, e.StepID = "pipeline", r.ID, "s"
+	started := time.Now().UTC().Add(-time.Second).Truncate(time.Microsecond)
+	fin := time.Now().UTC().Truncate(time.Microsecond)
+	require.NoError(t, w.WriteWithStep(ctx, e, r.ID, store.RunStep{ID: "s", Status: "succeeded", Attempts: 1,
+		StartedAt: &started, FinishedAt: &fin}))
+	steps, err := st.RunSteps(ctx, r.ID)
+	require.NoError(t, err)
+	require.Len(t, steps, 1)
+	require.Equal(t, "succeeded", steps[0].Status)
+	require.Equal(t, e.ID, steps[0].ExecutionID)
+	require.JSONEq(t, `{"sum":3}`, string(steps[0].Output), "the execution's result")
+	require.True(t, started.Equal(*steps[0].StartedAt))
+
+	e2 := execution(uuid.NewString())
+	e2.Mode, e2.RunID, e2.StepID, e2.Result = "pipeline", r.ID, "s", json.RawMessage(`{"sum":4}`)
+	require.NoError(t, w.WriteWithStep(ctx, e2, r.ID, store.RunStep{ID: "s", Status: "succeeded", Attempts: 2}))
+	steps, err = st.RunSteps(ctx, r.ID)
+	require.NoError(t, err)
+	require.Equal(t, e.ID, steps[0].ExecutionID, "a final step is never rewritten")
+	require.JSONEq(t, `{"sum":3}`, string(steps[0].Output))
+}
+
 // A sync run's end writes its calls' executions and its steps with one statement per
 // table: every value round-trips (nulls included), and the attempts of a retried call,
 // which share an execution id, leave the last attempt's row.
