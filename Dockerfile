@@ -44,6 +44,18 @@ RUN set -eux; \
     rm -rf /var/lib/apt/lists/*; \
     useradd --system --uid 10001 --home-dir /var/lib/lambda --create-home lambda
 COPY --from=build /out/bin/ /usr/local/bin/
+# The runtime hosts the provider starts (as uid 10001) run each worker as its own uid, as in
+# the runtime images: lambda-runtime carries exactly the capabilities for that and only
+# group 10001 may execute it, so no worker regains them; without them every worker would
+# share uid 10001 with the provider, and with it the container's environment.
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends libcap2-bin; \
+    rm -rf /var/lib/apt/lists/*; \
+    chown root:10001 /usr/local/bin/lambda-runtime; \
+    chmod 0750 /usr/local/bin/lambda-runtime; \
+    setcap cap_setuid,cap_setgid,cap_chown,cap_kill,cap_dac_override+ep /usr/local/bin/lambda-runtime; \
+    find / -xdev -type f -perm /6000 -exec chmod a-s {} +
 COPY runtimes/ /opt/lambda/runtimes/
 ENV LAMBDA_RUNTIMES_FILE=/opt/lambda/runtimes/runtimes.yaml \
     LAMBDA_LOG_FORMAT=json

@@ -49,7 +49,7 @@ func TestOversizedBodiesAreAnswered413(t *testing.T) {
 	}))
 	require.Equal(t, 201, f.do(t, "POST", "/v1/functions", register("add", addSource)).status)
 	srv := api.HTTPServer(api.Config{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 90 * time.Second, IdleTimeout: 120 * time.Second}, f.h)
+		WriteTimeout: 90 * time.Second, IdleTimeout: 120 * time.Second}, f.h, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	go func() { _ = srv.Serve(ln) }()

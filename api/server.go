@@ -7,6 +7,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"time"
 
@@ -122,9 +123,10 @@ func NewServer(d Deps) http.Handler {
 	return s.routes()
 }
 
-// HTTPServer wraps h with the configured timeouts.
-func HTTPServer(cfg Config, h http.Handler) *http.Server {
-	return &http.Server{
+// HTTPServer wraps h with the configured timeouts; m, when set, counts the connections
+// it accepts.
+func HTTPServer(cfg Config, h http.Handler, m *metrics.HTTP) *http.Server {
+	srv := &http.Server{
 		Addr:              cfg.Addr,
 		Handler:           h,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -133,6 +135,14 @@ func HTTPServer(cfg Config, h http.Handler) *http.Server {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 	}
+	if m != nil {
+		srv.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				m.Connections.Inc()
+			}
+		}
+	}
+	return srv
 }
 
 // tenantOf returns the tenant a request acts for.

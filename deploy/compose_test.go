@@ -42,7 +42,7 @@ func TestComposeLoadsAndValidates(t *testing.T) {
 
 	want := []string{
 		"postgres", "redis", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui",
-		"migrate", "provider", "gateway", "runtimes", "api", "worker", "certs", "envoy",
+		"migrate", "provider", "gateway-auth", "gateway", "runtimes", "api", "worker", "certs", "envoy",
 		"prometheus", "grafana", "elasticsearch", "elastic-setup", "filebeat",
 	}
 	require.ElementsMatch(t, want, p.ServiceNames(), "services (kibana is behind the kibana profile)")
@@ -51,7 +51,7 @@ func TestComposeLoadsAndValidates(t *testing.T) {
 
 	// One-shot jobs run to completion; everything else is long-running and has a health
 	// check, except the Temporal UI, whose image has no probe tool.
-	oneShot := map[string]bool{"temporal-schema": true, "temporal-namespace": true, "migrate": true, "runtimes": true, "certs": true, "elastic-setup": true}
+	oneShot := map[string]bool{"temporal-schema": true, "temporal-namespace": true, "migrate": true, "runtimes": true, "certs": true, "elastic-setup": true, "gateway-auth": true}
 	for _, name := range p.ServiceNames() {
 		s := p.Services[name]
 		if oneShot[name] {
@@ -87,6 +87,7 @@ func TestComposeLoadsAndValidates(t *testing.T) {
 		{"temporal-namespace", "temporal", types.ServiceConditionHealthy},
 		{"temporal-ui", "temporal", types.ServiceConditionHealthy},
 		{"gateway", "provider", types.ServiceConditionHealthy},
+		{"gateway", "gateway-auth", types.ServiceConditionCompletedSuccessfully},
 		{"runtimes", "gateway", types.ServiceConditionHealthy},
 		{"envoy", "api", types.ServiceConditionHealthy},
 		{"envoy", "certs", types.ServiceConditionCompletedSuccessfully},
@@ -164,10 +165,48 @@ func TestComposeLoadsAndValidates(t *testing.T) {
 	require.Contains(t, cmd, "--config.file=/etc/prometheus/prometheus-compose.yml")
 	require.FileExists(t, "prometheus/prometheus-compose.yml")
 
+	checkComposeGatewayAuth(t, p)
+
 	// Published ports bind to loopback only.
 	for _, name := range p.ServiceNames() {
 		for _, port := range p.Services[name].Ports {
 			require.Equal(t, "127.0.0.1", port.HostIP, "%s publishes %s beyond loopback", name, port.Published)
 		}
 	}
+}
+
+// checkComposeGatewayAuth: the gateway's management API is behind basic auth, read from
+// the files of its secret_mount_path (the gateway-auth volume), and every client of that
+// API (api, worker, the runtimes job) sends the same files' credentials.
+func checkComposeGatewayAuth(t *testing.T, p *types.Project) {
+	t.Helper()
+	gw := p.Services["gateway"]
+	require.Equal(t, "true", *gw.Environment["basic_auth"], "the gateway's management API needs credentials")
+	mountOf := func(svc, volume string) string {
+		for _, v := range p.Services[svc].Volumes {
+			if v.Type == types.VolumeTypeVolume && v.Source == volume {
+				return v.Target
+			}
+		}
+		return ""
+	}
+	secrets := *gw.Environment["secret_mount_path"]
+	require.Equal(t, secrets, mountOf("gateway", "gateway-auth"), "the gateway reads its credentials from the gateway-auth volume")
+	require.NotEmpty(t, mountOf("gateway-auth", "gateway-auth"), "the gateway-auth job writes the volume")
+	job := strings.Join(p.Services["gateway-auth"].Command, " ")
+	for _, f := range []string{"basic-auth-user", "basic-auth-password"} {
+		require.Contains(t, job, f, "the gateway-auth job writes %s", f)
+	}
+	for _, name := range []string{"api", "worker"} {
+		env := p.Services[name].Environment
+		dir := mountOf(name, "gateway-auth")
+		require.NotEmpty(t, dir, "%s mounts the gateway's credentials", name)
+		require.Equal(t, filepath.Join(dir, "basic-auth-user"), *env["LAMBDA_GATEWAY_USER_FILE"], name)
+		require.Equal(t, filepath.Join(dir, "basic-auth-password"), *env["LAMBDA_GATEWAY_PASSWORD_FILE"], name)
+	}
+	dir := mountOf("runtimes", "gateway-auth")
+	require.NotEmpty(t, dir, "the runtimes job mounts the gateway's credentials")
+	cmd := strings.Join(p.Services["runtimes"].Command, " ")
+	require.Contains(t, cmd, filepath.Join(dir, "basic-auth-password"))
+	require.Equal(t, strings.Count(cmd, "curl "), strings.Count(cmd, `curl -fsS -u "$auth"`), "every call of the runtimes job sends the credentials")
 }

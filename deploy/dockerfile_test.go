@@ -95,6 +95,12 @@ func TestDockerfile(t *testing.T) {
 	lp := byName["local-provider"]
 	require.Regexp(t, `^USER \d+`, stageLine(lp, "USER"))
 	require.NotEqual(t, "USER 0", stageLine(lp, "USER"))
+	// Its runtime hosts run workers as their own uids (file capabilities), as the runtime
+	// images do: otherwise every worker shares uid 10001 with the provider and its environment.
+	lpAll := strings.Join(lp.lines, "\n")
+	require.Contains(t, lpAll, "setcap cap_setuid,cap_setgid,cap_chown,cap_kill,cap_dac_override+ep /usr/local/bin/lambda-runtime")
+	require.Contains(t, lpAll, "chmod 0750 /usr/local/bin/lambda-runtime")
+	require.Contains(t, lpAll, "chown root:10001 /usr/local/bin/lambda-runtime")
 
 	build := strings.Join(byName["build"].lines, "\n")
 	for _, pkg := range []string{"./cmd/lambda", "./cmd/lambda-runtime", "./cmd/healthcheck"} {
@@ -109,5 +115,38 @@ func TestDockerfile(t *testing.T) {
 	ignore := string(raw)
 	for _, kept := range []string{"cmd", "runtimes", "go.mod", "go.sum"} {
 		require.NotRegexp(t, `(?m)^/?`+regexp.QuoteMeta(kept)+`/?$`, ignore, "%s is needed by the build", kept)
+	}
+}
+
+// TestRuntimeDockerfilesKeepTheSecretFromWorkers: OpenFaaS mounts a function's secrets
+// under /var/openfaas/secrets with mode 0644 (the Function API sets no mode), so every
+// runtime image makes /var/openfaas enterable by the host's group only (0710 root:10001):
+// no worker uid reaches the invoke secret. And nothing the image points a tool at for
+// writing lies on the read-only root filesystem of a runtime pod: CARGO_HOME is the
+// toolchain's own (each build gets its own cargo home in its work folder).
+func TestRuntimeDockerfilesKeepTheSecretFromWorkers(t *testing.T) {
+	t.Parallel()
+	for _, lang := range []string{"python", "node", "rust"} {
+		stages := dockerStages(t, filepath.Join("..", "runtimes", lang, "Dockerfile"))
+		final := stages[len(stages)-1]
+		all := strings.Join(final.lines, "\n")
+		require.Regexp(t, `mkdir -p /var/openfaas && chown root:10001 /var/openfaas && chmod 0710 /var/openfaas`, all, lang)
+		require.Equal(t, "USER 10001", stageLine(final, "USER"), lang)
+		for _, l := range final.lines {
+			if !strings.HasPrefix(l, "ENV ") {
+				continue
+			}
+			if m := regexp.MustCompile(`CARGO_HOME=(\S+)`).FindStringSubmatch(l); m != nil {
+				require.Equal(t, "/usr/local/cargo", m[1], "%s: CARGO_HOME is the toolchain's read-only home, not a cache path", lang)
+			}
+		}
+	}
+	// The Functions and the faas-cli stack read the secret from that mount.
+	for _, file := range []string{"k8s/functions/functions.yaml", "openfaas/stack.yml"} {
+		raw, err := os.ReadFile(file)
+		require.NoError(t, err)
+		for _, m := range regexp.MustCompile(`LAMBDA_RUNTIME_SECRET_FILE: (\S+)`).FindAllStringSubmatch(string(raw), -1) {
+			require.True(t, strings.HasPrefix(m[1], "/var/openfaas/secrets/"), "%s: %s", file, m[1])
+		}
 	}
 }

@@ -55,6 +55,12 @@ func run(ctx context.Context, args []string, environment map[string]string, stdo
 	}
 	// Descriptors inherited from whoever started the host must not reach the workers.
 	_ = unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	// Not dumpable: the host's /proc/<pid>/environ, mem and fd (its invoke secret when
+	// given inline) are root's, and it cannot be traced, even by workers that run as its
+	// own uid (a replica pinned to one tenant). Workers become dumpable again at execve.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", err)
+	}
 	var cfg runtimehost.Config
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environment}); err != nil {
 		return fmt.Errorf("config: %w", err)

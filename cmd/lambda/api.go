@@ -253,19 +253,20 @@ func runAPI(ctx context.Context, cfg apiConfig, log *zap.Logger) error {
 	}
 	sessions := core.NewSessions(cfg.Sessions, b.store, b.faas, cache.NewIdleClock(b.cache.Client()), b.reg, c, log)
 	go sessions.RunExpiry(fctx)
+	httpMetrics := metrics.NewHTTP(reg)
 	h := api.NewServer(api.Deps{
 		Config: cfg.API, Log: log, Core: c, Store: b.store, Tenants: b.store, Checks: checks,
 		Finishes: finishes,
 		Auth:     authn,
 		Limits:   ratelimit.New(cfg.Limit, b.cache.Client(), log),
-		Metrics:  metrics.NewHTTP(reg), Gatherer: reg,
+		Metrics:  httpMetrics, Gatherer: reg,
 		Console:  console.Handler(console.WithTemporalUI(cfg.TemporalUI, cfg.Temporal.Namespace)),
 		Sessions: sessions,
 	})
 	if cfg.DebugAddr != "" {
 		go serveDebug(cfg.DebugAddr, log)
 	}
-	srv := api.HTTPServer(cfg.API, h)
+	srv := api.HTTPServer(cfg.API, h, httpMetrics)
 	ln, err := net.Listen("tcp", cfg.API.Addr)
 	if err != nil {
 		return fmt.Errorf("api: listen %s: %w", cfg.API.Addr, err)

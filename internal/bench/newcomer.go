@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -173,7 +174,13 @@ func (r *Runner) Newcomer(ctx context.Context, rep *Report) {
 		prof = make(chan string, 1)
 		go func() { prof <- r.During(ctx, r.S.NewcomerDuration) }()
 	}
+	conns0, connsOK := r.P.AcceptedConnections(ctx)
 	res := Run(ctx, Load{Rate: r.S.NewcomerRate, Duration: r.S.NewcomerDuration, Timeout: 10 * time.Second}, op)
+	if conns1, ok := r.P.AcceptedConnections(ctx); ok && connsOK {
+		rep.notef("Scenario 10: the api accepted %.0f TCP connections during the measured %s (%d requests): "+
+			"the default client keeps 2 idle connections per host and dials whenever more calls are in flight.",
+			conns1-conns0, r.S.NewcomerDuration, res.Sent)
+	}
 	if prof != nil {
 		rep.Profile, rep.ProfileOf = <-prof, "scenario 10"
 	}
@@ -182,4 +189,20 @@ func (r *Runner) Newcomer(ctx context.Context, rep *Report) {
 	row.Verdict = verdict(res.Quantile(50) <= 2 && res.Quantile(99) <= 10 && res.Errors == 0)
 	rep.add(row)
 	r.pause(ctx)
+}
+
+// AcceptedConnections reads the api's count of accepted TCP connections
+// (lambda_http_connections_total on its /metrics); false when it does not export it.
+func (p *Platform) AcceptedConnections(ctx context.Context) (float64, bool) {
+	status, body, err := Do(ctx, p.client(), http.MethodGet, p.APIURL+"/metrics", nil, nil)
+	if err != nil || status != http.StatusOK {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "lambda_http_connections_total "); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }

@@ -167,6 +167,17 @@ func New(o Options) (*Host, error) {
 				return nil, fmt.Errorf("runtimehost: %w", err)
 			}
 			sp = sb
+			if o.Config.SecretFile != "" {
+				if can, why := sb.WorkersCanRead(o.Config.SecretFile); can {
+					sb.Close()
+					return nil, fmt.Errorf("runtimehost: LAMBDA_SANDBOX=%s refuses to serve: workers could read the invoke secret's file %s (%s), "+
+						"and whoever holds it can call any replica as any tenant; mount it readable by the host only (mode 0400/0440 for the "+
+						"host's uid or group, or in a folder the workers cannot enter: the runtime images keep /var/openfaas 0710 root:10001), "+
+						"or, where workers share the host's uid, give it inline in LAMBDA_RUNTIME_SECRET (the host's environment is unreadable to them); "+
+						"LAMBDA_SANDBOX=off serves anyway, for one trusted user's machine only",
+						mode, o.Config.SecretFile, why)
+				}
+			}
 			if sb.Direct() {
 				// No mount namespace: each sha's folder is the host's alone (builds get
 				// theirs for their time, workers a copy of their script); the cache itself
@@ -246,12 +257,8 @@ func New(o Options) (*Host, error) {
 	h.pool = newPool(o.Config.Workers, o.Config.QueueLength, o.Config.QueueWait, o.Config.StartTimeout, o.Runtime.Prestartable(), h.startWorker, h.m, h.log)
 	h.pool.onSpare = func() { h.spareUp.Store(true) }
 	h.pool.share = o.Config.tenantShare()
-	if direct && o.Config.SecretFile != "" {
-		// Workers share the file system's view: the secret's file must be the host's alone.
-		if fi, err := os.Stat(o.Config.SecretFile); err == nil && fi.Mode().Perm()&0o004 != 0 {
-			h.log.Warn("the invoke secret's file is readable by every uid, workers included: mount it with mode 0440 (or 0400) for the host's uid or group",
-				zap.String("file.path", o.Config.SecretFile), zap.String("file.mode", fi.Mode().Perm().String()))
-		}
+	if mode == sandbox.Off && o.Config.SecretFile != "" {
+		h.log.Warn("LAMBDA_SANDBOX=off: workers run as the host's uid and can read the invoke secret's file", zap.String("file.path", o.Config.SecretFile))
 	}
 	tenants := "isolated"
 	if sb, ok := sp.(*sandbox.Sandbox); ok && !sb.Isolated() {

@@ -213,7 +213,8 @@ var rustHostile = hostileScripts{
 fn handler(_event: Value, _ctx: &Context) -> Result<Value, String> {
     let mut x = 0u64;
     loop {
-        x = std::hint::black_box(x.wrapping_add(1));
+        let y = x.wrapping_add(1);
+        x = unsafe { std::ptr::read_volatile(&y) };
     }
 }
 `,
@@ -233,7 +234,9 @@ fn handler(_event: Value, _ctx: &Context) -> Result<Value, String> {
 	alloc: `use serde_json::{json, Value};
 fn handler(_event: Value, _ctx: &Context) -> Result<Value, String> {
     let v = vec![1u8; 4usize << 30];
-    Ok(json!(std::hint::black_box(&v).len()))
+    // the vector escapes through a volatile read (Debian's Rust 1.63 has no black_box)
+    let p = unsafe { std::ptr::read_volatile(&(&v as *const Vec<u8>)) };
+    Ok(json!(unsafe { (*p).len() }))
 }
 `,
 	fillTmp: `use serde_json::{json, Value};
@@ -300,9 +303,20 @@ fn handler(_event: Value, _ctx: &Context) -> Result<Value, String> {
 	background: `use serde_json::{json, Value};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+extern "C" {
+    fn setpgid(pid: i32, pgid: i32) -> i32;
+}
 fn handler(event: Value, _ctx: &Context) -> Result<Value, String> {
-    let child = Command::new("sleep").arg(event["tag"].as_str().unwrap_or("1")).process_group(0)
-        .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("sleep");
+    cmd.arg(event["tag"].as_str().unwrap_or("1")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // its own process group, out of the worker's (Rust 1.63 has no process_group)
+    unsafe {
+        cmd.pre_exec(|| {
+            setpgid(0, 0);
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(|e| e.to_string())?;
     let pid = child.id();
     std::mem::forget(child);
     Ok(json!(pid))

@@ -14,7 +14,9 @@ import (
 )
 
 // finishedChannel is the channel request_logs' trigger notifies with the id of an async
-// execution whose final row was just committed (migration 00004).
+// execution whose row, committed unfinished before, was just committed final (migrations
+// 00004 and 00011; the runs' trigger uses it too). A row first written final notifies
+// nobody: no long-poll can be waiting for it.
 const finishedChannel = "lambda_execution_finished"
 
 // FinishFeedApplication is the application_name of the feed's connection (pg_stat_activity).

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -22,15 +23,79 @@ func receives(ch <-chan struct{}, within time.Duration) bool {
 	}
 }
 
-// notified saves a finished async execution and reports whether its waiter was woken.
+// notified saves a queued async execution, then its final row, and reports whether its
+// waiter was woken.
 func notified(ctx context.Context, t *testing.T, st *store.Store, feed *store.FinishFeed) bool {
 	t.Helper()
 	e := execution(uuid.NewString())
 	e.Mode = "async"
 	ch, unsubscribe := feed.Subscribe(e.ID)
 	defer unsubscribe()
+	queued := *e
+	queued.Status, queued.FinishedAt = store.StatusQueued, nil
+	require.NoError(t, st.SaveExecution(ctx, &queued))
 	require.NoError(t, st.SaveExecution(ctx, e))
 	return receives(ch, 5*time.Second)
+}
+
+// A finish notifies only when a row committed unfinished turns final: a long-poll waits
+// only for a row it has read unfinished, so a row first written final (a sync run
+// recorded at its end, its calls' executions) would wake nobody — its NOTIFY would only
+// serialize its commit behind every other notifying one.
+func TestFinishFeedNotifiesOnlyRowsThatWereUnfinished(t *testing.T) {
+	t.Parallel()
+	st, _ := open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	feed, _ := startFeed(ctx, t, st, nil)
+	def := json.RawMessage(`{"steps":[{"id":"s","function":"f"}]}`)
+	_, err := st.CreatePipeline(ctx, store.PipelineVersion{Tenant: "default", Name: "p", SHA256: "sha-p", Definition: def})
+	require.NoError(t, err)
+	syncRun := func() (*store.Run, []store.RunStep, []*store.Execution) {
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		r := &store.Run{ID: uuid.NewString(), Tenant: "default", Pipeline: "p", Version: 1, SHA256: "sha-p", Mode: "sync",
+			Status: store.StatusRunning, Input: def, Output: json.RawMessage("null"), CreatedAt: now, StartedAt: &now}
+		e := execution(uuid.NewString())
+		e.Mode, e.RunID, e.StepID = "pipeline", r.ID, "s"
+		return r, []store.RunStep{{ID: "s", Status: store.StatusSucceeded, Attempts: 1, ExecutionID: e.ID,
+			Output: e.Result, StartedAt: &now, FinishedAt: &now}}, []*store.Execution{e}
+	}
+	finish := func(r *store.Run, steps []store.RunStep, execs []*store.Execution) {
+		now := time.Now().UTC().Truncate(time.Microsecond)
+		r.Status, r.FinishedAt = store.StatusSucceeded, &now
+		require.NoError(t, st.FinishSyncRun(ctx, r, steps, execs))
+	}
+
+	// A short sync run is recorded once, final: neither it nor its call notifies.
+	r, steps, execs := syncRun()
+	runCh, unsubscribeRun := feed.Subscribe(r.ID)
+	defer unsubscribeRun()
+	execCh, unsubscribeExec := feed.Subscribe(execs[0].ID)
+	defer unsubscribeExec()
+	finish(r, steps, execs)
+	got, err := st.GetRun(ctx, "default", r.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.StatusSucceeded, got.Status, "the run is recorded")
+	require.False(t, receives(runCh, 300*time.Millisecond), "a run first written final does not notify")
+	require.False(t, receives(execCh, 100*time.Millisecond), "nor does a call's execution first written final")
+
+	// A longer one was recorded running first (a long-poll may wait for it): its end notifies.
+	r, steps, execs = syncRun()
+	runCh2, unsubscribeRun2 := feed.Subscribe(r.ID)
+	defer unsubscribeRun2()
+	require.NoError(t, st.RecordRunning(ctx, r))
+	require.False(t, receives(runCh2, 100*time.Millisecond), "a running run is no finish")
+	finish(r, steps, execs)
+	require.True(t, receives(runCh2, 5*time.Second), "a run recorded running notifies when it turns final")
+
+	// An async execution written queued, then final, notifies; one written final at once does not.
+	require.True(t, notified(ctx, t, st, feed))
+	e := execution(uuid.NewString())
+	e.Mode = "async"
+	ch, unsubscribe := feed.Subscribe(e.ID)
+	defer unsubscribe()
+	require.NoError(t, st.SaveExecution(ctx, e))
+	require.False(t, receives(ch, 300*time.Millisecond), "an execution first written final does not notify")
 }
 
 // startFeed runs a finish feed on st until the test ends and waits until it listens.

@@ -439,27 +439,87 @@ func (s *Store) FinishSyncRun(ctx context.Context, r *Run, steps []RunStep, exec
 	return translate(s.pool.SendBatch(ctx, b).Close(), "finish sync run")
 }
 
+// queueExecutions queues the upsert of execs as one statement (a row per execution, the
+// same values and conflict rule as upsertExecution): one statement instead of one per
+// call keeps a long sync run's commit short. Attempts of a call under its step's retry
+// policy share an execution id; only the last (the row would keep it) is written.
 func queueExecutions(b *pgx.Batch, execs []*Execution) error {
-	for _, x := range execs {
+	last := make(map[string]int, len(execs))
+	for i, x := range execs {
+		if j, ok := last[x.ID]; !ok || execs[j].Attempts <= x.Attempts {
+			last[x.ID] = i
+		}
+	}
+	rows := make([][]any, 0, len(last))
+	for i, x := range execs {
+		if last[x.ID] != i {
+			continue
+		}
 		args, err := executionArgs(x)
 		if err != nil {
 			return err
 		}
-		b.Queue(upsertExecution, args...)
+		rows = append(rows, args)
+	}
+	if len(rows) > 0 {
+		b.Queue(upsertExecutions, columns(rows)...)
 	}
 	return nil
 }
 
+// queueSteps queues the upsert of a run's steps as one statement (upsertStep's values
+// and conflict rule).
 func queueSteps(b *pgx.Batch, runID string, steps []RunStep) error {
+	rows := make([][]any, 0, len(steps))
 	for _, st := range steps {
 		args, err := stepArgs(runID, st)
 		if err != nil {
 			return err
 		}
-		b.Queue(upsertStep, args...)
+		rows = append(rows, args)
+	}
+	if len(rows) > 0 {
+		b.Queue(upsertSteps, columns(rows)...)
 	}
 	return nil
 }
+
+// columns turns rows of statement arguments into one array argument per column (unnest).
+func columns(rows [][]any) []any {
+	cols := make([]any, len(rows[0]))
+	for c := range cols {
+		col := make([]any, len(rows))
+		for r, row := range rows {
+			col[r] = row[c]
+		}
+		cols[c] = col
+	}
+	return cols
+}
+
+// upsertExecutions is upsertExecution for many rows: $1…$22 are arrays, one element per row.
+var upsertExecutions = `INSERT INTO request_logs AS r (id, timestamp, language_title, payload, status,
+	duration, tenant, function, version, mode, result, error, stdout, stderr, truncated, cached, attempts,
+	workflow_id, finished_at, language, run_id, step_id)
+SELECT u.id, u.ts, u.title, u.payload::json, u.status, u.duration, u.tenant, u.function, u.version, u.mode,
+	u.result::json, u.error::jsonb, u.stdout, u.stderr, u.truncated, u.cached, u.attempts, NULLIF(u.workflow, ''),
+	u.finished, u.language, NULLIF(u.run, '')::uuid, NULLIF(u.step, '')
+FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[],
+	$9::int4[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bool[], $16::bool[], $17::int4[],
+	$18::text[], $19::timestamptz[], $20::text[], $21::text[], $22::text[])
+	AS u(id, ts, title, payload, status, duration, tenant, function, version, mode, result, error, stdout, stderr,
+	truncated, cached, attempts, workflow, finished, language, run, step)
+` + upsertExecution[strings.Index(upsertExecution, "ON CONFLICT"):]
+
+// upsertSteps is upsertStep for many rows of one run.
+var upsertSteps = `INSERT INTO run_steps AS s (run_id, step_id, status, attempts, execution_id, output, error,
+	items_total, items_succeeded, items_failed, waiting_signal, started_at, finished_at)
+SELECT u.run, u.step, u.status, u.attempts, NULLIF(u.execution, '')::uuid, u.output::json, u.error::jsonb,
+	u.total, u.succeeded, u.failed, NULLIF(u.signal, ''), u.started, u.finished
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::text[], $7::text[], $8::int4[],
+	$9::int4[], $10::int4[], $11::text[], $12::timestamptz[], $13::timestamptz[])
+	AS u(run, step, status, attempts, execution, output, error, total, succeeded, failed, signal, started, finished)
+` + upsertStep[strings.Index(upsertStep, "ON CONFLICT"):]
 
 // HandOver records the calls and the steps a sync run finished and makes it an async
 // run, queued for a workflow, in one transaction (its row is written when it was not yet).

@@ -26,6 +26,10 @@ type HTTP struct {
 	Requests *prometheus.CounterVec   // route, method, code
 	Duration *prometheus.HistogramVec // route, method
 	InFlight prometheus.Gauge
+	// Connections counts the TCP connections a server accepted: a client that does not
+	// keep enough connections alive (net/http's default keeps 2 idle per host) opens one
+	// for most requests once more than that are in flight.
+	Connections prometheus.Counter
 }
 
 // NewHTTP registers the HTTP server collectors.
@@ -41,8 +45,11 @@ func NewHTTP(reg prometheus.Registerer) *HTTP {
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lambda_http_requests_in_flight", Help: "HTTP requests being served.",
 		}),
+		Connections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lambda_http_connections_total", Help: "TCP connections the HTTP server accepted.",
+		}),
 	}
-	reg.MustRegister(m.Requests, m.Duration, m.InFlight)
+	reg.MustRegister(m.Requests, m.Duration, m.InFlight, m.Connections)
 	return m
 }
 

@@ -8,8 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -92,6 +94,65 @@ func startDropped(cmd *exec.Cmd) error {
 	return cmd.Start()
 }
 
+// startConfined starts cmd from the confining OS thread: one thread of this process,
+// locked to its goroutine for the process's lifetime, that has set no_new_privs and
+// loaded the seccomp filter on itself alone. Go's os/exec runs no code of ours between
+// fork and execve, but a child inherits its thread's filter and no_new_privs across both,
+// so the worker (and everything it starts) runs under the filter from its first
+// instruction, as under bubblewrap's --seccomp. The thread never ends: a worker's
+// Pdeathsig fires when the thread that started it exits. (The Go runtime creates no
+// thread from a locked one, so the filter stays on that thread.)
+func startConfined(cmd *exec.Cmd, filter []unix.SockFilter) error {
+	if filter == nil {
+		return startDropped(cmd)
+	}
+	confining.once.Do(func() {
+		confining.starts = make(chan confinedStart)
+		loaded := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked
+			if err := loadSeccomp(filter); err != nil {
+				loaded <- err
+				return // the thread ends with its goroutine
+			}
+			loaded <- nil
+			for st := range confining.starts {
+				st.done <- startDropped(st.cmd)
+			}
+		}()
+		confining.err = <-loaded
+	})
+	if confining.err != nil {
+		return confining.err
+	}
+	done := make(chan error, 1)
+	confining.starts <- confinedStart{cmd: cmd, done: done}
+	return <-done
+}
+
+// confining is the confining thread's queue (the filter is the same for every sandbox).
+var confining struct {
+	once   sync.Once
+	starts chan confinedStart
+	err    error
+}
+
+type confinedStart struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// seccompWorks loads filter on a thread that is discarded afterwards: whether this
+// process may filter the workers it starts (a container's own seccomp profile may refuse).
+func seccompWorks(filter []unix.SockFilter) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the filtered thread dies with this goroutine
+		errc <- loadSeccomp(filter)
+	}()
+	return <-errc
+}
+
 // credential runs a process as uid (gid = uid), without supplementary groups.
 func credential(uid int) *syscall.Credential {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}
@@ -170,4 +231,71 @@ func killUID(uid int) bool {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// WorkersCanRead reports whether a worker of this sandbox could open path for reading,
+// and why: the host checks its invoke secret's file with it before it serves, because a
+// worker holding that secret could call any replica as any tenant. Under bubblewrap a
+// worker sees only the system folders and the paths bound for it; a direct worker sees
+// the host's file system as one of the range's uids (no supplementary groups); a worker
+// without a uid of its own runs as the host's uid and reads what the host reads without
+// its capabilities. (POSIX ACLs are not consulted.)
+func (s *Sandbox) WorkersCanRead(path string) (bool, string) {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return false, ""
+	}
+	sameUID := func() (bool, string) {
+		if unix.Access(real, unix.R_OK) != nil { // real uid, no capabilities
+			return false, ""
+		}
+		return true, "workers run as the runtime host's own uid (" + s.why[layerUID] + ") and read every file it reads"
+	}
+	switch {
+	case s.usesBwrap():
+		visible := false
+		for _, b := range append(slices.Clone(s.bound), s.cfg.ReadOnlyExtra...) {
+			if real == b || strings.HasPrefix(real, strings.TrimSuffix(b, "/")+"/") {
+				visible = true
+			}
+		}
+		if !visible {
+			return false, "" // outside the workers' mount namespace
+		}
+		if s.setpriv == "" || s.uids == nil {
+			return sameUID()
+		}
+		return rangeCanRead(real, s.uids.base, s.uids.count)
+	case s.direct:
+		return rangeCanRead(real, s.uids.base, s.uids.count)
+	default:
+		return sameUID()
+	}
+}
+
+// rangeCanRead reports whether some uid of [base, base+count) with gid = uid and no
+// supplementary groups may search every folder above real and read real.
+func rangeCanRead(real string, base, count int) (bool, string) {
+	in := func(id uint32) bool { return int64(id) >= int64(base) && int64(id) < int64(base+count) }
+	may := func(st *unix.Stat_t, owner, group, other uint32) bool {
+		return in(st.Uid) && st.Mode&owner != 0 || in(st.Gid) && st.Mode&group != 0 || st.Mode&other != 0
+	}
+	for d := filepath.Dir(real); ; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		if unix.Stat(d, &st) != nil {
+			return false, ""
+		}
+		if !may(&st, unix.S_IXUSR, unix.S_IXGRP, unix.S_IXOTH) {
+			return false, "" // a folder on the way the workers cannot enter
+		}
+		if d == "/" {
+			break
+		}
+	}
+	var st unix.Stat_t
+	if unix.Stat(real, &st) != nil || !may(&st, unix.S_IRUSR, unix.S_IRGRP, unix.S_IROTH) {
+		return false, ""
+	}
+	return true, fmt.Sprintf("%s (mode %04o, owner %d:%d) and every folder above it are open to the workers' uids (%d-%d)",
+		real, st.Mode&0o7777, st.Uid, st.Gid, base, base+count-1)
 }

@@ -11,8 +11,9 @@
 // cgroup.kill) and sets its rlimits before the init frame, that is before any user code
 // runs. Builds of scripts run in the sandbox as well, as a uid of their own that owns only
 // their folder for the build's time (runtimes/README.md, "Build cache"); without bubblewrap
-// the uid alone is the boundary (direct.go); the runtime's prepare step is the platform's
-// own and runs plain.
+// the uid alone is the boundary, with the same seccomp filter loaded by the thread that
+// starts the worker (direct.go); the runtime's prepare step is the platform's own and runs
+// plain.
 package sandbox
 
 import (
@@ -91,7 +92,8 @@ type Sandbox struct {
 	bound    []string // host paths already visible (to skip nested binds)
 	seccomp  []byte
 	uids     *uidSlots
-	direct   bool // workers start as their uid without bubblewrap (direct.go)
+	direct   bool              // workers start as their uid without bubblewrap (direct.go)
+	filter   []unix.SockFilter // the seccomp filter without bubblewrap, loaded before a worker's fork
 	cg       *cgroupRoot
 	live     atomic.Int64 // workers started and not cleaned up
 	closed   atomic.Bool
@@ -281,6 +283,17 @@ func (s *Sandbox) probe() {
 // probeDirect turns on distinct worker uids without bubblewrap when this process may
 // switch uids (root, or the capabilities direct.go lists).
 func (s *Sandbox) probeDirect() {
+	// Without bubblewrap the same seccomp filter is loaded on the thread that starts each
+	// worker (direct.go: startConfined), whether or not it gets a uid of its own.
+	if f, ok := seccompFilter(); !ok {
+		s.why[layerSeccomp] = "no seccomp filter for this architecture"
+	} else if err := seccompWorks(f); err != nil {
+		s.why[layerSeccomp] = "seccomp(2) refused: " + err.Error()
+	} else {
+		s.filter = f
+		s.layers[layerSeccomp] = true
+		delete(s.why, layerSeccomp)
+	}
 	s.layers[layerUID] = false
 	if s.uids == nil {
 		return
@@ -661,7 +674,11 @@ func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 	cmd.ExtraFiles = files
 	cmd.WaitDelay = time.Second
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if p.cg != nil && p.cg.v2 != "" {
+	filtered := !s.usesBwrap() && s.filter != nil // cloned by the confining thread
+	if p.cg != nil && p.cg.v2 != "" && !filtered {
+		// (A filtered worker is cloned by a thread under the filter, which answers
+		// clone3 — the only way into a cgroup at clone — with ENOSYS: it joins right after
+		// its start instead, before it runs anything of its own.)
 		fd, err := unix.Open(p.cg.v2, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return fail(err)
@@ -669,18 +686,28 @@ func (s *Sandbox) Spawn(spec Spec) (Process, error) {
 		defer unix.Close(fd)
 		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	}
-	if direct {
+	switch {
+	case direct:
 		cmd.SysProcAttr.Credential = credential(p.lease.uid)
-		err = startDropped(cmd)
-	} else {
+		err = startConfined(cmd, s.filter)
+	case !s.usesBwrap():
+		err = startConfined(cmd, s.filter) // a worker on the host's uid (pinned replica)
+	default:
 		err = cmd.Start()
 	}
 	if err != nil {
 		return fail(err)
 	}
 	p.cmd = cmd
-	if spec.Role == RoleBuild && p.cg != nil {
-		_ = p.cg.join([]int{cmd.Process.Pid}) // v1 hierarchies: before the build forks much
+	if p.cg != nil && p.cg.v2 != "" && filtered {
+		if err := os.WriteFile(filepath.Join(p.cg.v2, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+			p.Kill()
+			_, _ = p.Wait()
+			return nil, fmt.Errorf("spawn %s: cgroup: %w", spec.Argv[0], err)
+		}
+	}
+	if p.cg != nil && (spec.Role == RoleBuild || filtered) {
+		_ = p.cg.join([]int{cmd.Process.Pid}) // v1 hierarchies: before it forks much
 	}
 	if !s.usesBwrap() && !(direct && s.prlimit != "") { // no sandbox around it: limit the process right away as well
 		if err := setLimits(cmd.Process.Pid, spec.Limits); err != nil {

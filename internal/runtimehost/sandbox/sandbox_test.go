@@ -92,3 +92,66 @@ func TestSandboxWithoutCgroups(t *testing.T) {
 	}
 	sb.Close()
 }
+
+// TestRangeCanRead: the invoke secret's check for workers on uids of their own without
+// bubblewrap, across the layouts a deployment may mount the file in.
+func TestRangeCanRead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		prereq.Missing(t, "the ownership cases need root (CI runs them as root)")
+	}
+	const base, count = 64000, 100
+	root, err := os.MkdirTemp("", "lambda-range-") // (t.TempDir's parent is 0700: closed to every worker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name             string
+		dirMode          os.FileMode
+		dirUID, dirGID   int
+		fileMode         os.FileMode
+		fileUID, fileGID int
+		readable         bool
+	}{
+		{"0644 in an open folder (OpenFaaS's default mode)", 0o755, 0, 0, 0o644, 0, 0, true},
+		{"0644 under a 0710 root:10001 folder (the runtime images)", 0o710, 0, 10001, 0o644, 0, 0, false},
+		{"0400 of the host's uid", 0o755, 0, 0, 0o400, 10001, 10001, false},
+		{"0440 of the host's group (fsGroup)", 0o755, 0, 0, 0o440, 0, 10001, false},
+		{"0600 owned by a worker uid", 0o755, 0, 0, 0o600, base + 7, 0, true},
+		{"0640 of a worker uid's group", 0o755, 0, 0, 0o640, 0, base + 3, true},
+		{"0644 under a folder only a worker uid enters", 0o700, base + 1, 0, 0o644, 0, 0, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir, err := os.MkdirTemp(root, "d")
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := dir + "/secret"
+			if err := os.WriteFile(file, []byte("s"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, x := range []struct {
+				path     string
+				mode     os.FileMode
+				uid, gid int
+			}{{dir, c.dirMode, c.dirUID, c.dirGID}, {file, c.fileMode, c.fileUID, c.fileGID}} {
+				if err := os.Chown(x.path, x.uid, x.gid); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(x.path, x.mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, why := rangeCanRead(file, base, count)
+			if got != c.readable {
+				t.Fatalf("rangeCanRead = %v (%s), want %v", got, why, c.readable)
+			}
+			if got && !strings.Contains(why, file) {
+				t.Fatalf("the reason names no file: %s", why)
+			}
+		})
+	}
+}

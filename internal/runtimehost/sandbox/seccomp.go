@@ -2,7 +2,9 @@ package sandbox
 
 import (
 	"encoding/binary"
+	"fmt"
 	"runtime"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,8 +72,52 @@ type bpfInsn struct {
 	k      uint32
 }
 
-// seccompProgram returns the filter as the kernel's struct sock_filter array.
+// seccompProgram returns the filter as the kernel's struct sock_filter array (for
+// bubblewrap's --seccomp).
 func seccompProgram() ([]byte, bool) {
+	p, ok := seccompInsns()
+	if !ok {
+		return nil, false
+	}
+	b := make([]byte, 0, 8*len(p))
+	for _, in := range p {
+		b = binary.NativeEndian.AppendUint16(b, in.code)
+		b = append(b, in.jt, in.jf)
+		b = binary.NativeEndian.AppendUint32(b, in.k)
+	}
+	return b, true
+}
+
+// seccompFilter returns the same filter for seccomp(2) (workers started without
+// bubblewrap: direct.go).
+func seccompFilter() ([]unix.SockFilter, bool) {
+	p, ok := seccompInsns()
+	if !ok {
+		return nil, false
+	}
+	f := make([]unix.SockFilter, len(p))
+	for i, in := range p {
+		f[i] = unix.SockFilter{Code: in.code, Jt: in.jt, Jf: in.jf, K: in.k}
+	}
+	return f, true
+}
+
+// loadSeccomp sets no_new_privs and installs filter on the calling OS thread only (no
+// TSYNC): what the thread starts afterwards inherits both across fork and execve. The
+// caller keeps the thread locked and lets it end with its goroutine.
+func loadSeccomp(filter []unix.SockFilter) error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&prog)), 0, 0); err != nil {
+		return fmt.Errorf("seccomp: %w", err)
+	}
+	runtime.KeepAlive(filter)
+	return nil
+}
+
+func seccompInsns() ([]bpfInsn, bool) {
 	arch, ok := auditArch()
 	if !ok {
 		return nil, false
@@ -101,11 +147,5 @@ func seccompProgram() ([]byte, bool) {
 		bpfInsn{bpfRetK, 0, 0, errEPERM},
 		bpfInsn{bpfRetK, 0, 0, secRetOK},
 	)
-	b := make([]byte, 0, 8*len(p))
-	for _, in := range p {
-		b = binary.NativeEndian.AppendUint16(b, in.code)
-		b = append(b, in.jt, in.jf)
-		b = binary.NativeEndian.AppendUint32(b, in.k)
-	}
-	return b, true
+	return p, true
 }
