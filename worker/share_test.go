@@ -117,3 +117,27 @@ func TestTenantBacklogWaitsForItsShare(t *testing.T) {
 		require.NoError(t, err, "tenant B's sync calls all succeed")
 	}
 }
+
+// TestShareWaitInTheWorkflow: when the worker cannot wait for the share within Invoke's
+// deadline (here a runtime-call slack longer than that deadline leaves no room), the
+// refusal reaches the workflow, which sleeps and invokes again (share-wait) until a call is
+// admitted: the execution succeeds on attempt 1 after three refusals. Its history is the
+// replay tests' testdata/history-share-wait.json (LAMBDA_RECORD_HISTORIES).
+func TestShareWaitInTheWorkflow(t *testing.T) {
+	t.Parallel()
+	p := newPlatform(t, "share-wf")
+	p.core = core.New(core.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour,
+		VersionCacheTTL: time.Second, RuntimeCallSlack: time.Minute, Functions: core.FunctionLimits{
+			MaxSourceBytes: 1 << 18, DefaultTimeoutMS: 3000, DefaultMemoryMB: 128, MaxTimeout: 15 * time.Minute}},
+		core.Deps{Store: p.store, Cache: p.cache, Runner: p.fx, Logs: p.logs, Registry: p.runtimes, Metrics: p.im, Log: p.log})
+	p.startWorker()
+	d := p.dispatcher(5 * time.Second)
+	p.register("add", 3000, 0)
+	e := p.start(d, "add", map[string]any{"a": 40, "b": 2, "share_refusals": 3}, "")
+	got := p.wait(e.ID, 60*time.Second)
+	require.Equal(t, store.StatusSucceeded, got.Status, "%+v", got.Error)
+	require.JSONEq(t, "42", string(got.Result))
+	require.Equal(t, 1, got.Attempts, "the refusals spent no attempt")
+	require.Equal(t, 4, p.fake.callsOf(e.ID), "three refusals, then the call")
+	p.recordHistory("exec-"+e.ID, "history-share-wait.json")
+}

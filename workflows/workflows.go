@@ -30,7 +30,9 @@
 // existed replay their old shape (workflow.GetVersion): "local-invoke" (before it, Invoke
 // was always a regular activity) and "pinned-version" (before it, a run resolved its
 // version in a ResolveVersion step, CheckCache and Invoke resolved it again, and a
-// StoreCache step filled the cache after Persist). Measurements: BENCHMARKS.md.
+// StoreCache step filled the cache after Persist). An Invoke refused because the tenant's
+// own calls hold its share of the runtime waits for the share, spending no attempt
+// (shareWait, GetVersion "share-wait"). Measurements: BENCHMARKS.md.
 package workflows
 
 import (
