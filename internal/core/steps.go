@@ -92,8 +92,10 @@ func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, ti
 		// The tenant's own calls hold its share of the runtime's workers: nothing ran. Ask
 		// again after a backoff while ctx leaves room for the whole call; past that, the
 		// attempt is taken back and the durable side waits on (workflows: share-wait).
+		// Room for the call: the host may hold it in its queue (LAMBDA_RUNTIME_QUEUE_WAIT, as
+		// long as the slack by default) before the handler's timeout starts, then the slack.
 		wait := shareBackoff(try)
-		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < wait+timeout+s.cfg.RuntimeCallSlack {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < wait+timeout+2*s.cfg.RuntimeCallSlack {
 			_ = s.store.UndoAttempt(ctx, p.Tenant, id, a.Number) // failing, it over-counts one attempt
 			return Attempt{}, err
 		}
