@@ -9,6 +9,9 @@
 #   make fuzz      100,000 inputs per fuzz target, ~10 s each (FUZZTIME=1000000x for more)
 #   make bench     the whole platform under open-loop load; writes BENCHMARKS.md (~15 min)
 #   make bench-quick  the same scenarios with short durations (harness check; make test runs it)
+#   make soak      the whole platform (2 apis, 2 workers, 2 replicas per runtime) under mixed
+#                  load while a nemesis injects faults; a checker over the history; writes
+#                  RELIABILITY.md and docs/reliability-timeline.svg (10 minutes; SOAK=30m for longer)
 #
 # Integration tests find the binaries through LAMBDA_BIN_DIR, LAMBDA_GATEWAY_BIN and
 # LAMBDA_TEMPORAL_BIN, which `make test` exports; the console's browser tests save their
@@ -30,7 +33,7 @@ export LAMBDA_GATEWAY_BIN  := $(BIN)/gateway
 export LAMBDA_TEMPORAL_BIN := $(TEMPORAL_BIN)
 export LAMBDA_CONSOLE_SCREENSHOTS ?= $(BIN)/console-screenshots
 
-.PHONY: console build run test test-deploy fuzz vet fmt clean temporal gateway bench bench-quick images deploy-k8s
+.PHONY: console build run test test-deploy fuzz vet fmt clean temporal gateway bench bench-quick soak images deploy-k8s
 
 # The web console's bundle (internal/console/dist, embedded in bin/lambda) is built first
 # from internal/console/web with npm and esbuild.
@@ -92,6 +95,13 @@ bench: build gateway temporal
 bench-quick: build gateway temporal
 	$(GO) build -o $(BIN)/lambda-bench ./cmd/lambda-bench
 	$(BIN)/lambda-bench -quick -out $(BIN)/bench-quick.md -command "make bench-quick"
+
+SOAK      ?= 10m
+SOAK_SEED ?= 1
+soak: build gateway temporal
+	$(GO) build -o $(BIN)/lambda-soak ./cmd/lambda-soak
+	$(BIN)/lambda-soak -duration $(SOAK) -seed $(SOAK_SEED) -out RELIABILITY.md -plot docs/reliability-timeline.svg \
+		-history $(BIN)/soak-history.jsonl -command "make soak SOAK=$(SOAK) SOAK_SEED=$(SOAK_SEED)"
 
 # Container images (needs a Docker engine; CI's release workflow builds and pushes them).
 REGISTRY ?= ghcr.io/lambda-microservice

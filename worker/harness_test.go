@@ -46,7 +46,8 @@ import (
 // Namespaces of the shared dev server: each test group has its own, so its worker only
 // ever sees its own executions (and its own database).
 var namespaces = []string{"inproc", "kill", "runtime", "bench", "pgrestart", "eager", "apikill",
-	"harden-result", "harden-crash", "harden-sweep", "harden-cap", "pipeline", "pipekill", "callback", "sched", "share", "share-wf"}
+	"harden-result", "harden-crash", "harden-sweep", "harden-cap", "harden-uncertain", "pipeline", "pipekill", "callback", "sched",
+	"share", "share-wf"}
 
 // freeAddr is a free loopback address for a process the test starts.
 func freeAddr(t testing.TB) string {

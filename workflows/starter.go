@@ -150,8 +150,35 @@ func (s *Starter) execute(ctx context.Context, opts client.StartWorkflowOptions,
 			}
 			continue
 		}
+		if uncertain(ctx, err) {
+			return fmt.Errorf("%w: %w", core.ErrStartUncertain, err)
+		}
 		return err
 	}
+}
+
+// uncertain says a failed start may still have reached the server: the call timed out,
+// was canceled, or lost its connection (Unavailable) after it may have been sent. A
+// connection that was never made (Temporal not listening) sent nothing.
+func uncertain(ctx context.Context, err error) bool {
+	var dl *serviceerror.DeadlineExceeded
+	var un *serviceerror.Unavailable
+	var ca *serviceerror.Canceled
+	if errors.As(err, &un) && neverConnected(un.Error()) {
+		return false
+	}
+	return ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.As(err, &dl) || errors.As(err, &un) || errors.As(err, &ca)
+}
+
+// neverConnected recognises gRPC's description of a connection it could not make.
+func neverConnected(msg string) bool {
+	for _, s := range []string{"Error while dialing", "connection refused", "no such host"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // StartRun starts workflow run-{id} (RunPipeline) with the run's references. A run id

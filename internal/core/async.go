@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,6 +44,10 @@ type AsyncExecution struct {
 }
 
 // errAsyncOff answers async requests on a server without a durable side.
+// ErrStartUncertain marks a durable start whose outcome is unknown (Durable's call timed
+// out, or Temporal became unreachable mid-call): the workflow may have started.
+var ErrStartUncertain = errors.New("the durable start's outcome is unknown")
+
 func errAsyncOff() error {
 	return fault.New(fault.Unavailable, "async invocations are not enabled on this server")
 }
@@ -59,6 +64,15 @@ func (s *Service) StartExecution(ctx context.Context, req Request) (store.Execut
 		return e, err == nil, err
 	}
 	if err := s.durable.StartExecution(ctx, x); err != nil {
+		if errors.Is(err, ErrStartUncertain) {
+			// The start may have reached Temporal and the workflow may run: failing the row
+			// and freeing the key would let a retry run the function a second time. The row
+			// stays queued with its key claimed; the sweeper starts it unless it started
+			// (an id runs once), so the execution is accepted.
+			s.log.Warn("durable start uncertain; the sweeper finishes it", logging.Err(err), zap.String(logging.FieldExecutionID, x.ID))
+			s.countAsync(x.Language, "start_deferred")
+			return e, false, nil
+		}
 		s.log.Error("start durable execution", logging.Err(err), zap.String(logging.FieldExecutionID, x.ID))
 		s.abandon(&e)
 		s.release(req.Tenant, req.IdempotencyKey, x.ID)

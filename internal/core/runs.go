@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -133,7 +134,11 @@ func (s *Service) StartRun(ctx context.Context, req RunRequest) (store.Run, bool
 		if r.Callback != "" {
 			r.CallbackState = &store.CallbackState{State: store.CallbackPending, URL: r.Callback}
 		}
-		if err := s.runs.StartRun(ctx, runStart(r)); err != nil {
+		if err := s.runs.StartRun(ctx, runStart(r)); err != nil && errors.Is(err, ErrStartUncertain) {
+			// As for an execution (StartExecution): the workflow may run; the run stays
+			// queued with its key claimed and the sweeper starts it unless it started.
+			s.log.Warn("durable start uncertain; the sweeper finishes it", logging.Err(err), zap.String("run.id", r.ID))
+		} else if err != nil {
 			s.log.Error("start durable run", logging.Err(err), zap.String("run.id", r.ID))
 			s.failUnstarted(r.ID, r.Callback != "")
 			s.release(req.Tenant, req.IdempotencyKey, r.ID)

@@ -257,8 +257,16 @@ func (s *Sessions) replay(ctx context.Context, ss *store.Session) error {
 	if err != nil {
 		return err
 	}
-	ss.Replica = s.kernels.Replica(ctx, ss.RuntimeFunction)
-	replica, err := s.start(ctx, ss)
+	// The replica picked may be the one that went away with the worker (the replica list
+	// is not refreshed yet): the next pick is another one.
+	var replica string
+	for attempt := 0; ; attempt++ {
+		ss.Replica = s.kernels.Replica(ctx, ss.RuntimeFunction)
+		replica, err = s.start(ctx, ss)
+		if err == nil || fault.KindOf(err) != fault.NotFound || attempt == 2 {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}

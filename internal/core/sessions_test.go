@@ -102,13 +102,28 @@ type fakeKernels struct {
 	live   map[string][]string // session id → sources run in its current worker
 	opened int
 	closed []string
+	// replicas are picked in turn (default: one, http://replica); gone ones refuse.
+	replicas []string
+	next     int
+	gone     map[string]bool
 }
 
-func (k *fakeKernels) Replica(context.Context, string) string { return "http://replica" }
+func (k *fakeKernels) Replica(context.Context, string) string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.replicas) == 0 {
+		return "http://replica"
+	}
+	k.next++
+	return k.replicas[(k.next-1)%len(k.replicas)]
+}
 
 func (k *fakeKernels) OpenSession(_ context.Context, base string, req faas.SessionOpen) (string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.gone[base] {
+		return "", fault.New(fault.NotFound, "the session's replica is gone")
+	}
 	k.live[req.ID] = nil
 	k.opened++
 	return base, nil
@@ -264,4 +279,32 @@ func TestPromotedSourceRunsTheCells(t *testing.T) {
 	rust, _ := reg.Lookup("rust")
 	_, err = core.PromotedSource(rust, []string{"1"})
 	require.Equal(t, fault.Invalid, fault.KindOf(err))
+}
+
+// TestSessionReplaysOnAnotherReplicaWhenThePickedOneIsGone: the replica that held the
+// session was killed, and the list still names it; the replay tries the next one rather
+// than failing the cell (the soak saw a cell answered 404 after a replica's kill -9).
+func TestSessionReplaysOnAnotherReplicaWhenThePickedOneIsGone(t *testing.T) {
+	s, k, _ := newSessionsUnderTest(t, time.Minute)
+	ctx := context.Background()
+	ss, err := s.Open(ctx, "t", "py", 0)
+	require.NoError(t, err)
+	_, err = s.RunCell(ctx, "t", ss.ID, "a = 1")
+	require.NoError(t, err)
+
+	k.mu.Lock()
+	delete(k.live, ss.ID) // the replica and its worker were killed
+	k.replicas, k.next, k.gone = []string{"http://dead", "http://alive"}, 0, map[string]bool{"http://dead": true}
+	k.mu.Unlock()
+	res, err := s.RunCell(ctx, "t", ss.ID, "a")
+	require.NoError(t, err)
+	require.True(t, res.Replayed)
+	require.Equal(t, []string{"a = 1", "a"}, k.live[ss.ID])
+
+	k.mu.Lock()
+	delete(k.live, ss.ID)
+	k.replicas, k.next = []string{"http://dead"}, 0 // no replica left: the cell fails
+	k.mu.Unlock()
+	_, err = s.RunCell(ctx, "t", ss.ID, "a")
+	require.Equal(t, fault.NotFound, fault.KindOf(err))
 }

@@ -54,18 +54,10 @@ func components() []component {
 		{name: "migrate", enabled: func(s *Stack) bool { return !s.opts.SkipAPI }, start: func(s *Stack, ctx context.Context) error {
 			return s.runOnce(ctx, "migrate", command{path: s.binLambda, args: []string{"migrate"}, env: s.PlatformEnv()})
 		}},
-		process("api", func(s *Stack) bool { return !s.opts.SkipAPI },
-			func(s *Stack) (command, error) {
-				return command{path: s.binLambda, args: []string{"api"}, env: s.PlatformEnv()}, nil
-			},
-			func(s *Stack) func(context.Context) error { return httpOK(s.APIURL + "/readyz") },
-			"lambda-api", func(s *Stack) string { return s.apiAddr }),
-		process("worker", func(s *Stack) bool { return s.worker },
-			func(s *Stack) (command, error) {
-				return command{path: s.binLambda, args: []string{"worker"}, env: s.PlatformEnv()}, nil
-			},
-			workerReady,
-			"lambda-worker", func(s *Stack) string { return s.workerMetrics }),
+		{name: "api", enabled: func(s *Stack) bool { return !s.opts.SkipAPI }, start: (*Stack).startAPIs,
+			job: "lambda-api", metrics: func(s *Stack) string { return s.apiAddr }},
+		{name: "worker", enabled: func(s *Stack) bool { return s.worker }, start: (*Stack).startWorkers,
+			job: "lambda-worker", metrics: func(s *Stack) string { return s.workerMetrics }},
 	}
 }
 
@@ -82,13 +74,52 @@ func process(name string, enabled func(*Stack) bool, cmd func(*Stack) (command, 
 			if err != nil {
 				return err
 			}
-			p, err := s.spawn(name, c)
-			if err != nil {
-				return err
-			}
-			return s.waitUntil(ctx, p, s.opts.StartTimeout, "ready", ready(s))
+			return s.startProcess(ctx, name, c, ready(s))
 		},
 	}
+}
+
+// startProcess spawns a long-lived child and waits until ready answers; the child
+// remembers both, so that Restart can start it again the same way.
+func (s *Stack) startProcess(ctx context.Context, name string, c command, ready func(context.Context) error) error {
+	p, err := s.spawn(name, c)
+	if err != nil {
+		return err
+	}
+	p.ready = ready
+	return s.waitUntil(ctx, p, s.opts.StartTimeout, "ready", ready)
+}
+
+// numbered names the i-th of several processes of one kind: api, api-2, api-3, ...
+func numbered(name string, i int) string {
+	if i == 0 {
+		return name
+	}
+	return fmt.Sprintf("%s-%d", name, i+1)
+}
+
+// startAPIs starts Options.APIs api processes, each on its own address.
+func (s *Stack) startAPIs(ctx context.Context) error {
+	for i, addr := range s.apiAddrs {
+		c := command{path: s.binLambda, args: []string{"api"}, env: s.platformEnv(map[string]string{"LAMBDA_HTTP_ADDR": addr})}
+		if err := s.startProcess(ctx, numbered("api", i), c, httpOK("http://"+addr+"/readyz")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startWorkers starts Options.Workers workers polling the same task queues, each with its
+// own metrics address. The worker's /readyz answers 200 once it polls its task queue and
+// PostgreSQL and Temporal answer (its /metrics listens earlier, before it has connected).
+func (s *Stack) startWorkers(ctx context.Context) error {
+	for i, addr := range s.workerAddrs {
+		c := command{path: s.binLambda, args: []string{"worker"}, env: s.platformEnv(map[string]string{"LAMBDA_METRICS_ADDR": addr})}
+		if err := s.startProcess(ctx, numbered("worker", i), c, httpOK("http://"+addr+"/readyz")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SearchAttributes are registered on the Temporal dev server (all Keyword).
@@ -160,12 +191,6 @@ func providerCommand(s *Stack) (command, error) {
 		}
 	}
 	return command{path: s.binLambda, args: []string{"provider"}, env: env, dir: s.DataDir}, nil
-}
-
-// workerReady: the worker's /readyz answers 200 — it polls its task queue, and PostgreSQL
-// and Temporal answer (its /metrics listens earlier, before it has connected).
-func workerReady(s *Stack) func(context.Context) error {
-	return httpOK("http://" + s.workerMetrics + "/readyz")
 }
 
 // gatewayMetricsHostPort is where the gateway's metrics are scraped.

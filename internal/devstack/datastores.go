@@ -107,13 +107,14 @@ func (s *Stack) startPrivatePostgres(ctx context.Context, cfg *pgx.ConnConfig) e
 	s.DatabaseURL = withHostPort(s.DatabaseURL, "127.0.0.1", port)
 	s.pgNote = "private instance, data in " + dataDir
 	admin := withDatabase(s.DatabaseURL, "postgres")
-	return s.waitUntil(ctx, p, s.opts.StartTimeout, "accepting connections", func(ctx context.Context) error {
+	p.ready = func(ctx context.Context) error {
 		c, err := pgx.Connect(ctx, admin)
 		if err != nil {
 			return err
 		}
 		return c.Close(ctx)
-	})
+	}
+	return s.waitUntil(ctx, p, s.opts.StartTimeout, "accepting connections", p.ready)
 }
 
 // postgresBinDir finds the newest /usr/lib/postgresql/<v>/bin, installing the package if allowed.
@@ -260,9 +261,8 @@ func (s *Stack) ensureRedis(ctx context.Context) error {
 	}
 	s.RedisURL = withHostPort(s.RedisURL, "127.0.0.1", port)
 	s.redisNote = "private instance"
-	return s.waitUntil(ctx, p, s.opts.StartTimeout, "answering PING", func(ctx context.Context) error {
-		return redisPing(ctx, s.RedisURL)
-	})
+	p.ready = func(ctx context.Context) error { return redisPing(ctx, s.RedisURL) }
+	return s.waitUntil(ctx, p, s.opts.StartTimeout, "answering PING", p.ready)
 }
 
 func redisPing(ctx context.Context, u string) error {

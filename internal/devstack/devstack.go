@@ -93,6 +93,12 @@ type Options struct {
 	Runtimes []string `env:"LAMBDA_DEV_RUNTIMES" envSeparator:","`
 	// RuntimeReplicas is each runtime function's com.openfaas.scale.min.
 	RuntimeReplicas int `env:"LAMBDA_DEV_RUNTIME_REPLICAS" envDefault:"1"`
+	// APIs and Workers are how many api and worker processes run, side by side on one
+	// database and task queue (a deployment's replicas). The first keeps the configured
+	// addresses and the log names api.log / worker.log; the others (api-2, worker-2, ...)
+	// listen on free ports.
+	APIs    int `env:"LAMBDA_DEV_APIS" envDefault:"1"`
+	Workers int `env:"LAMBDA_DEV_WORKERS" envDefault:"1"`
 
 	// Env is extra environment for migrate, the api and the worker (LAMBDA_ADMIN_TOKEN...).
 	Env map[string]string `env:"-"`
@@ -173,7 +179,9 @@ func (o *Options) Isolate(dataDir string) {
 
 // Stack is a running platform. Its fields are the addresses to use.
 type Stack struct {
-	APIURL            string // http://127.0.0.1:8000 ("" with SkipAPI)
+	APIURL string // http://127.0.0.1:8000 ("" with SkipAPI)
+	// APIURLs are every api process's base URL (Options.APIs of them), APIURL first.
+	APIURLs           []string
 	GatewayURL        string // http://127.0.0.1:8080
 	GatewayUIURL      string // http://127.0.0.1:8080/ui/
 	GatewayMetricsURL string // http://127.0.0.1:8082/metrics
@@ -211,6 +219,8 @@ type Stack struct {
 	workerMetrics     string
 	providerAddr      string
 	apiAddr           string
+	apiAddrs          []string // apiAddr first
+	workerAddrs       []string // each worker's metrics address, workerMetrics first
 	// The gateway's own network namespace (netns.go): its 127.0.0.1 addresses on this
 	// machine, or "" when it binds its fixed ports on every interface.
 	gatewayAddr, gatewayMetricsAddr string
@@ -265,6 +275,8 @@ func newStack(o Options) (*Stack, error) {
 	if o.RuntimeReplicas < 1 {
 		o.RuntimeReplicas = 1
 	}
+	o.APIs = max(o.APIs, 1)
+	o.Workers = max(o.Workers, 1)
 	if o.Worker == "" {
 		o.Worker = "auto"
 	}
@@ -453,10 +465,16 @@ func (s *Stack) addCleanup(f func()) {
 // PlatformEnv is the environment migrate, the api and the worker run with: the base
 // environment, the stack's addresses and Options.Env. Tests use it to start more processes.
 func (s *Stack) PlatformEnv() []string {
+	return s.platformEnv(nil)
+}
+
+// platformEnv is PlatformEnv with some variables replaced (a second api's address).
+func (s *Stack) platformEnv(override map[string]string) []string {
 	m := maps.Clone(s.opts.Environ)
 	for k, v := range s.platformVars() {
 		m[k] = v
 	}
+	maps.Copy(m, override)
 	return envList(m)
 }
 

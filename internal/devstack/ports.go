@@ -62,6 +62,17 @@ func (s *Stack) assignAddresses() error {
 			return err
 		}
 		s.APIURL = "http://" + s.apiAddr
+		s.apiAddrs = []string{s.apiAddr}
+		for range o.APIs - 1 {
+			addr, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			s.apiAddrs = append(s.apiAddrs, addr)
+		}
+		for _, a := range s.apiAddrs {
+			s.APIURLs = append(s.APIURLs, "http://"+a)
+		}
 	}
 	if s.providerAddr, err = pick(o.ProviderAddr, "provider", "LAMBDA_PROVIDER_ADDR"); err != nil {
 		return err
@@ -99,6 +110,14 @@ func (s *Stack) assignAddresses() error {
 			}
 		}
 		s.WorkerMetricsURL = "http://" + s.workerMetrics + "/metrics"
+		s.workerAddrs = []string{s.workerMetrics}
+		for range o.Workers - 1 {
+			addr, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			s.workerAddrs = append(s.workerAddrs, addr)
+		}
 	}
 	s.GatewayURL = fmt.Sprintf("http://127.0.0.1:%d", GatewayPort)
 	s.GatewayMetricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", GatewayMetricsPort)

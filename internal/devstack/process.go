@@ -34,6 +34,8 @@ type command struct {
 // proc is one supervised child.
 type proc struct {
 	name     string
+	command  command
+	ready    func(context.Context) error // nil: no readiness check (Restart waits for nothing)
 	cmd      *exec.Cmd
 	logPath  string
 	stopSig  syscall.Signal
@@ -73,7 +75,7 @@ func (s *Stack) spawn(name string, c command) (*proc, error) {
 		return nil, fmt.Errorf("start %s: %w", c.path, err)
 	}
 	pw.Close()
-	p := &proc{name: name, cmd: cmd, logPath: logPath, stopSig: c.stopSig, infra: c.infra, done: make(chan struct{})}
+	p := &proc{name: name, command: c, cmd: cmd, logPath: logPath, stopSig: c.stopSig, infra: c.infra, done: make(chan struct{})}
 	p.stopping.Store(c.oneshot)
 	s.mu.Lock()
 	s.procs = append(s.procs, p)

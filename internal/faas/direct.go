@@ -91,6 +91,13 @@ func (r *resolver) forget(fn string) {
 func (r *resolver) fetch(ctx context.Context, fn string, rs *replicas) {
 	urls, err := FetchEndpoints(ctx, r.client, r.list, fn)
 	if err != nil {
+		if old := rs.urls.Load(); old != nil && len(*old) > 0 {
+			// The provider does not answer (paused, restarting): the replicas it listed
+			// last still serve, and the gateway would ask the same provider. A replica
+			// that went away meanwhile is forgotten on its first refused connection.
+			rs.fetched.Store(time.Now().UnixNano())
+			return
+		}
 		urls = []string{} // unknown: the gateway route until the next refresh
 	}
 	rs.urls.Store(&urls)

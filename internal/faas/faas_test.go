@@ -206,3 +206,42 @@ func TestBothRoutesSendTheRuntimeSecret(t *testing.T) {
 	_, err := faas.New(faas.Config{GatewayURL: gw.URL, RuntimeSecret: "short"})
 	require.Error(t, err)
 }
+
+// TestDirectRouteKeepsItsReplicasWhileTheProviderIsDown: a refresh the provider does not
+// answer keeps the replicas listed before, rather than sending every call to the gateway
+// (which asks the same provider). The soak found calls failing for the whole SIGSTOP of
+// the provider.
+func TestDirectRouteKeepsItsReplicasWhileTheProviderIsDown(t *testing.T) {
+	t.Parallel()
+	h := &host{}
+	replica := httptest.NewServer(h)
+	t.Cleanup(replica.Close)
+	gwHost := &host{}
+	var gwHits atomic.Int64
+	gw := gateway(t, gwHost, &gwHits)
+	var down atomic.Bool
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "paused", http.StatusServiceUnavailable)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"function": "runtime-python", "endpoints": []string{replica.URL}})
+	}))
+	t.Cleanup(provider.Close)
+	c, err := faas.New(faas.Config{GatewayURL: gw.URL, Namespace: "openfaas-fn", Route: faas.RouteDirect,
+		EndpointsURL: provider.URL, EndpointsRefresh: 10 * time.Millisecond})
+	require.NoError(t, err)
+	ctx := context.Background()
+	call := faas.Call{ExecutionID: "e1", Function: "add", SHA256: "abc", Source: "src", Event: json.RawMessage(`1`)}
+	_, err = c.Run(ctx, "runtime-python", call)
+	require.NoError(t, err)
+
+	down.Store(true)
+	for i := 0; i < 20; i++ {
+		time.Sleep(5 * time.Millisecond) // refreshes come due and fail
+		_, err := c.Run(ctx, "runtime-python", call)
+		require.NoError(t, err)
+	}
+	require.Zero(t, gwHits.Load(), "calls stay on the replica the provider listed")
+	require.EqualValues(t, 22, h.calls.Load())
+}
