@@ -30,7 +30,7 @@ import (
 // "overloaded", while tenant B's sync calls all succeed. (Before, A's calls beyond its
 // share came back as retryable overloads and the last ones failed after MaxAttempts.)
 func TestTenantBacklogWaitsForItsShare(t *testing.T) {
-	t.Parallel()
+	// Not parallel: TestRealRuntimeKilledMidCall counts this process's runtime hosts.
 	bin := prereq.Binary(t, "lambda-runtime")
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
