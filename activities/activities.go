@@ -33,6 +33,12 @@ const (
 	ErrHandlerTimeout = "HandlerTimeout"
 )
 
+// ErrTenantShare is the type of the error of a runtime call refused because the tenant's
+// own calls hold its share of the runtime's workers: retryable as a platform fault for
+// those who retry, while the execution workflow lists it non-retryable and waits for its
+// share itself, without spending an attempt.
+var ErrTenantShare = fault.TenantShare.String()
+
 // Core is what the activities need from the invocation core (*core.Service).
 type Core interface {
 	Pin(ctx context.Context, tenant, name string, version int, title string) (core.Pinned, error)
@@ -306,7 +312,7 @@ func (a *Activities) StoreCache(ctx context.Context, in StoreCacheInput) (err er
 }
 
 // classify is the one place that maps an error to retryability: platform faults
-// (unavailable, overloaded, platform timeouts, unexpected errors) retry under the
+// (unavailable, overloaded, a tenant at its share, platform timeouts, unexpected errors) retry under the
 // activity's RetryPolicy; errors about the request itself (invalid, not found,
 // unprocessable, ...) do not. The fault kind is the application error's type.
 func classify(op string, err error) error {
@@ -323,7 +329,7 @@ func classify(op string, err error) error {
 		msg = op + ": " + fault.Detail(err)
 	}
 	switch kind {
-	case fault.Unavailable, fault.Overloaded, fault.Timeout, fault.Internal:
+	case fault.Unavailable, fault.Overloaded, fault.TenantShare, fault.Timeout, fault.Internal:
 		return temporal.NewApplicationErrorWithCause(msg, kind.String(), err)
 	default:
 		return temporal.NewNonRetryableApplicationError(msg, kind.String(), err)

@@ -21,6 +21,8 @@ func TestClassify(t *testing.T) {
 	}{
 		{fault.New(fault.Unavailable, "runtime runtime-python unavailable"), true, "unavailable"},
 		{fault.New(fault.Overloaded, "runtime runtime-python is overloaded"), true, "overloaded"},
+		// Its own type: the execution workflow lists it non-retryable and waits for its share.
+		{fault.New(fault.TenantShare, "this tenant's calls hold its share"), true, ErrTenantShare},
 		{fault.Wrap(fault.Unavailable, errors.New("dial tcp: connection refused"), "save execution: postgresql unavailable"), true, "unavailable"},
 		{fmt.Errorf("mark running: %w", context.DeadlineExceeded), true, "internal"},
 		{fault.New(fault.NotFound, `function "add" not found`), false, "not_found"},

@@ -95,6 +95,8 @@ func (r *scriptedRunner) Run(ctx context.Context, fn string, c faas.Call) (faas.
 		return faas.Result{Status: "timeout", Error: &faas.Error{Type: "Timeout", Message: "timed out"}}, nil
 	case strings.Contains(c.Source, "down"):
 		return faas.Result{}, fault.New(fault.Unavailable, "runtime %s unreachable", fn)
+	case strings.Contains(c.Source, "atshare"):
+		return faas.Result{}, fault.New(fault.TenantShare, "this tenant's calls hold its share of runtime %s's workers; retry later", fn)
 	}
 	a, _ := ev["a"].(float64)
 	b, _ := ev["b"].(float64)
@@ -379,6 +381,16 @@ func TestHandlerOutcomesMapToStatusCodes(t *testing.T) {
 	r = f.do(t, "POST", "/v1/functions/gone/invoke", `{}`, "Language-Title", "python")
 	require.Equal(t, 503, r.status)
 	require.Equal(t, "application/problem+json", r.header.Get("Content-Type"))
+	require.Equal(t, logs, f.count(t, "request_logs"), "an execution that never ran is not logged")
+
+	// The tenant's own calls hold its share of the runtime's workers: its concurrency limit,
+	// as AWS Lambda answers one (429 TooManyRequests), not a platform overload.
+	require.Equal(t, 201, f.do(t, "POST", "/v1/functions", register("busy", "# atshare\ndef handler(e, c):\n    return 1\n")).status)
+	r = f.do(t, "POST", "/v1/functions/busy/invoke", `{}`, "Language-Title", "python")
+	require.Equal(t, 429, r.status)
+	require.Equal(t, "application/problem+json", r.header.Get("Content-Type"))
+	require.Equal(t, "urn:lambda:problem:tenant_share", r.body["type"])
+	require.Equal(t, "1", r.header.Get("Retry-After"))
 	require.Equal(t, logs, f.count(t, "request_logs"), "an execution that never ran is not logged")
 }
 

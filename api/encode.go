@@ -46,7 +46,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.Log.Error("request failed", logging.Err(err), zap.String(logging.FieldRequestID, w.Header().Get("X-Request-Id")),
 			zap.String("url.path", r.URL.Path), zap.String("error.kind", kind.String()))
 	}
-	if (kind == fault.Overloaded || kind == fault.RateLimited) && w.Header().Get("Retry-After") == "" {
+	if (kind == fault.Overloaded || kind == fault.RateLimited || kind == fault.TenantShare) && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
 	}
 	if kind == fault.Unauthorized {

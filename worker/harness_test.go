@@ -46,7 +46,8 @@ import (
 // Namespaces of the shared dev server: each test group has its own, so its worker only
 // ever sees its own executions (and its own database).
 var namespaces = []string{"inproc", "kill", "runtime", "bench", "pgrestart", "eager", "apikill",
-	"harden-result", "harden-crash", "harden-sweep", "harden-cap", "harden-uncertain", "pipeline", "pipekill", "callback", "sched"}
+	"harden-result", "harden-crash", "harden-sweep", "harden-cap", "harden-uncertain", "pipeline", "pipekill", "callback", "sched",
+	"share", "share-wf"}
 
 // freeAddr is a free loopback address for a process the test starts.
 func freeAddr(t testing.TB) string {
@@ -98,6 +99,8 @@ type fakeEvent struct {
 	Gateway5x bool   `json:"gateway_5x"` // the gateway answers 502 on the first attempt
 	Pad       string `json:"pad"`
 	Size      int    `json:"size"` // op "big": a string result of this many bytes
+	// ShareRefusals: the first calls are refused 429 TenantShare (the tenant's share is taken).
+	ShareRefusals int `json:"share_refusals"`
 }
 
 func newFakeRuntime(t testing.TB) *fakeRuntime {
@@ -148,6 +151,12 @@ func (f *fakeRuntime) serve(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			_ = conn.Close()
 		}
+		return
+	}
+	if n <= ev.ShareRefusals {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write([]byte(`{"error":{"type":"TenantShare","message":"this tenant holds its share of the 8 workers"}}`))
 		return
 	}
 	if ev.Gateway5x && n == 1 {

@@ -17,13 +17,16 @@ import (
 //   - history-local-invoke.json: a run from before runs carried their pinned version,
 //     Invoke as a local activity (ResolveVersion first, StoreCache last);
 //   - history-pinned-version.json: a run of this code, started with its pinned version
-//     (CheckCache, Invoke and Persist as local activities, no ResolveVersion or StoreCache).
+//     (CheckCache, Invoke and Persist as local activities, no ResolveVersion or StoreCache);
 //   - history-status-at-end.json: "pinned-version" 2 (Invoke records the outcome final; a
-//     short local Invoke upserts no running status).
+//     short local Invoke upserts no running status);
+//   - history-share-wait.json: a run whose Invoke was refused three times for its tenant's
+//     share (the share-wait marker, three timers, four Invokes), then succeeded
+//     (worker/share_test.go: TestShareWaitInTheWorkflow).
 func TestReplayRecordedHistories(t *testing.T) {
 	t.Parallel()
 	for _, f := range []string{"testdata/history-regular-invoke.json", "testdata/history-local-invoke.json",
-		"testdata/history-pinned-version.json", "testdata/history-status-at-end.json"} {
+		"testdata/history-pinned-version.json", "testdata/history-status-at-end.json", "testdata/history-share-wait.json"} {
 		r := worker.NewWorkflowReplayer()
 		r.RegisterWorkflowWithOptions(workflows.ExecuteFunction, workflowRegisterOptions())
 		require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f), f)

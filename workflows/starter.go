@@ -30,6 +30,10 @@ type StarterConfig struct {
 	// local activity (no activity task: about half the dev server's work per execution);
 	// a longer one as a heartbeating activity. 0 always uses the activity.
 	LocalInvokeMax time.Duration `env:"LAMBDA_ASYNC_LOCAL_INVOKE_MAX" envDefault:"10s"`
+	// ShareWait bounds how long an async execution waits for a worker while its tenant's
+	// other calls hold the tenant's share of the runtime (LAMBDA_RUNTIME_TENANT_SHARE):
+	// the wait spends no attempt; past it the execution is recorded timeout.
+	ShareWait time.Duration `env:"LAMBDA_ASYNC_SHARE_WAIT" envDefault:"1h"`
 	// StartTimeout bounds a call to Temporal that starts or cancels a run (Temporal down → 503).
 	StartTimeout time.Duration `env:"LAMBDA_TEMPORAL_START_TIMEOUT" envDefault:"5s"`
 	// Eager starts a workflow with its first workflow task handed back to this process's
@@ -58,10 +62,12 @@ type Settings struct {
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
 	MaxAttempts      int           `json:"max_attempts,omitempty"`
 	LocalInvokeMax   time.Duration `json:"local_invoke_max,omitempty"`
+	ShareWait        time.Duration `json:"share_wait,omitempty"`
 }
 
 func (c StarterConfig) settings() Settings {
-	return Settings{HeartbeatTimeout: c.HeartbeatTimeout, MaxAttempts: c.MaxAttempts, LocalInvokeMax: c.LocalInvokeMax}
+	return Settings{HeartbeatTimeout: c.HeartbeatTimeout, MaxAttempts: c.MaxAttempts, LocalInvokeMax: c.LocalInvokeMax,
+		ShareWait: c.ShareWait}
 }
 
 // NewExecutionRef is the ExecutionRef of an accepted execution.
@@ -71,7 +77,7 @@ func NewExecutionRef(x core.AsyncExecution, st Settings) ExecutionRef {
 		LanguageTitle: x.LanguageTitle, HeartbeatTimeout: st.HeartbeatTimeout, MaxAttempts: st.MaxAttempts,
 		LocalInvokeMax: st.LocalInvokeMax,
 		Runtime:        x.Runtime, TimeoutMS: x.TimeoutMS, MemoryMB: x.MemoryMB, CacheTTLS: x.CacheTTLS,
-		Callback: x.Callback,
+		Callback: x.Callback, ShareWait: st.ShareWait,
 	}
 }
 

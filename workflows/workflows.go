@@ -32,8 +32,9 @@
 // version in a ResolveVersion step, CheckCache and Invoke resolved it again, and a
 // StoreCache step filled the cache after Persist; since its version 2, Invoke records the
 // runtime's outcome final instead of staging it for Persist — one commit less — and a
-// short local Invoke upserts no "running" status, StatusAtEndMax). Measurements:
-// BENCHMARKS.md.
+// short local Invoke upserts no "running" status, StatusAtEndMax). An Invoke refused
+// because the tenant's own calls hold its share of the runtime waits for the share,
+// spending no attempt (shareWait, GetVersion "share-wait"). Measurements: BENCHMARKS.md.
 package workflows
 
 import (
@@ -70,6 +71,7 @@ var SearchAttributeNames = []string{"LambdaFunction", "LambdaLanguage", "LambdaS
 const (
 	DefaultHeartbeatTimeout = 10 * time.Second
 	DefaultMaxAttempts      = 5
+	DefaultShareWait        = time.Hour
 	// InvokeMargin is added to the handler's timeout for Invoke's StartToCloseTimeout:
 	// the invocation core waits timeout + its slack (5 s) for the runtime, so the
 	// activity only times out when its worker is stuck.
@@ -103,6 +105,10 @@ type ExecutionRef struct {
 	// Callback: the execution asked for a completion callback; Persist starts its
 	// delivery once the execution is final.
 	Callback bool `json:"callback,omitempty"`
+	// ShareWait bounds how long, from the run's start, the execution waits for a worker
+	// while its tenant's other calls hold the tenant's share of the runtime (0: the
+	// default); past it the execution is recorded timeout (TenantShareTimeout).
+	ShareWait time.Duration `json:"share_wait,omitempty"`
 }
 
 // pinned is the version the run was started with, or nil for a run started without it.
@@ -169,11 +175,13 @@ func InvokeOptions(ref ExecutionRef, timeoutMS int) workflow.ActivityOptions {
 		StartToCloseTimeout: time.Duration(timeoutMS)*time.Millisecond + InvokeMargin,
 		HeartbeatTimeout:    hb,
 		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        200 * time.Millisecond,
-			BackoffCoefficient:     2,
-			MaximumInterval:        10 * time.Second,
-			MaximumAttempts:        int32(attempts),
-			NonRetryableErrorTypes: []string{activities.ErrHandlerFailed, activities.ErrHandlerTimeout},
+			InitialInterval:    200 * time.Millisecond,
+			BackoffCoefficient: 2,
+			MaximumInterval:    10 * time.Second,
+			MaximumAttempts:    int32(attempts),
+			// A refusal for the tenant's share comes back to the workflow, which waits for
+			// the share without spending an attempt (shareWait).
+			NonRetryableErrorTypes: []string{activities.ErrHandlerFailed, activities.ErrHandlerTimeout, activities.ErrTenantShare},
 		},
 		Summary: fmt.Sprintf("run %s v%d (%s)", ref.Function, ref.Version, ref.Language),
 	}
@@ -253,18 +261,24 @@ func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 		upsertStatus(ctx, store.StatusRunning)
 	}
 	var res activities.InvokeResult
-	var err error
 	in := activities.InvokeInput{Exec: target, Version: ver, Pinned: pinned, TimeoutMS: v.TimeoutMS, Final: statusAtEnd}
-	if local {
-		err = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, InvokeLocalOptions(ref, v.TimeoutMS)),
+	invoke := func() error {
+		if local {
+			return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, InvokeLocalOptions(ref, v.TimeoutMS)),
+				a.Invoke, in).Get(ctx, &res)
+		}
+		return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, InvokeOptions(ref, v.TimeoutMS)),
 			a.Invoke, in).Get(ctx, &res)
-	} else {
-		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, InvokeOptions(ref, v.TimeoutMS)),
-			a.Invoke, in).Get(ctx, &res)
+	}
+	err := invoke()
+	if shareRefused(err) {
+		err = shareWait(ctx, ref, invoke, err)
 	}
 	var p activities.PersistInput
 	var appErr *temporal.ApplicationError
 	switch {
+	case errors.As(err, new(shareTimeout)):
+		p = activities.PersistInput{Exec: target, Status: store.StatusTimeout, ErrorType: ErrTenantShareTimeout, ErrorMessage: err.Error()}
 	case err == nil:
 		p = activities.PersistInput{Exec: target, Status: res.Status, Attempts: res.Attempt}
 	case errors.As(err, &appErr) && (appErr.Type() == activities.ErrHandlerFailed || appErr.Type() == activities.ErrHandlerTimeout):
@@ -282,6 +296,54 @@ func ExecuteFunction(ctx workflow.Context, ref ExecutionRef) (Outcome, error) {
 			a.StoreCache, activities.StoreCacheInput{Exec: target, Key: cacheKey, TTLS: v.CacheTTLS}).Get(sctx, nil)
 	}
 	return out, ferr
+}
+
+// ErrTenantShareTimeout is the error type of an execution that waited ShareWait for a
+// worker within its tenant's share and got none: recorded timeout, not failed.
+const ErrTenantShareTimeout = "TenantShareTimeout"
+
+// shareTimeout is shareWait's error when the execution's ShareWait passed.
+type shareTimeout struct{ wait time.Duration }
+
+func (e shareTimeout) Error() string {
+	return fmt.Sprintf("no worker within this tenant's share of the runtime came free in %s (LAMBDA_ASYNC_SHARE_WAIT)", e.wait)
+}
+
+// shareRefused reports whether Invoke's error is a refusal because the tenant's own calls
+// hold its share of the runtime's workers.
+func shareRefused(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == activities.ErrTenantShare
+}
+
+// shareWait waits for the tenant's share after Invoke's first refusal (err): an
+// acknowledged execution must not fail because its own tenant has a backlog. Invoke
+// already waits in the worker (core.Service.RunAttempt: backoff, no Temporal work) for as
+// long as its timeout leaves room, and takes its attempt back when it gives up; here the
+// workflow sleeps a backoff (200 ms doubling to 5 s: a timer, one event pair per round)
+// and invokes again, with a fresh activity attempt, until ShareWait from the run's start
+// has passed (checked between rounds: a round may overrun it by one Invoke) — then
+// shareTimeout. A cancel ends the wait as a cancel. Runs from before this existed replay
+// their old path, which had no such refusal (GetVersion "share-wait").
+func shareWait(ctx workflow.Context, ref ExecutionRef, invoke func() error, err error) error {
+	if workflow.GetVersion(ctx, "share-wait", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return err
+	}
+	wait := ref.ShareWait
+	if wait <= 0 {
+		wait = DefaultShareWait
+	}
+	deadline := workflow.GetInfo(ctx).WorkflowStartTime.Add(wait)
+	for try := 0; shareRefused(err); try++ {
+		if !workflow.Now(ctx).Before(deadline) {
+			return shareTimeout{wait: wait}
+		}
+		if serr := workflow.Sleep(ctx, min(200*time.Millisecond<<min(try, 5), 5*time.Second)); serr != nil {
+			return serr // canceled
+		}
+		err = invoke()
+	}
+	return err
 }
 
 // canceled reports whether err (or the workflow) is a cancellation.

@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -198,7 +199,9 @@ func run(ctx context.Context, args []string, environ map[string]string, stdout, 
 		Log: stderr,
 
 		ScratchDir: stack.DataDir,
-		StackName:  map[bool]string{false: "the README's stack (`make run`'s defaults)", true: "-quick stack"}[cfg.quick],
+		MetricsURLs: slices.DeleteFunc([]string{stack.APIURL + "/metrics", stack.WorkerMetricsURL},
+			func(u string) bool { return u == "" || u == "/metrics" }),
+		StackName: map[bool]string{false: "the README's stack (`make run`'s defaults)", true: "-quick stack"}[cfg.quick],
 	}
 	var diskNote string
 	if len(settings.Only) == 0 || settings.Only[0] {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -174,6 +175,7 @@ func (r *Runner) noisy(ctx context.Context, rep *Report) {
 
 	r.logf("13 noisy neighbours: A floods %s sleeps at %.0f/s for %s; B %.0f/s sync, measured for the last %s",
 		ns.Sleep, ns.FloodRate, ns.Warmup+ns.Duration, ns.Rate, ns.Duration)
+	errsBefore, okBefore := r.invokeErrors(ctx)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var most int
@@ -191,6 +193,12 @@ func (r *Runner) noisy(ctx context.Context, rep *Report) {
 	wg.Wait()
 	rep.notef("Scenario 13: CPU by program (cores) while B was measured and A flooded: %s.", cpu.Summary(6))
 	after, _ := r.P.ReplicaCount(ctx, fn)
+	errsAfter, okAfter := r.invokeErrors(ctx)
+	if okBefore && okAfter {
+		rep.notef("Scenario 13: Invoke activity runs that ended in an error (each a Temporal retry, or a refusal the workflow waits out) during A's flood: %d.",
+			errsAfter-errsBefore)
+	}
+	rep.notef("Scenario 13: A's executions by status before the leftover backlog was canceled: %s.", r.statusCounts(ctx, a))
 	r.cancelAll(ctx, a)
 
 	row := Row{Section: section, Case: "tenant B: python trivial handler sync, while tenant A floods async executions of a slow python handler",
@@ -199,6 +207,63 @@ func (r *Runner) noisy(ctx context.Context, rep *Report) {
 	row.Verdict = verdict(noisyPass(res))
 	rep.add(row)
 	r.pause(ctx)
+}
+
+// invokeErrors sums, over r.MetricsURLs (the api, whose eager worker runs local
+// activities, and the worker), the Invoke activity runs that ended in an error
+// (lambda_activity_duration_seconds_count{activity="Invoke",outcome="error"}).
+func (r *Runner) invokeErrors(ctx context.Context) (int, bool) {
+	if len(r.MetricsURLs) == 0 {
+		return 0, false
+	}
+	total := 0
+	for _, u := range r.MetricsURLs {
+		status, body, err := Do(ctx, r.P.client(), http.MethodGet, u, nil, nil)
+		if err != nil || status != http.StatusOK {
+			return 0, false
+		}
+		total += invokeErrorCount(body)
+	}
+	return total, true
+}
+
+// invokeErrorCount reads the Invoke activity's error count from a Prometheus text page.
+func invokeErrorCount(page []byte) int {
+	n := 0
+	for line := range strings.Lines(string(page)) {
+		name, rest, ok := strings.Cut(line, "{")
+		if !ok || name != "lambda_activity_duration_seconds_count" ||
+			!strings.Contains(rest, `activity="Invoke"`) || !strings.Contains(rest, `outcome="error"`) {
+			continue
+		}
+		if i := strings.LastIndexByte(rest, ' '); i >= 0 {
+			if v, err := strconv.ParseFloat(strings.TrimSpace(rest[i+1:]), 64); err == nil {
+				n += int(v)
+			}
+		}
+	}
+	return n
+}
+
+// statusCounts counts tenant p's executions by status (up to 500 each).
+func (r *Runner) statusCounts(ctx context.Context, p *Platform) string {
+	var parts []string
+	for _, st := range []string{"succeeded", "failed", "timeout", "running", "queued"} {
+		status, body, err := Do(ctx, p.client(), http.MethodGet, p.APIURL+"/v1/executions?limit=500&status="+st, p.Header(), nil)
+		var page struct {
+			Executions []json.RawMessage `json:"executions"`
+		}
+		if err != nil || status != http.StatusOK || json.Unmarshal(body, &page) != nil {
+			parts = append(parts, st+" ?")
+			continue
+		}
+		n := fmt.Sprint(len(page.Executions))
+		if len(page.Executions) == 500 {
+			n = "≥500"
+		}
+		parts = append(parts, st+" "+n)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // cancelAll cancels every queued or running execution of tenant p (DELETE

@@ -142,3 +142,15 @@ func TestProcCPUSummary(t *testing.T) {
 	require.Equal(t, "temporal 0.60, lambda worker 0.40 (of 1.20 cores in all, over 10 s)", p.Summary(2))
 	require.Equal(t, "not measured", ProcCPU{}.Summary(3))
 }
+
+func TestInvokeErrorCountReadsTheActivityMetric(t *testing.T) {
+	t.Parallel()
+	page := `# HELP lambda_activity_duration_seconds Activity execution time, by activity and outcome (ok|error).
+lambda_activity_duration_seconds_bucket{activity="Invoke",outcome="error",le="+Inf"} 17
+lambda_activity_duration_seconds_count{activity="Invoke",outcome="error"} 17
+lambda_activity_duration_seconds_count{activity="Invoke",outcome="ok"} 900
+lambda_activity_duration_seconds_count{activity="Persist",outcome="error"} 3
+`
+	require.Equal(t, 17, invokeErrorCount([]byte(page)))
+	require.Zero(t, invokeErrorCount(nil))
+}

@@ -165,6 +165,9 @@ type Runner struct {
 	ScratchDir string
 	// StackName describes the stack for scenario 8's row (e.g. "`make run`'s defaults").
 	StackName string
+	// MetricsURLs are the /metrics pages of the processes that run activities (the api and
+	// the worker), for scenario 13's count of Invoke errors (empty: not counted).
+	MetricsURLs []string
 }
 
 func (r *Runner) logf(format string, args ...any) {

@@ -35,6 +35,7 @@ type Store interface {
 	SaveExecution(ctx context.Context, e *store.Execution) error
 	GetExecution(ctx context.Context, tenant, id string, withPayload bool) (store.Execution, error)
 	StartAttempt(ctx context.Context, tenant, id string, attempt int) (store.Execution, error)
+	UndoAttempt(ctx context.Context, tenant, id string, attempt int) error
 	ClaimIdempotencyKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl time.Duration) (string, bool, error)
 	ClaimPendingIdempotencyKey(ctx context.Context, tenant, key, executionID, requestHash string, ttl, pending time.Duration) (string, bool, error)
 	EnqueueExecution(ctx context.Context, e *store.Execution, a store.Admission) (string, bool, error)

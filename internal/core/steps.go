@@ -3,9 +3,11 @@ package core
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/cache"
+	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/store"
 )
 
@@ -72,6 +74,9 @@ type Attempt struct {
 // With final, the outcome is recorded final instead of staged — what Finish with the
 // attempt's status would record, one commit earlier (the durable side persists that
 // status next; its Finish then finds the row final).
+// A refusal because the tenant holds its share of the runtime's workers is waited out
+// (shareBackoff) while ctx's deadline leaves room for the call; past that it is returned
+// as a fault.TenantShare with the attempt taken back (Number 0): waiting never counts.
 func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, timeout time.Duration, final bool, started func(n int)) (Attempt, error) {
 	v, err := s.version(ctx, p.Tenant, p.Function, p.Version)
 	if err != nil {
@@ -88,7 +93,28 @@ func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, ti
 	if started != nil {
 		started(a.Number)
 	}
-	if err := s.run(ctx, v, p.Runtime, p.Language, &e, timeout); err != nil {
+	err = s.run(ctx, v, p.Runtime, p.Language, &e, timeout)
+	for try := 0; fault.Is(err, fault.TenantShare); try++ {
+		// The tenant's own calls hold its share of the runtime's workers: nothing ran. Ask
+		// again after a backoff while ctx leaves room for the whole call; past that, the
+		// attempt is taken back and the durable side waits on (workflows: share-wait).
+		// Room for the call: the host may hold it in its queue (LAMBDA_RUNTIME_QUEUE_WAIT, as
+		// long as the slack by default) before the handler's timeout starts, then the slack.
+		wait := shareBackoff(try)
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < wait+timeout+2*s.cfg.RuntimeCallSlack {
+			_ = s.store.UndoAttempt(ctx, p.Tenant, id, a.Number) // failing, it over-counts one attempt
+			return Attempt{}, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return a, fault.Wrap(fault.Unavailable, ctx.Err(), "invocation abandoned")
+		case <-t.C:
+		}
+		err = s.run(ctx, v, p.Runtime, p.Language, &e, timeout)
+	}
+	if err != nil {
 		return a, err
 	}
 	// Stage the outcome: the row stays running until Finish makes it final.
@@ -126,6 +152,15 @@ func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, ti
 		return a, fmt.Errorf("stage the outcome: %w", err)
 	}
 	return a, nil
+}
+
+// shareBackoff is how long an async call refused for its tenant's share waits before it
+// asks again: 200 ms doubling to 5 s, drawn from the upper half of that (jitter), so a
+// backlog's calls do not come back in step. A refused call has already waited in the
+// runtime host's queue (LAMBDA_RUNTIME_QUEUE_WAIT) unless that queue was full.
+func shareBackoff(try int) time.Duration {
+	d := min(200*time.Millisecond<<min(try, 5), 5*time.Second)
+	return d/2 + rand.N(d/2+1)
 }
 
 // Final is how the durable side ends an execution.

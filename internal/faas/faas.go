@@ -306,6 +306,9 @@ func statusError(fn string, status int, res Result) error {
 		return fault.New(fault.TooLarge, "%s", msg) // the host's own limit (a body, installed dependencies)
 	case status == http.StatusServiceUnavailable && res.Error != nil && res.Error.Type == "Overloaded":
 		return fault.New(fault.Overloaded, "runtime %s is overloaded", fn)
+	case status == http.StatusTooManyRequests && res.Error != nil && res.Error.Type == "TenantShare":
+		// Not an overload: the tenant's own calls hold its share of the runtime's workers.
+		return fault.New(fault.TenantShare, "this tenant's calls hold its share of runtime %s's workers; retry later", fn)
 	case status == http.StatusNotFound:
 		return fault.Wrap(fault.Unavailable, errors.New(msg), "runtime %s is not deployed", fn)
 	case status == http.StatusBadRequest:

@@ -36,6 +36,9 @@ func (h *host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.Contains(c.Source, "broken"):
 		w.WriteHeader(http.StatusUnprocessableEntity)
 		_, _ = w.Write([]byte(`{"error":{"type":"CompileError","message":"line 3: invalid syntax"}}`))
+	case c.Function == "share":
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write([]byte(`{"error":{"type":"TenantShare","message":"this tenant holds its share"}}`))
 	case c.Function == "busy":
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(`{"error":{"type":"Overloaded","message":"queue full"}}`))
@@ -83,6 +86,9 @@ func TestGatewayRouteSendsSourceOnlyWhenAsked(t *testing.T) {
 	call.Function = "busy"
 	_, err = c.Run(ctx, "runtime-python", call)
 	require.True(t, fault.Is(err, fault.Overloaded), "%v", err)
+	call.Function = "share" // the tenant is at its share: its own kind, not an overload
+	_, err = c.Run(ctx, "runtime-python", call)
+	require.True(t, fault.Is(err, fault.TenantShare), "%v", err)
 	call.Function, call.Source, call.BuildOnly = "add", "broken", true
 	_, err = c.Run(ctx, "runtime-python", call)
 	require.True(t, fault.Is(err, fault.Unprocessable))

@@ -573,9 +573,10 @@ func (h *Host) InvokeContext(ctx context.Context, req *Request, out *Outcome) er
 	if err != nil {
 		return err
 	}
-	// A build (a compile, the dependencies' install) is bounded by its own timeout: the
-	// execution's starts once the script is ready.
-	deadline := time.Now().Add(timeout)
+	// A build (a compile, the dependencies' install) is bounded by its own timeout, and a
+	// wait for a worker by the queue wait: the execution's timeout starts once it has its
+	// worker (as a function's timeout bounds its run, not its wait for concurrency), so a
+	// call that queued behind its tenant's share still gets its whole timeout.
 	if s.failed {
 		return compileError(s.diag)
 	}
@@ -593,6 +594,7 @@ func (h *Host) InvokeContext(ctx context.Context, req *Request, out *Outcome) er
 		if err != nil {
 			return err
 		}
+		deadline := time.Now().Add(timeout)
 		if !fresh && w.burnedWhileIdle() && attempt < 3 {
 			// A thread its last call left behind kept it busy: it goes, the call takes another.
 			h.log.Info("recycling a worker that used CPU while idle", zap.String(logging.FieldFunction, req.Function))

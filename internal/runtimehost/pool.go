@@ -123,7 +123,7 @@ func (p *pool) acquire(key poolKey, s *script) (w *worker, fresh bool, err error
 		// The tenant holds its share: it waits for one of its own workers, whatever is free.
 		if p.queueWait <= 0 || p.waiters.Len() >= p.queueMax {
 			p.mu.Unlock()
-			return nil, false, fault.New(fault.Overloaded, "this tenant holds its share of the %d workers and the queue is full", p.max)
+			return nil, false, fault.New(fault.TenantShare, "this tenant holds its share of the %d workers and the queue is full", p.max)
 		}
 		p.metrics.tenantWaits.Inc()
 		return p.waitLocked(key, s, p.queueWait)
@@ -204,7 +204,12 @@ func (p *pool) waitLocked(key poolKey, s *script, wait time.Duration) (w *worker
 		default:
 			p.waiters.Remove(el)
 			p.metrics.queue.Set(float64(p.waiters.Len()))
+			atShare := p.atShareLocked(key.tenant)
 			p.mu.Unlock()
+			if atShare {
+				// Only this tenant waits (its own backlog): the runtime is not overloaded.
+				return nil, false, fault.New(fault.TenantShare, "this tenant holds its share of the %d workers: none of them became free within %s", p.max, wait)
+			}
 			return nil, false, fault.New(fault.Overloaded, "no worker became free within %s", wait)
 		}
 	}

@@ -135,9 +135,15 @@ func TestPoolTenantShare(t *testing.T) {
 	start := time.Now()
 	_, _, err = p.acquire(poolKey{sha: "a3", tenant: "A"}, &script{})
 	require.Error(t, err, "A holds its share: its third call waits and times out")
+	require.True(t, fault.Is(err, fault.TenantShare), "A's own backlog, not an overload: %v", err)
 	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
 	b, _, err := p.acquire(poolKey{sha: "b", tenant: "B"}, &script{})
 	require.NoError(t, err, "B still finds a worker")
+	b2, _, err := p.acquire(poolKey{sha: "b2", tenant: "B"}, &script{})
+	require.NoError(t, err)
+	_, _, err = p.acquire(poolKey{sha: "c", tenant: "C"}, &script{})
+	require.True(t, fault.Is(err, fault.Overloaded), "every worker busy, C below its share: an overload: %v", err)
+	p.release(b2, true)
 
 	// A's waiting call gets a worker as soon as one of A's is released.
 	got := make(chan error, 1)

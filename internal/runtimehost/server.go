@@ -129,6 +129,8 @@ func httpError(err error) (int, string) {
 		return http.StatusUnprocessableEntity, "CompileError"
 	case fault.Overloaded:
 		return http.StatusServiceUnavailable, "Overloaded"
+	case fault.TenantShare:
+		return http.StatusTooManyRequests, "TenantShare"
 	case fault.Unavailable:
 		return http.StatusServiceUnavailable, "Unavailable"
 	}
@@ -140,7 +142,7 @@ func (h *Host) writeError(buf *bytes.Buffer, err error) int {
 	msg := fault.Detail(err)
 	if code == http.StatusInternalServerError {
 		h.log.Error("invoke failed", logging.Err(err))
-	} else if code == http.StatusServiceUnavailable {
+	} else if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
 		h.log.Warn("invoke refused", logging.Err(err))
 	}
 	buf.Reset()

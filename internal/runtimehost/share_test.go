@@ -2,6 +2,7 @@ package runtimehost_test
 
 import (
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -45,4 +46,41 @@ func TestTenantShareKeepsOtherTenantsServed(t *testing.T) {
 	t.Logf("tenant B's sync calls while tenant A saturates the host: p50 %v, p99 %v, max %v (%d calls)",
 		took[len(took)/2], took[len(took)*99/100], took[len(took)-1], len(took))
 	wg.Wait()
+}
+
+// A call that queued behind its tenant's share gets its whole timeout once it has a
+// worker, and a call that waited out the queue is refused TenantShare (429), not
+// Overloaded: only that tenant waits. (Before, the queue time counted against the
+// handler's timeout: a backlog's calls were recorded timeout without having run long.)
+func TestQueuedCallGetsItsWholeTimeout(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, bundledRegistry, "python", "", map[string]string{
+		"LAMBDA_SANDBOX": "off", "LAMBDA_RUNTIME_WORKERS": "2", "LAMBDA_RUNTIME_TENANT_SHARE": "0.5",
+		"LAMBDA_RUNTIME_QUEUE_WAIT": "3s",
+	})
+	slow := "import time\ndef handler(event, context):\n    time.sleep(event['s'])\n    return 'slow'\n"
+	h.ok(t, "slow", slow, map[string]float64{"s": 0}, "succeeded", map[string]any{"tenant": "A"}) // warm
+
+	hold := func(s float64) chan int {
+		done := make(chan int, 1)
+		go func() {
+			code, _ := h.call(t, "slow", slow, map[string]float64{"s": s}, map[string]any{"tenant": "A"})
+			done <- code
+		}()
+		return done
+	}
+	held := hold(1.5)
+	time.Sleep(300 * time.Millisecond) // A holds its share of one worker
+	start := time.Now()
+	// Waits ~1.2 s for A's worker, then runs 1 s: over its 2 s timeout from arrival, within it from its start.
+	h.ok(t, "slow", slow, map[string]float64{"s": 1}, "succeeded", map[string]any{"tenant": "A", "timeout_ms": 2000})
+	require.Greater(t, time.Since(start), 2*time.Second, "it queued, then ran")
+	require.Equal(t, http.StatusOK, <-held)
+
+	held = hold(4.5)
+	time.Sleep(300 * time.Millisecond)
+	code, r := h.call(t, "slow", slow, map[string]float64{"s": 0}, map[string]any{"tenant": "A"})
+	require.Equal(t, http.StatusTooManyRequests, code, "%+v", r)
+	require.Equal(t, "TenantShare", r.Error.Type)
+	require.Equal(t, http.StatusOK, <-held)
 }

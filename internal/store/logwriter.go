@@ -86,6 +86,19 @@ func (s *Store) StartAttempt(ctx context.Context, tenant, id string, attempt int
 	return e, nil
 }
 
+// UndoAttempt takes attempt n of a running execution back when nothing ran (the runtime
+// refused the call because the tenant's own calls hold its share of the workers), so that
+// waiting for a share never counts as an attempt. A row that moved on is left as it is.
+func (s *Store) UndoAttempt(ctx context.Context, tenant, id string, attempt int) error {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return fault.New(fault.NotFound, "execution %q not found", id)
+	}
+	_, err = s.pool.Exec(ctx, `UPDATE request_logs SET attempts = attempts - 1
+		WHERE id = $1 AND tenant = $2 AND status = 'running' AND attempts = $3 AND attempts > 0`, uid, tenant, attempt)
+	return translate(err, "undo attempt")
+}
+
 // LogWriterConfig tunes group commit.
 type LogWriterConfig struct {
 	MaxBatch int           // rows per commit

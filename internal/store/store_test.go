@@ -316,3 +316,29 @@ func TestStartAttemptCountsAcrossWorkers(t *testing.T) {
 	_, err = st.StartAttempt(ctx, "someone-else", id, 1)
 	require.True(t, fault.Is(err, fault.NotFound), "%v", err)
 }
+
+// An attempt refused for the tenant's share is taken back: the next one counts as it.
+func TestUndoAttemptTakesBackARefusedAttempt(t *testing.T) {
+	t.Parallel()
+	st, _ := open(t)
+	ctx := context.Background()
+	id := uuid.Must(uuid.NewV7()).String()
+	queued := execution(id)
+	queued.Status, queued.Result, queued.FinishedAt, queued.Mode = store.StatusQueued, nil, nil, "async"
+	require.NoError(t, st.SaveExecution(ctx, queued))
+
+	for range 3 { // three rounds refused for the share
+		e, err := st.StartAttempt(ctx, "default", id, 1)
+		require.NoError(t, err)
+		require.Equal(t, 1, e.Attempts)
+		require.NoError(t, st.UndoAttempt(ctx, "default", id, e.Attempts))
+	}
+	e, err := st.StartAttempt(ctx, "default", id, 1)
+	require.NoError(t, err)
+	require.Equal(t, 1, e.Attempts, "the refused rounds did not count")
+	require.NoError(t, st.UndoAttempt(ctx, "default", id, 7), "another attempt's undo changes nothing")
+	require.NoError(t, st.UndoAttempt(ctx, "someone-else", id, 1))
+	e, err = st.GetExecution(ctx, "default", id, false)
+	require.NoError(t, err)
+	require.Equal(t, 1, e.Attempts)
+}

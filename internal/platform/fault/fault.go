@@ -26,11 +26,15 @@ const (
 	Timeout                      // the platform (not the handler) ran out of time
 	RateLimited                  // the caller is over its rate or concurrency limit
 	MethodNotAllowed             // the route exists, not with this HTTP method
+	// TenantShare: the caller's tenant holds its share of a runtime's workers and its call
+	// found none of its own free in time. Only that tenant waits: the runtime is not
+	// overloaded, and a durable execution waits for its share instead of failing.
+	TenantShare
 )
 
 var kindNames = [...]string{"internal", "invalid", "not_found", "conflict", "too_large",
 	"unprocessable", "unavailable", "overloaded", "unauthorized", "timeout", "rate_limited",
-	"method_not_allowed"}
+	"method_not_allowed", "tenant_share"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -109,7 +113,7 @@ func (k Kind) HTTPStatus() int {
 		return http.StatusUnauthorized
 	case Timeout:
 		return http.StatusGatewayTimeout
-	case RateLimited:
+	case RateLimited, TenantShare:
 		return http.StatusTooManyRequests
 	case MethodNotAllowed:
 		return http.StatusMethodNotAllowed

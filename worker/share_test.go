@@ -1,0 +1,143 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/openfaas/faas-provider/types"
+	sdk "github.com/openfaas/go-sdk"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lambda-microservice/lambda/internal/core"
+	"github.com/lambda-microservice/lambda/internal/platform/metrics"
+	"github.com/lambda-microservice/lambda/internal/provider"
+	"github.com/lambda-microservice/lambda/internal/store"
+	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
+)
+
+// TestTenantBacklogWaitsForItsShare: on the real runtime host (one replica of two
+// workers, a tenant's share one of them, a 300 ms queue wait), tenant A's async backlog
+// far beyond its share (8 executions of a 1 s handler: 8 s of work for its one worker)
+// completes with every execution succeeded on its first attempt, none failed
+// "overloaded", while tenant B's sync calls all succeed. (Before, A's calls beyond its
+// share came back as retryable overloads and the last ones failed after MaxAttempts.)
+func TestTenantBacklogWaitsForItsShare(t *testing.T) {
+	// Not parallel: TestRealRuntimeKilledMidCall counts this process's runtime hosts.
+	bin := prereq.Binary(t, "lambda-runtime")
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	env := map[string]string{"LAMBDA_RUNTIME_WORKERS": "2", "LAMBDA_RUNTIME_TENANT_SHARE": "0.5",
+		"LAMBDA_RUNTIME_QUEUE_WAIT": "300ms"}
+	pass := []string{"PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME", "LAMBDA_SANDBOX*", "LAMBDA_RUNTIME_WORKERS",
+		"LAMBDA_RUNTIME_TENANT_SHARE", "LAMBDA_RUNTIME_QUEUE_WAIT"}
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME", "LAMBDA_SANDBOX"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env[k] = v
+		}
+	}
+	secretFile := filepath.Join(t.TempDir(), "runtime-secret")
+	require.NoError(t, os.WriteFile(secretFile, []byte(testRuntimeSecret), 0o600))
+	prov, err := provider.New(provider.Config{RuntimeSecretFile: secretFile,
+		RuntimeBin: bin, ReadyTimeout: 60 * time.Second, ProxyTimeout: 65 * time.Second, ProxyWait: 20 * time.Second,
+		StopGrace: 2 * time.Second, RestartBackoff: 50 * time.Millisecond, MaxRestartBackoff: time.Second,
+		ProbeInterval: time.Second, LogLines: 100, MaxReplicas: 1, // no scale-out: the share alone decides
+		PassEnv: pass, Environ: env,
+	}, testLogger(t), metrics.NewRegistry())
+	require.NoError(t, err)
+	srv := httptest.NewServer(prov.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer scancel()
+		_ = prov.Close(sctx)
+	})
+	u, _ := url.Parse(srv.URL)
+	fx := sdk.NewClient(u, nil, srv.Client())
+	_, err = fx.Deploy(ctx, types.FunctionDeployment{Service: "runtime-python",
+		Image: "ghcr.io/lambda-microservice/runtime-python:latest", EnvVars: map[string]string{"LAMBDA_RUNTIME": "python"}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := fx.GetFunction(ctx, "runtime-python", "")
+		return err == nil && st.AvailableReplicas == 1
+	}, 60*time.Second, 50*time.Millisecond, "the python runtime host becomes ready")
+
+	p := newPlatformWith(t, "share", srv.URL)
+	p.startWorker()
+	d := p.dispatcher(5 * time.Second)
+	p.tenant = "tenant-b"
+	p.registerSource("trivial", "def handler(event, context):\n    return event[\"a\"] + event[\"b\"]\n", 3000, 0)
+	p.tenant = "tenant-a"
+	p.registerSource("slow", "import time\n\ndef handler(event, context):\n    time.sleep(1)\n    return event[\"i\"]\n", 3000, 0)
+	syncB := func(a int) (store.Execution, error) {
+		e, _, err := p.core.Invoke(ctx, core.Request{Tenant: "tenant-b", Function: "trivial", LanguageTitle: "python",
+			Event: json.RawMessage(fmt.Sprintf(`{"a":%d,"b":2}`, a))})
+		return e, err
+	}
+	e, err := syncB(0) // warm
+	require.NoError(t, err)
+	require.Equal(t, store.StatusSucceeded, e.Status, "%+v", e.Error)
+
+	const backlog = 8
+	ids := make([]string, backlog)
+	for i := range ids {
+		ids[i] = p.start(d, "slow", map[string]int{"i": i}, "").ID
+	}
+	// B calls while A's backlog waits: each finds B's worker.
+	var wg sync.WaitGroup
+	bErrs := make(chan error, 20)
+	wg.Go(func() {
+		for i := range 20 {
+			e, err := syncB(i)
+			if err == nil && e.Status != store.StatusSucceeded {
+				err = fmt.Errorf("B's call %d: %s %+v", i, e.Status, e.Error)
+			}
+			if err != nil {
+				bErrs <- err
+			}
+			time.Sleep(150 * time.Millisecond)
+		}
+	})
+	for i, id := range ids {
+		got := p.wait(id, 120*time.Second)
+		require.Equal(t, store.StatusSucceeded, got.Status, "execution %d: %+v", i, got.Error)
+		require.JSONEq(t, fmt.Sprint(i), string(got.Result))
+		require.Equal(t, 1, got.Attempts, "execution %d: waiting for the share spent no attempt", i)
+	}
+	wg.Wait()
+	close(bErrs)
+	for err := range bErrs {
+		require.NoError(t, err, "tenant B's sync calls all succeed")
+	}
+}
+
+// TestShareWaitInTheWorkflow: when the worker cannot wait for the share within Invoke's
+// deadline (here a runtime-call slack longer than that deadline leaves no room), the
+// refusal reaches the workflow, which sleeps and invokes again (share-wait) until a call is
+// admitted: the execution succeeds on attempt 1 after three refusals. Its history is the
+// replay tests' testdata/history-share-wait.json (LAMBDA_RECORD_HISTORIES).
+func TestShareWaitInTheWorkflow(t *testing.T) {
+	t.Parallel()
+	p := newPlatform(t, "share-wf")
+	p.core = core.New(core.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour,
+		VersionCacheTTL: time.Second, RuntimeCallSlack: time.Minute, Functions: core.FunctionLimits{
+			MaxSourceBytes: 1 << 18, DefaultTimeoutMS: 3000, DefaultMemoryMB: 128, MaxTimeout: 15 * time.Minute}},
+		core.Deps{Store: p.store, Cache: p.cache, Runner: p.fx, Logs: p.logs, Registry: p.runtimes, Metrics: p.im, Log: p.log})
+	p.startWorker()
+	d := p.dispatcher(5 * time.Second)
+	p.register("add", 3000, 0)
+	e := p.start(d, "add", map[string]any{"a": 40, "b": 2, "share_refusals": 3}, "")
+	got := p.wait(e.ID, 60*time.Second)
+	require.Equal(t, store.StatusSucceeded, got.Status, "%+v", got.Error)
+	require.JSONEq(t, "42", string(got.Result))
+	require.Equal(t, 1, got.Attempts, "the refusals spent no attempt")
+	require.Equal(t, 4, p.fake.callsOf(e.ID), "three refusals, then the call")
+	p.recordHistory("exec-"+e.ID, "history-share-wait.json")
+}
