@@ -47,7 +47,7 @@ import (
 // ever sees its own executions (and its own database).
 var namespaces = []string{"inproc", "kill", "runtime", "bench", "pgrestart", "eager", "apikill",
 	"harden-result", "harden-crash", "harden-sweep", "harden-cap", "harden-uncertain", "pipeline", "pipekill", "callback", "sched",
-	"share", "share-wf"}
+	"share", "share-wf", "share-waiters"}
 
 // freeAddr is a free loopback address for a process the test starts.
 func freeAddr(t testing.TB) string {

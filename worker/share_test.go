@@ -15,6 +15,7 @@ import (
 	"github.com/openfaas/faas-provider/types"
 	sdk "github.com/openfaas/go-sdk"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/lambda-microservice/lambda/internal/core"
 	"github.com/lambda-microservice/lambda/internal/platform/metrics"
@@ -140,4 +141,46 @@ func TestShareWaitInTheWorkflow(t *testing.T) {
 	require.Equal(t, 1, got.Attempts, "the refusals spent no attempt")
 	require.Equal(t, 4, p.fake.callsOf(e.ID), "three refusals, then the call")
 	p.recordHistory("exec-"+e.ID, "history-share-wait.json")
+}
+
+// TestShareWaitersPerTenantAreBounded: one tenant's calls refused for its share wait inside
+// the worker only up to LAMBDA_ASYNC_SHARE_WAITERS at a time (here 1); the others go back
+// to their workflows and wait on timers, so a backlog does not hold every slot of the
+// worker. Every execution still succeeds on its first attempt.
+func TestShareWaitersPerTenantAreBounded(t *testing.T) {
+	t.Parallel()
+	p := newPlatform(t, "share-waiters")
+	p.core = core.New(core.Config{SyncTimeoutMax: time.Minute, IdempotencyTTL: 24 * time.Hour,
+		VersionCacheTTL: time.Second, RuntimeCallSlack: time.Second, ShareWaitersPerTenant: 1,
+		Functions: core.FunctionLimits{MaxSourceBytes: 1 << 18, DefaultTimeoutMS: 3000, DefaultMemoryMB: 128,
+			MaxTimeout: 15 * time.Minute}},
+		core.Deps{Store: p.store, Cache: p.cache, Runner: p.fx, Logs: p.logs, Registry: p.runtimes, Metrics: p.im, Log: p.log})
+	p.startWorker()
+	d := p.dispatcher(5 * time.Second)
+	p.register("add", 3000, 0)
+	const n = 4
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Go(func() {
+			ids[i] = p.start(d, "add", map[string]any{"a": i, "b": 1, "share_refusals": 5}, "").ID
+		})
+	}
+	wg.Wait()
+	timers := 0
+	for i, id := range ids {
+		got := p.wait(id, 90*time.Second)
+		require.Equal(t, store.StatusSucceeded, got.Status, "execution %d: %+v", i, got.Error)
+		require.Equal(t, 1, got.Attempts, "execution %d: waiting spent no attempt", i)
+		it := p.client.GetWorkflowHistory(context.Background(), "exec-"+id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			e, err := it.Next()
+			require.NoError(t, err)
+			if e.GetEventType() == enumspb.EVENT_TYPE_TIMER_STARTED {
+				timers++
+				break
+			}
+		}
+	}
+	require.GreaterOrEqual(t, timers, n-2, "with one waiter allowed in the worker, the others wait on their workflows' timers")
 }

@@ -128,6 +128,12 @@ type Config struct {
 	// execution with ResultTooLarge and is neither stored, cached nor returned. ≤ 0 means
 	// the default, 6 MiB: there is always a cap.
 	MaxResultBytes int `env:"LAMBDA_MAX_RESULT_BYTES" envDefault:"6291456"`
+	// ShareWaitersPerTenant bounds how many of one tenant's async calls, refused because the
+	// tenant holds its share of a runtime's workers, wait for the share inside one worker
+	// process (holding a slot of the worker's while they wait). The tenant's other refused
+	// calls wait on their workflow's timers, so a tenant's backlog never takes every slot of
+	// the worker that other tenants' executions need. ≤ 0 means the default, 4.
+	ShareWaitersPerTenant int `env:"LAMBDA_ASYNC_SHARE_WAITERS" envDefault:"4"`
 	// AsyncPerTenant caps a tenant's async executions queued or running at once: one more
 	// is refused 429 (0: no cap).
 	AsyncPerTenant int `env:"LAMBDA_TENANT_ASYNC_MAX" envDefault:"1000"`
@@ -199,6 +205,7 @@ type Service struct {
 	pipelines        sync.Map
 	heads            runHeads // step operations' runs (immutable part)
 	pipelineVersions sync.Map // versionKey → cachedPipeline
+	shareWaiters     sync.Map // tenant → *atomic.Int32: its calls waiting for its share here
 }
 
 // New returns the invocation core.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/cache"
@@ -94,6 +95,12 @@ func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, ti
 		started(a.Number)
 	}
 	err = s.run(ctx, v, p.Runtime, p.Language, &e, timeout)
+	var waiting *atomic.Int32 // this call's place among its tenant's waiters here
+	defer func() {
+		if waiting != nil {
+			waiting.Add(-1)
+		}
+	}()
 	for try := 0; fault.Is(err, fault.TenantShare); try++ {
 		// The tenant's own calls hold its share of the runtime's workers: nothing ran. Ask
 		// again after a backoff while ctx leaves room for the whole call; past that, the
@@ -101,7 +108,10 @@ func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, ti
 		// Room for the call: the host may hold it in its queue (LAMBDA_RUNTIME_QUEUE_WAIT, as
 		// long as the slack by default) before the handler's timeout starts, then the slack.
 		wait := shareBackoff(try)
-		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) < wait+timeout+2*s.cfg.RuntimeCallSlack {
+		if waiting == nil {
+			waiting = s.shareWaiter(p.Tenant)
+		}
+		if dl, ok := ctx.Deadline(); waiting == nil || !ok || time.Until(dl) < wait+timeout+2*s.cfg.RuntimeCallSlack {
 			_ = s.store.UndoAttempt(ctx, p.Tenant, id, a.Number) // failing, it over-counts one attempt
 			return Attempt{}, err
 		}
@@ -153,6 +163,26 @@ func (s *Service) RunAttempt(ctx context.Context, id string, p Pinned, n int, ti
 	}
 	return a, nil
 }
+
+// shareWaiter takes a place among tenant's calls waiting for its share in this process,
+// or answers nil when ShareWaitersPerTenant of them already wait (the caller's refusal then
+// goes back to its workflow, which waits on a timer and holds no slot of the worker's).
+func (s *Service) shareWaiter(tenant string) *atomic.Int32 {
+	limit := int32(s.cfg.ShareWaitersPerTenant)
+	if limit <= 0 {
+		limit = DefaultShareWaitersPerTenant
+	}
+	c, _ := s.shareWaiters.LoadOrStore(tenant, new(atomic.Int32))
+	n := c.(*atomic.Int32)
+	if n.Add(1) > limit {
+		n.Add(-1)
+		return nil
+	}
+	return n
+}
+
+// DefaultShareWaitersPerTenant is ShareWaitersPerTenant when it is not set.
+const DefaultShareWaitersPerTenant = 4
 
 // shareBackoff is how long an async call refused for its tenant's share waits before it
 // asks again: 200 ms doubling to 5 s, drawn from the upper half of that (jitter), so a
