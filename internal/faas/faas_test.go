@@ -245,3 +245,20 @@ func TestDirectRouteKeepsItsReplicasWhileTheProviderIsDown(t *testing.T) {
 	require.Zero(t, gwHits.Load(), "calls stay on the replica the provider listed")
 	require.EqualValues(t, 22, h.calls.Load())
 }
+
+// A session refused because its tenant holds its share of the replica's workers is a
+// fault.TenantShare (429 to the caller), not an unavailable replica.
+func TestSessionRefusedForTheTenantsShare(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write([]byte(`{"error":{"type":"TenantShare","message":"this tenant holds its share of the 4 workers"}}`))
+	}))
+	t.Cleanup(srv.Close)
+	c, err := faas.New(faas.Config{GatewayURL: srv.URL, Namespace: "openfaas-fn"})
+	require.NoError(t, err)
+	_, err = c.OpenSession(context.Background(), srv.URL, faas.SessionOpen{ID: "s1", Tenant: "a", MemoryMB: 128})
+	require.True(t, fault.Is(err, fault.TenantShare), "%v", err)
+	require.Contains(t, err.Error(), "holds its share")
+}

@@ -132,6 +132,9 @@ func (c *Client) sessionCall(ctx context.Context, method, u string, body, out an
 		return fault.New(fault.TooLarge, "%s", msg)
 	case resp.StatusCode == http.StatusServiceUnavailable && doc.Error.Type == "Overloaded":
 		return fault.New(fault.Overloaded, "%s", msg)
+	case resp.StatusCode == http.StatusTooManyRequests && doc.Error.Type == "TenantShare":
+		// The tenant's own calls and sessions hold its share of the replica's workers.
+		return fault.New(fault.TenantShare, "%s", msg)
 	}
 	return fault.New(fault.Unavailable, "session replica answered %d: %s", resp.StatusCode, msg)
 }
