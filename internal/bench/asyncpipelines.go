@@ -55,13 +55,22 @@ func (r *Runner) asyncPipelines(ctx context.Context, rep *Report, fns map[string
 		}
 		return v, true
 	}
+	// cpu keeps, per rate, the machine's CPU by program while that rate's load was offered.
+	cpu := map[float64]ProcCPU{}
 	run := func(ctx context.Context, name string, v int, rate float64, d time.Duration) Result {
 		l := Load{Rate: rate, Duration: d, Timeout: r.S.AsyncTimeout, Workers: min(8192, max(256, int(rate*r.S.AsyncTimeout.Seconds())+64))}
 		c := NewClient(l.Workers)
 		defer c.CloseIdleConnections()
+		prof := make(chan ProcCPU, 1)
+		go func() { prof <- MeasureProcCPU(ctx, d) }()
 		res := Run(ctx, l, r.P.AsyncRunOp(c, name, v, Event))
+		cpu[rate] = <-prof
 		r.drainRuns(ctx)
 		return res
+	}
+	perRun := func(rate float64) string {
+		p := cpu[rate]
+		return p.PerOp(int(rate*p.Interval.Seconds()), 4, "run")
 	}
 
 	if v, ok := setup("bench-async-3step", map[string]any{"steps": stepsOver(chain, 3)}, Event); ok {
@@ -80,6 +89,12 @@ func (r *Runner) asyncPipelines(ctx context.Context, rep *Report, fns map[string
 			return run(ctx, "bench-async-3step", v, rate, ps.SearchStep)
 		})
 		rep.addSearch(section, "3-step run", sr, fmt.Sprintf("p99 < %s, errors < 0.1 %%", r.S.AsyncP99), "≥ 100 runs/s", sr.Best >= 100)
+		// What a run costs, so that a rate can be judged against the cores: CPU by program
+		// (whole machine, /proc) over the fixed-rate phase and the highest passing step.
+		rep.notef("Scenario 9: CPU per 3-step run at %.0f/s: %s.", ps.Rate, perRun(ps.Rate))
+		if sr.Best > 0 {
+			rep.notef("Scenario 9: CPU per 3-step run at %.0f/s (highest sustained): %s.", sr.Best, perRun(sr.Best))
+		}
 	}
 
 	items := make([]int, ps.MapItems)
