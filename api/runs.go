@@ -103,8 +103,26 @@ func (s *server) handleGetRun() http.HandlerFunc {
 			finished = ch
 		}
 		poll := 20 * time.Millisecond
+		// While it waits, a long-poll reads only the run's status; the whole run (its
+		// steps, schedule and callback: one round trip) once it has ended, or at the deadline.
+		woken := false
 		for {
-			run, err := s.Core.GetRun(r.Context(), tenantOf(r), id)
+			if wait > 0 && !woken && time.Now().Before(deadline) {
+				status, err := s.Core.RunStatus(r.Context(), tenantOf(r), id)
+				if err != nil {
+					s.writeError(w, r, err)
+					return
+				}
+				if !store.RunFinished(status) {
+					woken = s.awaitRun(r, finished, &poll, deadline)
+					if r.Context().Err() != nil {
+						return
+					}
+					continue
+				}
+			}
+			woken = false
+			run, err := s.Core.GetRunView(r.Context(), tenantOf(r), id)
 			if err != nil {
 				s.writeError(w, r, err)
 				return
@@ -112,27 +130,33 @@ func (s *server) handleGetRun() http.HandlerFunc {
 			if store.RunFinished(run.Status) || !time.Now().Before(deadline) {
 				// A run in flight shows its workflow's live steps (bounded; a final run
 				// needs no query).
-				run = s.Core.WithLiveSteps(r.Context(), run)
-				rs := []store.Run{run}
-				if err := s.Store.AnnotateRuns(r.Context(), rs); err != nil {
-					s.writeError(w, r, err)
-					return
-				}
-				encode(w, http.StatusOK, rs[0])
+				encode(w, http.StatusOK, s.Core.WithLiveSteps(r.Context(), run))
 				return
 			}
-			next := poll
-			if finished != nil && s.Finishes.Listening() {
-				next = finishedFallbackPoll
-			}
-			select {
-			case <-r.Context().Done():
+			woken = s.awaitRun(r, finished, &poll, deadline)
+			if r.Context().Err() != nil {
 				return
-			case <-finished:
-			case <-time.After(min(next, time.Until(deadline))):
 			}
-			poll = min(poll*2, 250*time.Millisecond)
 		}
+	}
+}
+
+// awaitRun waits for a run's finish notification (finished), else the next poll (poll
+// doubles up to 250 ms; a long fallback while the finish feed listens) or the deadline.
+// It reports whether the notification came.
+func (s *server) awaitRun(r *http.Request, finished <-chan struct{}, poll *time.Duration, deadline time.Time) bool {
+	next := *poll
+	if finished != nil && s.Finishes.Listening() {
+		next = finishedFallbackPoll
+	}
+	*poll = min(*poll*2, 250*time.Millisecond)
+	select {
+	case <-r.Context().Done():
+		return false
+	case <-finished:
+		return true
+	case <-time.After(min(next, time.Until(deadline))):
+		return false
 	}
 }
 

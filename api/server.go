@@ -55,6 +55,8 @@ type Core interface {
 	DeletePipeline(ctx context.Context, tenant, name string) error
 	StartRun(ctx context.Context, req core.RunRequest) (store.Run, bool, error)
 	GetRun(ctx context.Context, tenant, id string) (store.Run, error)
+	GetRunView(ctx context.Context, tenant, id string) (store.Run, error)
+	RunStatus(ctx context.Context, tenant, id string) (string, error)
 	WithLiveSteps(ctx context.Context, r store.Run) store.Run
 	SignalRun(ctx context.Context, tenant, id, signal string, payload json.RawMessage) error
 	CancelRun(ctx context.Context, tenant, id string) error

@@ -50,10 +50,13 @@ type Store interface {
 	GetDefinition(ctx context.Context, tenant, sha string) (json.RawMessage, error)
 	InsertRun(ctx context.Context, r *store.Run, a store.Admission) (string, bool, error)
 	GetRun(ctx context.Context, tenant, id string) (store.Run, error)
+	GetRunWithSteps(ctx context.Context, tenant, id string, annotate bool) (store.Run, []store.RunStep, error)
+	RunStatus(ctx context.Context, tenant, id string) (string, error)
 	LoadRun(ctx context.Context, id string) (store.Run, error)
 	LoadRunMarkingRunning(ctx context.Context, id string) (store.Run, error)
 	RunSteps(ctx context.Context, runID string) ([]store.RunStep, error)
 	RunStepsOf(ctx context.Context, runID string, ids []string) ([]store.RunStep, error)
+	ReadForCall(ctx context.Context, w store.CallWant) (store.CallReads, error)
 	LoadRunHead(ctx context.Context, id string) (store.Run, error)
 	RunInput(ctx context.Context, id string) (json.RawMessage, error)
 	SaveSteps(ctx context.Context, runID string, steps []store.RunStep) error

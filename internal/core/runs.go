@@ -417,11 +417,22 @@ func (s *Service) envelopeSteps(comp *pipeline.Compiled, recorded []store.RunSte
 
 // GetRun returns a tenant's run with its steps.
 func (s *Service) GetRun(ctx context.Context, tenant, id string) (store.Run, error) {
-	r, err := s.store.GetRun(ctx, tenant, id)
-	if err != nil {
-		return store.Run{}, err
-	}
-	steps, err := s.store.RunSteps(ctx, r.ID)
+	return s.getRun(ctx, tenant, id, false)
+}
+
+// GetRunView is GetRun with the run's schedule and callback (what the runs API shows),
+// read in the same round trip.
+func (s *Service) GetRunView(ctx context.Context, tenant, id string) (store.Run, error) {
+	return s.getRun(ctx, tenant, id, true)
+}
+
+// RunStatus is the status of a tenant's run: what a long-poll reads while it waits.
+func (s *Service) RunStatus(ctx context.Context, tenant, id string) (string, error) {
+	return s.store.RunStatus(ctx, tenant, id)
+}
+
+func (s *Service) getRun(ctx context.Context, tenant, id string, annotate bool) (store.Run, error) {
+	r, steps, err := s.store.GetRunWithSteps(ctx, tenant, id, annotate)
 	if err != nil {
 		return store.Run{}, err
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/lambda-microservice/lambda/internal/pipeline"
-	"github.com/lambda-microservice/lambda/internal/platform/fault"
 	"github.com/lambda-microservice/lambda/internal/store"
 )
 
@@ -270,13 +269,23 @@ func (s *Service) callStep(ctx context.Context, runID string, spec pipeline.Call
 	if err != nil {
 		return pipeline.CallResult{}, false, err
 	}
-	prev, err := s.store.GetExecution(ctx, rs.run.Tenant, execID, false)
-	switch {
-	case err == nil && store.Finished(prev.Status) && prev.Attempts >= spec.Attempt:
+	cs := rs.comp.Step(spec.StepID)
+	if cs == nil {
+		return pipeline.CallResult{}, false, fmt.Errorf("call step: run %s has no step %q", runID, spec.StepID)
+	}
+	// One round trip: the call's execution (a repeat finds it recorded) and what its
+	// input reads.
+	want := callWant(rs, cs, spec, execID)
+	reads, err := s.store.ReadForCall(ctx, want)
+	if err != nil {
+		return pipeline.CallResult{}, false, err
+	}
+	switch prev := reads.Prev; {
+	case prev != nil && store.Finished(prev.Status) && prev.Attempts >= spec.Attempt:
 		// A repeat (the activity retried, or replayed after a worker crash): the call
 		// is recorded; so is its step when it was settled with it (the upsert never
 		// rewrites a final row).
-		o := outcomeOf(prev)
+		o := outcomeOf(*prev)
 		res := pipeline.CallResult{Status: o.Status, ExecutionID: execID, Error: o.Error, DurationMS: o.DurationMS}
 		if settleFrom == nil || o.Status != pipeline.CallSucceeded {
 			return res, false, nil
@@ -289,14 +298,8 @@ func (s *Service) callStep(ctx context.Context, runID string, spec pipeline.Call
 			return pipeline.CallResult{}, false, err
 		}
 		return res, true, nil
-	case err != nil && !fault.Is(err, fault.NotFound):
-		return pipeline.CallResult{}, false, err
 	}
-	cs := rs.comp.Step(spec.StepID)
-	if cs == nil {
-		return pipeline.CallResult{}, false, fmt.Errorf("call step: run %s has no step %q", runID, spec.StepID)
-	}
-	input, fail, err := s.callInput(ctx, rs, cs, spec)
+	input, fail, err := callInput(ctx, rs, cs, spec, want, reads)
 	if err != nil {
 		return pipeline.CallResult{}, false, err
 	}
@@ -330,54 +333,42 @@ func (s *Service) callStep(ctx context.Context, runID string, spec pipeline.Call
 	return pipeline.CallResult{Status: out.Status, ExecutionID: execID, Error: out.Error, DurationMS: out.DurationMS}, settled != nil, nil
 }
 
-// callInput renders a call's input: the step's template, else a map item's item, else
-// the default input. fail is an input expression's failure.
-func (s *Service) callInput(ctx context.Context, rs *runState, cs *pipeline.CompiledStep, spec pipeline.CallSpec) (json.RawMessage, *pipeline.Error, error) {
-	var item json.RawMessage
-	if spec.Item >= 0 {
-		var err error
-		if item, err = s.store.Item(ctx, rs.run.ID, spec.StepID, spec.Item); err != nil {
-			return nil, nil, err
-		}
-	}
-	// Only what the input reads: the run's input if it uses it, the steps it references.
-	var needInput bool
-	var refs []string
-	all := false
+// callWant is what a call's input reads besides its execution: a map item's item, the
+// run's input if the input uses it, the steps it references.
+func callWant(rs *runState, cs *pipeline.CompiledStep, spec pipeline.CallSpec, execID string) store.CallWant {
+	w := store.CallWant{Tenant: rs.run.Tenant, RunID: rs.run.ID, StepID: spec.StepID, ExecutionID: execID, Item: spec.Item}
 	switch {
 	case cs.Input != nil && !cs.Input.Literal():
-		needInput = cs.Input.UsesInput()
-		refs, all = cs.Input.StepRefs()
+		w.Input = cs.Input.UsesInput()
+		w.Steps, w.AllSteps = cs.Input.StepRefs()
 	case cs.Input == nil && spec.Item < 0:
-		needInput = spec.InputFrom.Step == ""
+		w.Input = spec.InputFrom.Step == ""
 		if spec.InputFrom.Step != "" {
-			refs = []string{spec.InputFrom.Step}
+			w.Steps = []string{spec.InputFrom.Step}
 		}
 	}
-	if !needInput {
-		rs.loadInput = nil // vars leaves input unset
+	return w
+}
+
+// callInput renders a call's input from what ReadForCall read (want): the step's
+// template, else a map item's item, else the default input. fail is an input
+// expression's failure.
+func callInput(ctx context.Context, rs *runState, cs *pipeline.CompiledStep, spec pipeline.CallSpec, want store.CallWant, reads store.CallReads) (json.RawMessage, *pipeline.Error, error) {
+	rs.loadInput = nil // vars leaves input unset unless it was read
+	if want.Input {
+		rs.run.Input = reads.Input
 	}
-	if all || len(refs) > 0 {
-		var steps []store.RunStep
-		var err error
-		if all {
-			steps, err = s.store.RunSteps(ctx, rs.run.ID)
-		} else {
-			steps, err = s.store.RunStepsOf(ctx, rs.run.ID, refs)
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		rs.steps = make(map[string]store.RunStep, len(steps))
-		for _, x := range steps {
+	if want.AllSteps || len(want.Steps) > 0 {
+		rs.steps = make(map[string]store.RunStep, len(reads.Steps))
+		for _, x := range reads.Steps {
 			rs.steps[x.ID] = x
 		}
 	}
 	switch {
 	case cs.Input != nil:
 		var itemVal any
-		if item != nil {
-			v, err := pipeline.DecodeJSON(item)
+		if spec.Item >= 0 {
+			v, err := pipeline.DecodeJSON(reads.Item)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -394,7 +385,7 @@ func (s *Service) callInput(ctx context.Context, rs *runState, cs *pipeline.Comp
 		}
 		return in, nil, nil
 	case spec.Item >= 0:
-		return item, nil, nil
+		return reads.Item, nil, nil
 	default:
 		in, err := rs.source(spec.InputFrom)
 		return in, nil, err

@@ -107,7 +107,7 @@ func (s *Store) RecordCallbackAttempt(ctx context.Context, id string, attempt, s
 	return translate(err, "record callback attempt")
 }
 
-// origins reads the schedule and callback of the given ids.
+// origins reads the schedule and callback of the given ids, in one round trip.
 func (s *Store) origins(ctx context.Context, ids []string) (map[string]string, map[string]*CallbackState, error) {
 	uids := make([]uuid.UUID, 0, len(ids))
 	for _, id := range ids {
@@ -115,11 +115,30 @@ func (s *Store) origins(ctx context.Context, ids []string) (map[string]string, m
 			uids = append(uids, u)
 		}
 	}
-	scheds, cbs := map[string]string{}, map[string]*CallbackState{}
 	if len(uids) == 0 {
-		return scheds, cbs, nil
+		return map[string]string{}, map[string]*CallbackState{}, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id, schedule FROM schedule_starts WHERE id = ANY($1)`, uids)
+	b := &pgx.Batch{}
+	queueOrigins(b, uids)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	scheds, cbs, err := readOrigins(br)
+	if err != nil {
+		return nil, nil, err
+	}
+	return scheds, cbs, translate(br.Close(), "read origins")
+}
+
+// queueOrigins queues on b the reads of the schedules and callbacks of uids; readOrigins
+// reads their results, in that order.
+func queueOrigins(b *pgx.Batch, uids []uuid.UUID) {
+	b.Queue(`SELECT id, schedule FROM schedule_starts WHERE id = ANY($1)`, uids)
+	b.Queue(`SELECT id, url, state, attempts, last_status, reason FROM callbacks WHERE id = ANY($1)`, uids)
+}
+
+func readOrigins(br pgx.BatchResults) (map[string]string, map[string]*CallbackState, error) {
+	scheds, cbs := map[string]string{}, map[string]*CallbackState{}
+	rows, err := br.Query()
 	if err != nil {
 		return nil, nil, translate(err, "read schedule starts")
 	}
@@ -133,7 +152,10 @@ func (s *Store) origins(ctx context.Context, ids []string) (map[string]string, m
 		scheds[id.String()] = name
 	}
 	rows.Close()
-	rows, err = s.pool.Query(ctx, `SELECT id, url, state, attempts, last_status, reason FROM callbacks WHERE id = ANY($1)`, uids)
+	if err := rows.Err(); err != nil {
+		return nil, nil, translate(err, "read schedule starts")
+	}
+	rows, err = br.Query()
 	if err != nil {
 		return nil, nil, translate(err, "read callbacks")
 	}

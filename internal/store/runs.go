@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -262,6 +263,66 @@ func (s *Store) GetRun(ctx context.Context, tenant, id string) (Run, error) {
 		return Run{}, notFound(err, "get run", "run %q not found", id)
 	}
 	return r, nil
+}
+
+// RunStatus is the status of a tenant's run (NotFound for another tenant's): what a
+// long-poll reads while it waits for the run to end.
+func (s *Store) RunStatus(ctx context.Context, tenant, id string) (string, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return "", fault.New(fault.NotFound, "run %q not found", id)
+	}
+	var status string
+	if err := s.pool.QueryRow(ctx, `SELECT status FROM runs WHERE id = $1 AND tenant = $2`, uid, tenant).Scan(&status); err != nil {
+		return "", notFound(err, "run status", "run %q not found", id)
+	}
+	return status, nil
+}
+
+// GetRunWithSteps is GetRun and RunSteps in one round trip; with annotate, also the
+// run's schedule and callback (AnnotateRuns).
+func (s *Store) GetRunWithSteps(ctx context.Context, tenant, id string, annotate bool) (Run, []RunStep, error) {
+	uid, err := uuid.Parse(id)
+	if err != nil {
+		return Run{}, nil, fault.New(fault.NotFound, "run %q not found", id)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT `+runCols+` FROM runs WHERE id = $1 AND tenant = $2`, uid, tenant)
+	b.Queue(`SELECT `+stepCols+` FROM run_steps WHERE run_id = $1`, uid)
+	if annotate {
+		queueOrigins(b, []uuid.UUID{uid})
+	}
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	r, err := scanRun(br.QueryRow())
+	if err != nil {
+		return Run{}, nil, notFound(err, "get run", "run %q not found", id)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return Run{}, nil, translate(err, "run steps")
+	}
+	var steps []RunStep
+	for rows.Next() {
+		st, err := scanStep(rows)
+		if err != nil {
+			rows.Close()
+			return Run{}, nil, translate(err, "run steps")
+		}
+		steps = append(steps, st)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return Run{}, nil, translate(err, "run steps")
+	}
+	if annotate {
+		scheds, cbs, err := readOrigins(br)
+		if err != nil {
+			return Run{}, nil, err
+		}
+		r.Schedule, r.CallbackState = scheds[r.ID], cbs[r.ID]
+	}
+	return r, steps, translate(br.Close(), "get run")
 }
 
 // LoadRun returns a run by id alone (the durable side's step operations name a run by
@@ -747,4 +808,91 @@ func (s *Store) OpenRuns(ctx context.Context, before time.Time, limit int) ([]Op
 		out = append(out, o)
 	}
 	return out, translate(rows.Err(), "open runs")
+}
+
+// CallWant names what a pipeline step's call reads before it runs.
+type CallWant struct {
+	Tenant, RunID, StepID string
+	// ExecutionID is the call's execution: found already final, the call is a repeat.
+	ExecutionID string
+	// Item is the map item the call runs on (-1: none).
+	Item int
+	// Input asks for the run's input; Steps for the named steps' rows, AllSteps for all.
+	Input    bool
+	Steps    []string
+	AllSteps bool
+}
+
+// CallReads is what ReadForCall found.
+type CallReads struct {
+	Prev  *Execution      // the call's execution when recorded (nil: not yet)
+	Item  json.RawMessage // with Item >= 0
+	Input json.RawMessage // with Input
+	Steps []RunStep       // with Steps or AllSteps
+}
+
+// ReadForCall reads what a step's call needs — its execution if recorded, its map item,
+// the run's input, the steps its input references — in one round trip.
+func (s *Store) ReadForCall(ctx context.Context, w CallWant) (CallReads, error) {
+	var out CallReads
+	execID, err := uuid.Parse(w.ExecutionID)
+	if err != nil {
+		return out, fmt.Errorf("read for call: execution id %q: %w", w.ExecutionID, err)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT `+execCols+` FROM request_logs WHERE id = $1 AND tenant = $2`, execID, w.Tenant)
+	if w.Item >= 0 {
+		b.Queue(`SELECT items->($3::int) FROM run_items WHERE run_id = $1 AND step_id = $2`, w.RunID, w.StepID, w.Item)
+	}
+	if w.Input {
+		b.Queue(`SELECT input FROM runs WHERE id = $1`, w.RunID)
+	}
+	switch {
+	case w.AllSteps:
+		b.Queue(`SELECT `+stepCols+` FROM run_steps WHERE run_id = $1`, w.RunID)
+	case len(w.Steps) > 0:
+		b.Queue(`SELECT `+stepCols+` FROM run_steps WHERE run_id = $1 AND step_id = ANY($2)`, w.RunID, w.Steps)
+	}
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	prev, err := scanExecution(br.QueryRow(), false)
+	switch {
+	case err == nil:
+		out.Prev = &prev
+	case !errors.Is(err, pgx.ErrNoRows):
+		return out, translate(err, "get execution")
+	}
+	if w.Item >= 0 {
+		var item []byte
+		if err := br.QueryRow().Scan(&item); err != nil {
+			return out, notFound(err, "run item", "no items stored for step %q of run %s", w.StepID, w.RunID)
+		}
+		out.Item = rawOrNull(item)
+	}
+	if w.Input {
+		var in []byte
+		if err := br.QueryRow().Scan(&in); err != nil {
+			return out, notFound(err, "run input", "run %q not found", w.RunID)
+		}
+		out.Input = rawOrNull(in)
+	}
+	if w.AllSteps || len(w.Steps) > 0 {
+		rows, err := br.Query()
+		if err != nil {
+			return out, translate(err, "run steps")
+		}
+		for rows.Next() {
+			st, err := scanStep(rows)
+			if err != nil {
+				rows.Close()
+				return out, translate(err, "run steps")
+			}
+			out.Steps = append(out.Steps, st)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return out, translate(err, "run steps")
+		}
+	}
+	return out, translate(br.Close(), "read for call")
 }

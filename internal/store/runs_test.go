@@ -155,3 +155,80 @@ func TestFinishSyncRunWritesEveryRow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.StatusFailed, run.Status)
 }
+
+// The reads a long-poll and a step's call make in one round trip each: tenant-scoped,
+// every part present only when asked for, a missing execution not an error.
+func TestRunReadsInOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	st, _ := open(t)
+	w := newWriter(t, st)
+	ctx := context.Background()
+	r := asyncRun(t, st, "default")
+	r.Input = json.RawMessage(`{"n":7}`)
+	_, _, err := st.InsertRun(ctx, r, store.Admission{})
+	require.NoError(t, err)
+
+	status, err := st.RunStatus(ctx, "default", r.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.StatusQueued, status)
+	for _, c := range []struct{ tenant, id string }{{"other", r.ID}, {"default", uuid.NewString()}, {"default", "not-a-uuid"}} {
+		_, err = st.RunStatus(ctx, c.tenant, c.id)
+		require.True(t, fault.Is(err, fault.NotFound), "%v", err)
+		_, _, err = st.GetRunWithSteps(ctx, c.tenant, c.id, true)
+		require.True(t, fault.Is(err, fault.NotFound), "%v", err)
+	}
+
+	e := execution(uuid.NewString())
+	e.Mode, e.RunID, e.StepID = "pipeline", r.ID, "s"
+	require.NoError(t, w.WriteWithStep(ctx, e, r.ID, store.RunStep{ID: "s", Status: "succeeded", Attempts: 1}))
+	require.NoError(t, st.SaveItems(ctx, r.ID, "m", json.RawMessage(`[10,20,30]`)))
+
+	run, steps, err := st.GetRunWithSteps(ctx, "default", r.ID, true)
+	require.NoError(t, err)
+	require.Equal(t, r.ID, run.ID)
+	require.JSONEq(t, `{"n":7}`, string(run.Input))
+	require.Len(t, steps, 1)
+	require.Equal(t, e.ID, steps[0].ExecutionID)
+	require.Nil(t, run.CallbackState)
+	require.Empty(t, run.Schedule)
+	// A run with a callback shows it when annotated, not otherwise.
+	r2 := asyncRun(t, st, "default")
+	r2.Callback = "https://hooks.example.com/done"
+	_, _, err = st.InsertRun(ctx, r2, store.Admission{Origin: &store.Origin{CallbackURL: r2.Callback, Schedule: "nightly"}})
+	require.NoError(t, err)
+	run, _, err = st.GetRunWithSteps(ctx, "default", r2.ID, true)
+	require.NoError(t, err)
+	require.NotNil(t, run.CallbackState)
+	require.Equal(t, r2.Callback, run.CallbackState.URL)
+	require.Equal(t, "nightly", run.Schedule)
+	run, _, err = st.GetRunWithSteps(ctx, "default", r2.ID, false)
+	require.NoError(t, err)
+	require.Nil(t, run.CallbackState)
+
+	// A first call: nothing recorded under its id; its input and referenced step read.
+	reads, err := st.ReadForCall(ctx, store.CallWant{Tenant: "default", RunID: r.ID, StepID: "t", ExecutionID: uuid.NewString(),
+		Item: -1, Input: true, Steps: []string{"s", "absent"}})
+	require.NoError(t, err)
+	require.Nil(t, reads.Prev)
+	require.JSONEq(t, `{"n":7}`, string(reads.Input))
+	require.Len(t, reads.Steps, 1)
+	require.JSONEq(t, `{"sum":3}`, string(reads.Steps[0].Output))
+	require.Nil(t, reads.Item)
+
+	// A repeat finds its execution; a map item reads its item; nothing else unless asked.
+	reads, err = st.ReadForCall(ctx, store.CallWant{Tenant: "default", RunID: r.ID, StepID: "m", ExecutionID: e.ID, Item: 1})
+	require.NoError(t, err)
+	require.NotNil(t, reads.Prev)
+	require.Equal(t, store.StatusSucceeded, reads.Prev.Status)
+	require.JSONEq(t, `20`, string(reads.Item))
+	require.Nil(t, reads.Input)
+	require.Nil(t, reads.Steps)
+	// Another tenant's execution is not this call's.
+	reads, err = st.ReadForCall(ctx, store.CallWant{Tenant: "other", RunID: r.ID, StepID: "s", ExecutionID: e.ID, Item: -1, AllSteps: true})
+	require.NoError(t, err)
+	require.Nil(t, reads.Prev)
+	require.Len(t, reads.Steps, 1)
+	// A map item with no items stored is NotFound, as Item is.
+	_, err = st.ReadForCall(ctx, store.CallWant{Tenant: "default", RunID: r.ID, StepID: "none", ExecutionID: uuid.NewString(), Item: 0})
+	require.True(t, fault.Is(err, fault.NotFound), "%v", err)
+}
