@@ -70,4 +70,22 @@ func TestScheduleListWhileTemporalStalls(t *testing.T) {
 		require.Equal(t, 1, sc.NextRuns[0].UTC().Day(), sc.Name)
 	}
 	t.Logf("list of %d with %d stalled describes: %s", len(list), 4, took)
+
+	// One schedule, as a list shows it: a stalled describe leaves its recorded fields
+	// (live false) within the describe's bound; a described one has no live field.
+	start = time.Now()
+	one, err := stalled.GetSchedule(ctx, p.tenant, "stalled-b")
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), 4*time.Second)
+	require.NotNil(t, one.Live)
+	require.False(t, *one.Live)
+	require.Equal(t, core.Crons{"0 0 1 1 *"}, one.Cron)
+	require.Empty(t, one.NextRuns)
+	paused, err := stalled.PauseSchedule(ctx, p.tenant, "stalled-c", true)
+	require.NoError(t, err, "the pause took effect; only the describe after it stalled")
+	require.True(t, paused.Paused, "what was just set")
+	one, err = stalled.GetSchedule(ctx, p.tenant, "ok-a")
+	require.NoError(t, err)
+	require.Nil(t, one.Live)
+	require.NotEmpty(t, one.NextRuns)
 }

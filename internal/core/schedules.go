@@ -9,7 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/lambda-microservice/lambda/internal/platform/fault"
+	"github.com/lambda-microservice/lambda/internal/platform/logging"
 	"github.com/lambda-microservice/lambda/internal/store"
 )
 
@@ -100,8 +103,9 @@ type Schedule struct {
 	RecentActions []ScheduleAction `json:"recent_actions"`
 	Actions       int64            `json:"actions"`
 	CreatedAt     time.Time        `json:"created_at"`
-	// Live, in a list, tells whether Temporal described the schedule in time (false:
-	// next_runs, recent_actions, actions and paused are as recorded at creation).
+	// Live tells whether Temporal described the schedule in time: always set in a list;
+	// elsewhere only when it did not (false: next_runs, recent_actions, actions and paused
+	// are as recorded at creation).
 	Live *bool `json:"live,omitempty"`
 }
 
@@ -246,13 +250,25 @@ func (s *Service) schedule(ctx context.Context, row store.ScheduleRow) (Schedule
 	if err != nil {
 		return Schedule{}, err
 	}
-	info, err := s.schedules.DescribeSchedule(ctx, row.Tenant, row.Name)
-	if err != nil {
-		return Schedule{}, err
+	dctx, cancel := context.WithTimeout(ctx, scheduleDescribeTimeout)
+	defer cancel()
+	info, err := s.schedules.DescribeSchedule(dctx, row.Tenant, row.Name)
+	switch {
+	case err == nil:
+		sc.describe(info)
+	case fault.Is(err, fault.NotFound):
+		return Schedule{}, err // being deleted
+	default:
+		// A slow or unreachable Temporal degrades the live fields, as in a list.
+		s.log.Warn("describe schedule: answering with its recorded fields", zap.String("schedule", row.Name), logging.Err(err))
+		live := false
+		sc.Live = &live
 	}
-	sc.describe(info)
 	return sc, nil
 }
+
+// scheduleDescribeTimeout bounds the describe of one schedule (get, create, pause).
+const scheduleDescribeTimeout = 2 * time.Second
 
 // recordedSchedule is a schedule as PostgreSQL records it (its spec as created).
 func recordedSchedule(row store.ScheduleRow) (Schedule, error) {
@@ -362,7 +378,11 @@ func (s *Service) PauseSchedule(ctx context.Context, tenant, name string, paused
 	if err := s.schedules.PauseSchedule(ctx, tenant, name, paused); err != nil {
 		return Schedule{}, err
 	}
-	return s.schedule(ctx, row)
+	sc, err := s.schedule(ctx, row)
+	if err == nil && sc.Live != nil {
+		sc.Paused = paused // not described: what was just set
+	}
+	return sc, err
 }
 
 // TriggerSchedule starts a schedule's target once, now (paused or not).
