@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,7 @@ type worker struct {
 	uses     int
 	tenant   string        // the tenant holding it while busy
 	idleCPU  time.Duration // its CPU time when its last call ended (-1: unknown)
+	idleAt   time.Time     // when its last call ended
 }
 
 // workerReply is a frame from a worker.
@@ -368,18 +370,23 @@ const idleCPUSlack = 50 * time.Millisecond
 
 // markIdle records the worker's CPU time as its call ends.
 func (w *worker) markIdle() {
-	w.idleCPU = -1
+	w.idleCPU, w.idleAt = -1, time.Now()
 	if m, ok := w.proc.(sandbox.CPUMeter); ok {
 		w.idleCPU = m.CPUTime()
 	}
 }
 
 // burnedWhileIdle reports whether the worker used CPU since its last call ended: a thread
-// or timer that call left running.
+// or timer that call left running. A worker idle for less than idleCPUSlack over the
+// machine's CPUs cannot have used more than idleCPUSlack: it is not read (a read of
+// /proc per call, on the warm path of every call at high rates).
 func (w *worker) burnedWhileIdle() bool {
-	if w.idleCPU < 0 {
+	if w.idleCPU < 0 || time.Since(w.idleAt)*time.Duration(numCPU) <= idleCPUSlack {
 		return false
 	}
 	m, ok := w.proc.(sandbox.CPUMeter)
 	return ok && m.CPUTime()-w.idleCPU > idleCPUSlack
 }
+
+// numCPU bounds the CPU time a process can use per second of wall time.
+var numCPU = runtime.NumCPU()
