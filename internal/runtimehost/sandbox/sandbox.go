@@ -829,6 +829,7 @@ type sandboxProcess struct {
 	baseline []int // the worker's processes when it was confined, sorted
 	buf      []byte
 	cleaned  sync.Once
+	meter    cpuMeter
 }
 
 func (p *sandboxProcess) Pid() int { return p.cmd.Process.Pid }
@@ -839,6 +840,7 @@ func (p *sandboxProcess) Wait() (*os.ProcessState, error) {
 	err := p.cmd.Wait()
 	p.exited.Store(true)
 	p.cleanup()
+	p.meter.close()
 	return p.cmd.ProcessState, err
 }
 
@@ -880,7 +882,7 @@ func (p *sandboxProcess) CPUTime() time.Duration {
 	if pids == nil {
 		pids = []int{p.cmd.Process.Pid}
 	}
-	return cpuTime(pids)
+	return p.meter.cpuTime(pids)
 }
 
 // Own gives the worker's uid path and what it holds (a script copied into its folder); a

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -180,43 +181,104 @@ func setLimits(pid int, l Limits) error {
 }
 
 type process struct {
-	cmd *exec.Cmd
+	cmd   *exec.Cmd
+	meter cpuMeter
 }
 
 func (p *process) Pid() int { return p.cmd.Process.Pid }
 
 func (p *process) Wait() (*os.ProcessState, error) {
 	err := p.cmd.Wait()
+	p.meter.close()
 	return p.cmd.ProcessState, err
 }
 
 // CPUTime is the process's CPU time so far.
-func (p *process) CPUTime() time.Duration { return cpuTime([]int{p.cmd.Process.Pid}) }
+func (p *process) CPUTime() time.Duration { return p.meter.cpuTime([]int{p.cmd.Process.Pid}) }
 
-// cpuTime sums the user and system time of pids (/proc/<pid>/stat, in clock ticks of
-// 10 ms, the kernel's USER_HZ everywhere Linux runs).
-func cpuTime(pids []int) time.Duration {
+// cpuMeter reads the CPU time (user and system) of a worker's processes from
+// /proc/<pid>/stat through descriptors it keeps open: one pread per process where reading
+// the file anew takes an open, a stat, two reads and a close — a warm call reads it once.
+// A kept descriptor stays with its process: once that exits, reads fail (ESRCH) instead
+// of reading a process that reuses the pid.
+type cpuMeter struct {
+	mu     sync.Mutex
+	files  map[int]*os.File
+	buf    [1024]byte
+	closed bool
+}
+
+// cpuTime sums the CPU time of pids, in the kernel's clock ticks of 10 ms (USER_HZ
+// everywhere Linux runs); a process it cannot read adds nothing.
+func (m *cpuMeter) cpuTime(pids []int) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return 0
+	}
 	var ticks uint64
 	for _, pid := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
+		f := m.files[pid]
+		if f == nil {
+			var err error
+			if f, err = os.Open("/proc/" + strconv.Itoa(pid) + "/stat"); err != nil {
+				continue
+			}
+			if m.files == nil {
+				m.files = map[int]*os.File{}
+			}
+			m.files[pid] = f
 		}
-		// pid (comm) state ppid ... : comm may hold spaces and parentheses; fields count
-		// from after its last ')'.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := bytes.Fields(b[i+1:])
-		if len(f) < 13 {
-			continue
-		}
-		u, _ := strconv.ParseUint(string(f[11]), 10, 64)
-		s, _ := strconv.ParseUint(string(f[12]), 10, 64)
-		ticks += u + s
+		n, _ := f.ReadAt(m.buf[:], 0)
+		ticks += statTicks(m.buf[:n])
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// close closes the descriptors; later reads count nothing.
+func (m *cpuMeter) close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, f := range m.files {
+		f.Close()
+	}
+	m.files, m.closed = nil, true
+}
+
+// statTicks is utime + stime of a /proc/<pid>/stat line: fields 14 and 15, counted from
+// after the last ')' (comm may hold spaces and parentheses); 0 for a line it cannot read.
+func statTicks(b []byte) uint64 {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	var ticks uint64
+	field := 0 // fields after ')': state is 1, utime 12, stime 13
+	for j := i + 1; j < len(b) && field <= 13; {
+		for j < len(b) && b[j] == ' ' {
+			j++
+		}
+		k := j
+		for k < len(b) && b[k] != ' ' && b[k] != '\n' {
+			k++
+		}
+		if k == j {
+			break
+		}
+		field++
+		if field == 12 || field == 13 {
+			v, err := strconv.ParseUint(string(b[j:k]), 10, 64)
+			if err != nil {
+				return 0
+			}
+			ticks += v
+		}
+		j = k
+	}
+	if field < 13 {
+		return 0
+	}
+	return ticks
 }
 
 func (p *process) Kill() {
