@@ -298,22 +298,9 @@ func (s *Store) GetRunWithSteps(ctx context.Context, tenant, id string, annotate
 	if err != nil {
 		return Run{}, nil, notFound(err, "get run", "run %q not found", id)
 	}
-	rows, err := br.Query()
+	steps, err := collectSteps(br.Query())
 	if err != nil {
-		return Run{}, nil, translate(err, "run steps")
-	}
-	var steps []RunStep
-	for rows.Next() {
-		st, err := scanStep(rows)
-		if err != nil {
-			rows.Close()
-			return Run{}, nil, translate(err, "run steps")
-		}
-		steps = append(steps, st)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return Run{}, nil, translate(err, "run steps")
+		return Run{}, nil, err
 	}
 	if annotate {
 		scheds, cbs, err := readOrigins(br)
@@ -390,7 +377,11 @@ func (s *Store) RunInput(ctx context.Context, id string) (json.RawMessage, error
 
 // RunStepsOf is RunSteps restricted to the steps ids.
 func (s *Store) RunStepsOf(ctx context.Context, runID string, ids []string) ([]RunStep, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+stepCols+` FROM run_steps WHERE run_id = $1 AND step_id = ANY($2)`, runID, ids)
+	return collectSteps(s.pool.Query(ctx, `SELECT `+stepCols+` FROM run_steps WHERE run_id = $1 AND step_id = ANY($2)`, runID, ids))
+}
+
+// collectSteps reads the step rows of a query (its rows and error, as Query returns them).
+func collectSteps(rows pgx.Rows, err error) ([]RunStep, error) {
 	if err != nil {
 		return nil, translate(err, "run steps")
 	}
@@ -438,20 +429,7 @@ func scanStep(row pgx.Row) (RunStep, error) {
 
 // RunSteps returns a run's recorded steps.
 func (s *Store) RunSteps(ctx context.Context, runID string) ([]RunStep, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+stepCols+` FROM run_steps WHERE run_id = $1`, runID)
-	if err != nil {
-		return nil, translate(err, "run steps")
-	}
-	defer rows.Close()
-	var out []RunStep
-	for rows.Next() {
-		st, err := scanStep(rows)
-		if err != nil {
-			return nil, translate(err, "run steps")
-		}
-		out = append(out, st)
-	}
-	return out, translate(rows.Err(), "run steps")
+	return collectSteps(s.pool.Query(ctx, `SELECT `+stepCols+` FROM run_steps WHERE run_id = $1`, runID))
 }
 
 const upsertStep = `INSERT INTO run_steps AS s (run_id, step_id, status, attempts, execution_id, output, error,
@@ -877,21 +855,8 @@ func (s *Store) ReadForCall(ctx context.Context, w CallWant) (CallReads, error) 
 		out.Input = rawOrNull(in)
 	}
 	if w.AllSteps || len(w.Steps) > 0 {
-		rows, err := br.Query()
-		if err != nil {
-			return out, translate(err, "run steps")
-		}
-		for rows.Next() {
-			st, err := scanStep(rows)
-			if err != nil {
-				rows.Close()
-				return out, translate(err, "run steps")
-			}
-			out.Steps = append(out.Steps, st)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return out, translate(err, "run steps")
+		if out.Steps, err = collectSteps(br.Query()); err != nil {
+			return out, err
 		}
 	}
 	return out, translate(br.Close(), "read for call")
