@@ -54,7 +54,6 @@ type Core interface {
 	UpdatePipeline(ctx context.Context, tenant, name string, body json.RawMessage) (store.PipelineVersion, bool, error)
 	DeletePipeline(ctx context.Context, tenant, name string) error
 	StartRun(ctx context.Context, req core.RunRequest) (store.Run, bool, error)
-	GetRun(ctx context.Context, tenant, id string) (store.Run, error)
 	GetRunView(ctx context.Context, tenant, id string) (store.Run, error)
 	RunStatus(ctx context.Context, tenant, id string) (string, error)
 	WithLiveSteps(ctx context.Context, r store.Run) store.Run

@@ -67,33 +67,9 @@ func TestRealRuntimeKilledMidCall(t *testing.T) {
 	for _, k := range []string{"PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME"} {
 		env[k] = os.Getenv(k)
 	}
-	secretFile := filepath.Join(t.TempDir(), "runtime-secret")
-	require.NoError(t, os.WriteFile(secretFile, []byte(testRuntimeSecret), 0o600))
-	prov, err := provider.New(provider.Config{RuntimeSecretFile: secretFile,
-		RuntimeBin: bin, ReadyTimeout: 60 * time.Second, ProxyTimeout: 65 * time.Second, ProxyWait: 20 * time.Second,
-		StopGrace: 2 * time.Second, RestartBackoff: 50 * time.Millisecond, MaxRestartBackoff: time.Second,
-		ProbeInterval: time.Second, LogLines: 100, MaxReplicas: 2,
-		PassEnv: []string{"PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME"}, Environ: env,
-	}, testLogger(t), metrics.NewRegistry())
-	require.NoError(t, err)
-	srv := httptest.NewServer(prov.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer scancel()
-		_ = prov.Close(sctx)
-	})
-	u, _ := url.Parse(srv.URL)
-	fx := sdk.NewClient(u, nil, srv.Client())
-	_, err = fx.Deploy(ctx, types.FunctionDeployment{Service: "runtime-python",
-		Image: "ghcr.io/lambda-microservice/runtime-python:latest", EnvVars: map[string]string{"LAMBDA_RUNTIME": "python"}})
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		st, err := fx.GetFunction(ctx, "runtime-python", "")
-		return err == nil && st.AvailableReplicas == 1
-	}, 60*time.Second, 50*time.Millisecond, "the python runtime host becomes ready")
+	srvURL := pythonProvider(ctx, t, bin, env, []string{"PATH", "HOME", "TMPDIR", "XDG_CACHE_HOME"}, 2)
 
-	p := newPlatformWith(t, "runtime", srv.URL)
+	p := newPlatformWith(t, "runtime", srvURL)
 	p.startWorker()
 	d := p.dispatcher(5 * time.Second)
 	p.registerSource("sleepy", "import time\n\ndef handler(event, context):\n    time.sleep(event[\"sleep\"])\n    return event[\"a\"] + event[\"b\"]\n",
@@ -121,4 +97,38 @@ func TestRealRuntimeKilledMidCall(t *testing.T) {
 	require.Equal(t, 2, got.Attempts, "the attempt after the restart produced the result")
 	require.Equal(t, 1, p.rows(e.ID), "recorded exactly once")
 	require.NotContains(t, childrenNamed("lambda-runtime"), hosts[0])
+}
+
+// pythonProvider starts the local OpenFaaS provider (the real one, with the invoke secret)
+// that runs bin, the real runtime host, with env for its replicas (pass: what they
+// inherit) and at most maxReplicas of them; deploys the python runtime function and
+// returns the provider's URL once one replica is ready.
+func pythonProvider(ctx context.Context, t *testing.T, bin string, env map[string]string, pass []string, maxReplicas int) string {
+	t.Helper()
+	secretFile := filepath.Join(t.TempDir(), "runtime-secret")
+	require.NoError(t, os.WriteFile(secretFile, []byte(testRuntimeSecret), 0o600))
+	prov, err := provider.New(provider.Config{RuntimeSecretFile: secretFile,
+		RuntimeBin: bin, ReadyTimeout: 60 * time.Second, ProxyTimeout: 65 * time.Second, ProxyWait: 20 * time.Second,
+		StopGrace: 2 * time.Second, RestartBackoff: 50 * time.Millisecond, MaxRestartBackoff: time.Second,
+		ProbeInterval: time.Second, LogLines: 100, MaxReplicas: maxReplicas,
+		PassEnv: pass, Environ: env,
+	}, testLogger(t), metrics.NewRegistry())
+	require.NoError(t, err)
+	srv := httptest.NewServer(prov.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer scancel()
+		_ = prov.Close(sctx)
+	})
+	u, _ := url.Parse(srv.URL)
+	fx := sdk.NewClient(u, nil, srv.Client())
+	_, err = fx.Deploy(ctx, types.FunctionDeployment{Service: "runtime-python",
+		Image: "ghcr.io/lambda-microservice/runtime-python:latest", EnvVars: map[string]string{"LAMBDA_RUNTIME": "python"}})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := fx.GetFunction(ctx, "runtime-python", "")
+		return err == nil && st.AvailableReplicas == 1
+	}, 60*time.Second, 50*time.Millisecond, "the python runtime host becomes ready")
+	return srv.URL
 }

@@ -4,22 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
-	"net/url"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/openfaas/faas-provider/types"
-	sdk "github.com/openfaas/go-sdk"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/lambda-microservice/lambda/internal/core"
-	"github.com/lambda-microservice/lambda/internal/platform/metrics"
-	"github.com/lambda-microservice/lambda/internal/provider"
 	"github.com/lambda-microservice/lambda/internal/store"
 	"github.com/lambda-microservice/lambda/internal/testkit/prereq"
 )
@@ -44,33 +37,9 @@ func TestTenantBacklogWaitsForItsShare(t *testing.T) {
 			env[k] = v
 		}
 	}
-	secretFile := filepath.Join(t.TempDir(), "runtime-secret")
-	require.NoError(t, os.WriteFile(secretFile, []byte(testRuntimeSecret), 0o600))
-	prov, err := provider.New(provider.Config{RuntimeSecretFile: secretFile,
-		RuntimeBin: bin, ReadyTimeout: 60 * time.Second, ProxyTimeout: 65 * time.Second, ProxyWait: 20 * time.Second,
-		StopGrace: 2 * time.Second, RestartBackoff: 50 * time.Millisecond, MaxRestartBackoff: time.Second,
-		ProbeInterval: time.Second, LogLines: 100, MaxReplicas: 1, // no scale-out: the share alone decides
-		PassEnv: pass, Environ: env,
-	}, testLogger(t), metrics.NewRegistry())
-	require.NoError(t, err)
-	srv := httptest.NewServer(prov.Handler())
-	t.Cleanup(func() {
-		srv.Close()
-		sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer scancel()
-		_ = prov.Close(sctx)
-	})
-	u, _ := url.Parse(srv.URL)
-	fx := sdk.NewClient(u, nil, srv.Client())
-	_, err = fx.Deploy(ctx, types.FunctionDeployment{Service: "runtime-python",
-		Image: "ghcr.io/lambda-microservice/runtime-python:latest", EnvVars: map[string]string{"LAMBDA_RUNTIME": "python"}})
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		st, err := fx.GetFunction(ctx, "runtime-python", "")
-		return err == nil && st.AvailableReplicas == 1
-	}, 60*time.Second, 50*time.Millisecond, "the python runtime host becomes ready")
+	srvURL := pythonProvider(ctx, t, bin, env, pass, 1) // no scale-out: the share alone decides
 
-	p := newPlatformWith(t, "share", srv.URL)
+	p := newPlatformWith(t, "share", srvURL)
 	p.startWorker()
 	d := p.dispatcher(5 * time.Second)
 	p.tenant = "tenant-b"
