@@ -123,8 +123,10 @@ func (s *Stack) startWorkers(ctx context.Context) error {
 	return nil
 }
 
-// SearchAttributes are registered on the Temporal dev server (all Keyword).
-var SearchAttributes = []string{"LambdaFunction", "LambdaLanguage", "LambdaStatus"}
+// SearchAttributes are registered on the Temporal dev server (all Keyword) at its start,
+// all four the workflows use (workflows.SearchAttributeNames): a start that would
+// register one later waits for the server's namespace cache to see it.
+var SearchAttributes = []string{"LambdaFunction", "LambdaLanguage", "LambdaStatus", "LambdaPipeline"}
 
 func temporalCommand(s *Stack) (command, error) {
 	host, port, err := net.SplitHostPort(s.TemporalAddr)
