@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -155,9 +156,21 @@ func temporalCommand(s *Stack) (command, error) {
 	// GOGC=400: the dev server spent ~10 % of its CPU in the garbage collector at
 	// 100 workflows/s; with a heap allowed to grow 5× it sustained 120/s where it had
 	// stalled (BENCHMARKS.md, run 11). Memory is cheap here, a core is not.
-	env := s.plainEnv(map[string]string{"GOGC": "400"})
+	//
+	// GOMAXPROCS: half the machine's cores (at least one) unless the environment sets it.
+	// The server's persistence goes through one SQLite connection; with every core its
+	// goroutines hand work across threads that spin and park. On 2 cores, one cut its
+	// CPU per 3-step durable run 15-20 % (BENCHMARKS.md, run 27).
+	extra := map[string]string{"GOGC": "400"}
+	if s.opts.Environ["GOMAXPROCS"] == "" {
+		extra["GOMAXPROCS"] = strconv.Itoa(temporalProcs(runtime.NumCPU()))
+	}
+	env := s.plainEnv(extra)
 	return command{path: s.opts.TemporalBin, args: args, env: env, dir: s.DataDir}, nil
 }
+
+// temporalProcs is the dev server's GOMAXPROCS on a machine of cpus cores.
+func temporalProcs(cpus int) int { return max(1, cpus/2) }
 
 // temporalReady asks the frontend for its health with the CLI itself (no SDK needed here).
 func temporalReady(s *Stack) func(context.Context) error {
