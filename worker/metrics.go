@@ -27,17 +27,33 @@ func MetricsHandler(reg prometheus.Registerer) client.MetricsHandler {
 type promHandler struct {
 	c    *sdkCollector
 	tags map[string]string
+	// keys are the tags' names, sorted; tagKey is their part of a series id. The SDK asks
+	// for a counter or timer at every emission: both are worked out once per tag set.
+	keys   []string
+	tagKey string
 }
 
 func (h *promHandler) WithTags(tags map[string]string) client.MetricsHandler {
 	merged := make(map[string]string, len(h.tags)+len(tags))
 	maps.Copy(merged, h.tags)
 	maps.Copy(merged, tags)
-	return &promHandler{c: h.c, tags: merged}
+	keys := slices.Sorted(maps.Keys(merged))
+	var sb strings.Builder
+	for _, k := range keys {
+		sb.WriteString("\x00")
+		sb.WriteString(k)
+		sb.WriteByte('=')
+		sb.WriteString(merged[k])
+	}
+	return &promHandler{c: h.c, tags: merged, keys: keys, tagKey: sb.String()}
+}
+
+func (h *promHandler) get(kind int, name string) *sdkSeries {
+	return h.c.get(kind, name, h.keys, h.tags, h.tagKey)
 }
 
 func (h *promHandler) Counter(name string) client.MetricsCounter {
-	s := h.c.get(kindCounter, name, h.tags)
+	s := h.get(kindCounter, name)
 	return counterFunc(func(d int64) {
 		h.c.mu.Lock()
 		s.value += float64(d)
@@ -46,7 +62,7 @@ func (h *promHandler) Counter(name string) client.MetricsCounter {
 }
 
 func (h *promHandler) Gauge(name string) client.MetricsGauge {
-	s := h.c.get(kindGauge, name, h.tags)
+	s := h.get(kindGauge, name)
 	return gaugeFunc(func(v float64) {
 		h.c.mu.Lock()
 		s.value = v
@@ -55,7 +71,7 @@ func (h *promHandler) Gauge(name string) client.MetricsGauge {
 }
 
 func (h *promHandler) Timer(name string) client.MetricsTimer {
-	s := h.c.get(kindTimer, name, h.tags)
+	s := h.get(kindTimer, name)
 	return timerFunc(func(d time.Duration) {
 		sec := d.Seconds()
 		h.c.mu.Lock()
@@ -101,14 +117,8 @@ type sdkCollector struct {
 	series map[string]*sdkSeries
 }
 
-func (c *sdkCollector) get(kind int, name string, tags map[string]string) *sdkSeries {
-	keys := slices.Sorted(maps.Keys(tags))
-	var sb strings.Builder
-	sb.WriteString(name)
-	for _, k := range keys {
-		sb.WriteString("\x00" + k + "=" + tags[k])
-	}
-	id := string(rune('0'+kind)) + sb.String()
+func (c *sdkCollector) get(kind int, name string, keys []string, tags map[string]string, tagKey string) *sdkSeries {
+	id := string(rune('0'+kind)) + name + tagKey
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s, ok := c.series[id]; ok {
