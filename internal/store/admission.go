@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -39,6 +40,15 @@ func (s *Store) EnqueueExecution(ctx context.Context, e *Execution, a Admission)
 			return "", false, translate(err, "enqueue execution")
 		}
 		return e.ID, true, nil
+	}
+	if a.Key == "" && a.MaxOpen > UnlockedMargin && a.Origin == nil {
+		tag, err := s.pool.Exec(ctx, enqueueFarFromCap, farFromCapArgs(args, a.MaxOpen)...)
+		if err != nil {
+			return "", false, translate(err, "enqueue execution")
+		}
+		if tag.RowsAffected() == 1 {
+			return e.ID, true, nil
+		}
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		capped, err := lockUnlessFarFromCap(ctx, tx, e.Tenant, a.MaxOpen)
@@ -79,6 +89,9 @@ func (s *Store) EnqueueExecution(ctx context.Context, e *Execution, a Admission)
 	}
 	return owner, created, nil
 }
+
+// enqueueFarFromCap is upsertExecution admitted far from the tenant's cap in one statement.
+var enqueueFarFromCap = admitFarFromCap(executionHead, executionValues, executionOnConflict, "$7", executionParams)
 
 // UnlockedMargin is how far below its cap (LAMBDA_TENANT_ASYNC_MAX) a tenant's async
 // work must be for an admission to skip the tenant's admission lock. The lock serialises
@@ -128,11 +141,34 @@ func lockAdmissions(ctx context.Context, tx pgx.Tx, tenant string) error {
 // runs not final (runs_open; a sync run handed over to a workflow becomes async).
 func openAsync(ctx context.Context, q rowQuerier, tenant string, limit int) (int, error) {
 	var n int
-	err := q.QueryRow(ctx, `SELECT (SELECT count(*) FROM (SELECT 1 FROM request_logs
-		WHERE tenant = $1 AND mode = 'async' AND status IN ('queued', 'running') LIMIT $2) o)
-		+ (SELECT count(*) FROM (SELECT 1 FROM runs
-		WHERE tenant = $1 AND mode = 'async' AND status IN ('queued', 'running', 'waiting') LIMIT $2) r)`, tenant, limit).Scan(&n)
+	err := q.QueryRow(ctx, `SELECT `+openAsyncCount("$1", "$2"), tenant, limit).Scan(&n)
 	return n, err
+}
+
+// openAsyncCount is openAsync's count as an SQL expression over the placeholders of the
+// tenant and the limit.
+func openAsyncCount(tenant, limit string) string {
+	return `(SELECT count(*) FROM (SELECT 1 FROM request_logs
+		WHERE tenant = ` + tenant + ` AND mode = 'async' AND status IN ('queued', 'running') LIMIT ` + limit + `) o)
+		+ (SELECT count(*) FROM (SELECT 1 FROM runs
+		WHERE tenant = ` + tenant + ` AND mode = 'async' AND status IN ('queued', 'running', 'waiting') LIMIT ` + limit + `) r)`
+}
+
+// admitFarFromCap turns an insert of one row, `head VALUES (values) tail`, into one
+// statement that inserts it only when its tenant's open async work is at least
+// UnlockedMargin below the cap: lockUnlessFarFromCap's unlocked path, its count and its
+// insert in one round trip and one implicit transaction instead of four (BEGIN, count,
+// insert, COMMIT). Its two extra placeholders, after the row's n, are the count's limit
+// (farFromCapArgs) and the cap. Nothing inserted: the admission takes the locked path.
+func admitFarFromCap(head, values, tail, tenant string, n int) string {
+	limit, maxOpen := fmt.Sprintf("$%d", n+1), fmt.Sprintf("$%d", n+2)
+	return head + "\nSELECT " + values + "\nWHERE " + openAsyncCount(tenant, limit) +
+		fmt.Sprintf(" + %d <= ", UnlockedMargin) + maxOpen + "\n" + tail
+}
+
+// farFromCapArgs are admitFarFromCap's two placeholders' values under a cap of maxOpen.
+func farFromCapArgs(args []any, maxOpen int) []any {
+	return append(args, maxOpen-UnlockedMargin+1, maxOpen)
 }
 
 // OpenAsync is an async execution that is not final: what the sweeper looks at.

@@ -13,3 +13,22 @@ func (s *Store) MarkRunning(ctx context.Context, tenant, id string, attempt int)
 	_, err := s.StartAttempt(ctx, tenant, id, attempt)
 	return err
 }
+
+// AdmitFarFromCap runs the one-statement admissions of an async execution and a run
+// under a cap of maxOpen, without the locked path behind them: inserted says whether
+// the row was written.
+func (s *Store) AdmitFarFromCap(ctx context.Context, e *Execution, r *Run, maxOpen int) (inserted bool, err error) {
+	sql := enqueueFarFromCap
+	var args []any
+	if r != nil {
+		sql = insertRunFarFromCap
+		args, err = runArgs(r)
+	} else {
+		args, err = executionArgs(e)
+	}
+	if err != nil {
+		return false, err
+	}
+	tag, err := s.pool.Exec(ctx, sql, farFromCapArgs(args, maxOpen)...)
+	return tag.RowsAffected() == 1, err
+}

@@ -19,15 +19,22 @@ import (
 // so a retried activity or a duplicate write records an execution exactly once — except
 // by a later attempt of a pipeline step's call: the attempts of a step under its retry
 // policy share one execution id (pipeline.StepExecutionID), and the row shows the last.
-const upsertExecution = `INSERT INTO request_logs AS r (id, timestamp, language_title, payload, status,
+const upsertExecution = executionHead + "\nVALUES (" + executionValues + ")\n" + executionOnConflict
+
+// The parts of upsertExecution: its columns, its row (executionParams placeholders; the
+// tenant is $7) and what a row already there keeps.
+const (
+	executionHead = `INSERT INTO request_logs AS r (id, timestamp, language_title, payload, status,
 	duration, tenant, function, version, mode, result, error, stdout, stderr, truncated, cached, attempts,
-	workflow_id, finished_at, language, run_id, step_id)
-VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,NULLIF($18,''),$19,$20,NULLIF($21,'')::uuid,NULLIF($22,''))
-ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, duration = EXCLUDED.duration,
+	workflow_id, finished_at, language, run_id, step_id)`
+	executionValues     = `$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,NULLIF($18,''),$19,$20,NULLIF($21,'')::uuid,NULLIF($22,'')`
+	executionParams     = 22
+	executionOnConflict = `ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, duration = EXCLUDED.duration,
 	result = EXCLUDED.result, error = EXCLUDED.error, stdout = EXCLUDED.stdout, stderr = EXCLUDED.stderr,
 	truncated = EXCLUDED.truncated, cached = EXCLUDED.cached, attempts = EXCLUDED.attempts,
 	workflow_id = coalesce(EXCLUDED.workflow_id, r.workflow_id), finished_at = EXCLUDED.finished_at
 WHERE r.status IN ('queued', 'running') OR (r.run_id IS NOT NULL AND r.attempts < EXCLUDED.attempts)`
+)
 
 func executionArgs(e *Execution) ([]any, error) {
 	var errJSON []byte

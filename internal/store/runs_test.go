@@ -232,3 +232,41 @@ func TestRunReadsInOneRoundTrip(t *testing.T) {
 	_, err = st.ReadForCall(ctx, store.CallWant{Tenant: "default", RunID: r.ID, StepID: "none", ExecutionID: uuid.NewString(), Item: 0})
 	require.True(t, fault.Is(err, fault.NotFound), "%v", err)
 }
+
+// Far below its cap a tenant's async execution or run is admitted in one statement,
+// which writes nothing once the tenant is within store.UnlockedMargin of the cap (the
+// locked path then decides); its count covers executions and runs alike.
+func TestOneStatementAdmissionStopsNearTheCap(t *testing.T) {
+	t.Parallel()
+	st, _ := open(t)
+	ctx := context.Background()
+	maxOpen := store.UnlockedMargin + 3 // admitted in one statement while 3 or fewer are open
+
+	for i, want := range []bool{true, true, true, true, false} {
+		var ok bool
+		var err error
+		if i%2 == 0 {
+			ok, err = st.AdmitFarFromCap(ctx, queued("near"), nil, maxOpen)
+		} else {
+			ok, err = st.AdmitFarFromCap(ctx, nil, asyncRun(t, st, "near"), maxOpen)
+		}
+		require.NoError(t, err)
+		require.Equal(t, want, ok, "admission %d (%d open before it)", i+1, i)
+	}
+	ok, err := st.AdmitFarFromCap(ctx, nil, asyncRun(t, st, "far"), maxOpen)
+	require.NoError(t, err)
+	require.True(t, ok, "another tenant counts its own")
+
+	// The admissions that went through are real rows: the locked path counts them and
+	// admits up to the cap exactly.
+	admitted := 0
+	for range 2*store.UnlockedMargin + 10 {
+		_, _, err := st.InsertRun(ctx, asyncRun(t, st, "near"), store.Admission{MaxOpen: maxOpen})
+		if err != nil {
+			require.True(t, fault.Is(err, fault.RateLimited), "%v", err)
+			break
+		}
+		admitted++
+	}
+	require.Equal(t, maxOpen-4, admitted)
+}
