@@ -41,12 +41,10 @@ func (s *Store) EnqueueExecution(ctx context.Context, e *Execution, a Admission)
 		}
 		return e.ID, true, nil
 	}
-	if a.Key == "" && a.MaxOpen > UnlockedMargin && a.Origin == nil {
-		tag, err := s.pool.Exec(ctx, enqueueFarFromCap, farFromCapArgs(args, a.MaxOpen)...)
-		if err != nil {
+	if a.oneStatement() {
+		if ok, err := s.admitFarFromCap(ctx, enqueueFarFromCap, args, a.MaxOpen); err != nil {
 			return "", false, translate(err, "enqueue execution")
-		}
-		if tag.RowsAffected() == 1 {
+		} else if ok {
 			return e.ID, true, nil
 		}
 	}
@@ -91,7 +89,7 @@ func (s *Store) EnqueueExecution(ctx context.Context, e *Execution, a Admission)
 }
 
 // enqueueFarFromCap is upsertExecution admitted far from the tenant's cap in one statement.
-var enqueueFarFromCap = admitFarFromCap(executionHead, executionValues, executionOnConflict, "$7", executionParams)
+var enqueueFarFromCap = farFromCapSQL(executionHead, executionValues, executionOnConflict, "$7", executionParams)
 
 // UnlockedMargin is how far below its cap (LAMBDA_TENANT_ASYNC_MAX) a tenant's async
 // work must be for an admission to skip the tenant's admission lock. The lock serialises
@@ -154,21 +152,30 @@ func openAsyncCount(tenant, limit string) string {
 		WHERE tenant = ` + tenant + ` AND mode = 'async' AND status IN ('queued', 'running', 'waiting') LIMIT ` + limit + `) r)`
 }
 
-// admitFarFromCap turns an insert of one row, `head VALUES (values) tail`, into one
+// farFromCapSQL turns an insert of one row, `head VALUES (values) tail`, into one
 // statement that inserts it only when its tenant's open async work is at least
 // UnlockedMargin below the cap: lockUnlessFarFromCap's unlocked path, its count and its
 // insert in one round trip and one implicit transaction instead of four (BEGIN, count,
 // insert, COMMIT). Its two extra placeholders, after the row's n, are the count's limit
-// (farFromCapArgs) and the cap. Nothing inserted: the admission takes the locked path.
-func admitFarFromCap(head, values, tail, tenant string, n int) string {
+// and the cap (Store.admitFarFromCap passes them). Nothing inserted: the admission
+// takes the locked path.
+func farFromCapSQL(head, values, tail, tenant string, n int) string {
 	limit, maxOpen := fmt.Sprintf("$%d", n+1), fmt.Sprintf("$%d", n+2)
 	return head + "\nSELECT " + values + "\nWHERE " + openAsyncCount(tenant, limit) +
 		fmt.Sprintf(" + %d <= ", UnlockedMargin) + maxOpen + "\n" + tail
 }
 
-// farFromCapArgs are admitFarFromCap's two placeholders' values under a cap of maxOpen.
-func farFromCapArgs(args []any, maxOpen int) []any {
-	return append(args, maxOpen-UnlockedMargin+1, maxOpen)
+// oneStatement says whether the admission may try farFromCapSQL's one statement: a
+// cap far enough above the margin, no key to claim and no origin to write with it.
+func (a Admission) oneStatement() bool {
+	return a.Key == "" && a.MaxOpen > UnlockedMargin && a.Origin == nil
+}
+
+// admitFarFromCap runs a farFromCapSQL statement over a row's args under a cap of
+// maxOpen: whether it wrote the row.
+func (s *Store) admitFarFromCap(ctx context.Context, sql string, args []any, maxOpen int) (bool, error) {
+	tag, err := s.pool.Exec(ctx, sql, append(args, maxOpen-UnlockedMargin+1, maxOpen)...)
+	return err == nil && tag.RowsAffected() == 1, err
 }
 
 // OpenAsync is an async execution that is not final: what the sweeper looks at.

@@ -29,6 +29,5 @@ func (s *Store) AdmitFarFromCap(ctx context.Context, e *Execution, r *Run, maxOp
 	if err != nil {
 		return false, err
 	}
-	tag, err := s.pool.Exec(ctx, sql, farFromCapArgs(args, maxOpen)...)
-	return tag.RowsAffected() == 1, err
+	return s.admitFarFromCap(ctx, sql, args, maxOpen)
 }

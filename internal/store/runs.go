@@ -148,7 +148,7 @@ const (
 )
 
 // insertRunFarFromCap is insertRun admitted far from the tenant's cap in one statement.
-var insertRunFarFromCap = admitFarFromCap(runHead, runValues, "", "$2", runParams)
+var insertRunFarFromCap = farFromCapSQL(runHead, runValues, "", "$2", runParams)
 
 func runArgs(r *Run) ([]any, error) {
 	opts, err := json.Marshal(r.Options)
@@ -194,12 +194,10 @@ func (s *Store) InsertRun(ctx context.Context, r *Run, a Admission) (owner strin
 		}
 		return r.ID, true, nil
 	}
-	if a.Key == "" && a.MaxOpen > UnlockedMargin && len(r.Steps) == 0 && a.Origin == nil {
-		tag, err := s.pool.Exec(ctx, insertRunFarFromCap, farFromCapArgs(args, a.MaxOpen)...)
-		if err != nil {
+	if a.oneStatement() && len(r.Steps) == 0 {
+		if ok, err := s.admitFarFromCap(ctx, insertRunFarFromCap, args, a.MaxOpen); err != nil {
 			return "", false, translate(err, "insert run")
-		}
-		if tag.RowsAffected() == 1 {
+		} else if ok {
 			return r.ID, true, nil
 		}
 	}
