@@ -48,12 +48,8 @@ func (h *promHandler) WithTags(tags map[string]string) client.MetricsHandler {
 	return &promHandler{c: h.c, tags: merged, keys: keys, tagKey: sb.String()}
 }
 
-func (h *promHandler) get(kind int, name string) *sdkSeries {
-	return h.c.get(kind, name, h.keys, h.tags, h.tagKey)
-}
-
 func (h *promHandler) Counter(name string) client.MetricsCounter {
-	s := h.get(kindCounter, name)
+	s := h.c.get(kindCounter, name, h)
 	return counterFunc(func(d int64) {
 		h.c.mu.Lock()
 		s.value += float64(d)
@@ -62,7 +58,7 @@ func (h *promHandler) Counter(name string) client.MetricsCounter {
 }
 
 func (h *promHandler) Gauge(name string) client.MetricsGauge {
-	s := h.get(kindGauge, name)
+	s := h.c.get(kindGauge, name, h)
 	return gaugeFunc(func(v float64) {
 		h.c.mu.Lock()
 		s.value = v
@@ -71,7 +67,7 @@ func (h *promHandler) Gauge(name string) client.MetricsGauge {
 }
 
 func (h *promHandler) Timer(name string) client.MetricsTimer {
-	s := h.get(kindTimer, name)
+	s := h.c.get(kindTimer, name, h)
 	return timerFunc(func(d time.Duration) {
 		sec := d.Seconds()
 		h.c.mu.Lock()
@@ -117,17 +113,18 @@ type sdkCollector struct {
 	series map[string]*sdkSeries
 }
 
-func (c *sdkCollector) get(kind int, name string, keys []string, tags map[string]string, tagKey string) *sdkSeries {
-	id := string(rune('0'+kind)) + name + tagKey
+// get returns the series of kind and name with h's tags, created on first use.
+func (c *sdkCollector) get(kind int, name string, h *promHandler) *sdkSeries {
+	id := string(rune('0'+kind)) + name + h.tagKey
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s, ok := c.series[id]; ok {
 		return s
 	}
-	labels := make([]string, len(keys))
-	values := make([]string, len(keys))
-	for i, k := range keys {
-		labels[i], values[i] = promName(k), tags[k]
+	labels := make([]string, len(h.keys))
+	values := make([]string, len(h.keys))
+	for i, k := range h.keys {
+		labels[i], values[i] = promName(k), h.tags[k]
 	}
 	full := promName(name)
 	switch kind {
